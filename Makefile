@@ -1,0 +1,50 @@
+# l1000_assets: the two commands a user needs are `make demo` and `make test`.
+# Everything else is a helper they call. Requires only Python 3.11 on PATH.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= data
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export L1000_DATA_ROOT ?= $(CURDIR)/$(DATA)
+
+.PHONY: demo test test-all install install-gpu ui check bench clean-data
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# CUDA TensorFlow instead of the CPU build (a GPU machine only).
+install-gpu: $(STAMP)
+	$(BIN)/python -m pip uninstall --yes tensorflow-cpu
+	$(BIN)/python -m pip install -c constraints.txt -e ".[gpu,dev]"
+
+demo: $(STAMP)
+	$(BIN)/l1000 demo --data-root "$(L1000_DATA_ROOT)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# The whole suite, slow tests included.
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m ""
+
+check: $(STAMP)
+	$(BIN)/dg check defs
+
+ui: $(STAMP)
+	$(BIN)/dg dev --host 127.0.0.1 --port $${PORT:-3000}
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/synth.py --profiles 200000
+
+clean-data:
+	rm -rf "$(L1000_DATA_ROOT)"

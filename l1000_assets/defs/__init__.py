@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per stage; loaded by ``load_from_defs_folder``."""

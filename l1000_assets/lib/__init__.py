@@ -1,0 +1,1 @@
+"""Dagster-aware shared pieces: resources, configs, metadata helpers."""

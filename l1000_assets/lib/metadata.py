@@ -1,0 +1,32 @@
+"""Helpers that turn files and tables into Dagster metadata."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+
+def file_metadata(path: Path, *, hash_bytes: bool = False) -> dict[str, dg.MetadataValue]:
+    """Path and size of a file (and its SHA-256 for small files when asked)."""
+    out: dict[str, dg.MetadataValue] = {
+        "path": dg.MetadataValue.path(str(path)),
+        "size_mb": dg.MetadataValue.float(round(path.stat().st_size / 1e6, 2)),
+    }
+    if hash_bytes:
+        out["sha256"] = dg.MetadataValue.text(sha256_file(path))
+    return out
+
+
+def sha256_file(path: Path, block: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def markdown_preview(df: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
+    return dg.MetadataValue.md(df.head(rows).to_markdown(index=False))
