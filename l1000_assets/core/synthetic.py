@@ -324,6 +324,10 @@ def _build_world(cfg: SyntheticConfig, scale: float = 1.0) -> _World:
         target_response=target_response.astype(np.float32),
     )
     world.extra["pert_cells"] = pert_cells
+    # Well-inferred ("BING") genes get the configured noise, the rest three times as much.
+    bing = genes["pr_is_bing"].to_numpy()[N_LANDMARKS:] == 1
+    world.extra["inference_noise_sd"] = (cfg.inference_noise_sd * np.where(bing, 1.0, 3.0)
+                                         ).astype(np.float32)
     return world
 
 
@@ -490,7 +494,7 @@ def _plates(world: _World, maps: list[_PlateMap], limit: int,
                 level4 = _robust_zscore(level3_lm, cfg.mad_floor)
             else:
                 inferred = (level3_lm @ world.inference_a) @ world.inference_c
-                inferred += cfg.inference_noise_sd * rng.standard_normal(
+                inferred += world.extra["inference_noise_sd"] * rng.standard_normal(
                     inferred.shape, dtype=np.float32)
                 level4 = _robust_zscore(np.concatenate([level3_lm, inferred], axis=1),
                                         cfg.mad_floor)

@@ -1,0 +1,30 @@
+"""Shared fixtures: the real L1000 files in ../shared and a small synthetic release."""
+
+from pathlib import Path
+
+import pytest
+
+from l1000_assets.core.synthetic import SyntheticConfig, write_synthetic_release
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real-l1000"
+
+SMALL_PROFILES = 2_000
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    if not REAL.is_dir():
+        pytest.fail(f"real L1000 fixtures not found at {REAL} (CI places ../shared beside the repo)")
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def small_config() -> SyntheticConfig:
+    return SyntheticConfig(n_profiles=SMALL_PROFILES, seed=7)
+
+
+@pytest.fixture(scope="session")
+def small_release(tmp_path_factory, small_config):
+    """A 2,000-profile synthetic release written once per test session."""
+    return write_synthetic_release(tmp_path_factory.mktemp("small_release"), small_config)
