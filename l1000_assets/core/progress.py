@@ -22,10 +22,14 @@ class ProgressReporter:
 
     def __call__(self, done: int, total: int, elapsed: float) -> None:
         now = time.monotonic()
-        if done < total and now - self._last < self.interval:
+        finished = total > 0 and done >= total  # total 0: size unknown, keep throttling
+        if not finished and now - self._last < self.interval:
             return
         self._last = now
         rate = done / elapsed if elapsed > 0 else 0.0
+        if total <= 0:
+            self.emit(f"{done:,} {self.what}, {rate:,.0f} {self.what}/s")
+            return
         eta = (total - done) / rate if rate > 0 else float("nan")
-        self.emit(f"{done:,}/{total:,} {self.what} ({100 * done / max(total, 1):.0f}%), "
+        self.emit(f"{done:,}/{total:,} {self.what} ({100 * done / total:.0f}%), "
                   f"{rate:,.0f} {self.what}/s, ETA {eta:,.0f} s")

@@ -36,7 +36,7 @@ class LocalRelease:
 
 def _one(root: Path, kind: str, required: bool) -> Path | None:
     found = sorted(p for p in root.iterdir()
-                   if re.search(rf"{kind}(_[0-9-]+)?\.txt(\.gz)?$", p.name) and not p.name.startswith("."))
+                   if re.search(rf"{kind}([_.][A-Za-z0-9.-]*)?\.txt(\.gz)?$", p.name) and not p.name.startswith("."))
     if len(found) > 1:
         raise L1000InputError(root, f"several {kind} files: {preview_ids(p.name for p in found)}")
     if not found:

@@ -148,6 +148,16 @@ class SyntheticConfig:
     def treatment_wells(self) -> int:
         return WELLS_PER_PLATE - self.controls_vehicle - self.controls_untreated
 
+    def controls(self, n_treatment: int) -> tuple[int, int]:
+        """Vehicle/vector and untreated wells of a plate with ``n_treatment`` treatments.
+
+        A full plate gets the configured counts; a partly filled one proportionally fewer
+        (at least 4 and 2), so controls stay about 6% of profiles, as in real releases.
+        """
+        scale = n_treatment / self.treatment_wells
+        return (max(4, round(self.controls_vehicle * scale)),
+                max(2, round(self.controls_untreated * scale)))
+
 
 @dataclass(frozen=True)
 class ReleaseFiles:
@@ -467,7 +477,7 @@ def _plates(world: _World, maps: list[_PlateMap], limit: int,
             perts["sign"].to_numpy()[pidx][gen] * cfg.target_knockdown
             * perts["potency"].to_numpy()[pidx][gen])
 
-        n_ctl = cfg.controls_vehicle + cfg.controls_untreated
+        n_ctl = sum(cfg.controls(len(pidx)))
         n_w = len(pidx) + n_ctl
         for rep in range(1, cfg.replicates + 1):
             if produced >= limit:
@@ -510,14 +520,14 @@ def _plate_metadata(world: _World, pmap: _PlateMap, rep: int, cell: str) -> pd.D
     perts = world.perts
     rna_plate = f"{pmap.map_id}_{cell}_{pmap.time_h}H_X{rep}"
     det_plate = f"{rna_plate}_B{(rep - 1) % 2 + 1}_DUO52HI53LO"
-    n_ctl = cfg.controls_vehicle + cfg.controls_untreated
-    wells = _well_names(len(pmap.pert_idx) + n_ctl)
+    n_vehicle, n_untreated = cfg.controls(len(pmap.pert_idx))
+    wells = _well_names(len(pmap.pert_idx) + n_vehicle + n_untreated)
     if pmap.kind == "cp":
         vehicle = ("DMSO", "DMSO", "ctl_vehicle", "0.1", "%")
     else:
         vehicle = ("CMAP-VEC001", "EMPTY_VECTOR", "ctl_vector", "1", "µL")
     untrt = ("CMAP-UNTRT", "UnTrt", "ctl_untrt", "-666", "-666")
-    ctl = [vehicle] * cfg.controls_vehicle + [untrt] * cfg.controls_untreated
+    ctl = [vehicle] * n_vehicle + [untrt] * n_untreated
     ptypes = perts["pert_type"].to_numpy()[pmap.pert_idx]
     unit = np.where(ptypes == "trt_cp", "µM", "µL")
     dose = np.where(ptypes == "trt_cp", np.round(pmap.dose, 2).astype(str), "1")
@@ -547,8 +557,8 @@ def build_world(config: SyntheticConfig) -> tuple[_World, list[_PlateMap]]:
     while True:
         world = _build_world(config, scale)
         maps = _design(world)
-        n_ctl = config.controls_vehicle + config.controls_untreated
-        total = sum((len(m.pert_idx) + n_ctl) * config.replicates for m in maps)
+        total = sum((len(m.pert_idx) + sum(config.controls(len(m.pert_idx))))
+                    * config.replicates for m in maps)
         if total >= config.n_profiles:
             return world, maps
         scale *= 1.1 * config.n_profiles / total

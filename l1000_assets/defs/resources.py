@@ -1,8 +1,9 @@
 import dagster as dg
 
+from l1000_assets.lib.releases import registry_from_env
 from l1000_assets.lib.resources import lake_from_env
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"lake": lake_from_env()})
+    return dg.Definitions(resources={"lake": lake_from_env(), "releases": registry_from_env()})

@@ -9,6 +9,9 @@ import dagster as dg
 
 from l1000_assets.lib.resources import DATA_ROOT_ENV
 
+ASSET_PARTITION_RANGE_START = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+
 
 def load_definitions() -> dg.Definitions:
     from l1000_assets.definitions import defs
@@ -16,44 +19,68 @@ def load_definitions() -> dg.Definitions:
     return defs()
 
 
-def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
-    """Materialize every asset (and run every check) in one run on the Dagster instance.
+def _stages(instance: dg.DagsterInstance):
+    """(title, asset names, partition key, tags) of each run, in dependency order.
 
-    The run goes into ``$DAGSTER_HOME`` (the Makefile points it at ``dagster_home/``), so
-    it shows in the UI's run history.
+    Called lazily: later stages see the partitions that earlier stages added.
+    """
+    yield "synthetic release", ["synthetic_release"], None, {}
+    yield "release files and metadata", ["release_files", "release_metadata"], "synthetic", {}
+    cells = instance.get_dynamic_partitions("cell_line")
+    if cells:
+        # One run for all cell lines: landmark_profiles reads each release once.
+        yield "landmark lake", ["landmark_profiles"], None, {
+            ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]}
+    yield "DuckDB catalog", ["warehouse"], None, {}
+
+
+def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
+    """Materialize every asset (and run every check) on the Dagster instance, stage by stage.
+
+    The runs go into ``$DAGSTER_HOME`` (the Makefile points it at ``dagster_home/``), so they
+    show in the UI's run history with all their metadata.
     """
     data_root = data_root.resolve()
     os.environ[DATA_ROOT_ENV] = str(data_root)
     if "DAGSTER_HOME" not in os.environ:
-        home = Path(__file__).resolve().parents[2] / "dagster_home"
-        os.environ["DAGSTER_HOME"] = str(home)
+        os.environ["DAGSTER_HOME"] = str(Path(__file__).resolve().parents[2] / "dagster_home")
     definitions = load_definitions()
-    job = definitions.resolve_implicit_global_asset_job_def()
+    everything = [*definitions.assets, *definitions.asset_checks]
     run_config = {"ops": {"synthetic_release": {"config": {"n_profiles": n_profiles,
                                                            "seed": seed}}},
                   "loggers": {"console": {"config": {"log_level": "INFO"}}}}
     print(f"l1000 demo: {n_profiles:,} synthetic profiles (seed {seed}) -> {data_root}",
           flush=True)
     t0 = time.perf_counter()
+    materialized: dict[str, str] = {}
+    checks: list[tuple[str, str]] = []
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, run_config=run_config,
-                                        raise_on_error=False)
-    if not result.success:
-        print("demo failed: see the errors above (and the run in `make ui`)", file=sys.stderr)
-        return 1
-    checks = [e.asset_check_evaluation_data for e in result.all_events
-              if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    print(f"\ndone in {time.perf_counter() - t0:.0f} s (run {result.run_id})")
+        for title, names, partition, tags in _stages(instance):
+            print(f"\n== {title}", flush=True)
+            config = run_config if "synthetic_release" in names else {
+                "loggers": run_config["loggers"]}
+            result = dg.materialize(
+                everything, selection=names, instance=instance, resources=definitions.resources,
+                partition_key=partition, tags=tags, run_config=config, raise_on_error=False)
+            if not result.success:
+                print(f"demo failed in stage '{title}': see the errors above and run "
+                      f"{result.run_id} in `make ui`", file=sys.stderr)
+                return 1
+            for event in result.get_asset_materialization_events():
+                mat = event.event_specific_data.materialization
+                path = next((v.value for v in mat.metadata.values()
+                             if isinstance(v, dg.PathMetadataValue)), "")
+                materialized[mat.asset_key.to_user_string()] = path
+            for check in result.get_asset_check_evaluations():
+                status = "passed" if check.passed else f"FAILED ({check.severity.value})"
+                checks.append((check.check_name, status))
+    print(f"\ndone in {time.perf_counter() - t0:.0f} s")
     print("materialized:")
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        path = next((v.value for k, v in mat.metadata.items()
-                     if isinstance(v, dg.PathMetadataValue)), "")
-        print(f"  {mat.asset_key.to_user_string():<28} {path}")
+    for key, path in materialized.items():
+        print(f"  {key:<28} {path}")
     print("checks:")
-    for check in checks:
-        status = "passed" if check.passed else f"FAILED ({check.severity.value})"
-        print(f"  {check.asset_check_key.name:<40} {status}")
+    for name, status in checks:
+        print(f"  {name:<40} {status}")
     print(f"\noutputs under {data_root}; run history in {os.environ['DAGSTER_HOME']} "
           "(open it with `make ui`)")
     return 0

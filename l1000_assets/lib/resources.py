@@ -26,7 +26,28 @@ class LakeResource(dg.ConfigurableResource):
         return Path(self.root).expanduser().resolve()
 
     def release_dir(self, release: str) -> Path:
+        """Downloaded or generated release files."""
         return self.path / "releases" / release
+
+    def metadata_dir(self, release: str) -> Path:
+        """Canonical metadata tables of one release (Parquet)."""
+        return self.path / "lake" / "metadata" / f"release={release}"
+
+    def metadata_releases(self) -> list[str]:
+        """Releases whose canonical metadata is in the lake."""
+        base = self.path / "lake" / "metadata"
+        if not base.is_dir():
+            return []
+        return sorted(p.name.split("=", 1)[1] for p in base.glob("release=*") if p.is_dir())
+
+    def landmark_dir(self, cell_line: str) -> Path:
+        """Landmark profiles of one cell line: one Parquet file per release."""
+        return self.path / "lake" / "landmark_profiles" / f"cell_id={cell_line}"
+
+    @property
+    def catalog_path(self) -> Path:
+        """The DuckDB catalog (written only by the ``warehouse`` asset)."""
+        return self.path / "catalog" / "l1000.duckdb"
 
 
 def lake_from_env() -> LakeResource:

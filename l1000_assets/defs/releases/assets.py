@@ -49,6 +49,9 @@ def synthetic_release(
                                 progress=ProgressReporter(context.log.info, interval=10.0))
     seconds = time.perf_counter() - t0
     release = find_release_files(target)
+    if not context.instance.has_dynamic_partition("release", SYNTHETIC_DIR_NAME):
+        context.instance.add_dynamic_partitions("release", [SYNTHETIC_DIR_NAME])
+        context.log.info(f"added release partition {SYNTHETIC_DIR_NAME!r}")
     pert_info = read_info_table(release.pert_info)
     return dg.MaterializeResult(
         metadata={

@@ -1,0 +1,62 @@
+"""The DuckDB catalog over the lake."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from l1000_assets.core.catalog import build_catalog, connect_read_only
+from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
+from l1000_assets.defs.releases.ingest import RELEASE_METADATA
+from l1000_assets.lib.resources import LakeResource
+
+WAREHOUSE = dg.AssetKey("warehouse")
+SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
+EXPECTED_VIEWS = ("profiles", "instances", "perturbagens", "genes", "cell_lines")
+
+
+@dg.asset(
+    key=WAREHOUSE,
+    group_name="catalog",
+    deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping()),
+          dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping())],
+    kinds={"duckdb", "sql"},
+    description=(
+        "One DuckDB file with views over the lake (profiles, instances, perturbagens, genes, "
+        "cell_lines) and the macros in sql/. The only writer of that file; rebuilt whole and "
+        "swapped in atomically."
+    ),
+)
+def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    report = build_catalog(lake.catalog_path, SQL_DIR, lake.path / "lake")
+    for head, reason in report.skipped.items():
+        context.log.warning(f"skipped {head!r}: {reason}")
+    with connect_read_only(lake.catalog_path) as con:
+        views = [r[0] for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+        counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchall()[0][0]
+                  for v in views if v in EXPECTED_VIEWS}
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(lake.catalog_path)),
+        "views": ", ".join(views),
+        **{f"rows_{v}": int(n) for v, n in counts.items()},
+        "skipped": ", ".join(report.skipped) or "none",
+        "open_with": dg.MetadataValue.md(
+            f"```sql\n-- duckdb -readonly {lake.catalog_path}\nSELECT cell_id, count(*) "
+            "FROM profiles GROUP BY 1;\n```"),
+    })
+
+
+@dg.asset_check(asset=WAREHOUSE, blocking=True,
+                description="Every lake view exists and the profiles view has 978-wide vectors.")
+def warehouse_views(lake: LakeResource) -> dg.AssetCheckResult:
+    with connect_read_only(lake.catalog_path) as con:
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        missing = [v for v in EXPECTED_VIEWS if v not in views]
+        width = None
+        if "profiles" in views:
+            width = con.execute("SELECT data_type FROM duckdb_columns() "
+                                "WHERE table_name = 'profiles' AND column_name = 'landmarks'"
+                                ).fetchall()[0][0]
+    return dg.AssetCheckResult(passed=not missing and width == "FLOAT[978]",
+                               metadata={"missing_views": ", ".join(missing) or "none",
+                                         "landmarks_type": str(width)})

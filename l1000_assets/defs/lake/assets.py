@@ -1,0 +1,151 @@
+"""The landmark lake: 978 landmark z-scores of every non-control profile, per cell line."""
+
+import contextlib
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from l1000_assets.core.atomic import atomic_dir
+from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.ingest import (N_LANDMARKS, STRICT, iter_profile_batches, landmark_matrix,
+                                      open_release, read_profile_gene_ids, reconcile,
+                                      write_landmark_profiles)
+from l1000_assets.core.progress import ProgressReporter
+from l1000_assets.defs.partitions import cell_line_partitions
+from l1000_assets.defs.releases.ingest import (RELEASE_METADATA, _local_name, read_metadata,
+                                               release_root, release_source)
+from l1000_assets.lib.releases import ReleaseRegistry
+from l1000_assets.lib.resources import LakeResource
+
+LANDMARK_PROFILES = dg.AssetKey("landmark_profiles")
+
+
+class LandmarkProfilesConfig(dg.Config):
+    block_size: int = Field(default=8192, ge=64,
+                            description="Profiles read from the GCTX per block (memory ~ 4 KB each).")
+    on_bad_input: Literal["strict", "skip"] = Field(
+        default=STRICT, description="As for release_metadata: fail, or drop and report.")
+
+
+@dg.asset(
+    key=LANDMARK_PROFILES,
+    group_name="lake",
+    partitions_def=cell_line_partitions,
+    deps=[dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping())],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"parquet", "hdf5"},
+    description=(
+        "Landmark profiles of one cell line from every release that has it: only the 978 "
+        "landmark rows of each level-4 GCTX are read, in column blocks; controls are dropped; "
+        "metadata joined; one Parquet file per release under cell_id=<line>/ with the values "
+        "as a fixed-size float32[978] column in the genes table's order. Several cell lines "
+        "in one run share a single pass over each release. Replaced atomically."
+    ),
+)
+def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfilesConfig,
+                      lake: LakeResource, releases: ReleaseRegistry) -> dg.MaterializeResult:
+    cells = list(context.partition_keys)
+    written: dict[str, dict[str, int]] = {c: {} for c in cells}
+    removed: dict[str, int] = dict.fromkeys(cells, 0)
+    with contextlib.ExitStack() as stack:
+        tmp_dirs = {c: stack.enter_context(atomic_dir(lake.landmark_dir(c))) for c in cells}
+        for name in lake.metadata_releases():
+            inst = read_metadata(lake, name, "instances")
+            here = [c for c in cells if (inst["cell_id"] == c).any()]
+            if not here:
+                continue
+            source = release_source(name, releases, lake)
+            files = (dict(source.files) if source.kind == "local" else
+                     {r: _local_name(n) for r, n in source.files.items() if r != "checksums"})
+            try:
+                release = open_release(name, release_root(source, lake), files)
+                rec = reconcile(release, on_bad_input=config.on_bad_input)
+            except L1000InputError as exc:
+                raise dg.Failure(str(exc)) from exc
+            context.log.info(f"{name}: {len(here)} cell line(s), reading {release.matrix_path}")
+            report = write_landmark_profiles(
+                release, rec, {c: tmp_dirs[c] / f"{name}.parquet" for c in here},
+                block_size=config.block_size,
+                progress=ProgressReporter(lambda m, n=name: context.log.info(f"{n}: {m}"),
+                                          interval=10.0),
+            )
+            for c in here:
+                written[c][name] = report.rows_written[c]
+                removed[c] += report.controls_removed[c]
+    rows = pd.DataFrame([{"cell_id": c, "release": r, "profiles": n}
+                         for c, per in written.items() for r, n in per.items()])
+    total = int(rows["profiles"].sum()) if len(rows) else 0
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": total,
+        "cell_lines": len(cells),
+        "controls_removed": int(sum(removed.values())),
+        "profiles_per_cell_line": dg.MetadataValue.md(rows.to_markdown(index=False))
+        if len(rows) else "none",
+        "lake_dir": dg.MetadataValue.path(str(lake.landmark_dir("*").parent)),
+        "dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn("inst_id", "string"), dg.TableColumn("pert_id", "string"),
+            dg.TableColumn("cell_id", "string"), dg.TableColumn("release", "string"),
+            dg.TableColumn("landmarks", f"float32[{N_LANDMARKS}]")]),
+    })
+
+
+def _lake_files(lake: LakeResource):
+    base = lake.landmark_dir("x").parent
+    return sorted(base.glob("cell_id=*/*.parquet")) if base.is_dir() else []
+
+
+@dg.asset_check(asset=LANDMARK_PROFILES, blocking=True,
+                description="Every lake file has the 978 landmarks in the genes table's order, "
+                            "no NaN/inf values and unique inst_id.")
+def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
+    problems = []
+    n_rows = 0
+    seen: set[str] = set()
+    duplicates = 0
+    for path in _lake_files(lake):
+        release = path.stem
+        genes = read_metadata(lake, release, "genes")
+        expected = genes.loc[genes["is_landmark"], "gene_id"].tolist()
+        recorded = read_profile_gene_ids(path)
+        if len(recorded) != N_LANDMARKS or recorded != expected:
+            problems.append(f"{path}: landmark order differs from genes.parquet")
+        for batch in iter_profile_batches([path], columns=["inst_id", "landmarks"]):
+            x = landmark_matrix(batch)
+            if x.shape[1] != N_LANDMARKS or not np.isfinite(x).all():
+                problems.append(f"{path}: non-finite values or wrong width")
+                break
+            ids = batch.column("inst_id").to_pylist()
+            duplicates += sum(1 for i in ids if i in seen)
+            seen.update(ids)
+            n_rows += len(ids)
+    if duplicates:
+        problems.append(f"{duplicates} duplicate inst_id across the lake")
+    return dg.AssetCheckResult(passed=not problems, metadata={
+        "n_files": len(_lake_files(lake)), "n_profiles": n_rows,
+        "problems": "; ".join(problems[:5]) or "none"})
+
+
+@dg.asset_check(asset=LANDMARK_PROFILES, blocking=True,
+                description="Every lake profile has metadata and every non-control metadata "
+                            "row of a cell line in the lake has a profile.")
+def landmark_profiles_match_metadata(lake: LakeResource) -> dg.AssetCheckResult:
+    problems = []
+    by_release: dict[str, set[str]] = {}
+    for path in _lake_files(lake):
+        ids = by_release.setdefault(path.stem, set())
+        for batch in iter_profile_batches([path], columns=["inst_id"]):
+            ids.update(batch.column("inst_id").to_pylist())
+    cells_in_lake = {p.parent.name.split("=", 1)[1] for p in _lake_files(lake)}
+    for release, ids in by_release.items():
+        inst = read_metadata(lake, release, "instances")
+        kept = inst[(inst["profile_class"] != "control") & inst["cell_id"].isin(cells_in_lake)]
+        expected = set(kept["inst_id"])
+        if ids - expected:
+            problems.append(f"{release}: {len(ids - expected)} profiles without metadata")
+        if expected - ids:
+            problems.append(f"{release}: {len(expected - ids)} metadata rows without profile")
+    return dg.AssetCheckResult(passed=not problems,
+                               metadata={"problems": "; ".join(problems) or "none"})

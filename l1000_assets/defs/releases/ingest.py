@@ -1,0 +1,230 @@
+"""Release files and their canonical metadata, one partition per release."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from l1000_assets.core.atomic import atomic_dir
+from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.ingest import STRICT, open_release, reconcile
+from l1000_assets.core.progress import ProgressReporter
+from l1000_assets.core.sources import DATED_NAME, ReleaseSource
+from l1000_assets.defs.partitions import cell_line_partitions, release_partitions, valid_cell_line
+from l1000_assets.defs.releases.assets import SYNTHETIC_RELEASE
+from l1000_assets.lib.metadata import markdown_preview
+from l1000_assets.lib.releases import SYNTHETIC, ReleaseRegistry
+from l1000_assets.lib.resources import LakeResource
+
+RELEASE_FILES = dg.AssetKey("release_files")
+RELEASE_METADATA = dg.AssetKey("release_metadata")
+METADATA_TABLES = ("instances", "genes", "perturbagens", "cell_lines")
+MANIFEST = "release_files.json"
+FINGERPRINT_BYTES = 16 << 20
+
+
+def _fingerprint(path: Path) -> str:
+    """SHA-256 of a file, or for files over 64 MB of its size, first and last 16 MB.
+
+    Hashing an 80 GB GCTX on every check would take minutes; size + ends detect
+    replacement and truncation, and downloads are verified in full when they arrive.
+    """
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= 4 * FINGERPRINT_BYTES:
+            while chunk := f.read(1 << 24):
+                h.update(chunk)
+        else:
+            h.update(f.read(FINGERPRINT_BYTES))
+            f.seek(size - FINGERPRINT_BYTES)
+            h.update(f.read(FINGERPRINT_BYTES))
+            h.update(str(size).encode())
+    return h.hexdigest()
+
+
+def _local_files(source: ReleaseSource, context: dg.AssetExecutionContext) -> dict[str, dict]:
+    root = Path(source.path)
+    if not root.is_dir():
+        raise dg.Failure(f"{root}: release directory not found (release {source.name})")
+    out = {}
+    for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
+        stat = path.stat()
+        out[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                          "sha256": _fingerprint(path)}
+        context.log.info(f"{path.name}: {stat.st_size:,} bytes")
+    return out
+
+
+def _http_files(source: ReleaseSource, target: Path, registry: ReleaseRegistry,
+                context: dg.AssetExecutionContext) -> dict[str, dict]:
+    from l1000_assets.core.download import download, parse_checksums
+
+    checksums: dict[str, str] = {}
+    if "checksums" in source.files:
+        result = download(source.url("checksums"), target / _local_name(source.files["checksums"]),
+                          retries=registry.retries, timeout=registry.timeout_seconds)
+        checksums = parse_checksums(result.path)
+    out = {}
+    for role, name in source.files.items():
+        if role == "checksums":
+            continue
+        dest = target / _local_name(name)
+        context.log.info(f"{role}: {source.url(role)} -> {dest}")
+        result = download(
+            source.url(role), dest, sha512=checksums.get(name),
+            retries=registry.retries, timeout=registry.timeout_seconds,
+            progress=ProgressReporter(lambda m, n=dest.name: context.log.info(f"{n}: {m}"),
+                                      what="bytes", interval=30.0),
+        )
+        context.log.info(f"{dest.name}: {'unchanged, skipped' if result.skipped else 'downloaded'}"
+                         f" ({result.size:,} bytes)")
+        dated = DATED_NAME.search(name)
+        out[dest.name] = {"size": result.size, "sha256": result.sha256, "url": result.url,
+                          "etag": result.etag, "last_modified": result.last_modified,
+                          "dated_name": dated.group(1) if dated else None,
+                          "sha512_checked": name in checksums}
+    return out
+
+
+def _local_name(remote: str) -> str:
+    return remote[:-3] if remote.endswith(".gz") else remote
+
+
+def release_source(name: str, registry: ReleaseRegistry, lake: LakeResource) -> ReleaseSource:
+    return registry.source(name, str(lake.release_dir(SYNTHETIC)))
+
+
+def release_root(source: ReleaseSource, lake: LakeResource) -> Path:
+    return Path(source.path) if source.kind == "local" else lake.release_dir(source.name)
+
+
+@dg.asset(
+    key=RELEASE_FILES,
+    group_name="releases",
+    partitions_def=release_partitions,
+    deps=[SYNTHETIC_RELEASE],
+    kinds={"hdf5", "http"},
+    description=(
+        "The files of one LINCS release (level-4 GCTX and info tables): downloaded over "
+        "HTTP(S) with resume, retries, gunzip and checksum checks for the public releases, "
+        "fingerprinted in place for local directories. Unchanged files are skipped. The data "
+        "version is a hash of every file's size, hash and source version signal."
+    ),
+)
+def release_files(context: dg.AssetExecutionContext, lake: LakeResource,
+                  releases: ReleaseRegistry) -> dg.MaterializeResult:
+    source = release_source(context.partition_key, releases, lake)
+    root = release_root(source, lake)
+    if source.kind == "http":
+        root.mkdir(parents=True, exist_ok=True)
+        files = _http_files(source, root, releases, context)
+    else:
+        files = _local_files(source, context)
+    manifest = {"release": source.name, "kind": source.kind, "root": str(root), "files": files}
+    version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    out = lake.metadata_dir(source.name).parent / f"{source.name}.{MANIFEST}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(manifest, indent=2))
+    table = pd.DataFrame([{"file": k, **{f: v.get(f) for f in ("size", "sha256", "etag",
+                                                                "last_modified")}}
+                          for k, v in files.items()])
+    return dg.MaterializeResult(
+        metadata={
+            "release": source.name,
+            "source": source.description,
+            "root": dg.MetadataValue.path(str(root)),
+            "n_files": len(files),
+            "total_mb": round(sum(f["size"] for f in files.values()) / 1e6, 1),
+            "files": dg.MetadataValue.md(table.to_markdown(index=False)),
+        },
+        data_version=dg.DataVersion(version),
+    )
+
+
+class ReleaseMetadataConfig(dg.Config):
+    on_bad_input: Literal["strict", "skip"] = Field(
+        default=STRICT,
+        description=("strict: any disagreement between matrix and metadata fails the run; "
+                     "skip: drop the offending ids and report them in the metadata."))
+
+
+@dg.asset(
+    key=RELEASE_METADATA,
+    group_name="releases",
+    partitions_def=release_partitions,
+    deps=[RELEASE_FILES],
+    kinds={"parquet", "pandas"},
+    description=(
+        "Canonical metadata of one release as Parquet: instances (one row per profile, with "
+        "profile_class control/compound/genetic/other), genes (landmarks first, in the lake's "
+        "vector order), perturbagens (MOA/target where known) and cell_lines. Adds the "
+        "release's cell lines as cell_line partitions."
+    ),
+)
+def release_metadata(context: dg.AssetExecutionContext, config: ReleaseMetadataConfig,
+                     lake: LakeResource, releases: ReleaseRegistry) -> dg.MaterializeResult:
+    source = release_source(context.partition_key, releases, lake)
+    try:
+        release = open_release(source.name, release_root(source, lake),
+                               dict(source.files) if source.kind == "local" else
+                               {r: _local_name(n) for r, n in source.files.items()
+                                if r != "checksums"})
+        rec = reconcile(release, on_bad_input=config.on_bad_input)
+    except L1000InputError as exc:
+        raise dg.Failure(str(exc)) from exc
+    instances = release.instances[release.instances["inst_id"].isin(rec.instances["inst_id"])]
+    tables = {"instances": instances, "genes": release.genes,
+              "perturbagens": release.perturbagens, "cell_lines": release.cell_lines}
+    with atomic_dir(lake.metadata_dir(source.name)) as tmp:
+        for name, df in tables.items():
+            df.to_parquet(tmp / f"{name}.parquet", index=False)
+    cells = sorted(instances.loc[instances["profile_class"] != "control", "cell_id"].dropna().unique())
+    invalid = [c for c in cells if not valid_cell_line(c)]
+    if invalid:
+        context.log.warning(f"cell line names not usable as partition keys, skipped: {invalid}")
+    new = [c for c in cells if valid_cell_line(c)
+           and not context.instance.has_dynamic_partition(cell_line_partitions.name, c)]
+    if new:
+        context.instance.add_dynamic_partitions(cell_line_partitions.name, new)
+        context.log.info(f"added cell_line partitions: {new}")
+    counts = instances["profile_class"].value_counts().to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(instances),
+            "metadata_dir": dg.MetadataValue.path(str(lake.metadata_dir(source.name))),
+            "n_genes": len(release.genes),
+            "n_perturbagens": len(release.perturbagens),
+            "n_cell_lines": len(cells),
+            **{f"n_{k}": int(v) for k, v in counts.items()},
+            "on_bad_input": config.on_bad_input,
+            **{k: v for k, v in rec.report().items()},
+            "instances_preview": markdown_preview(instances),
+        },
+    )
+
+
+def read_metadata(lake: LakeResource, release: str, table: str) -> pd.DataFrame:
+    return pd.read_parquet(lake.metadata_dir(release) / f"{table}.parquet")
+
+
+@dg.asset_check(asset=RELEASE_METADATA, blocking=True,
+                description="Unique inst_id in every release; every profile classified.")
+def release_metadata_valid(lake: LakeResource) -> dg.AssetCheckResult:
+    problems, n = [], 0
+    for release in lake.metadata_releases():
+        inst = read_metadata(lake, release, "instances")
+        n += len(inst)
+        dup = inst["inst_id"][inst["inst_id"].duplicated()]
+        if len(dup):
+            problems.append(f"{release}: {len(dup)} duplicate inst_id, e.g. {dup.iloc[0]}")
+        if inst["profile_class"].isna().any():
+            problems.append(f"{release}: unclassified profiles")
+    return dg.AssetCheckResult(passed=not problems,
+                               metadata={"n_instances": n, "problems": "; ".join(problems)})
+
+
