@@ -261,6 +261,8 @@ class _CellWriters:
         self.budget = budget_bytes
         self.compression = compression
         self._writers: dict[str, pq.ParquetWriter] = {}
+        for path in paths.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._buffers: dict[str, list[pa.Table]] = {c: [] for c in paths}
         self._rows = dict.fromkeys(paths, 0)
         self._bytes = dict.fromkeys(paths, 0)

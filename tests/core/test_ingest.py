@@ -1,0 +1,185 @@
+"""Release -> canonical metadata -> landmark Parquet lake, on real and synthetic files."""
+
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.gctx import MATRIX_NODE, GctxWriter
+from l1000_assets.core.ingest import (SKIP, landmark_matrix, open_release, read_profile_gene_ids,
+                                      reconcile, write_landmark_profiles)
+from l1000_assets.core.synthetic import simulate_landmark_profiles
+
+CORE_A_FILES = {"level4": "CORE_A_level4_ZSPCINF_n40x12328.gctx",
+                "inst_info": "CORE_A_inst_info.txt", "gene_info": "gene_info_n12328.txt"}
+
+
+def _ingest(release, tmp_path, **kwargs):
+    rec = reconcile(release, **kwargs)
+    cells = sorted(rec.instances.loc[rec.instances["profile_class"] != "control", "cell_id"].unique())
+    paths = {c: tmp_path / f"{c}.parquet" for c in cells}
+    return rec, write_landmark_profiles(release, rec, paths, block_size=7), paths
+
+
+def test_real_gctx_ingests_to_exactly_the_h5py_values(real_dir, tmp_path):
+    release = open_release("CORE_A", real_dir, CORE_A_FILES)
+    rec, report, paths = _ingest(release, tmp_path)
+    assert report.rows_written == {"KJ100": 40}
+    table = pq.read_table(paths["KJ100"])
+    assert table.schema.field("landmarks").type.list_size == 978
+    with h5py.File(real_dir / CORE_A_FILES["level4"], "r") as f:
+        raw = f[MATRIX_NODE][()]
+        row_ids = [r.decode() for r in f["0/META/ROW/id"][()]]
+        col_ids = [c.decode() for c in f["0/META/COL/id"][()]]
+    gene_order = read_profile_gene_ids(paths["KJ100"])
+    assert gene_order == release.genes.loc[release.genes["is_landmark"], "gene_id"].tolist()
+    cols = [col_ids.index(i) for i in table.column("inst_id").to_pylist()]
+    rows = [row_ids.index(g) for g in gene_order]
+    np.testing.assert_array_equal(landmark_matrix(table), raw[np.ix_(cols, rows)])
+    assert set(table.column("pert_iname").to_pylist()) >= {"erythromycin", "fluphenazine"}
+
+
+def test_real_gct_text_release(real_dir, tmp_path):
+    release = open_release("LJP005", real_dir, {"level4": "LJP005_A375_24H_level4_n377x978.gct"})
+    counts = release.instances["profile_class"].value_counts().to_dict()
+    assert counts["control"] == 26 and counts["compound"] == 328
+    _, report, paths = _ingest(release, tmp_path)
+    assert report.rows_written == {"A375": 351}
+    assert report.controls_removed == {"A375": 26}
+    table = pq.read_table(paths["A375"])
+    assert set(table.column("pert_type").to_pylist()) == {"trt_cp", "trt_poscon"}
+    assert np.isfinite(landmark_matrix(table)).all()
+
+
+def test_real_shrna_plate_problems_are_named(real_dir, tmp_path):
+    """KD017 has no cell line column and lacks two landmarks: both are named, in turn."""
+    for name in ("KD017_shRNA_plate_n374x976.gct", "gene_info_n12328.txt"):
+        (tmp_path / name).symlink_to(real_dir / name)
+    files = {"level4": "KD017_shRNA_plate_n374x976.gct", "gene_info": "gene_info_n12328.txt"}
+    with pytest.raises(L1000InputError, match=r"KD017.*gct: instances: no column for \['cell_id'\]"):
+        open_release("KD017", tmp_path, files)
+    gct = tmp_path / files["level4"]
+    text = (real_dir / files["level4"]).read_text()
+    # Give it a cell line column: GCT 1.3 column metadata is a row under the header.
+    head, dims, header, *rest = text.splitlines()
+    n_cols = len(header.split("\t")) - 4
+    dims_parts = dims.split("\t")
+    dims_parts[3] = str(int(dims_parts[3]) + 1)
+    cell_row = "\t".join(["cell_id"] + ["na"] * 3 + ["HEK293T"] * n_cols)
+    gct.unlink()
+    gct.write_text("\n".join([head, "\t".join(dims_parts), header, cell_row, *rest]) + "\n")
+    release = open_release("KD017", tmp_path, files)
+    with pytest.raises(L1000InputError, match=r"KD017.*2 requested row id\(s\) are not in the file"):
+        reconcile(release)
+
+
+def test_synthetic_release_lake_matches_simulation(small_release, small_config, tmp_path):
+    release = open_release("synthetic", small_release.root)
+    rec, report, paths = _ingest(release, tmp_path)
+    inst, values = simulate_landmark_profiles(small_config)
+    gene_ids = release.genes.loc[release.genes["is_landmark"], "gene_id"].tolist()
+    file_order = pd.read_csv(small_release.gene_info, sep="\t", dtype=str)["pr_gene_id"][:978]
+    reorder = pd.Index(file_order).get_indexer(gene_ids)
+    by_id = pd.Series(np.arange(len(inst)), index=inst["inst_id"])
+    treated = ~inst["pert_type"].str.startswith("ctl")
+    assert report.total == int(treated.sum())
+    for cell, path in paths.items():
+        table = pq.read_table(path)
+        assert set(table.column("cell_id").to_pylist()) == {cell}
+        expected = values[by_id[table.column("inst_id").to_pylist()].to_numpy()][:, reorder]
+        np.testing.assert_array_equal(landmark_matrix(table), expected)
+        assert report.controls_removed[cell] == int(
+            (~treated & inst["cell_id"].eq(cell)).sum())
+
+
+def _copy_release(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_metadata_without_profile_strict_and_skip(small_release, tmp_path):
+    root = _copy_release(small_release.root, tmp_path / "r")
+    inst_path = next(root.glob("*inst_info.txt"))
+    lines = inst_path.read_text().splitlines()
+    lines.append(lines[-1].replace(lines[-1].split("\t")[0], "GHOST_PLATE:Z99"))
+    inst_path.write_text("\n".join(lines) + "\n")
+    release = open_release("r", root)
+    with pytest.raises(L1000InputError, match=r"inst_info\.txt: 1 inst_id.*'GHOST_PLATE:Z99'"):
+        reconcile(release)
+    rec = reconcile(release, on_bad_input=SKIP)
+    assert rec.metadata_without_profile == ["GHOST_PLATE:Z99"]
+    assert rec.report()["n_metadata_rows_without_profile"] == 1
+
+
+def test_profile_without_metadata_strict_and_skip(small_release, tmp_path):
+    root = _copy_release(small_release.root, tmp_path / "r")
+    inst_path = next(root.glob("*inst_info.txt"))
+    lines = inst_path.read_text().splitlines()
+    dropped = lines.pop(5).split("\t")[0]
+    inst_path.write_text("\n".join(lines) + "\n")
+    release = open_release("r", root)
+    with pytest.raises(L1000InputError, match=rf"gctx: 1 profile\(s\) have no row.*'{dropped}'"):
+        reconcile(release)
+    rec, report, _ = _ingest(release, tmp_path, on_bad_input=SKIP)
+    assert rec.profiles_without_metadata == [dropped]
+    assert dropped not in set(rec.instances["inst_id"])
+
+
+def test_duplicate_inst_ids(small_release, tmp_path):
+    root = _copy_release(small_release.root, tmp_path / "r")
+    inst_path = next(root.glob("*inst_info.txt"))
+    lines = inst_path.read_text().splitlines()
+    inst_path.write_text("\n".join(lines + [lines[3]]) + "\n")
+    with pytest.raises(L1000InputError, match="duplicate inst_id"):
+        reconcile(open_release("r", root))
+
+
+def test_schema_drift_names_the_file_and_the_columns(small_release, tmp_path):
+    root = _copy_release(small_release.root, tmp_path / "r")
+    inst_path = next(root.glob("*inst_info.txt"))
+    inst_path.write_text(inst_path.read_text().replace("cell_id", "cell_line_name", 1))
+    with pytest.raises(L1000InputError, match=r"inst_info\.txt: instances: no column for \['cell_id'\]"):
+        open_release("r", root)
+
+
+def test_truncated_gctx_keeps_going_nowhere(small_release, tmp_path):
+    root = _copy_release(small_release.root, tmp_path / "r")
+    gctx = next(root.glob("*.gctx"))
+    data = gctx.read_bytes()
+    gctx.write_bytes(data[: len(data) // 3])
+    with pytest.raises(L1000InputError, match=r"\.gctx: .*truncated or corrupt"):
+        reconcile(open_release("r", root))
+
+
+def test_cmap_beta_column_names(tmp_path):
+    """LINCS 2020 renames columns (sample_id, cell_iname, cmap_name, feature_space...)."""
+    genes = [str(10 + i) for i in range(1000)]
+    pd.DataFrame({"gene_id": genes, "gene_symbol": [f"S{g}" for g in genes],
+                  "feature_space": ["landmark"] * 978 + ["inferred"] * 22}).to_csv(
+        tmp_path / "geneinfo_beta.txt", sep="\t", index=False)
+    samples = ["P1:A01", "P1:A02", "P1:A03"]
+    pd.DataFrame({"sample_id": samples, "cell_iname": ["HELA", "HELA", "HELA"],
+                  "cmap_name": ["drugA", "drugB", "DMSO"], "pert_id": ["BRD-A", "BRD-B", "DMSO"],
+                  "pert_type": ["trt_cp", "trt_cp", "ctl_vehicle"], "pert_dose": ["10", "-666", ""],
+                  }).to_csv(tmp_path / "instinfo_beta.txt", sep="\t", index=False)
+    pd.DataFrame({"pert_id": ["BRD-A", "BRD-A"], "cmap_name": ["drugA", "drugA"],
+                  "target": ["EGFR", "ERBB2"], "moa": ["EGFR inhibitor", "EGFR inhibitor"]}).to_csv(
+        tmp_path / "compoundinfo_beta.txt", sep="\t", index=False)
+    values = np.arange(3 * 1000, dtype=np.float32).reshape(3, 1000)
+    with GctxWriter(tmp_path / "level4_beta_trt_cp_n3x1000.gctx", genes[::-1], 3) as w:
+        w.write_block(samples, values[:, ::-1])
+    release = open_release("beta", tmp_path, {
+        "level4": "level4_beta_trt_cp_n3x1000.gctx", "inst_info": "instinfo_beta.txt",
+        "gene_info": "geneinfo_beta.txt", "pert_info": "compoundinfo_beta.txt"})
+    inst = release.instances
+    assert inst["cell_id"].tolist() == ["HELA"] * 3
+    assert inst["pert_iname"].tolist() == ["drugA", "drugB", "DMSO"]
+    assert inst["pert_dose"].isna().tolist() == [False, True, True]
+    assert release.perturbagens.set_index("pert_id").loc["BRD-A", "target"] == "EGFR|ERBB2"
+    _, report, paths = _ingest(release, tmp_path / "out")
+    assert report.rows_written == {"HELA": 2}
+    np.testing.assert_array_equal(landmark_matrix(pq.read_table(paths["HELA"])), values[:2, :978])
