@@ -216,6 +216,8 @@ class _World:
 
 def _make_genes(rng: np.random.Generator) -> pd.DataFrame:
     ids = rng.choice(np.arange(1, 150_000), size=N_GENES, replace=False)
+    # Landmarks in ascending gene id, the lake's canonical order (GEO's own order is arbitrary).
+    ids[:N_LANDMARKS] = np.sort(ids[:N_LANDMARKS])
     is_lm = np.zeros(N_GENES, dtype=int)
     is_lm[:N_LANDMARKS] = 1
     is_bing = is_lm.copy()

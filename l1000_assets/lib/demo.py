@@ -31,6 +31,8 @@ def _stages(instance: dg.DagsterInstance):
         # One run for all cell lines: landmark_profiles reads each release once.
         yield "landmark lake", ["landmark_profiles"], None, {
             ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]}
+    yield "embedding model", ["perturbagen_split", "normalization_stats", "embedding_model"], \
+        None, {}
     yield "DuckDB catalog", ["warehouse"], None, {}
 
 

@@ -44,6 +44,27 @@ class LakeResource(dg.ConfigurableResource):
         """Landmark profiles of one cell line: one Parquet file per release."""
         return self.path / "lake" / "landmark_profiles" / f"cell_id={cell_line}"
 
+    def landmark_files(self) -> list[Path]:
+        """Every landmark profile file in the lake (all cell lines, all releases)."""
+        base = self.path / "lake" / "landmark_profiles"
+        return sorted(base.glob("cell_id=*/*.parquet")) if base.is_dir() else []
+
+    @property
+    def split_path(self) -> Path:
+        return self.path / "lake" / "perturbagen_split.parquet"
+
+    @property
+    def normalization_path(self) -> Path:
+        return self.path / "models" / "normalization_stats.json"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "models" / "embedding_model"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "models" / "checkpoints" / "embedding_model"
+
     @property
     def catalog_path(self) -> Path:
         """The DuckDB catalog (written only by the ``warehouse`` asset)."""

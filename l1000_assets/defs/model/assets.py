@@ -1,0 +1,278 @@
+"""The embedding model: perturbagen split, normalization statistics, training."""
+
+import base64
+import hashlib
+import json
+import time
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from l1000_assets.core.atomic import atomic_file
+from l1000_assets.core.ingest import read_profile_gene_ids
+from l1000_assets.core.metrics import RetrievalSummary, same_label_quantiles
+from l1000_assets.core.split import TEST, TRAIN, VALIDATION, assign_splits
+from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
+from l1000_assets.lib.resources import LakeResource
+
+PERTURBAGEN_SPLIT = dg.AssetKey("perturbagen_split")
+NORMALIZATION_STATS = dg.AssetKey("normalization_stats")
+EMBEDDING_MODEL = dg.AssetKey("embedding_model")
+
+
+def _lake_files(lake: LakeResource):
+    files = lake.landmark_files()
+    if not files:
+        raise dg.Failure(f"no landmark profiles under {lake.path / 'lake'}: materialize "
+                         "landmark_profiles first")
+    return files
+
+
+def lake_fingerprint(files) -> str:
+    """Names, sizes and row counts of the lake files: the model's data version."""
+    parts = [(str(f.parent.name), f.name, f.stat().st_size, pq.ParquetFile(f).metadata.num_rows)
+             for f in files]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def read_split(lake: LakeResource) -> pd.DataFrame:
+    if not lake.split_path.exists():
+        raise dg.Failure(f"{lake.split_path} not found: materialize perturbagen_split first")
+    return pd.read_parquet(lake.split_path)
+
+
+class PerturbagenSplitConfig(dg.Config):
+    seed: int = Field(default=0, description="Split seed; other seeds give independent splits.")
+    n_folds: int = Field(default=5, ge=2, description="Folds; one is held out (5 -> 20%).")
+    test_fold: int = Field(default=0, ge=0, description="The held-out fold.")
+    validation_fraction: float = Field(
+        default=0.1, ge=0.0, lt=1.0,
+        description="Training perturbagens set aside to pick the best checkpoint.")
+
+
+@dg.asset(
+    key=PERTURBAGEN_SPLIT,
+    group_name="model",
+    deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping())],
+    kinds={"parquet"},
+    description=(
+        "Deterministic assignment of perturbagens (not profiles) to train, validation (part "
+        "of the training split, for checkpoint selection only) and test (held out: never "
+        "reaches training), by a seeded hash of pert_id; K folds."
+    ),
+)
+def perturbagen_split(config: PerturbagenSplitConfig, lake: LakeResource) -> dg.MaterializeResult:
+    if config.test_fold >= config.n_folds:
+        raise dg.Failure(f"test_fold {config.test_fold} must be below n_folds {config.n_folds}")
+    profiles = pd.concat(
+        [pq.read_table(f, columns=["pert_id", "pert_type"]).to_pandas() for f in _lake_files(lake)])
+    counts = profiles.groupby("pert_id").agg(pert_type=("pert_type", "first"),
+                                             n_profiles=("pert_type", "size")).reset_index()
+    split = assign_splits(counts["pert_id"], seed=config.seed, n_folds=config.n_folds,
+                          test_fold=config.test_fold,
+                          validation_fraction=config.validation_fraction)
+    split = split.merge(counts, on="pert_id")
+    split["seed"] = config.seed
+    with atomic_file(lake.split_path) as tmp:
+        split.to_parquet(tmp, index=False)
+    summary = split.groupby(["split", "pert_type"]).agg(
+        perturbagens=("pert_id", "size"), profiles=("n_profiles", "sum")).reset_index()
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(lake.split_path)),
+        "dagster/row_count": len(split),
+        **{f"n_{s}": int((split["split"] == s).sum()) for s in (TRAIN, VALIDATION, TEST)},
+        "seed": config.seed,
+        "summary": dg.MetadataValue.md(summary.to_markdown(index=False)),
+    })
+
+
+@dg.asset(
+    key=NORMALIZATION_STATS,
+    group_name="model",
+    deps=[PERTURBAGEN_SPLIT,
+          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping())],
+    kinds={"json", "numpy"},
+    description="Per-gene mean and SD of the 978 landmarks over the training profiles only, "
+                "streamed from the lake; stored with a SHA-256 the model records.",
+)
+def normalization_stats(lake: LakeResource) -> dg.MaterializeResult:
+    from l1000_assets.core.training import normalization_stats as compute
+
+    split = read_split(lake)
+    stats = compute(_lake_files(lake), set(split.loc[split["split"] == TRAIN, "pert_id"]))
+    lake.normalization_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(lake.normalization_path) as tmp:
+        stats.save(tmp)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(lake.normalization_path)),
+            "n_training_profiles": stats.n_profiles,
+            "sha256": stats.digest,
+            "mean_range": f"{stats.mean.min():.3f} .. {stats.mean.max():.3f}",
+            "sd_range": f"{stats.sd.min():.3f} .. {stats.sd.max():.3f}",
+        },
+        data_version=dg.DataVersion(stats.digest[:16]),
+    )
+
+
+class EmbeddingModelConfig(dg.Config):
+    """Defaults are the demo configuration (minutes on 2 CPU cores). The paper's: depth 64,
+    growth 16, steps 8000, batch_size 8192 (on a GPU)."""
+
+    depth: int = Field(default=16, ge=1, description="Dense layers in the DenseNet stack (paper 64).")
+    growth: int = Field(default=32, ge=1, description="Units per layer, the growth rate (paper 16).")
+    embedding_dim: int = Field(default=32, ge=2, description="Embedding size (paper 32).")
+    noise_sd: float = Field(default=0.3, ge=0, description="Gaussian input noise SD in training.")
+    head: Literal["cosface", "arcface"] = Field(
+        default="cosface", description="Additive cosine margin (paper) or angular (ArcFace).")
+    scale: Literal["trainable", "adacos"] = Field(
+        default="trainable", description="Trainable logit scale (paper) or AdaCos fixed.")
+    max_margin: float = Field(default=0.25, ge=0, description="Final margin (paper 0.25).")
+    margin_ramp: float = Field(default=0.0002, ge=0, description="Margin added per step.")
+    steps: int = Field(default=2000, ge=1, description="Optimizer steps (paper 8,000).")
+    batch_size: int = Field(default=0, ge=0,
+                            description="0: 8,192 on a GPU, 512 on CPU (paper 8,192).")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam peak learning rate.")
+    checkpoint_every: int = Field(default=250, ge=1,
+                                  description="Steps between checkpoints and validation.")
+    mixed_precision: bool = Field(default=False, description="mixed_float16 on a GPU.")
+    memory_budget_mb: int = Field(default=4096, ge=64,
+                                  description="Load the training set if it fits, else stream.")
+    fresh_start: bool = Field(default=False, description="Ignore an existing checkpoint.")
+    seed: int = Field(default=0, description="Initialization and shuffling seed.")
+
+
+def _png_markdown(path) -> dg.MetadataValue:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![training history](data:image/png;base64,{data})")
+
+
+def heldout_comparison(embedding, test, max_profiles: int = 6000, seed: int = 0):
+    """Same-perturbagen retrieval on held-out profiles: embedding vs z-score cosine."""
+    from l1000_assets.core.model import embed
+
+    idx = np.arange(len(test.values))
+    if len(idx) > max_profiles:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_profiles, replace=False))
+    x, labels = test.values[idx], test.pert_ids[idx]
+    return {name: RetrievalSummary.from_quantiles(same_label_quantiles(v, labels), len(idx))
+            for name, v in (("zscore_cosine", x), ("embedding", embed(embedding, x)))}
+
+
+@dg.asset(
+    key=EMBEDDING_MODEL,
+    group_name="model",
+    deps=[PERTURBAGEN_SPLIT, NORMALIZATION_STATS,
+          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping())],
+    kinds={"tensorflow", "keras"},
+    pool="training",
+    description=(
+        "The deep metric embedding (Donner et al. 2018): DenseNet-style SELU stack on the 978 "
+        "standardized landmarks, L2-normalized output, cosine-margin softmax over training "
+        "perturbagens. Uses a GPU when visible (MirroredStrategy for several). Checkpoints "
+        "every N steps and resumes after a crash; keeps the best checkpoint on validation "
+        "perturbagens. Saves embedding.keras, training.keras and a model card."
+    ),
+)
+def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelConfig,
+                    lake: LakeResource) -> dg.MaterializeResult:
+    import shutil
+
+    from l1000_assets.core.model import ModelConfig
+    from l1000_assets.core.model_store import save_model
+    from l1000_assets.core.training import (NormalizationStats, TrainConfig,
+                                            load_split_profiles, train)
+
+    files = _lake_files(lake)
+    split = read_split(lake)
+    perts = {s: set(split.loc[split["split"] == s, "pert_id"]) for s in (TRAIN, VALIDATION, TEST)}
+    stats = NormalizationStats.load(lake.normalization_path)
+    model_config = ModelConfig(depth=config.depth, growth=config.growth,
+                               embedding_dim=config.embedding_dim, noise_sd=config.noise_sd,
+                               head=config.head, scale=config.scale, max_margin=config.max_margin,
+                               margin_ramp=config.margin_ramp)
+    train_config = TrainConfig(steps=config.steps, batch_size=config.batch_size,
+                               learning_rate=config.learning_rate,
+                               checkpoint_every=config.checkpoint_every,
+                               mixed_precision=config.mixed_precision,
+                               memory_budget_mb=config.memory_budget_mb, seed=config.seed)
+    if config.fresh_start and lake.checkpoint_dir.exists():
+        shutil.rmtree(lake.checkpoint_dir)
+    data_version = lake_fingerprint(files)
+    validation = load_split_profiles(files, perts[VALIDATION], max_profiles=4000,
+                                     seed=config.seed)
+    t0 = time.perf_counter()
+    result = train(files, sorted(perts[TRAIN]), validation, stats, model_config, train_config,
+                   lake.checkpoint_dir, log=context.log.info, data_fingerprint=data_version)
+    test = load_split_profiles(files, perts[TEST])
+    comparison = heldout_comparison(result.embedding, test, seed=config.seed)
+    card = {
+        "model": "l1000_assets deep metric embedding (Donner et al. 2018)",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.__dict__,
+        "data_version": data_version,
+        "gene_order": read_profile_gene_ids(files[0]),
+        "normalization_sha256": stats.digest,
+        "split_seed": int(split["seed"].iloc[0]),
+        "n_classes": result.n_classes,
+        "n_train_profiles": result.n_train_profiles,
+        "device": result.device,
+        "batch_size": result.batch_size,
+        "parameters": result.extra["parameters"],
+        "best_step": result.best_step,
+        "best_validation_auc": result.best_validation_auc,
+        "heldout": {k: v.__dict__ for k, v in comparison.items()},
+        "training_seconds": round(result.seconds, 1),
+        "input": "level-4 landmark z-scores, 978 columns in gene_order; standardization is "
+                 "inside the model",
+    }
+    save_model(lake.model_dir, result.embedding, card, result.history)
+    emb, base = comparison["embedding"], comparison["zscore_cosine"]
+    context.log.info(f"held-out perturbagens: embedding AUC {emb.auc:.3f} (top-0.01 "
+                     f"{emb.recall_top_001:.3f}) vs z-score cosine AUC {base.auc:.3f} "
+                     f"({base.recall_top_001:.3f})")
+    plot = lake.model_dir / "training.png"
+    return dg.MaterializeResult(
+        metadata={
+            "model_dir": dg.MetadataValue.path(str(lake.model_dir)),
+            "device": result.device,
+            "parameters": result.extra["parameters"],
+            "n_classes": result.n_classes,
+            "steps": result.history[-1]["step"] if result.history else 0,
+            "resumed_from_step": result.resumed_from_step,
+            "best_step": result.best_step,
+            "best_validation_auc": round(result.best_validation_auc, 4),
+            "heldout_auc_embedding": round(emb.auc, 4),
+            "heldout_auc_zscore_cosine": round(base.auc, 4),
+            "heldout_top_0.01_embedding": round(emb.recall_top_001, 4),
+            "heldout_top_0.01_zscore_cosine": round(base.recall_top_001, 4),
+            "training_seconds": round(result.seconds, 1),
+            "history": dg.MetadataValue.md(pd.DataFrame(result.history).round(4).to_markdown(
+                index=False)),
+            "history_plot": _png_markdown(plot) if plot.exists() else "none",
+            "normalization_sha256": stats.digest,
+        },
+        data_version=dg.DataVersion(hashlib.sha256(
+            (lake.model_dir / "card.json").read_bytes()).hexdigest()[:16]),
+    )
+
+
+@dg.asset_check(asset=EMBEDDING_MODEL, blocking=True,
+                description="On held-out perturbagens the saved model ranks same-perturbagen "
+                            "profiles better than z-score cosine (AUC).")
+def embedding_model_beats_zscore(lake: LakeResource) -> dg.AssetCheckResult:
+    from l1000_assets.core.model_store import load_embedding
+    from l1000_assets.core.training import load_split_profiles
+
+    split = read_split(lake)
+    test = load_split_profiles(lake.landmark_files(),
+                               set(split.loc[split["split"] == TEST, "pert_id"]))
+    comparison = heldout_comparison(load_embedding(lake.model_dir), test)
+    emb, base = comparison["embedding"].auc, comparison["zscore_cosine"].auc
+    return dg.AssetCheckResult(passed=bool(emb > base), metadata={
+        "heldout_auc_embedding": round(emb, 4), "heldout_auc_zscore_cosine": round(base, 4)})
