@@ -28,3 +28,17 @@ def small_config() -> SyntheticConfig:
 def small_release(tmp_path_factory, small_config):
     """A 2,000-profile synthetic release written once per test session."""
     return write_synthetic_release(tmp_path_factory.mktemp("small_release"), small_config)
+
+
+@pytest.fixture(scope="session")
+def small_lake(tmp_path_factory, small_release):
+    """The small synthetic release ingested into a landmark lake: the list of Parquet files."""
+    from l1000_assets.core.ingest import open_release, reconcile, write_landmark_profiles
+
+    root = tmp_path_factory.mktemp("lake")
+    release = open_release("synthetic", small_release.root)
+    rec = reconcile(release)
+    cells = sorted(rec.instances.loc[rec.instances["profile_class"] != "control", "cell_id"].unique())
+    paths = {c: root / f"cell_id={c}" / "synthetic.parquet" for c in cells}
+    write_landmark_profiles(release, rec, paths)
+    return sorted(paths.values())

@@ -351,7 +351,7 @@ def train(
 
     if resumed_from < epochs * chunk:
         training_model.fit(dataset, steps_per_epoch=chunk, epochs=epochs,
-                           initial_epoch=resumed_from // chunk, verbose=0,
+                           initial_epoch=resumed_from // chunk, verbose=0, shuffle=False,
                            callbacks=[MarginSchedule(head, model_config), _Chunk()])
     if best_weights is not None:
         embedding.set_weights(best_weights)

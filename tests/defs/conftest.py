@@ -1,0 +1,46 @@
+"""A Dagster graph run on a small synthetic release, shared by the tests of later stages."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
+
+
+@dataclass
+class Graph:
+    root: Path
+    instance: dg.DagsterInstance
+    everything: list
+    resources: dict
+
+    def run(self, names, partition=None, tags=None, config=None, **kwargs):
+        return dg.materialize(self.everything, selection=names, instance=self.instance,
+                              resources=self.resources, partition_key=partition,
+                              tags=tags or {}, run_config=config or {}, **kwargs)
+
+
+def build_lake_graph(root: Path, n_profiles: int, seed: int) -> Graph:
+    """Materialize synthetic_release -> release_files/metadata -> landmark_profiles."""
+    from l1000_assets.definitions import defs
+    from l1000_assets.lib.releases import ReleaseRegistry
+    from l1000_assets.lib.resources import LakeResource
+
+    definitions = defs()
+    graph = Graph(root, dg.DagsterInstance.ephemeral(),
+                  [*definitions.assets, *definitions.asset_checks],
+                  {"lake": LakeResource(root=str(root)), "releases": ReleaseRegistry()})
+    graph.run(["synthetic_release"], config={"ops": {"synthetic_release": {"config": {
+        "n_profiles": n_profiles, "seed": seed}}}})
+    graph.run(["release_files", "release_metadata"], partition="synthetic")
+    cells = graph.instance.get_dynamic_partitions("cell_line")
+    graph.run(["landmark_profiles"], tags={ASSET_PARTITION_RANGE_START: cells[0],
+                                           ASSET_PARTITION_RANGE_END: cells[-1]})
+    return graph
+
+
+@pytest.fixture(scope="package")
+def lake_graph(tmp_path_factory) -> Graph:
+    return build_lake_graph(tmp_path_factory.mktemp("graph"), n_profiles=6_000, seed=3)
