@@ -144,3 +144,15 @@ def test_stats_round_trip(tmp_path):
     stats.save(tmp_path / "s.json")
     again = NormalizationStats.load(tmp_path / "s.json")
     assert again.digest == stats.digest and again.n_profiles == 10
+
+
+def test_training_set_over_the_memory_budget_is_streamed(small_lake, tmp_path):
+    args = _train_args(small_lake, tmp_path, steps=40, every=20)
+    args["train_config"] = TrainConfig(steps=40, batch_size=64, checkpoint_every=20,
+                                       memory_budget_mb=1, shuffle_buffer=500)
+    messages = []
+    result = train(**args, log=messages.append)
+    assert result.extra["in_memory"] is False
+    assert any("streamed from the lake" in m for m in messages)
+    assert [h["step"] for h in result.history] == [20, 40]
+    assert np.isfinite(result.history[-1]["loss"])
