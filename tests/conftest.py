@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from l1000_assets.core.synthetic import SyntheticConfig, write_synthetic_release
+from tests.http_site import Site, serving
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real-l1000"
@@ -42,3 +43,14 @@ def small_lake(tmp_path_factory, small_release):
     paths = {c: root / f"cell_id={c}" / "synthetic.parquet" for c in cells}
     write_landmark_profiles(release, rec, paths)
     return sorted(paths.values())
+
+
+@pytest.fixture
+def site(monkeypatch):
+    """An HTTP server on 127.0.0.1 serving in-memory files (see tests/http_site.py)."""
+    # A proxy from the environment would intercept requests meant for the local server.
+    for var in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    with serving(Site()) as site:
+        yield site
