@@ -6,11 +6,12 @@ For each query (a row of ``queries``) the candidates with the same label are its
 with score ``p`` is ``(#negatives > p + 0.5 #negatives == p) / #negatives``.
 
 **Exact mode** scores one block of queries against every candidate with one matrix
-product, then counts without sorting: each row's scores are bucketed into ``n_bins``
-histogram bins (one ``bincount`` for the whole block); negatives in higher bins are read
-off the cumulative histogram, and only the few negatives that share a bin with a positive
-are compared exactly (a small sort of 64-bit keys that order by row, bin and score). Memory
-is ``O(block_size x n_candidates)``; no N x N matrix, no per-row sort.
+product, then counts without sorting, in one compiled pass per row (numba, rows in
+parallel): every negative score goes into one of ``n_bins`` histogram bins; negatives in
+higher bins than a positive are read off the cumulative histogram, and only negatives that
+share a bin with a positive are compared with it exactly. Bins are monotone in the score,
+so the counts are exact, ties included. Memory is ``O(block_size x n_candidates)``; no
+N x N matrix, no per-row sort.
 
 **Sampled mode** (the paper's): every positive of a query is kept; negatives are a seeded
 random sample of ``n_sampled`` candidates per query.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from l1000_assets.core.metrics import RetrievalSummary, l2_normalize, rank_quantiles
@@ -70,13 +72,6 @@ def _scores(q: np.ndarray, c: np.ndarray, c_sq: np.ndarray, metric: str) -> np.n
     return s
 
 
-def _sortable(scores: np.ndarray) -> np.ndarray:
-    """float32 -> uint64 whose integer order is the float order (for composite keys)."""
-    bits = np.ascontiguousarray(scores, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    negative = (bits & 0x80000000) != 0
-    return np.where(negative, ~bits & 0xFFFFFFFF, bits | 0x80000000)
-
-
 def _label_ranges(candidate_labels: np.ndarray):
     """Candidates ordered by label; for every label its [start, stop) in that order."""
     codes, inverse = np.unique(candidate_labels, return_inverse=True)
@@ -109,7 +104,7 @@ def retrieval(
     n_sampled: int = 10_000,
     seed: int = 0,
     block_size: int = 64,
-    n_bins: int = 4096,
+    n_bins: int = 1024,
 ) -> RetrievalResult:
     """Rank quantiles of same-label candidates for every query.
 
@@ -156,30 +151,26 @@ def retrieval(
     for b0 in range(0, len(q_all), block_size):
         b1 = min(b0 + block_size, len(q_all))
         s = _scores(q_all[b0:b1], c, c_sq, metric)
-        rows = np.arange(b1 - b0)
         blo, bhi, bself = lo[b0:b1], hi[b0:b1], self_pos[b0:b1]
         has_self = bself >= 0
         self_is_positive = has_self & (bself >= blo) & (bself < bhi)
         n_pos = bhi - blo - self_is_positive
         n_neg = n_c - (bhi - blo) - (has_self & ~self_is_positive)
+        if mode == "exact":
+            q, owner, above = _exact_block(s, blo, bhi, bself, n_neg, n_bins,
+                                           (-1.0001, 1.0001) if metric == "cosine" else None,
+                                           threshold)
+            pos_above, neg_above = above[:, 0], above[:, 1]
+        elif mode == "sampled":
+            q, owner = _sampled_block(s, blo, bhi, bself, n_sampled, rng)
+            pos_above, neg_above = _above_threshold(s, blo, bhi, bself, threshold)
+        else:
+            raise ValueError(f"mode must be 'exact' or 'sampled', not {mode!r}")
         # MCC counts at the median threshold (the query itself is not a pair).
-        above = np.count_nonzero(s > threshold, axis=1)
-        range_above = np.array([(s[i, blo[i]:bhi[i]] > threshold).sum() for i in rows])
-        self_above = np.zeros(len(rows), dtype=np.int64)
-        self_above[has_self] = s[rows[has_self], bself[has_self]] > threshold
-        pos_above = range_above - np.where(self_is_positive, self_above, 0)
-        neg_above = above - range_above - np.where(has_self & ~self_is_positive, self_above, 0)
         tp += int(pos_above.sum())
         fn += int((n_pos - pos_above).sum())
         fp += int(neg_above.sum())
         tn += int((n_neg - neg_above).sum())
-        if mode == "exact":
-            q, owner = _exact_block(s, blo, bhi, bself, n_neg, n_bins,
-                                    (-1.0001, 1.0001) if metric == "cosine" else None)
-        elif mode == "sampled":
-            q, owner = _sampled_block(s, blo, bhi, bself, n_sampled, rng)
-        else:
-            raise ValueError(f"mode must be 'exact' or 'sampled', not {mode!r}")
         quantiles.append(q)
         owners.append(owner + b0)
     return RetrievalResult(
@@ -188,62 +179,121 @@ def retrieval(
         n_queries=len(q_all), confusion=(tp, fp, tn, fn), threshold=threshold)
 
 
-def _positives(s, lo, hi, self_pos):
-    """(row, column) of every positive in the block (self excluded)."""
-    counts = hi - lo
-    rows = np.repeat(np.arange(len(lo)), counts)
-    cols = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(rows) else \
-        np.empty(0, np.int64)
-    keep = cols != self_pos[rows]
-    return rows[keep], cols[keep]
+def _above_threshold(s, lo, hi, self_pos, threshold):
+    """Positives and negatives of each row scoring above ``threshold``."""
+    rows = np.arange(len(lo))
+    above = np.count_nonzero(s > threshold, axis=1)
+    in_range = np.array([(s[i, lo[i]:hi[i]] > threshold).sum() for i in rows])
+    has_self = self_pos >= 0
+    self_above = np.zeros(len(rows), dtype=np.int64)
+    self_above[has_self] = s[rows[has_self], self_pos[has_self]] > threshold
+    self_positive = has_self & (self_pos >= lo) & (self_pos < hi)
+    pos_above = in_range - np.where(self_positive, self_above, 0)
+    neg_above = above - in_range - np.where(has_self & ~self_positive, self_above, 0)
+    return pos_above, neg_above
 
 
-def _exact_block(s, lo, hi, self_pos, n_neg, n_bins, fixed_range=None):
+@numba.njit(inline="always")
+def _bin(v, smin, scale, n_bins):
+    return min(max(np.int32((v - smin) * scale), np.int32(0)), np.int32(n_bins - 1))
+
+
+@numba.njit(parallel=True, cache=True)
+def _count_block(s, lo, hi, self_pos, offsets, greater, equal, n_bins, lower, upper,
+                 threshold, above_threshold):
+    """Per row: for each positive, negatives scoring higher and equal; and how many
+    positives and negatives score above ``threshold`` (for MCC)."""
     b, n = s.shape
-    p_rows, p_cols = _positives(s, lo, hi, self_pos)
-    if len(p_rows) == 0:
-        return np.empty(0), np.empty(0, np.int64)
-    # Bucket every score. Bins only need to be monotone in the score (a negative in a higher
-    # bin than a positive scores higher); float32 rounding of the row offsets keeps that,
-    # and the 0.1% margin keeps the top score out of the next row's bins.
-    if b * n_bins > 2**22:
-        raise ValueError("block_size x n_bins must stay below 2**22 (float32 bin offsets)")
-    if fixed_range is not None:
-        s_min, s_max = fixed_range
-    else:
-        s_min, s_max = float(s.min()), float(s.max())
-    span = max(s_max - s_min, 1e-12) * (1 + 1e-3)
-    scale = np.float32(n_bins / span)
-    work = np.subtract(s, np.float32(s_min), dtype=np.float32)
-    work *= scale
-    work += (np.arange(b, dtype=np.float32) * n_bins)[:, None]
-    flat_bin = work.astype(np.intp).ravel()  # intp: no conversion in bincount/take
-    hist = np.bincount(flat_bin, minlength=b * n_bins).reshape(b, n_bins)
-    # Take the positives and the query itself out: histograms of negatives only.
-    p_bin = flat_bin[p_rows * n + p_cols]
-    np.subtract.at(hist.reshape(-1), p_bin, 1)
-    r = np.nonzero(self_pos >= 0)[0]
-    np.subtract.at(hist.reshape(-1), flat_bin[r * n + self_pos[r]], 1)
-    above_bin = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]          # negatives in bins >= k
-    above_bin = np.concatenate([above_bin[:, 1:], np.zeros((b, 1), above_bin.dtype)], axis=1)
-    greater = above_bin.reshape(-1)[p_bin].astype(np.float64)       # negatives in bins > k
-    # Exact comparison with the negatives that share a bin with some positive.
-    marked = np.zeros(b * n_bins, dtype=bool)
-    marked[p_bin] = True
-    same_bin = np.flatnonzero(np.take(marked, flat_bin))
-    r, col = np.divmod(same_bin, n)
-    negative = ((col < lo[r]) | (col >= hi[r])) & (col != self_pos[r])
-    same_bin = same_bin[negative]
-    key = (flat_bin[same_bin].astype(np.uint64) << np.uint64(32)) | \
-        _sortable(s.reshape(-1)[same_bin])
-    key.sort()
-    p_key = (p_bin.astype(np.uint64) << np.uint64(32))
-    p_score = _sortable(s[p_rows, p_cols])
-    bin_end = np.searchsorted(key, p_key | np.uint64(0xFFFFFFFF), side="right")
-    right = np.searchsorted(key, p_key | p_score, side="right")
-    left = np.searchsorted(key, p_key | p_score, side="left")
-    greater += (bin_end - right) + 0.5 * (right - left)
-    return greater / n_neg[p_rows], p_rows
+    for i in numba.prange(b):
+        row = s[i]
+        l, h, sp = lo[i], hi[i], self_pos[i]
+        o = offsets[i]
+        npos = offsets[i + 1] - o
+        smin, smax = lower, upper
+        if smin >= smax:  # no fixed range: this row's own
+            smin = row[0]
+            smax = row[0]
+            for j in range(n):
+                smin = min(smin, row[j])
+                smax = max(smax, row[j])
+        scale = np.float32(n_bins / ((smax - smin) * 1.001 + 1e-30))
+        pos = np.empty(npos, np.float32)
+        pbin = np.empty(npos, np.int32)
+        k = 0
+        pos_above = 0
+        for j in range(l, h):
+            if j != sp:
+                pos[k] = row[j]
+                pbin[k] = _bin(row[j], smin, scale, n_bins)
+                pos_above += row[j] > threshold
+                k += 1
+        order = np.argsort(pbin)
+        first = np.full(n_bins, -1, np.int32)
+        last = np.full(n_bins, -1, np.int32)
+        for t in range(npos):
+            bb = pbin[order[t]]
+            if first[bb] < 0:
+                first[bb] = t
+            last[bb] = t + 1
+        hist = np.zeros(n_bins, np.int32)
+        g_in = np.zeros(npos, np.int64)
+        e_in = np.zeros(npos, np.int64)
+        neg_above = 0
+        # Negatives lie before and after the positives' range.
+        for part in range(2):
+            start = 0 if part == 0 else h
+            stop = l if part == 0 else n
+            for j in range(start, stop):
+                v = row[j]
+                neg_above += v > threshold
+                bb = _bin(v, smin, scale, n_bins)
+                hist[bb] += 1
+                if first[bb] >= 0:
+                    for t in range(first[bb], last[bb]):
+                        m = order[t]
+                        if v > pos[m]:
+                            g_in[m] += 1
+                        elif v == pos[m]:
+                            e_in[m] += 1
+        if sp >= 0 and (sp < l or sp >= h):  # the query itself is no negative: take it out
+            v = row[sp]
+            neg_above -= v > threshold
+            bb = _bin(v, smin, scale, n_bins)
+            hist[bb] -= 1
+            if first[bb] >= 0:
+                for t in range(first[bb], last[bb]):
+                    m = order[t]
+                    if v > pos[m]:
+                        g_in[m] -= 1
+                    elif v == pos[m]:
+                        e_in[m] -= 1
+        above = np.int64(0)
+        above_bin = np.zeros(n_bins + 1, np.int64)
+        for bb in range(n_bins - 1, -1, -1):
+            above += hist[bb]
+            above_bin[bb] = above
+        for m in range(npos):
+            greater[o + m] = above_bin[pbin[m] + 1] + g_in[m]
+            equal[o + m] = e_in[m]
+        above_threshold[i, 0] = pos_above
+        above_threshold[i, 1] = neg_above
+
+
+def _exact_block(s, lo, hi, self_pos, n_neg, n_bins, fixed_range, threshold):
+    """Quantiles of every positive of the block's rows, and (tp, fp) at ``threshold``."""
+    b = s.shape[0]
+    n_pos = hi - lo - ((self_pos >= lo) & (self_pos < hi))
+    offsets = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
+    greater = np.empty(offsets[-1], np.int64)
+    equal = np.empty(offsets[-1], np.int64)
+    above = np.empty((b, 2), np.int64)
+    lower, upper = fixed_range if fixed_range is not None else (0.0, 0.0)
+    _count_block(np.ascontiguousarray(s, dtype=np.float32), lo.astype(np.int64),
+                 hi.astype(np.int64), self_pos.astype(np.int64), offsets, greater, equal,
+                 n_bins, np.float32(lower), np.float32(upper), np.float32(threshold), above)
+    rows = np.repeat(np.arange(b), n_pos)
+    q = (greater + 0.5 * equal) / np.maximum(n_neg[rows], 1)
+    return q, rows, above
 
 
 def _sampled_block(s, lo, hi, self_pos, n_sampled, rng):
