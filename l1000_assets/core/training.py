@@ -100,8 +100,11 @@ class SplitProfiles:
     pert_types: np.ndarray   # (n,) str
 
 
-def count_rows(files: Sequence[Path]) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+def count_rows(files: Sequence[Path], pert_ids: set[str] | None = None) -> int:
+    """Rows in the lake files (only those of ``pert_ids`` when given: reads one column)."""
+    if pert_ids is None:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+    return sum(b.num_rows for b in _batches(files, pert_ids, ["pert_id"]))
 
 
 def load_split_profiles(files: Sequence[Path], pert_ids: set[str],
@@ -123,37 +126,71 @@ def load_split_profiles(files: Sequence[Path], pert_ids: set[str],
     return out
 
 
+def _as_dataset(generate, batch_size: int | None):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_generator(generate, output_signature=(
+        tf.TensorSpec((batch_size, N_LANDMARKS), tf.float32),
+        tf.TensorSpec((batch_size,), tf.int32)))
+    return ds
+
+
 def streaming_dataset(files: Sequence[Path], label_of: dict[str, int], batch_size: int,
                       shuffle_buffer: int, seed: int):
     """An endless ``tf.data`` stream of ``((profiles, labels), labels)`` batches from the
-    lake, for training sets larger than the memory budget: files in a new random order
-    each pass, records mixed in a shuffle buffer."""
+    lake, for training sets larger than the memory budget.
+
+    Every lake file (one per cell line and release) is open at once and the next small
+    record batch is drawn from a random file, weighted by its rows left, so batches mix
+    cell lines as a full shuffle would; a shuffle buffer then mixes the records.
+    Memory: one 1,024-row batch per file plus the shuffle buffer.
+    """
     import tensorflow as tf
 
     wanted = set(label_of)
     rng = np.random.default_rng(seed)
+    rows = np.array([count_rows([f]) for f in files], dtype=np.float64)
 
     def generate():
         while True:
-            for i in rng.permutation(len(files)):
-                for batch in _batches([files[i]], wanted, ["pert_id", VALUES_COLUMN], 8192):
-                    ids = batch.column("pert_id").to_numpy(zero_copy_only=False)
-                    yield landmark_matrix(batch), np.array([label_of[p] for p in ids], np.int32)
+            readers = [iter(_batches([f], wanted, ["pert_id", VALUES_COLUMN], 1024))
+                       for f in files]
+            left = rows.copy()
+            while left.sum() > 0:
+                i = rng.choice(len(files), p=left / left.sum())
+                batch = next(readers[i], None)
+                if batch is None:
+                    left[i] = 0
+                    continue
+                left[i] = max(left[i] - batch.num_rows, 1)
+                ids = batch.column("pert_id").to_numpy(zero_copy_only=False)
+                yield landmark_matrix(batch), np.array([label_of[p] for p in ids], np.int32)
 
-    ds = tf.data.Dataset.from_generator(generate, output_signature=(
-        tf.TensorSpec((None, N_LANDMARKS), tf.float32), tf.TensorSpec((None,), tf.int32)))
-    ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed).batch(batch_size, drop_remainder=True)
+    ds = _as_dataset(generate, None).unbatch().shuffle(shuffle_buffer, seed=seed)
+    ds = ds.batch(batch_size, drop_remainder=True)
     return ds.map(lambda x, y: ((x, y), y)).prefetch(tf.data.AUTOTUNE)
 
 
 def memory_dataset(values: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-    """An endless, fully shuffled ``tf.data`` stream from arrays in memory."""
+    """An endless stream of shuffled batches gathered from arrays in memory.
+
+    Shuffles row indices, not rows: the only copy of the data is ``values`` itself (plus
+    the batches in flight), so the memory budget means what it says.
+    """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((values, labels.astype(np.int32)))
-    ds = ds.shuffle(len(values), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(batch_size, drop_remainder=True)
-    return ds.map(lambda x, y: ((x, y), y)).prefetch(tf.data.AUTOTUNE)
+    rng = np.random.default_rng(seed)
+    labels = labels.astype(np.int32)
+
+    def generate():
+        while True:
+            order = rng.permutation(len(values))
+            for b0 in range(0, len(order) - batch_size + 1, batch_size):
+                idx = np.sort(order[b0:b0 + batch_size])
+                yield values[idx], labels[idx]
+
+    ds = _as_dataset(generate, batch_size)
+    return ds.map(lambda x, y: ((x, y), y)).prefetch(4)
 
 
 # --------------------------------------------------------------------------------------
@@ -184,6 +221,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     embedding: object                    # keras.Model, best validation weights
+    training_model: object               # keras.Model: embedding + margin head, last weights
     history: list[dict]
     best_step: int
     best_validation_auc: float
@@ -259,45 +297,58 @@ def train(
     """Train the embedding; resume from ``checkpoint_dir`` when it holds a compatible run."""
     import keras
 
+    mixed = False
+    try:
+        _, n_gpus, _ = _devices()
+        mixed = bool(train_config.mixed_precision and n_gpus)
+        if mixed:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        return _train(files, train_perts, validation, stats, model_config, train_config,
+                      checkpoint_dir, log=log, data_fingerprint=data_fingerprint)
+    finally:
+        if mixed:  # the policy is global: leave the process as it was
+            keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(files, train_perts, validation, stats, model_config, train_config, checkpoint_dir,
+           *, log, data_fingerprint) -> TrainResult:
+    import keras
+
     from l1000_assets.core.model import (MarginSchedule, build_embedding_model,
                                          build_training_model, margin_at)
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(train_config.seed)
     strategy, n_gpus, device = _devices()
-    if train_config.mixed_precision and n_gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     batch = train_config.resolved_batch_size(n_gpus)
     classes = sorted(set(train_perts))
     label_of = {p: i for i, p in enumerate(classes)}
-    n_rows = count_rows(files)
-    in_memory = n_rows * N_LANDMARKS * 4 <= train_config.memory_budget_mb * 2**20
+    n_train = count_rows(files, set(classes))
+    in_memory = n_train * N_LANDMARKS * 4 <= train_config.memory_budget_mb * 2**20
     if in_memory:
         data = load_split_profiles(files, set(classes))
         labels = np.array([label_of[p] for p in data.pert_ids], np.int32)
-        n_train = len(data.values)
-    else:
-        n_train = n_rows
     log(f"training on {device}: {n_train:,} profiles of {len(classes):,} perturbagens, "
         f"batch {batch}, {'in memory' if in_memory else 'streamed from the lake'}")
 
     with strategy.scope():
         embedding = build_embedding_model(model_config, stats.mean, stats.sd)
         training_model, head = build_training_model(embedding, len(classes), model_config)
-        optimizer = keras.optimizers.Adam(learning_rate=_lr_schedule(train_config))
         training_model.compile(
-            optimizer=optimizer,
+            optimizer=keras.optimizers.Adam(learning_rate=_lr_schedule(train_config)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        # Under mixed precision compile() wraps Adam in a LossScaleOptimizer: checkpoint
+        # the wrapper's variables (loss scale included), not the inner Adam's only.
+        optimizer = training_model.optimizer
         optimizer.build(training_model.trainable_variables)
 
     fingerprint = _fingerprint({"model": model_config.to_dict(), "train": asdict(train_config),
                                 "classes": _fingerprint({"c": classes}), "data": data_fingerprint,
                                 "stats": stats.digest})
-    state = {"fingerprint": fingerprint, "step": 0, "history": [], "best_step": 0,
-             "best_validation_auc": -1.0}
+    state = {"fingerprint": fingerprint, "step": 0, "chunks": 0, "history": [],
+             "best_step": 0, "best_validation_auc": -1.0}
     best_weights = None
-    resumed_from = 0
     state_file = checkpoint_dir / "state.json"
     if state_file.exists():
         saved = json.loads(state_file.read_text())
@@ -310,20 +361,23 @@ def train(
                 best = np.load(checkpoint_dir / "best_embedding.npz")
                 best_weights = [best[k] for k in best.files]
             state = saved
-            resumed_from = int(saved["step"])
-            log(f"resuming from the checkpoint at step {resumed_from:,}")
+            log(f"resuming from the checkpoint at step {int(saved['step']):,}")
         else:
             log("checkpoint is from another configuration or data: starting afresh")
+    resumed_from = int(state["step"])
 
+    # Training runs in chunks of `checkpoint_every` steps (Keras epochs). Chunks, not the
+    # optimizer's step count, say where to resume: a loss-scale optimizer skips steps.
     chunk = max(1, train_config.checkpoint_every)
-    shuffle_seed = train_config.seed + resumed_from  # a resumed run draws fresh batches
+    n_chunks = math.ceil(train_config.steps / chunk)
+    done_chunks = int(state["chunks"])
+    shuffle_seed = train_config.seed + done_chunks  # a resumed run draws fresh batches
     dataset = (memory_dataset(data.values, labels, batch, shuffle_seed) if in_memory else
                streaming_dataset(files, label_of, batch, train_config.shuffle_buffer,
                                  shuffle_seed))
-    epochs = math.ceil(train_config.steps / chunk)
 
     class _Chunk(keras.callbacks.Callback):
-        """After every ``chunk`` steps: validation retrieval, best weights, checkpoint."""
+        """After every chunk: validation retrieval, best weights, checkpoint, progress."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t = time.perf_counter()
@@ -343,20 +397,22 @@ def train(
                    "learning_rate": float(optimizer.learning_rate.numpy())}
             state["history"].append(row)
             state["step"] = step
+            state["chunks"] = epoch + 1
             _save_checkpoint(checkpoint_dir, training_model, optimizer, state, best_weights)
-            log(f"step {step:,}/{epochs * chunk:,}: loss {row['loss']:.3f}, "
+            log(f"step {step:,}/{n_chunks * chunk:,}: loss {row['loss']:.3f}, "
                 f"accuracy {row['accuracy']:.3f}, margin {row['margin']:.3f} "
                 f"(schedule {margin_at(step, model_config):.3f}), scale {row['scale']:.1f}, "
                 f"validation AUC {auc:.3f}, {row['profiles_per_second']:,.0f} profiles/s")
 
-    if resumed_from < epochs * chunk:
-        training_model.fit(dataset, steps_per_epoch=chunk, epochs=epochs,
-                           initial_epoch=resumed_from // chunk, verbose=0, shuffle=False,
+    if done_chunks < n_chunks:
+        training_model.fit(dataset, steps_per_epoch=chunk, epochs=n_chunks,
+                           initial_epoch=done_chunks, verbose=0, shuffle=False,
                            callbacks=[MarginSchedule(head, model_config), _Chunk()])
     if best_weights is not None:
         embedding.set_weights(best_weights)
     return TrainResult(
-        embedding=embedding, history=state["history"], best_step=int(state["best_step"]),
+        embedding=embedding, training_model=training_model, history=state["history"],
+        best_step=int(state["best_step"]),
         best_validation_auc=float(state["best_validation_auc"]), resumed_from_step=resumed_from,
         device=device, batch_size=batch, seconds=time.perf_counter() - t0,
         n_train_profiles=n_train, n_classes=len(classes),

@@ -231,7 +231,8 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
         "input": "level-4 landmark z-scores, 978 columns in gene_order; standardization is "
                  "inside the model",
     }
-    save_model(lake.model_dir, result.embedding, card, result.history)
+    save_model(lake.model_dir, result.embedding, card, result.history,
+               training_model=result.training_model)
     emb, base = comparison["embedding"], comparison["zscore_cosine"]
     context.log.info(f"held-out perturbagens: embedding AUC {emb.auc:.3f} (top-0.01 "
                      f"{emb.recall_top_001:.3f}) vs z-score cosine AUC {base.auc:.3f} "
