@@ -51,11 +51,17 @@ def _batches(files: Sequence[Path], pert_ids: set[str] | None, columns: Sequence
                 yield batch
 
 
+def perturbagen_set_digest(pert_ids: Iterable[str]) -> str:
+    """SHA-256 of a set of perturbagen ids (order-independent)."""
+    return hashlib.sha256("\n".join(sorted(set(pert_ids))).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class NormalizationStats:
     mean: np.ndarray
     sd: np.ndarray
     n_profiles: int
+    train_digest: str = ""   # perturbagen_set_digest of the training perturbagens used
 
     @property
     def digest(self) -> str:
@@ -67,13 +73,14 @@ class NormalizationStats:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"mean": self.mean.tolist(), "sd": self.sd.tolist(),
-                                    "n_profiles": self.n_profiles, "sha256": self.digest}))
+                                    "n_profiles": self.n_profiles, "sha256": self.digest,
+                                    "train_perturbagens_sha256": self.train_digest}))
 
     @classmethod
     def load(cls, path: Path) -> "NormalizationStats":
         d = json.loads(path.read_text())
         return cls(np.asarray(d["mean"], np.float64), np.asarray(d["sd"], np.float64),
-                   int(d["n_profiles"]))
+                   int(d["n_profiles"]), d.get("train_perturbagens_sha256", ""))
 
 
 def normalization_stats(files: Sequence[Path], train_perts: set[str]) -> NormalizationStats:
@@ -90,7 +97,8 @@ def normalization_stats(files: Sequence[Path], train_perts: set[str]) -> Normali
         raise ValueError("fewer than 2 training profiles: nothing to normalize")
     mean = total / n
     var = np.maximum(total_sq / n - mean**2, 0.0) * n / (n - 1)
-    return NormalizationStats(mean, np.maximum(np.sqrt(var), 1e-6), n)
+    return NormalizationStats(mean, np.maximum(np.sqrt(var), 1e-6), n,
+                              perturbagen_set_digest(train_perts))
 
 
 @dataclass

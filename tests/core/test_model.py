@@ -121,3 +121,25 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), expected)
     again = load_embedding(tmp_path / "m")
     assert again.get_layer("standardize").mean.shape == (978,)
+
+
+def test_training_model_round_trip_keeps_the_head(tmp_path):
+    emb = build_embedding_model(TINY)
+    model, head = build_training_model(emb, 5, TINY)
+    x = np.random.default_rng(2).normal(size=(4, 978)).astype(np.float32)
+    y = np.array([0, 1, 2, 3])
+    head.margin.assign(0.1)
+    expected = model([x, y], training=False).numpy()
+    save_model(tmp_path / "m", emb, {}, [], training_model=model)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import numpy as np, sys, keras; from pathlib import Path;"
+            "import l1000_assets.core.model;"
+            "d = Path(sys.argv[1]); m = keras.saving.load_model(d / 'm' / 'training.keras');"
+            "h = m.get_layer('head'); x = np.load(d / 'x.npy');"
+            "np.save(d / 'logits.npy', m([x, np.arange(4)], training=False).numpy());"
+            "print(float(h.margin.numpy()), h.kind, h.n_classes)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == [str(np.float32(0.1).item()), "cosface", "5"]
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-6)

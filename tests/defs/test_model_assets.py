@@ -32,7 +32,7 @@ def test_split_holds_out_perturbagens(trained):
 def test_model_artifacts_and_card(trained):
     graph, result = trained
     model_dir = graph.root / "models" / "embedding_model"
-    assert {"embedding.keras", "card.json", "history.csv", "training.png"} <= {
+    assert {"embedding.keras", "training.keras", "card.json", "history.csv", "training.png"} <= {
         p.name for p in model_dir.iterdir()}
     card = json.loads((model_dir / "card.json").read_text())
     assert len(card["gene_order"]) == 978
@@ -71,3 +71,16 @@ def test_rematerializing_with_the_same_config_resumes_without_training(trained):
                       config={"ops": {"embedding_model": {"config": SMALL_MODEL}}})
     meta = again.asset_materializations_for_node("embedding_model")[0].metadata
     assert meta["resumed_from_step"].value == 400
+
+
+def test_statistics_from_another_split_are_refused(trained):
+    graph, _ = trained
+    result = graph.run(["perturbagen_split", "embedding_model"],
+                       config={"ops": {"perturbagen_split": {"config": {"seed": 1}},
+                                       "embedding_model": {"config": SMALL_MODEL}}},
+                       raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "another set of training perturbagens" in str(failure.event_specific_data.error)
+    # Put the seed-0 split back for any later test.
+    assert graph.run(["perturbagen_split"]).success

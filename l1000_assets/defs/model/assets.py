@@ -185,12 +185,19 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
     from l1000_assets.core.model import ModelConfig
     from l1000_assets.core.model_store import save_model
     from l1000_assets.core.training import (NormalizationStats, TrainConfig,
-                                            load_split_profiles, train)
+                                            load_split_profiles, perturbagen_set_digest, train)
 
     files = _lake_files(lake)
     split = read_split(lake)
     perts = {s: set(split.loc[split["split"] == s, "pert_id"]) for s in (TRAIN, VALIDATION, TEST)}
+    if not lake.normalization_path.exists():
+        raise dg.Failure(f"{lake.normalization_path} not found: materialize normalization_stats")
     stats = NormalizationStats.load(lake.normalization_path)
+    if stats.train_digest != perturbagen_set_digest(perts[TRAIN]):
+        # Statistics from another split would carry held-out profiles into the model.
+        raise dg.Failure(f"{lake.normalization_path} was computed on another set of training "
+                         "perturbagens than the current perturbagen_split: materialize "
+                         "normalization_stats again")
     model_config = ModelConfig(depth=config.depth, growth=config.growth,
                                embedding_dim=config.embedding_dim, noise_sd=config.noise_sd,
                                head=config.head, scale=config.scale, max_margin=config.max_margin,
