@@ -24,8 +24,9 @@ CONTROL_PERT_TYPES = frozenset({
     "ctl_vehicle", "ctl_vector", "ctl_untrt",
     "ctl_vehicle.cns", "ctl_vector.cns", "ctl_untrt.cns", "trt_sh.css",
 })
+# Ligands (trt_lig) are proteins added to the medium, not genetic perturbations.
 GENETIC_PERT_TYPES = frozenset({
-    "trt_sh", "trt_oe", "trt_xpr", "trt_sh.cgs", "trt_oe.mut", "trt_lig", "trt_si",
+    "trt_sh", "trt_oe", "trt_xpr", "trt_sh.cgs", "trt_oe.mut", "trt_si",
 })
 
 

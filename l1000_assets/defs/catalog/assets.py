@@ -20,6 +20,7 @@ EXPECTED_VIEWS = ("profiles", "instances", "perturbagens", "genes", "cell_lines"
     deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping()),
           dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping())],
     kinds={"duckdb", "sql"},
+    pool="duckdb",
     description=(
         "One DuckDB file with views over the lake (profiles, instances, perturbagens, genes, "
         "cell_lines) and the macros in sql/. The only writer of that file; rebuilt whole and "
