@@ -13,19 +13,25 @@ export L1000_DATA_ROOT ?= $(CURDIR)/$(DATA)
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "error: could not create $(VENV) (is the venv module installed?)"; exit 1; }
+
+# TensorFlow build: cpu by default; `make install-gpu` switches this venv to gpu for good.
+TF_BUILD = $$(test -f $(VENV)/.gpu && echo gpu || echo cpu)
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(TF_BUILD),dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-# CUDA TensorFlow instead of the CPU build (a GPU machine only).
-install-gpu: $(STAMP)
+# CUDA TensorFlow instead of the CPU build (a GPU machine only; needs network for CUDA wheels).
+install-gpu: $(BIN)/python
+	touch $(VENV)/.gpu
 	$(BIN)/python -m pip uninstall --yes tensorflow-cpu
 	$(BIN)/python -m pip install -c constraints.txt -e ".[gpu,dev]"
+	@touch $(STAMP)
+	$(BIN)/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
 
 demo: $(STAMP)
 	$(BIN)/l1000 demo --data-root "$(L1000_DATA_ROOT)"
