@@ -9,10 +9,12 @@ synthetic release should land in roughly 0.65 to 0.75.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from l1000_assets.core.gctx import GctxReader
 from l1000_assets.core.metadata import CONTROL_PERT_TYPES, GENETIC_PERT_TYPES
 from l1000_assets.core.metrics import RetrievalSummary, same_label_quantiles
 from l1000_assets.core.synthetic import SyntheticConfig, simulate_landmark_profiles
@@ -67,6 +69,37 @@ def zscore_baselines(
             rows.append(CalibrationRow(group, f"z-score {method}",
                                        RetrievalSummary.from_quantiles(q, int(sel.sum()))))
     return rows
+
+
+def release_baselines(level4: Path, inst: pd.DataFrame, landmark_ids: list[str], *,
+                      max_profiles: int = 20_000, split_seed: int = 0,
+                      methods: tuple[str, ...] = ("cosine",)) -> list[CalibrationRow]:
+    """The z-score baselines on a written release, in bounded memory.
+
+    The held-out perturbagens (whole perturbagens, so positives stay together) are
+    subsampled to at most about ``max_profiles`` profiles, and only their columns are kept
+    while the GCTX's landmark rows are streamed.
+    """
+    treated = inst[~inst["pert_type"].isin(CONTROL_PERT_TYPES)]
+    held = holdout_perturbagens(treated["pert_id"].to_numpy(), 0.2, split_seed)
+    sizes = treated[treated["pert_id"].isin(held)].groupby("pert_id").size()
+    order = np.random.default_rng(split_seed).permutation(sizes.index.to_numpy())
+    keep_perts = order[:max(2, int(np.searchsorted(sizes.loc[order].cumsum().to_numpy(),
+                                                   max_profiles, side="right")))]
+    chosen = inst[inst["pert_id"].isin(keep_perts)]
+    with GctxReader(level4) as reader:
+        position = pd.Series(np.arange(len(reader.col_ids)), index=reader.col_ids)
+        wanted = np.sort(position.loc[chosen["inst_id"].astype(str)].to_numpy())
+        rows = reader.row_positions(landmark_ids)
+        parts = []
+        for block in reader.iter_blocks(rows):
+            inside = wanted[(wanted >= block.start) & (wanted < block.stop)]
+            if len(inside):
+                parts.append(block.values[inside - block.start])
+    values = np.concatenate(parts)
+    ordered = inst.set_index("inst_id").loc[reader.col_ids[wanted]].reset_index()
+    return zscore_baselines(ordered, values, holdout_fraction=1.0, split_seed=split_seed,
+                            methods=methods)
 
 
 def calibrate(config: SyntheticConfig, **kwargs) -> list[CalibrationRow]:

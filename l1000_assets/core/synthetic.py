@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from l1000_assets.core.atomic import atomic_file
+from l1000_assets.core.atomic import atomic_dir
+from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.gctx import GctxWriter
 
 N_GENES = 12_328
@@ -53,6 +54,7 @@ N_LANDMARKS = 978
 WELL_ROWS = "ABCDEFGHIJKLMNOP"  # 16 x 24 = 384 wells
 WELLS_PER_PLATE = 384
 PREFIX = "SYNTH_Broad_LINCS"
+MANIFEST_NAME = "synthetic_release.json"
 
 CELL_LINES = (
     ("A375", "skin", "malignant melanoma"),
@@ -181,7 +183,7 @@ class ReleaseFiles:
             gene_info=root / f"{prefix}_gene_info.txt",
             pert_info=root / f"{prefix}_pert_info.txt",
             cell_info=root / f"{prefix}_cell_info.txt",
-            manifest=root / "synthetic_release.json",
+            manifest=root / MANIFEST_NAME,
         )
 
 
@@ -610,45 +612,60 @@ def write_synthetic_release(
     Returns
     -------
     ReleaseFiles
-        The paths written. Every file is written atomically; a failed run leaves any
-        previous release in ``out_dir`` untouched.
+        The paths written. The release is written into a temporary sibling directory and
+        swapped in whole, so a failed run leaves the previous release in ``out_dir``
+        untouched. An existing ``out_dir`` that is not a synthetic release (no
+        ``synthetic_release.json``) and not empty is refused rather than replaced.
     """
-    files = ReleaseFiles.for_release(out_dir, config.n_profiles)
-    files.root.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists():
+        raise L1000InputError(out_dir, "not empty and not a synthetic release: refusing to "
+                                       "replace it (choose a new or empty directory)")
     world, maps = build_world(config)
+    with atomic_dir(out_dir) as tmp:
+        files = ReleaseFiles.for_release(tmp, config.n_profiles)
+        n_plates = _write_release(files, world, maps, config, progress)
+        manifest = {
+            "generator": "l1000_assets.core.synthetic",
+            "config": asdict(config),
+            "files": {k: Path(v).name for k, v in asdict(files).items()
+                      if k not in ("root", "manifest")},
+            "n_perturbagens": int(len(world.perts)),
+            "n_plates": n_plates,
+        }
+        files.manifest.write_text(json.dumps(manifest, indent=2, default=list) + "\n")
+    return ReleaseFiles.for_release(out_dir, config.n_profiles)
+
+
+def _write_release(files: ReleaseFiles, world: "_World", maps: list[_PlateMap],
+                   config: SyntheticConfig, progress: ProgressFn | None) -> int:
+    """Write the matrix and the tables into ``files``; return the number of plates."""
     t0 = time.perf_counter()
     genes = world.genes
-    with atomic_file(files.inst_info) as inst_tmp, \
-            GctxWriter(files.level4, genes["pr_gene_id"].tolist(), config.n_profiles,
-                       chunks=config.chunks) as writer:
-        with open(inst_tmp, "w", encoding="utf-8", newline="") as inst_out:
-            inst_out.write("\t".join(INST_COLUMNS) + "\n")
-            buffered: list[_Plate] = []
-            n_buffered = 0
-            for plate in _plates(world, maps, config.n_profiles):
-                buffered.append(plate)
-                n_buffered += len(plate.inst)
-                # Write whole on-disk chunks at a time: no partial-chunk rewrites.
-                if n_buffered >= config.chunks[0]:
-                    _flush(writer, inst_out, buffered)
-                    buffered, n_buffered = [], 0
-                if progress is not None:
-                    progress(writer.written + n_buffered, config.n_profiles,
-                             time.perf_counter() - t0)
-            _flush(writer, inst_out, buffered)
-    _write_table(files.gene_info, genes[GENE_COLUMNS])
-    _write_table(files.pert_info, pert_info_table(world))
-    _write_table(files.cell_info, world.cells)
-    manifest = {
-        "generator": "l1000_assets.core.synthetic",
-        "config": asdict(config),
-        "files": {k: Path(v).name for k, v in asdict(files).items() if k not in ("root", "manifest")},
-        "n_perturbagens": int(len(world.perts)),
-        "n_plates": int(sum(config.replicates for _ in maps)),
-    }
-    with atomic_file(files.manifest) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, default=list) + "\n")
-    return files
+    n_plates = 0
+    with GctxWriter(files.level4, genes["pr_gene_id"].tolist(), config.n_profiles,
+                    chunks=config.chunks) as writer, \
+            open(files.inst_info, "w", encoding="utf-8", newline="") as inst_out:
+        inst_out.write("\t".join(INST_COLUMNS) + "\n")
+        buffered: list[_Plate] = []
+        n_buffered = 0
+        for plate in _plates(world, maps, config.n_profiles):
+            n_plates += 1
+            buffered.append(plate)
+            n_buffered += len(plate.inst)
+            # Write whole on-disk chunks at a time: no partial-chunk rewrites.
+            if n_buffered >= config.chunks[0]:
+                _flush(writer, inst_out, buffered)
+                buffered, n_buffered = [], 0
+            if progress is not None:
+                progress(writer.written + n_buffered, config.n_profiles,
+                         time.perf_counter() - t0)
+        _flush(writer, inst_out, buffered)
+    for path, table in ((files.gene_info, genes[GENE_COLUMNS]),
+                        (files.pert_info, pert_info_table(world)),
+                        (files.cell_info, world.cells)):
+        table.to_csv(path, sep="\t", index=False, encoding="utf-8")
+    return n_plates
 
 
 def _flush(writer: GctxWriter, inst_out, plates: list[_Plate]) -> None:
@@ -657,11 +674,6 @@ def _flush(writer: GctxWriter, inst_out, plates: list[_Plate]) -> None:
     inst = pd.concat([p.inst for p in plates], ignore_index=True)
     writer.write_block(inst["inst_id"].tolist(), np.concatenate([p.level4 for p in plates]))
     inst.to_csv(inst_out, sep="\t", index=False, header=False)
-
-
-def _write_table(path: Path, df: pd.DataFrame) -> None:
-    with atomic_file(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, encoding="utf-8")
 
 
 def simulate_landmark_profiles(config: SyntheticConfig) -> tuple[pd.DataFrame, np.ndarray]:

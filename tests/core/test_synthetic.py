@@ -171,3 +171,19 @@ def test_structure_is_learnable_from_training_perturbagens():
         for name, v in (("zscore", x[held]), ("lda", lda.transform(x[held])))
     }
     assert auc["lda"] > auc["zscore"] + 0.05, auc
+
+
+def test_rewriting_replaces_the_whole_release(tmp_path):
+    write_synthetic_release(tmp_path / "r", SyntheticConfig(n_profiles=300, seed=1))
+    write_synthetic_release(tmp_path / "r", SyntheticConfig(n_profiles=400, seed=2))
+    assert len(list((tmp_path / "r").glob("*.gctx"))) == 1
+    assert check_release(find_release_files(tmp_path / "r"))["n_profiles"] == 400
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_release(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not a synthetic release: refusing"):
+        write_synthetic_release(tmp_path / "mine", SyntheticConfig(n_profiles=300))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

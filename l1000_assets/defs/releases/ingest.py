@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from l1000_assets.core.atomic import atomic_dir
+from l1000_assets.core.atomic import atomic_dir, atomic_file
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.ingest import STRICT, open_release, reconcile
 from l1000_assets.core.progress import ProgressReporter
@@ -128,8 +128,8 @@ def release_files(context: dg.AssetExecutionContext, lake: LakeResource,
     manifest = {"release": source.name, "kind": source.kind, "root": str(root), "files": files}
     version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
     out = lake.metadata_dir(source.name).parent / f"{source.name}.{MANIFEST}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(manifest, indent=2))
+    with atomic_file(out) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
     table = pd.DataFrame([{"file": k, **{f: v.get(f) for f in ("size", "sha256", "etag",
                                                                 "last_modified")}}
                           for k, v in files.items()])
