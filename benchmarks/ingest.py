@@ -8,22 +8,28 @@ size), measured side by side in one run:
   in gene_info, mapped to ``0/META/ROW/id``), takes the landmark columns and sums them.
   This is the floor any reader of the same landmark rows pays.
 * **ingest**: what the Dagster asset ``landmark_profiles`` runs for all cell lines in one
-  run: ``open_release`` + ``reconcile`` + ``write_landmark_profiles`` for every cell line
-  that has a non-control profile, into a scratch Parquet directory.
+  run: read the canonical ``instances`` and ``genes`` Parquet tables that ``release_metadata``
+  wrote (``read_canonical_instances``, ``read_canonical_landmarks``), find the matrix and
+  ``write_landmark_profiles_from_metadata`` for every cell line that has a non-control
+  profile, into a scratch Parquet directory. The canonical tables are written first,
+  untimed and in their own process, as ``release_metadata`` writes them: ``open_release``
+  + ``reconcile``, then ``DataFrame.to_parquet``.
 
 Throughput is counted over the release's profiles (every landmark row is read; the
 ingest then drops controls), in MB/s of landmark data (``n x 978 x 4`` bytes).
 
 Each measurement runs in a fresh child process, so its peak RSS is its own (the parent
 imports only the standard library: on Linux a child's ``ru_maxrss`` starts from its
-parent's peak). The releases are generated (untimed, also in a child) first. The OS page cache is left as it is: one untimed bare-read
-pass over each release warms it, then bare read and ingest alternate, ``--repeats`` times
-each, and the best (minimum) time and the highest peak RSS of the repeats are reported.
+parent's peak). The releases are generated (untimed, also in a child) first. The OS page
+cache is left as it is: one untimed bare-read pass over each release warms it, then bare
+read and ingest alternate, ``--repeats`` times each, and the best (minimum) time, with its
+user and system CPU seconds, and the highest peak RSS of the repeats are reported, then
+every run's time (on a shared or virtualised machine they vary).
 
 Usage::
 
     python benchmarks/ingest.py --profiles 200000 [--dir /tmp] [--reuse DIR]
-        [--block-size 8192] [--repeats 2]
+        [--block-size 8192] [--repeats 2] [--compression none] [--write-threads 2]
 
 Scratch space: ~50 KB per profile for the releases (about 15 GB at 200,000), deleted at
 the end unless ``--reuse`` names a directory to keep them in.
@@ -63,6 +69,7 @@ with h5py.File(gctx, "r") as f:
     index = {g.decode(): i for i, g in enumerate(f["0/META/ROW/id"][()])}
 rows = np.array([index[g] for g in genes.loc[genes["pr_is_lm"] == "1", "pr_gene_id"]])
 lo, hi = int(rows.min()), int(rows.max()) + 1
+r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 total = 0.0
 with h5py.File(gctx, "r") as f:
@@ -70,26 +77,51 @@ with h5py.File(gctx, "r") as f:
     for s in range(0, m.shape[0], block):
         total += float(m[s:s + block, lo:hi][:, rows - lo].sum())
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "checksum": total,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": dt, "checksum": total, "user_s": r1.ru_utime - r0.ru_utime,
+                  "sys_s": r1.ru_stime - r0.ru_stime, "peak_rss_mb": r1.ru_maxrss / 1024}))
+"""
+
+CHILD_METADATA = """
+import json, sys
+from pathlib import Path
+from l1000_assets.core.ingest import open_release, reconcile
+root, out = sys.argv[1], Path(sys.argv[2])
+release = open_release("bench", root)
+rec = reconcile(release)
+# As release_metadata writes them (l1000_assets/defs/releases/ingest.py).
+instances = release.instances[release.instances["inst_id"].isin(rec.instances["inst_id"])]
+out.mkdir(parents=True)
+instances.to_parquet(out / "instances.parquet", index=False)
+release.genes.to_parquet(out / "genes.parquet", index=False)
+print(json.dumps({"dir": str(out)}))
 """
 
 CHILD_INGEST = """
 import json, resource, sys, time
 from pathlib import Path
-from l1000_assets.core.ingest import open_release, reconcile, write_landmark_profiles
-root, out, block = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+import pyarrow.compute as pc
+from l1000_assets.core.ingest import (find_matrix, read_canonical_instances,
+                                      read_canonical_landmarks,
+                                      write_landmark_profiles_from_metadata)
+root, meta, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+block, compression, threads = int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
-release = open_release("bench", root)
-rec = reconcile(release)
-inst = release.instances
-cells = sorted(inst.loc[inst["profile_class"] != "control", "cell_id"].unique())
-report = write_landmark_profiles(
-    release, rec, {c: out / f"cell_id={c}" / "bench.parquet" for c in cells}, block_size=block)
+inst = read_canonical_instances(meta / "instances.parquet")
+treated = inst.filter(pc.not_equal(inst["profile_class"], "control"))
+cells = sorted(pc.unique(treated["cell_id"]).to_pylist())
+report = write_landmark_profiles_from_metadata(
+    find_matrix(root), inst, read_canonical_landmarks(meta / "genes.parquet"),
+    {c: out / f"cell_id={c}" / "bench.parquet" for c in cells}, release="bench",
+    metadata_path=meta / "instances.parquet", block_size=block,
+    compression=None if compression == "none" else compression, write_threads=threads)
 dt = time.perf_counter() - t0
+r1 = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": dt, "rows": report.total, "cell_lines": len(cells),
                   "parquet_bytes": sum(p.stat().st_size for p in out.rglob("*.parquet")),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+                  "peak_rss_mb": r1.ru_maxrss / 1024}))
 """
 
 
@@ -116,10 +148,17 @@ def _bare(files: dict, block_size: int) -> dict:
     return _child(CHILD_BARE, files["level4"], files["gene_info"], block_size)
 
 
-def _ingest(files: dict, block_size: int, scratch: Path) -> dict:
+def _metadata(files: dict, scratch: Path) -> Path:
+    """The canonical metadata tables of a release, written (untimed) under ``scratch``."""
+    return Path(_child(CHILD_METADATA, files["root"],
+                       scratch / f"metadata-{Path(files['root']).name}")["dir"])
+
+
+def _ingest(files: dict, meta: Path, args: argparse.Namespace, scratch: Path) -> dict:
     out = Path(tempfile.mkdtemp(prefix="lake-", dir=scratch))
     try:
-        return _child(CHILD_INGEST, files["root"], out, block_size)
+        return _child(CHILD_INGEST, files["root"], meta, out, args.block_size, args.compression,
+                      args.write_threads)
     finally:
         shutil.rmtree(out)
 
@@ -143,6 +182,10 @@ def main() -> None:
                         help="samples per block, for both readers (default: 8192)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed runs of each measurement; the best is reported (default: 2)")
+    parser.add_argument("--compression", default="none",
+                        help="Parquet codec of the lake files (default: none)")
+    parser.add_argument("--write-threads", type=int, default=2,
+                        help="threads writing Parquet beside the matrix reads (default: 2)")
     args = parser.parse_args()
     full_n = args.profiles
     half_n = full_n // 2
@@ -150,27 +193,33 @@ def main() -> None:
     try:
         parent = args.reuse or scratch
         half, full = _release(parent, half_n), _release(parent, full_n)
+        half_meta, full_meta = _metadata(half, scratch), _metadata(full, scratch)
         for files in (half, full):  # untimed: warm the page cache for every timed run
             _bare(files, args.block_size)
         runs: dict[str, list[dict]] = {"bare": [], "half": [], "full": []}
         for _ in range(args.repeats):
             runs["bare"].append(_bare(full, args.block_size))
-            runs["full"].append(_ingest(full, args.block_size, scratch))
-            runs["half"].append(_ingest(half, args.block_size, scratch))
+            runs["full"].append(_ingest(full, full_meta, args, scratch))
+            runs["half"].append(_ingest(half, half_meta, args, scratch))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     bare, half_r, full_r = (_best(runs[k]) for k in ("bare", "half", "full"))
 
-    print(f"\nblock size {args.block_size:,} samples; page cache warmed by one untimed bare read "
+    print(f"\nblock size {args.block_size:,} samples; Parquet compression {args.compression}, "
+          f"{args.write_threads} writer thread(s); page cache warmed by one untimed bare read "
           f"of each release; bare read and ingest alternated, best of {args.repeats} runs "
           f"each (peak RSS: the highest), each run in a fresh process\n")
     print(f"{'what':<16}{'n':>10}{'seconds':>10}{'profiles/s':>13}{'MB/s':>9}"
-          f"{'peak RSS MB':>13}")
+          f"{'user s':>9}{'sys s':>8}{'peak RSS MB':>13}")
     for what, n, r in (("bare h5py read", full_n, bare), ("ingest", half_n, half_r),
                        ("ingest", full_n, full_r)):
         mb = n * N_LANDMARKS * 4 / 1e6
         print(f"{what:<16}{n:>10,}{r['seconds']:>10.2f}{n / r['seconds']:>13,.0f}"
-              f"{mb / r['seconds']:>9,.0f}{r['peak_rss_mb']:>13,.0f}")
+              f"{mb / r['seconds']:>9,.0f}{r['user_s']:>9.2f}{r['sys_s']:>8.2f}"
+              f"{r['peak_rss_mb']:>13,.0f}")
+    every = {k: ", ".join(f"{r['seconds']:.2f}" for r in rs) for k, rs in runs.items()}
+    print(f"every run, seconds: bare {every['bare']}; ingest {half_n:,} {every['half']}; "
+          f"ingest {full_n:,} {every['full']}")
     for n, r in ((half_n, half_r), (full_n, full_r)):
         print(f"parquet output, {n:,} profiles: {r['parquet_bytes'] / 1e6:,.0f} MB "
               f"({r['rows']:,} non-control profiles, {r['cell_lines']} cell lines)")

@@ -5,13 +5,18 @@ import shutil
 import h5py
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.gctx import MATRIX_NODE, GctxWriter
-from l1000_assets.core.ingest import (SKIP, landmark_matrix, open_release, read_profile_gene_ids,
-                                      reconcile, write_landmark_profiles)
+from l1000_assets.core.ingest import (SKIP, find_matrix, landmark_matrix, open_release,
+                                      read_canonical_instances, read_canonical_landmarks,
+                                      read_profile_gene_ids, reconcile, write_landmark_profiles,
+                                      write_landmark_profiles_from_metadata)
+from l1000_assets.core.sources import canonical_instances
 from l1000_assets.core.synthetic import simulate_landmark_profiles
 
 CORE_A_FILES = {"level4": "CORE_A_level4_ZSPCINF_n40x12328.gctx",
@@ -183,3 +188,141 @@ def test_cmap_beta_column_names(tmp_path):
     _, report, paths = _ingest(release, tmp_path / "out")
     assert report.rows_written == {"HELA": 2}
     np.testing.assert_array_equal(landmark_matrix(pq.read_table(paths["HELA"])), values[:2, :978])
+
+
+# --------------------------------------------------------------------------------------
+# The lake from the canonical metadata tables (what the landmark_profiles asset runs)
+# --------------------------------------------------------------------------------------
+def _canonical_tables(release, directory):
+    """instances.parquet and genes.parquet, written as release_metadata writes them."""
+    rec = reconcile(release)
+    directory.mkdir(parents=True, exist_ok=True)
+    inst = release.instances[release.instances["inst_id"].isin(rec.instances["inst_id"])]
+    inst.to_parquet(directory / "instances.parquet", index=False)
+    release.genes.to_parquet(directory / "genes.parquet", index=False)
+    return directory / "instances.parquet", directory / "genes.parquet"
+
+
+def _treated_cells(instances):
+    treated = instances.filter(pc.not_equal(instances["profile_class"], "control"))
+    return sorted(set(treated["cell_id"].to_pylist()))
+
+
+def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, tmp_path):
+    release = open_release("synthetic", small_release.root)
+    inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
+    instances = read_canonical_instances(inst_path)
+    gene_ids = read_canonical_landmarks(genes_path)
+    assert gene_ids == release.genes.loc[release.genes["is_landmark"], "gene_id"].tolist()
+    cells = _treated_cells(instances)
+    paths = {c: tmp_path / "new" / f"{c}.parquet" for c in cells}
+    # Small blocks and a 1 MB budget: buffers of 26 profiles, filled across blocks, handed
+    # over, recycled and written in order many times per cell line.
+    report = write_landmark_profiles_from_metadata(
+        find_matrix(small_release.root), instances, gene_ids, paths, release="synthetic",
+        metadata_path=inst_path, block_size=100, budget_bytes=1 << 20)
+    old_paths = {c: tmp_path / "old" / f"{c}.parquet" for c in cells}
+    old = write_landmark_profiles(release, reconcile(release), old_paths)
+    assert report.rows_written == old.rows_written
+    assert report.controls_removed == old.controls_removed
+    assert report.n_skipped == 0
+    with h5py.File(small_release.level4, "r") as f:
+        raw = f[MATRIX_NODE][()]
+        col_index = {c.decode(): i for i, c in enumerate(f["0/META/COL/id"][()])}
+        row_index = {r.decode(): i for i, r in enumerate(f["0/META/ROW/id"][()])}
+    rows = [row_index[g] for g in gene_ids]
+    for cell, path in paths.items():
+        table = pq.read_table(path)
+        assert table.equals(pq.read_table(old_paths[cell]))
+        assert pq.read_metadata(path).num_row_groups > 1
+        assert read_profile_gene_ids(path) == gene_ids
+        cols = [col_index[i] for i in table.column("inst_id").to_pylist()]
+        assert cols == sorted(cols)
+        np.testing.assert_array_equal(landmark_matrix(table), raw[np.ix_(cols, rows)])
+
+
+def test_canonical_metadata_disagreements_strict_and_skip(small_release, tmp_path):
+    root = small_release.root
+    inst_path, genes_path = _canonical_tables(open_release("r", root), tmp_path / "meta")
+    instances = read_canonical_instances(inst_path)
+    gene_ids = read_canonical_landmarks(genes_path)
+    treated = np.flatnonzero(pc.not_equal(instances["profile_class"], "control").to_numpy(
+        zero_copy_only=False))
+    dropped = instances["inst_id"][treated[0]].as_py()
+    ghost = instances.slice(treated[1], 1)
+    ghost = ghost.set_column(0, "inst_id", pa.array(["GHOST_PLATE:Z99"]))
+    repeated = instances.slice(treated[2], 1)
+    without_dropped = instances.filter(pc.not_equal(instances["inst_id"], dropped))
+    cells = _treated_cells(instances)
+    paths = {c: tmp_path / "lake" / f"{c}.parquet" for c in cells}
+
+    def ingest(table, **kwargs):
+        return write_landmark_profiles_from_metadata(
+            find_matrix(root), table, gene_ids, paths, release="r", metadata_path=inst_path,
+            block_size=64, **kwargs)
+
+    with pytest.raises(L1000InputError, match=rf"instances\.parquet: duplicate inst_id.*"
+                                              rf"'{repeated['inst_id'][0]}'"):
+        ingest(pa.concat_tables([instances, repeated]))
+    with pytest.raises(L1000InputError, match=rf"gctx: 1 profile\(s\) have no row in "
+                                              rf"instances\.parquet: '{dropped}'"):
+        ingest(without_dropped)
+    with pytest.raises(L1000InputError, match=r"instances\.parquet: 1 inst_id\(s\) have no "
+                                              r"column in .*\.gctx: 'GHOST_PLATE:Z99'"):
+        ingest(pa.concat_tables([instances, ghost]))
+    report = ingest(pa.concat_tables([without_dropped, ghost, repeated]), on_bad_input=SKIP)
+    assert report.reconciliation["n_profiles_without_metadata"] == 1
+    assert report.reconciliation["n_metadata_rows_without_profile"] == 1
+    assert report.reconciliation["n_duplicate_inst_ids"] == 1
+    assert report.n_skipped == 3
+    written = [i for p in paths.values() for i in pq.read_table(p).column("inst_id").to_pylist()]
+    assert len(written) == len(set(written)) == report.total == len(treated) - 1
+    assert dropped not in written and "GHOST_PLATE:Z99" not in written
+
+
+def _tiny_release(tmp_path, values, order):
+    """A GCTX of 1,000 genes stored in ``order`` of gene id (descending: the landmarks are
+    no slice of the rows) and its canonical instances: treated profiles of two interleaved
+    cell lines (no run of consecutive columns) and a control."""
+    genes = [str(10 + i) for i in range(1000)]
+    samples = [f"P1:A0{i}" for i in range(1, 7)]
+    path = tmp_path / "tiny_n6x1000.gctx"
+    step = 1 if order == "ascending" else -1
+    with GctxWriter(path, genes[::step], len(samples)) as w:
+        w.write_block(samples, values[:, ::step])
+    inst = canonical_instances(pd.DataFrame({
+        "inst_id": samples, "pert_id": ["BRD-A", "BRD-B", "BRD-C", "BRD-D", "BRD-E", "DMSO"],
+        "pert_type": ["trt_cp", "trt_cp", "trt_sh", "trt_cp", "trt_oe", "ctl_vehicle"],
+        "cell_id": ["HELA", "A549", "HELA", "A549", "HELA", "HELA"]}, dtype="string"), "tiny")
+    return path, pa.Table.from_pandas(inst, preserve_index=False), genes[:978]
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+def test_landmarks_in_any_row_order_and_non_finite_values(tmp_path, order):
+    values = np.arange(6 * 1000, dtype=np.float32).reshape(6, 1000)
+    path, instances, gene_ids = _tiny_release(tmp_path, values, order)
+    out = {"HELA": tmp_path / "HELA.parquet", "A549": tmp_path / "A549.parquet"}
+    report = write_landmark_profiles_from_metadata(path, instances, gene_ids, out, release="tiny",
+                                                   block_size=4)
+    assert report.rows_written == {"HELA": 3, "A549": 2}
+    assert report.controls_removed == {"HELA": 1, "A549": 0}
+    hela = pq.read_table(out["HELA"])
+    assert hela.column("pert_type").to_pylist() == ["trt_cp", "trt_sh", "trt_oe"]
+    np.testing.assert_array_equal(landmark_matrix(hela), values[[0, 2, 4], :978])
+    np.testing.assert_array_equal(landmark_matrix(pq.read_table(out["A549"])),
+                                  values[[1, 3], :978])
+    values[3, 500] = np.inf
+    path, instances, gene_ids = _tiny_release(tmp_path, values, order)
+    with pytest.raises(L1000InputError, match=r"tiny_n6x1000\.gctx: non-finite .* 'P1:A04'"):
+        write_landmark_profiles_from_metadata(path, instances, gene_ids, out, release="tiny")
+
+
+def test_gct_text_release_from_canonical_metadata(real_dir, tmp_path):
+    files = {"level4": "LJP005_A375_24H_level4_n377x978.gct"}
+    inst_path, genes_path = _canonical_tables(open_release("LJP005", real_dir, files), tmp_path)
+    out = {"A375": tmp_path / "A375.parquet"}
+    report = write_landmark_profiles_from_metadata(
+        find_matrix(real_dir, files), read_canonical_instances(inst_path),
+        read_canonical_landmarks(genes_path), out, release="LJP005")
+    assert report.rows_written == {"A375": 351} and report.controls_removed == {"A375": 26}
+    assert np.isfinite(landmark_matrix(pq.read_table(out["A375"]))).all()

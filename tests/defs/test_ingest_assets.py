@@ -2,6 +2,8 @@
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,3 +107,31 @@ def test_one_cell_line_partition_rewrites_only_that_line(graph):
     result = graph["run"](["landmark_profiles"], partition=cell)
     assert result.success
     assert other.stat().st_mtime_ns == mtime
+
+
+def test_metadata_without_profile_fails_strict_and_is_skipped_on_request(graph):
+    root, cell = graph["root"], graph["cells"][0]
+    inst_path = root / "lake" / "metadata" / "release=synthetic" / "instances.parquet"
+    saved = inst_path.read_bytes()
+    table = pq.read_table(inst_path)
+    treated = table.filter(pc.and_(pc.equal(table["cell_id"], cell),
+                                   pc.not_equal(table["profile_class"], "control")))
+    ghost = treated.slice(0, 1).set_column(
+        0, "inst_id", pa.array(["GHOST_PLATE:Z99"], table.schema.field("inst_id").type))
+    pq.write_table(pa.concat_tables([table, ghost]), inst_path)
+    try:
+        result = graph["run"](["landmark_profiles"], partition=cell, raise_on_error=False)
+        assert not result.success
+        failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        message = str(failure[0].event_specific_data.error)
+        assert "instances.parquet: 1 inst_id(s) have no column in" in message
+        assert "'GHOST_PLATE:Z99'" in message
+        result = graph["run"](["landmark_profiles"], partition=cell, raise_on_error=False, config={
+            "ops": {"landmark_profiles": {"config": {"on_bad_input": "skip"}}}})
+        mat = result.asset_materializations_for_node("landmark_profiles")[0]
+        skipped = mat.metadata["skipped_ids"].value["synthetic"]
+        assert skipped["n_metadata_rows_without_profile"] == 1
+        assert skipped["examples_without_profile"] == "'GHOST_PLATE:Z99'"
+        assert mat.metadata["dagster/row_count"].value == treated.num_rows
+    finally:
+        inst_path.write_bytes(saved)

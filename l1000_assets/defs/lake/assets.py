@@ -6,13 +6,15 @@ from typing import Literal
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir
 from l1000_assets.core.errors import L1000InputError
-from l1000_assets.core.ingest import (N_LANDMARKS, STRICT, iter_profile_batches, landmark_matrix,
-                                      open_release, read_profile_gene_ids, reconcile,
-                                      write_landmark_profiles)
+from l1000_assets.core.ingest import (N_LANDMARKS, STRICT, find_matrix, iter_profile_batches,
+                                      landmark_matrix, read_canonical_instances,
+                                      read_canonical_landmarks, read_profile_gene_ids,
+                                      write_landmark_profiles_from_metadata)
 from l1000_assets.core.progress import ProgressReporter
 from l1000_assets.defs.partitions import cell_line_partitions
 from l1000_assets.defs.releases.ingest import (RELEASE_METADATA, _local_name, read_metadata,
@@ -24,8 +26,9 @@ LANDMARK_PROFILES = dg.AssetKey("landmark_profiles")
 
 
 class LandmarkProfilesConfig(dg.Config):
-    block_size: int = Field(default=8192, ge=64,
-                            description="Profiles read from the GCTX per block (memory ~ 4 KB each).")
+    block_size: int = Field(default=8192, ge=64, description=(
+        "Profiles read from the GCTX per block (memory ~4 KB each when the landmark rows "
+        "are contiguous in the file, up to ~50 KB when they are spread over all genes)."))
     on_bad_input: Literal["strict", "skip"] = Field(
         default=STRICT, description="As for release_metadata: fail, or drop and report.")
 
@@ -40,9 +43,10 @@ class LandmarkProfilesConfig(dg.Config):
     description=(
         "Landmark profiles of one cell line from every release that has it: only the 978 "
         "landmark rows of each level-4 GCTX are read, in column blocks; controls are dropped; "
-        "metadata joined; one Parquet file per release under cell_id=<line>/ with the values "
-        "as a fixed-size float32[978] column in the genes table's order. Several cell lines "
-        "in one run share a single pass over each release. Replaced atomically."
+        "metadata joined from release_metadata's canonical tables; one Parquet file per "
+        "release under cell_id=<line>/ with the values as a fixed-size float32[978] column "
+        "in the genes table's order. Several cell lines in one run share a single pass over "
+        "each release. Replaced atomically."
     ),
 )
 def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfilesConfig,
@@ -50,28 +54,38 @@ def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfile
     cells = list(context.partition_keys)
     written: dict[str, dict[str, int]] = {c: {} for c in cells}
     removed: dict[str, int] = dict.fromkeys(cells, 0)
+    skipped: dict[str, dict[str, object]] = {}
     with contextlib.ExitStack() as stack:
         tmp_dirs = {c: stack.enter_context(atomic_dir(lake.landmark_dir(c))) for c in cells}
         for name in lake.metadata_releases():
-            inst = read_metadata(lake, name, "instances")
-            here = [c for c in cells if (inst["cell_id"] == c).any()]
-            if not here:
-                continue
-            source = release_source(name, releases, lake)
-            files = (dict(source.files) if source.kind == "local" else
-                     {r: _local_name(n) for r, n in source.files.items() if r != "checksums"})
+            # release_metadata already parsed and matched this release: read its canonical
+            # tables, and from the matrix only the column ids and the landmark rows.
+            inst_path = lake.metadata_dir(name) / "instances.parquet"
             try:
-                release = open_release(name, release_root(source, lake), files)
-                rec = reconcile(release, on_bad_input=config.on_bad_input)
+                inst = read_canonical_instances(inst_path)
+                present = set(pc.unique(inst["cell_id"]).to_pylist())
+                here = [c for c in cells if c in present]
+                if not here:
+                    continue
+                source = release_source(name, releases, lake)
+                files = (dict(source.files) if source.kind == "local" else
+                         {r: _local_name(n) for r, n in source.files.items() if r != "checksums"})
+                matrix = find_matrix(release_root(source, lake), files)
+                context.log.info(f"{name}: {len(here)} cell line(s), reading {matrix}")
+                report = write_landmark_profiles_from_metadata(
+                    matrix, inst,
+                    read_canonical_landmarks(lake.metadata_dir(name) / "genes.parquet"),
+                    {c: tmp_dirs[c] / f"{name}.parquet" for c in here},
+                    release=name, metadata_path=inst_path, on_bad_input=config.on_bad_input,
+                    block_size=config.block_size,
+                    progress=ProgressReporter(lambda m, n=name: context.log.info(f"{n}: {m}"),
+                                              interval=10.0),
+                )
             except L1000InputError as exc:
                 raise dg.Failure(str(exc)) from exc
-            context.log.info(f"{name}: {len(here)} cell line(s), reading {release.matrix_path}")
-            report = write_landmark_profiles(
-                release, rec, {c: tmp_dirs[c] / f"{name}.parquet" for c in here},
-                block_size=config.block_size,
-                progress=ProgressReporter(lambda m, n=name: context.log.info(f"{n}: {m}"),
-                                          interval=10.0),
-            )
+            if report.n_skipped:
+                context.log.warning(f"{name}: skipped ids: {report.reconciliation}")
+                skipped[name] = report.reconciliation
             for c in here:
                 written[c][name] = report.rows_written[c]
                 removed[c] += report.controls_removed[c]
@@ -82,6 +96,7 @@ def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfile
         "dagster/row_count": total,
         "cell_lines": len(cells),
         "controls_removed": int(sum(removed.values())),
+        "skipped_ids": dg.MetadataValue.json(skipped),
         "profiles_per_cell_line": dg.MetadataValue.md(rows.to_markdown(index=False))
         if len(rows) else "none",
         "lake_dir": dg.MetadataValue.path(str(lake.landmark_dir("*").parent)),
