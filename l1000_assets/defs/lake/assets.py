@@ -17,7 +17,8 @@ from l1000_assets.core.ingest import (N_LANDMARKS, STRICT, find_matrix, iter_pro
                                       write_landmark_profiles_from_metadata)
 from l1000_assets.core.progress import ProgressReporter
 from l1000_assets.defs.partitions import cell_line_partitions
-from l1000_assets.defs.releases.ingest import (RELEASE_METADATA, _local_name, read_metadata,
+from l1000_assets.defs.releases.ingest import (RELEASE_METADATA, read_metadata,
+                                               release_file_names,
                                                release_root, release_source)
 from l1000_assets.lib.releases import ReleaseRegistry
 from l1000_assets.lib.resources import LakeResource
@@ -68,9 +69,7 @@ def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfile
                 if not here:
                     continue
                 source = release_source(name, releases, lake)
-                files = (dict(source.files) if source.kind == "local" else
-                         {r: _local_name(n) for r, n in source.files.items() if r != "checksums"})
-                matrix = find_matrix(release_root(source, lake), files)
+                matrix = find_matrix(release_root(source, lake), release_file_names(source))
                 context.log.info(f"{name}: {len(here)} cell line(s), reading {matrix}")
                 report = write_landmark_profiles_from_metadata(
                     matrix, inst,

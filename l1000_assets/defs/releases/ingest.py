@@ -99,6 +99,13 @@ def release_source(name: str, registry: ReleaseRegistry, lake: LakeResource) -> 
     return registry.source(name, str(lake.release_dir(SYNTHETIC)))
 
 
+def release_file_names(source: ReleaseSource) -> dict[str, str]:
+    """Role -> file name in the release's directory (downloads are stored gunzipped)."""
+    if source.kind == "local":
+        return dict(source.files)
+    return {r: _local_name(n) for r, n in source.files.items() if r != "checksums"}
+
+
 def release_root(source: ReleaseSource, lake: LakeResource) -> Path:
     return Path(source.path) if source.kind == "local" else lake.release_dir(source.name)
 
@@ -171,9 +178,7 @@ def release_metadata(context: dg.AssetExecutionContext, config: ReleaseMetadataC
     source = release_source(context.partition_key, releases, lake)
     try:
         release = open_release(source.name, release_root(source, lake),
-                               dict(source.files) if source.kind == "local" else
-                               {r: _local_name(n) for r, n in source.files.items()
-                                if r != "checksums"})
+                               release_file_names(source))
         rec = reconcile(release, on_bad_input=config.on_bad_input)
     except L1000InputError as exc:
         raise dg.Failure(str(exc)) from exc
