@@ -1,4 +1,9 @@
-"""Dynamic partitions, added from the releases' own metadata (never by hand)."""
+"""Dynamic partitions.
+
+``cell_line`` keys come from the releases' own metadata (``release_metadata`` adds them);
+``release`` keys from ``synthetic_release`` for the embedded release, otherwise from the
+partition picker in the UI (a release sensor is planned to add them automatically).
+"""
 
 import re
 
