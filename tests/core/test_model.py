@@ -99,6 +99,14 @@ def test_margin_really_advances_during_fit():
     assert int(model.optimizer.iterations.numpy()) == 32
 
 
+def _in_fresh_process(code: str, directory) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter with ``directory`` as ``sys.argv[1]``; it must succeed."""
+    out = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
 def test_save_and_load_in_a_fresh_process(tmp_path):
     rng = np.random.default_rng(1)
     model = build_embedding_model(TINY, rng.normal(size=978), rng.uniform(1, 2, size=978))
@@ -115,9 +123,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
             "from l1000_assets.core.model import embed;"
             "d = Path(sys.argv[1]); m = load_embedding(d / 'm');"
             "np.save(d / 'z.npy', embed(m, np.load(d / 'x.npy')))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
+    _in_fresh_process(code, tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), expected)
     again = load_embedding(tmp_path / "m")
     assert again.get_layer("standardize").mean.shape == (978,)
@@ -138,8 +144,6 @@ def test_training_model_round_trip_keeps_the_head(tmp_path):
             "h = m.get_layer('head'); x = np.load(d / 'x.npy');"
             "np.save(d / 'logits.npy', m([x, np.arange(4)], training=False).numpy());"
             "print(float(h.margin.numpy()), h.kind, h.n_classes)")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _in_fresh_process(code, tmp_path)
     assert out.stdout.split()[-3:] == [str(np.float32(0.1).item()), "cosface", "5"]
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-6)

@@ -1,6 +1,6 @@
 """A Dagster graph run on a small synthetic release, shared by the tests of later stages."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +15,8 @@ class Graph:
     instance: dg.DagsterInstance
     everything: list
     resources: dict
+    cells: list[str] = field(default_factory=list)
+    results: dict = field(default_factory=dict)   # stage -> ExecuteInProcessResult
 
     def run(self, names, partition=None, tags=None, config=None, **kwargs):
         return dg.materialize(self.everything, selection=names, instance=self.instance,
@@ -34,10 +36,11 @@ def build_lake_graph(root: Path, n_profiles: int, seed: int) -> Graph:
                   {"lake": LakeResource(root=str(root)), "releases": ReleaseRegistry()})
     graph.run(["synthetic_release"], config={"ops": {"synthetic_release": {"config": {
         "n_profiles": n_profiles, "seed": seed}}}})
-    graph.run(["release_files", "release_metadata"], partition="synthetic")
-    cells = graph.instance.get_dynamic_partitions("cell_line")
-    graph.run(["landmark_profiles"], tags={ASSET_PARTITION_RANGE_START: cells[0],
-                                           ASSET_PARTITION_RANGE_END: cells[-1]})
+    graph.results["meta"] = graph.run(["release_files", "release_metadata"],
+                                      partition="synthetic")
+    graph.cells = graph.instance.get_dynamic_partitions("cell_line")
+    graph.results["lake"] = graph.run(["landmark_profiles"], tags={
+        ASSET_PARTITION_RANGE_START: graph.cells[0], ASSET_PARTITION_RANGE_END: graph.cells[-1]})
     return graph
 
 

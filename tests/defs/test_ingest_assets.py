@@ -1,63 +1,41 @@
 """The ingest graph on a small synthetic release: dg.materialize with a temp data root."""
 
-import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
+from tests.defs.conftest import build_lake_graph
 
 N = 3_000
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    """Definitions, resources and an instance with the synthetic release ingested once."""
-    from l1000_assets.definitions import defs
-    from l1000_assets.lib.releases import ReleaseRegistry
-    from l1000_assets.lib.resources import LakeResource
-
-    root = tmp_path_factory.mktemp("data")
-    definitions = defs()
-    everything = [*definitions.assets, *definitions.asset_checks]
-    resources = {"lake": LakeResource(root=str(root)), "releases": ReleaseRegistry()}
-    instance = dg.DagsterInstance.ephemeral()
-
-    def run(names, partition=None, tags=None, config=None, **kwargs):
-        return dg.materialize(everything, selection=names, instance=instance, resources=resources,
-                              partition_key=partition, tags=tags or {}, run_config=config or {},
-                              **kwargs)
-
-    run(["synthetic_release"], config={"ops": {"synthetic_release": {"config": {
-        "n_profiles": N, "seed": 1}}}})
-    meta = run(["release_files", "release_metadata"], partition="synthetic")
-    cells = instance.get_dynamic_partitions("cell_line")
-    lake = run(["landmark_profiles"], tags={ASSET_PARTITION_RANGE_START: cells[0],
-                                            ASSET_PARTITION_RANGE_END: cells[-1]})
-    catalog = run(["warehouse"])
-    return {"root": root, "instance": instance, "run": run, "cells": cells,
-            "results": {"meta": meta, "lake": lake, "catalog": catalog}}
+    """The synthetic release ingested once, and the catalog built over it."""
+    graph = build_lake_graph(tmp_path_factory.mktemp("data"), n_profiles=N, seed=1)
+    graph.results["catalog"] = graph.run(["warehouse"])
+    return graph
 
 
 def test_partitions_come_from_the_release(graph):
-    assert graph["instance"].get_dynamic_partitions("release") == ["synthetic"]
-    assert "SK-N-SH" in graph["cells"] and len(graph["cells"]) == 8
+    assert graph.instance.get_dynamic_partitions("release") == ["synthetic"]
+    assert "SK-N-SH" in graph.cells and len(graph.cells) == 8
 
 
 def test_every_check_passes(graph):
-    for result in graph["results"].values():
+    for result in graph.results.values():
         assert result.success
         for check in result.get_asset_check_evaluations():
             assert check.passed, (check.check_name, check.metadata)
 
 
 def test_lake_layout_and_counts(graph):
-    root = graph["root"]
+    root = graph.root
     lake = root / "lake" / "landmark_profiles"
-    assert sorted(p.name for p in lake.iterdir()) == sorted(f"cell_id={c}" for c in graph["cells"])
-    mat = graph["results"]["lake"].asset_materializations_for_node("landmark_profiles")[0]
+    assert sorted(p.name for p in lake.iterdir()) == sorted(f"cell_id={c}" for c in graph.cells)
+    mat = graph.results["lake"].asset_materializations_for_node("landmark_profiles")[0]
     total = mat.metadata["dagster/row_count"].value
     assert mat.metadata["controls_removed"].value > 0
     rows = sum(pq.read_metadata(p).num_rows for p in lake.glob("*/synthetic.parquet"))
@@ -68,7 +46,7 @@ def test_lake_layout_and_counts(graph):
 
 
 def test_catalog_answers_queries(graph):
-    path = graph["root"] / "catalog" / "l1000.duckdb"
+    path = graph.root / "catalog" / "l1000.duckdb"
     with duckdb.connect(str(path), read_only=True) as con:
         n = con.execute("SELECT count(*) FROM profiles p JOIN instances i USING (inst_id)"
                         ).fetchall()[0][0]
@@ -79,8 +57,8 @@ def test_catalog_answers_queries(graph):
 
 
 def test_failed_ingest_keeps_the_previous_partition(graph, tmp_path):
-    root = graph["root"]
-    cell = graph["cells"][0]
+    root = graph.root
+    cell = graph.cells[0]
     part = root / "lake" / "landmark_profiles" / f"cell_id={cell}" / "synthetic.parquet"
     before = part.read_bytes()
     gctx = next((root / "releases" / "synthetic").glob("*.gctx"))
@@ -88,7 +66,7 @@ def test_failed_ingest_keeps_the_previous_partition(graph, tmp_path):
     gctx.rename(saved)
     try:
         gctx.write_bytes(saved.read_bytes()[:1_000_000])  # a truncated matrix
-        result = graph["run"](["landmark_profiles"], partition=cell, raise_on_error=False)
+        result = graph.run(["landmark_profiles"], partition=cell, raise_on_error=False)
         assert not result.success
         failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         assert "truncated or corrupt" in str(failure[0].event_specific_data.error)
@@ -97,20 +75,20 @@ def test_failed_ingest_keeps_the_previous_partition(graph, tmp_path):
         saved.rename(gctx)
     assert part.read_bytes() == before
     assert sorted(p.name for p in part.parent.parent.iterdir()) == sorted(
-        f"cell_id={c}" for c in graph["cells"])
+        f"cell_id={c}" for c in graph.cells)
 
 
 def test_one_cell_line_partition_rewrites_only_that_line(graph):
-    cell = graph["cells"][-1]
-    other = graph["root"] / "lake" / "landmark_profiles" / f"cell_id={graph['cells'][0]}"
+    cell = graph.cells[-1]
+    other = graph.root / "lake" / "landmark_profiles" / f"cell_id={graph.cells[0]}"
     mtime = other.stat().st_mtime_ns
-    result = graph["run"](["landmark_profiles"], partition=cell)
+    result = graph.run(["landmark_profiles"], partition=cell)
     assert result.success
     assert other.stat().st_mtime_ns == mtime
 
 
 def test_metadata_without_profile_fails_strict_and_is_skipped_on_request(graph):
-    root, cell = graph["root"], graph["cells"][0]
+    root, cell = graph.root, graph.cells[0]
     inst_path = root / "lake" / "metadata" / "release=synthetic" / "instances.parquet"
     saved = inst_path.read_bytes()
     table = pq.read_table(inst_path)
@@ -120,13 +98,13 @@ def test_metadata_without_profile_fails_strict_and_is_skipped_on_request(graph):
         0, "inst_id", pa.array(["GHOST_PLATE:Z99"], table.schema.field("inst_id").type))
     pq.write_table(pa.concat_tables([table, ghost]), inst_path)
     try:
-        result = graph["run"](["landmark_profiles"], partition=cell, raise_on_error=False)
+        result = graph.run(["landmark_profiles"], partition=cell, raise_on_error=False)
         assert not result.success
         failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         message = str(failure[0].event_specific_data.error)
         assert "instances.parquet: 1 inst_id(s) have no column in" in message
         assert "'GHOST_PLATE:Z99'" in message
-        result = graph["run"](["landmark_profiles"], partition=cell, raise_on_error=False, config={
+        result = graph.run(["landmark_profiles"], partition=cell, raise_on_error=False, config={
             "ops": {"landmark_profiles": {"config": {"on_bad_input": "skip"}}}})
         mat = result.asset_materializations_for_node("landmark_profiles")[0]
         skipped = mat.metadata["skipped_ids"].value["synthetic"]

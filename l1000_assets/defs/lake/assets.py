@@ -106,11 +106,6 @@ def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfile
     })
 
 
-def _lake_files(lake: LakeResource):
-    base = lake.landmark_dir("x").parent
-    return sorted(base.glob("cell_id=*/*.parquet")) if base.is_dir() else []
-
-
 @dg.asset_check(asset=LANDMARK_PROFILES, blocking=True,
                 description="Every lake file has the 978 landmarks in the genes table's order, "
                             "no NaN/inf values and unique inst_id.")
@@ -119,7 +114,8 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
     n_rows = 0
     seen: set[str] = set()
     duplicates = 0
-    for path in _lake_files(lake):
+    files = lake.landmark_files()
+    for path in files:
         release = path.stem
         genes = read_metadata(lake, release, "genes")
         expected = genes.loc[genes["is_landmark"], "gene_id"].tolist()
@@ -138,7 +134,7 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
     if duplicates:
         problems.append(f"{duplicates} duplicate inst_id across the lake")
     return dg.AssetCheckResult(passed=not problems, metadata={
-        "n_files": len(_lake_files(lake)), "n_profiles": n_rows,
+        "n_files": len(files), "n_profiles": n_rows,
         "problems": "; ".join(problems[:5]) or "none"})
 
 
@@ -148,11 +144,12 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
 def landmark_profiles_match_metadata(lake: LakeResource) -> dg.AssetCheckResult:
     problems = []
     by_release: dict[str, set[str]] = {}
-    for path in _lake_files(lake):
+    files = lake.landmark_files()
+    for path in files:
         ids = by_release.setdefault(path.stem, set())
         for batch in iter_profile_batches([path], columns=["inst_id"]):
             ids.update(batch.column("inst_id").to_pylist())
-    cells_in_lake = {p.parent.name.split("=", 1)[1] for p in _lake_files(lake)}
+    cells_in_lake = {p.parent.name.split("=", 1)[1] for p in files}
     for release, ids in by_release.items():
         inst = read_metadata(lake, release, "instances")
         kept = inst[(inst["profile_class"] != "control") & inst["cell_id"].isin(cells_in_lake)]
