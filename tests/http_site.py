@@ -25,6 +25,8 @@ class Site:
         self.head_without_length = False
         # Run once at the start of the next GET (to change a file between HEAD and GET).
         self.on_get: Callable[[], None] | None = None
+        # A GET of a path ending in "/" lists the files under it as HTML links, as GEO does.
+        self.listings = True
 
     def put(self, path: str, data: bytes) -> str:
         self.versions += 1
@@ -35,6 +37,18 @@ class Site:
 
     def requests(self, method: str) -> list[dict[str, str]]:
         return [headers for m, _, headers in self.log if m == method]
+
+    def remove(self, path: str) -> None:
+        self.files.pop(path, None)
+
+    def listing(self, prefix: str) -> bytes | None:
+        """An HTML index of the files directly under ``prefix`` (None when there are none)."""
+        names = sorted(p[len(prefix):] for p in self.files
+                       if p.startswith(prefix) and "/" not in p[len(prefix):])
+        if not names:
+            return None
+        links = "".join(f'<a href="{n}">{n}</a>\n' for n in names)
+        return f"<html><body><pre>{links}</pre></body></html>".encode()
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
@@ -60,6 +74,16 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             if failures:
                 self.send_error(failures.pop(0))
                 return
+            if self.path.endswith("/") and site.listings and self.path not in site.files:
+                index = site.listing(self.path)
+                if index is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(index)))
+                    self.end_headers()
+                    if not head:
+                        self.wfile.write(index)
+                    return
             if self.path not in site.files:
                 self.send_error(404)
                 return

@@ -1,0 +1,74 @@
+"""Declarative automation: new release data flows through to the lake, the model, embeddings,
+evaluation and the catalog without anyone clicking an asset.
+
+* ``release_metadata[release]`` runs when its ``release_files`` partition gets a new *data
+  version* (the hash of the files), or when the partition is new. A weekly re-check that
+  finds nothing new therefore stops there.
+* Every asset downstream of ``release_metadata`` in the groups below is ``eager``: it runs
+  once any dependency has been updated, as soon as none of them is missing or in progress.
+  New ``cell_line`` partitions (from a release's metadata) run as soon as they appear.
+  ``landmark_profiles`` has a single-run backfill policy, so all its cell lines go into one
+  backfill run that reads each release once.
+* Assets that already carry an automation condition keep it.
+
+The conditions are attached in ``l1000_assets/definitions.py`` (:func:`with_automation`), by
+selection, so assets added later to these groups are covered without editing them.
+``release_automation_sensor`` evaluates them every 30 seconds.
+"""
+
+import dagster as dg
+
+from l1000_assets.defs.automation.settings import automation_default_status
+from l1000_assets.defs.releases.ingest import RELEASE_METADATA
+
+#: Groups whose assets refresh automatically when release data changes. "read_across" is not
+#: here: read-across results are driven by their queries.
+AUTOMATED_GROUPS = ("lake", "model", "embeddings", "evaluation", "catalog")
+AUTOMATION_INTERVAL_S = 30
+
+
+def downstream_selection() -> dg.AssetSelection:
+    return (dg.AssetSelection.assets(RELEASE_METADATA).downstream(include_self=False)
+            & dg.AssetSelection.groups(*AUTOMATED_GROUPS))
+
+
+def on_new_release_data() -> dg.AutomationCondition:
+    """New partition, or the release files' data version changed; not while they run."""
+    AC = dg.AutomationCondition
+    return (
+        (AC.newly_missing()
+         | AC.any_deps_match(AC.data_version_changed()).with_label("release_files_changed")
+         ).since_last_handled()
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("on_new_release_data")
+
+
+def with_automation(defs: dg.Definitions) -> dg.Definitions:
+    """``defs`` with the automation conditions above attached to the assets that have none."""
+    downstream = downstream_selection().resolve(defs.resolve_asset_graph())
+
+    def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.automation_condition is not None:
+            return spec
+        if spec.key == RELEASE_METADATA:
+            return spec.replace_attributes(automation_condition=on_new_release_data())
+        if spec.key in downstream:
+            return spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())
+        return spec
+
+    return defs.map_asset_specs(func=attach)
+
+
+release_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "release_automation_sensor",
+    target=dg.AssetSelection.assets(RELEASE_METADATA) | downstream_selection(),
+    default_status=automation_default_status(),
+    minimum_interval_seconds=AUTOMATION_INTERVAL_S,
+    description=(
+        "Runs release_metadata when a release's files change, then everything downstream of it "
+        "in the lake, model, embeddings, evaluation and catalog groups (eager), partitions "
+        "included; backfills for many cell lines at once."
+    ),
+)
