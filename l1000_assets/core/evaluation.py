@@ -1,34 +1,51 @@
-"""Retrieval evaluation at scale: exact rank quantiles without sorting rows, and the paper's
-sampled mode.
+"""Retrieval evaluation at scale: exact rank quantiles without sorting rows or holding a
+row of scores, and the paper's sampled mode.
 
 For each query (a row of ``queries``) the candidates with the same label are its positives
 (the query itself excluded) and all others its negatives. The rank quantile of a positive
 with score ``p`` is ``(#negatives > p + 0.5 #negatives == p) / #negatives``.
 
-**Exact mode** scores one block of queries against every candidate with one matrix
-product, then counts without sorting, in one compiled pass per row (numba, rows in
-parallel): every negative score goes into one of ``n_bins`` histogram bins; negatives in
-higher bins than a positive are read off the cumulative histogram, and only negatives that
-share a bin with a positive are compared with it exactly. Bins are monotone in the score,
-so the counts are exact, ties included. Memory is ``O(block_size x n_candidates)``; no
-N x N matrix, no per-row sort.
+**Exact mode.** Candidates are put in label order, so each query's positives are one
+contiguous range, and queries are taken in label order, so one block of queries has its
+positives inside one short span of candidates. That span is scored first: it gives every
+positive's score, and a histogram bin for each. Then the remaining candidates are scored
+one tile at a time (``block_size x candidate_block`` scores, the only scores held) and
+counted by one compiled pass per row (numba): each negative score goes into one of
+``n_bins`` bins (monotone in the score, so a negative in a higher bin than a positive is
+higher), and only negatives that share a bin with a positive are compared with it exactly.
+Counts are exact, ties included (for equal computed scores: two scores of identical
+vectors that two BLAS kernels round differently in the last bit are not a tie). Memory is ``O(block_size x (candidate_block + n_bins))``
+plus the positives: independent of the number of candidates. Blocks of queries run on
+``n_threads`` threads, each with single-threaded BLAS, so a tile is counted while it is
+still in the core's cache.
 
-**Sampled mode** (the paper's): every positive of a query is kept; negatives are a seeded
-random sample of ``n_sampled`` candidates per query.
+**Sampled mode** (the paper's): every positive of a query is kept; negatives are
+``n_sampled`` candidates drawn without replacement from its negatives, by a generator
+seeded with ``(seed, query index)``: the same result for any block size or thread count.
 
-MCC thresholds similarity at its median (estimated from a seeded sample of pairs) and
-classifies each (query, candidate) pair as same-label or not.
+**MCC** thresholds similarity at its median (estimated from a seeded sample of pairs) and
+classifies each (query, candidate) pair as same-label or not (in sampled mode: the sampled
+pairs and every positive).
+
+**Similarities**: ``cosine``, ``euclidean`` (negated squared distance) and ``wtcs`` (CMap's
+weighted connectivity score of the query's top and bottom genes against the candidate
+profile: :mod:`l1000_assets.core.connectivity`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from l1000_assets.core.metrics import RetrievalSummary, l2_normalize, rank_quantiles
+from l1000_assets.core.metrics import RetrievalSummary, l2_normalize
+
+METRICS = ("cosine", "euclidean", "wtcs")
 
 
 @dataclass(frozen=True)
@@ -36,16 +53,14 @@ class RetrievalResult:
     """Quantiles of every positive, the query each belongs to, and MCC counts."""
 
     quantiles: np.ndarray        # (n_positives,) float64
-    query_index: np.ndarray      # (n_positives,) int64
+    query_index: np.ndarray      # (n_positives,) int64, in the caller's query order
     n_queries: int
     confusion: tuple[int, int, int, int]   # tp, fp, tn, fn at the median threshold
     threshold: float
 
     @property
     def mcc(self) -> float:
-        tp, fp, tn, fn = (float(v) for v in self.confusion)
-        den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-        return (tp * tn - fp * fn) / den if den else 0.0
+        return mcc(*self.confusion)
 
     def summary(self, mask: np.ndarray | None = None) -> RetrievalSummary:
         """Pooled metrics, optionally over the positives of the queries in ``mask``."""
@@ -54,22 +69,97 @@ class RetrievalResult:
         return RetrievalSummary.from_quantiles(q, n)
 
 
+def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
+    """Matthews correlation coefficient of a confusion matrix (0 when undefined)."""
+    tp, fp, tn, fn = (float(v) for v in (tp, fp, tn, fn))
+    den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / den if den else 0.0
+
+
+# ------------------------------------------------------------------------- scoring
+
+
+class _Scorer:
+    """Scores of query rows against a range of candidates (candidates in label order)."""
+
+    def __init__(self, queries, candidates, metric: str, wtcs_k: int):
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+        self.metric = metric
+        if metric == "wtcs":
+            from l1000_assets.core.connectivity import query_sets
+
+            self.up, self.down = query_sets(np.asarray(queries, dtype=np.float32), k=wtcs_k)
+            self.q = None
+            self.c = np.asarray(candidates, dtype=np.float32)
+        else:
+            self.q = _prepare(queries, metric)
+            self.c = _prepare(candidates, metric)
+        self.q_sq = (self.q * self.q).sum(axis=1) if metric == "euclidean" else None
+        self.c_sq = (self.c * self.c).sum(axis=1) if metric == "euclidean" else None
+        self.n_queries = len(self.q) if self.q is not None else len(self.up)
+
+    def reorder_candidates(self, order: np.ndarray) -> None:
+        self.c = np.ascontiguousarray(self.c[order])
+        if self.c_sq is not None:
+            self.c_sq = self.c_sq[order]
+
+    def bounds(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query row, a range holding every possible score (bins are laid over it;
+        scores outside it still count exactly, in the edge bins)."""
+        n = len(rows)
+        if self.metric == "euclidean":
+            c_max = float(np.sqrt(self.c_sq.max())) if len(self.c_sq) else 0.0
+            reach = (np.sqrt(self.q_sq[rows]) + c_max) ** 2
+            return (-1.0001 * reach - 1e-6).astype(np.float32), np.full(n, 1e-6, np.float32)
+        return np.full(n, -1.0001, np.float32), np.full(n, 1.0001, np.float32)
+
+    def scores(self, rows: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        """``(len(rows), c1 - c0)`` float32 similarities."""
+        if self.metric == "wtcs":
+            from l1000_assets.core.connectivity import iter_wtcs_blocks
+
+            out = np.empty((len(rows), c1 - c0), np.float32)
+            for qs, cs, block in iter_wtcs_blocks(self.up[rows], self.down[rows],
+                                                  self.c[c0:c1], candidate_block=c1 - c0):
+                out[qs, cs] = block
+            return out
+        s = self.q[rows] @ self.c[c0:c1].T
+        if self.metric == "euclidean":  # negated squared distance: larger is more similar
+            s *= 2.0
+            s -= self.c_sq[None, c0:c1]
+            s -= self.q_sq[rows][:, None]
+        return np.ascontiguousarray(s, dtype=np.float32)
+
+    def pair_scores(self, row: int, cols: np.ndarray) -> np.ndarray:
+        """Similarities of one query with the candidates ``cols`` (sampled mode)."""
+        if self.metric == "wtcs":
+            from l1000_assets.core.connectivity import wtcs
+
+            return wtcs(self.up[row:row + 1], self.down[row:row + 1], self.c[cols])[0]
+        s = self.c[cols] @ self.q[row]
+        if self.metric == "euclidean":
+            s = 2.0 * s - self.c_sq[cols] - self.q_sq[row]
+        return s.astype(np.float32, copy=False)
+
+    def pair_sample(self, qi: np.ndarray, ci: np.ndarray) -> np.ndarray:
+        """Similarities of the pairs ``(qi[k], ci[k])`` (the MCC threshold)."""
+        if self.metric == "wtcs":
+            from l1000_assets.core.connectivity import wtcs
+
+            return np.concatenate([wtcs(self.up[a:a + 1], self.down[a:a + 1],
+                                        self.c[b:b + 1])[0] for a, b in zip(qi, ci)])
+        q, c = self.q[qi], self.c[ci]
+        if self.metric == "cosine":
+            return (q * c).sum(axis=1)
+        return -((q - c) ** 2).sum(axis=1)
+
+
 def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
-    if metric == "cosine":
-        return l2_normalize(x)
-    if metric == "euclidean":
-        return np.ascontiguousarray(x)
-    raise ValueError(f"unknown metric {metric!r}")
-
-
-def _scores(q: np.ndarray, c: np.ndarray, c_sq: np.ndarray, metric: str) -> np.ndarray:
-    s = q @ c.T
-    if metric == "euclidean":  # negated squared distance: larger is more similar
-        s *= 2.0
-        s -= c_sq[None, :]
-        s -= (q * q).sum(axis=1)[:, None]
-    return s
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
+    return l2_normalize(x) if metric == "cosine" else np.ascontiguousarray(x)
 
 
 def _label_ranges(candidate_labels: np.ndarray):
@@ -84,12 +174,20 @@ def _label_ranges(candidate_labels: np.ndarray):
 def median_similarity(queries: np.ndarray, candidates: np.ndarray, *, metric: str,
                       n_pairs: int = 200_000, seed: int = 0) -> float:
     """Median similarity of a seeded random sample of (query, candidate) pairs."""
+    scorer = _Scorer(queries, candidates, metric, wtcs_k=150)
+    return _median(scorer, n_pairs, seed)
+
+
+def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
-    qi = rng.integers(0, len(queries), n_pairs)
-    ci = rng.integers(0, len(candidates), n_pairs)
-    q, c = queries[qi], candidates[ci]
-    s = (q * c).sum(axis=1) if metric == "cosine" else -((q - c) ** 2).sum(axis=1)
-    return float(np.median(s))
+    if scorer.metric == "wtcs":
+        n_pairs = min(n_pairs, 5_000)
+    qi = rng.integers(0, scorer.n_queries, n_pairs)
+    ci = rng.integers(0, len(scorer.c), n_pairs)
+    return float(np.median(scorer.pair_sample(qi, ci)))
+
+
+# ------------------------------------------------------------------------ retrieval
 
 
 def retrieval(
@@ -103,216 +201,300 @@ def retrieval(
     mode: str = "exact",
     n_sampled: int = 10_000,
     seed: int = 0,
-    block_size: int = 64,
+    block_size: int = 256,
+    candidate_block: int = 2048,
     n_bins: int = 1024,
+    n_threads: int | None = None,
+    wtcs_k: int = 150,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RetrievalResult:
     """Rank quantiles of same-label candidates for every query.
 
     Parameters
     ----------
     queries, candidates
-        ``(n_q, d)`` and ``(n_c, d)`` vectors (profiles or embeddings).
+        ``(n_q, d)`` and ``(n_c, d)`` vectors (profiles or embeddings; for ``wtcs``,
+        landmark z-score profiles).
     query_labels, candidate_labels
         Labels defining positives (equal) and negatives (different).
     metric
-        ``"cosine"`` or ``"euclidean"`` (negated squared distance).
+        ``"cosine"``, ``"euclidean"`` (negated squared distance) or ``"wtcs"``.
     self_index
         For each query, the row of the same item among the candidates (excluded from
         positives and negatives), or -1. ``None``: no query is among the candidates.
     mode
         ``"exact"`` or ``"sampled"`` (``n_sampled`` random negatives per query, seeded).
-    block_size, n_bins
-        Queries per matrix product; histogram bins per row (exact mode).
+    block_size, candidate_block
+        Queries and candidates per scored tile (exact mode).
+    n_bins
+        Histogram bins per query (exact mode); any value gives the same, exact result.
+    n_threads
+        Threads over blocks of queries (default: the CPUs available).
+    wtcs_k
+        Top and bottom genes of each query (``wtcs`` only; CMap uses 50 to 150).
+    progress
+        Called with (queries done, queries) after each block.
     """
-    q_all = _prepare(queries, metric)
-    c_all = _prepare(candidates, metric)
+    scorer = _Scorer(queries, candidates, metric, wtcs_k)
     query_labels = np.asarray(query_labels)
     candidate_labels = np.asarray(candidate_labels)
+    n_q, n_c = scorer.n_queries, len(scorer.c)
+    if len(query_labels) != n_q or len(candidate_labels) != n_c:
+        raise ValueError(f"{n_q} queries with {len(query_labels)} labels, {n_c} candidates "
+                         f"with {len(candidate_labels)} labels")
     if self_index is None:
-        self_index = np.full(len(q_all), -1, dtype=np.int64)
+        self_index = np.full(n_q, -1, dtype=np.int64)
+    self_index = np.asarray(self_index, dtype=np.int64)
+    if block_size < 1 or candidate_block < 1 or n_bins < 1:
+        raise ValueError("block_size, candidate_block and n_bins must be positive")
+    if mode not in ("exact", "sampled"):
+        raise ValueError(f"mode must be 'exact' or 'sampled', not {mode!r}")
+
     codes, order, starts, stops = _label_ranges(candidate_labels)
-    # Work in label-sorted candidate order: each query's positives are one contiguous range.
-    c = c_all[order]
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
+    scorer.reorder_candidates(order)
+    position = np.empty(n_c, dtype=np.int64)
+    position[order] = np.arange(n_c)
     self_pos = np.where(self_index >= 0, position[np.maximum(self_index, 0)], -1)
-    label_code = np.searchsorted(codes, query_labels)
-    known = (label_code < len(codes)) & (codes[np.minimum(label_code, len(codes) - 1)]
-                                          == query_labels)
-    lo = np.where(known, starts[np.minimum(label_code, len(codes) - 1)], 0)
-    hi = np.where(known, stops[np.minimum(label_code, len(codes) - 1)], 0)
-    c_sq = (c * c).sum(axis=1) if metric == "euclidean" else None
-    threshold = median_similarity(q_all, c, metric=metric, seed=seed)
-    rng = np.random.default_rng(seed)
+    code = np.searchsorted(codes, query_labels)
+    safe = np.minimum(code, max(len(codes) - 1, 0))
+    known = (code < len(codes)) & (codes[safe] == query_labels) if len(codes) else \
+        np.zeros(n_q, bool)
+    lo = np.where(known, starts[safe] if len(codes) else 0, 0).astype(np.int64)
+    hi = np.where(known, stops[safe] if len(codes) else 0, 0).astype(np.int64)
+    threshold = _median(scorer, 200_000, seed) if n_q and n_c else 0.0
 
+    # Queries in label order: a block's positives lie in one short span of candidates.
+    query_order = np.lexsort((np.arange(n_q), lo))
+    blocks = [query_order[b0:b0 + block_size] for b0 in range(0, n_q, block_size)]
+    if mode == "exact":
+        work = lambda rows: _exact_block(scorer, rows, lo[rows], hi[rows], self_pos[rows],  # noqa: E731
+                                         threshold, candidate_block, n_bins)
+    else:
+        work = lambda rows: _sampled_block(scorer, rows, lo[rows], hi[rows], self_pos[rows],  # noqa: E731
+                                           threshold, n_sampled, seed)
+    threads = max(1, n_threads or len(os.sched_getaffinity(0)))
+    if metric == "wtcs" or mode == "sampled":
+        threads = 1   # the WTCS kernel and the sampled gathers run their own parallel code
     quantiles, owners = [], []
-    tp = fp = tn = fn = 0
-    n_c = len(c)
-    for b0 in range(0, len(q_all), block_size):
-        b1 = min(b0 + block_size, len(q_all))
-        s = _scores(q_all[b0:b1], c, c_sq, metric)
-        blo, bhi, bself = lo[b0:b1], hi[b0:b1], self_pos[b0:b1]
-        has_self = bself >= 0
-        self_is_positive = has_self & (bself >= blo) & (bself < bhi)
-        n_pos = bhi - blo - self_is_positive
-        n_neg = n_c - (bhi - blo) - (has_self & ~self_is_positive)
-        if mode == "exact":
-            q, owner, above = _exact_block(s, blo, bhi, bself, n_neg, n_bins,
-                                           (-1.0001, 1.0001) if metric == "cosine" else None,
-                                           threshold)
-            pos_above, neg_above = above[:, 0], above[:, 1]
-        elif mode == "sampled":
-            q, owner = _sampled_block(s, blo, bhi, bself, n_sampled, rng)
-            pos_above, neg_above = _above_threshold(s, blo, bhi, bself, threshold)
-        else:
-            raise ValueError(f"mode must be 'exact' or 'sampled', not {mode!r}")
-        # MCC counts at the median threshold (the query itself is not a pair).
-        tp += int(pos_above.sum())
-        fn += int((n_pos - pos_above).sum())
-        fp += int(neg_above.sum())
-        tn += int((n_neg - neg_above).sum())
+    confusion = np.zeros(4, np.int64)
+    done = 0
+    for q, owner, conf in _run_blocks(work, blocks, threads):
         quantiles.append(q)
-        owners.append(owner + b0)
-    return RetrievalResult(
-        quantiles=np.concatenate(quantiles) if quantiles else np.empty(0),
-        query_index=np.concatenate(owners) if owners else np.empty(0, np.int64),
-        n_queries=len(q_all), confusion=(tp, fp, tn, fn), threshold=threshold)
+        owners.append(owner)
+        confusion += conf
+        done += 1
+        if progress is not None:
+            progress(min(done * block_size, n_q), n_q)
+    if quantiles:
+        q_all, o_all = np.concatenate(quantiles), np.concatenate(owners)
+        back = np.argsort(o_all, kind="stable")   # positives grouped by query, caller order
+        q_all, o_all = q_all[back], o_all[back]
+    else:
+        q_all, o_all = np.empty(0), np.empty(0, np.int64)
+    return RetrievalResult(quantiles=q_all, query_index=o_all, n_queries=n_q,
+                           confusion=tuple(int(v) for v in confusion), threshold=threshold)
 
 
-def _above_threshold(s, lo, hi, self_pos, threshold):
-    """Positives and negatives of each row scoring above ``threshold``."""
-    rows = np.arange(len(lo))
-    above = np.count_nonzero(s > threshold, axis=1)
-    in_range = np.array([(s[i, lo[i]:hi[i]] > threshold).sum() for i in rows])
-    has_self = self_pos >= 0
-    self_above = np.zeros(len(rows), dtype=np.int64)
-    self_above[has_self] = s[rows[has_self], self_pos[has_self]] > threshold
-    self_positive = has_self & (self_pos >= lo) & (self_pos < hi)
-    pos_above = in_range - np.where(self_positive, self_above, 0)
-    neg_above = above - in_range - np.where(has_self & ~self_positive, self_above, 0)
-    return pos_above, neg_above
+def _run_blocks(work, blocks, threads):
+    """``work(block)`` for each block, in order, on ``threads`` threads with
+    single-threaded BLAS (each thread multiplies and counts its own tiles)."""
+    if threads == 1 or len(blocks) <= 1:
+        for rows in blocks:
+            yield work(rows)
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = []
+        for rows in blocks:
+            pending.append(pool.submit(work, rows))
+            if len(pending) >= 2 * threads:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+# A bin that holds a positive carries this offset in its histogram count, so one load
+# tells the counting loop both the count and whether to compare exactly.
+_FLAG = np.int32(-(1 << 30))
+
+
+def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_bins):
+    b = len(rows)
+    n_c = len(scorer.c)
+    has_range = hi > lo
+    span0 = int(lo[has_range].min()) if has_range.any() else 0
+    span1 = int(hi[has_range].max()) if has_range.any() else 0
+    n_pos = hi - lo - ((self_pos >= lo) & (self_pos < hi))
+    # Each row's positives, then one pseudo-positive at the MCC threshold: the negatives
+    # above it are the row's false positives, counted by the same pass.
+    offsets = np.concatenate([[0], np.cumsum(n_pos + 1)]).astype(np.int64)
+    lower, upper = scorer.bounds(rows)
+    scale = (n_bins / ((upper - lower) * 1.0001)).astype(np.float32)
+    n_entries = int(offsets[-1])
+    pos_val = np.empty(n_entries, np.float32)
+    pos_bin = np.empty(n_entries, np.int32)
+    pos_order = np.empty(n_entries, np.int64)
+    bin_first = np.full((b, n_bins), -1, np.int32)
+    bin_last = np.full((b, n_bins), -1, np.int32)
+    hist = np.zeros((b, n_bins), np.int32)
+    greater = np.zeros(n_entries, np.int64)
+    equal = np.zeros(n_entries, np.int64)
+    tp = np.zeros(b, np.int64)
+    thr = np.float32(threshold)
+    s = scorer.scores(rows, span0, span1) if span1 > span0 else \
+        np.empty((b, 0), np.float32)
+    # 1. The span holding every positive of the block: positive scores and their bins.
+    _positives(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, tp)
+    if span1 > span0:
+        _count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins,
+                    pos_val, pos_order, bin_first, bin_last, hist, greater, equal)
+    # 2. Every other candidate, one tile at a time: only negatives there.
+    for a, z in ((0, span0), (span1, n_c)):
+        for c0 in range(a, z, candidate_block):
+            c1 = min(c0 + candidate_block, z)
+            s = scorer.scores(rows, c0, c1)
+            _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins,
+                        pos_val, pos_order, bin_first, bin_last, hist, greater, equal)
+    _finish(hist, pos_bin, offsets, greater)
+    self_neg = (self_pos >= 0) & ~((self_pos >= lo) & (self_pos < hi))
+    n_neg = n_c - (hi - lo) - self_neg
+    fp = greater[offsets[1:] - 1]
+    is_pos = np.ones(n_entries, bool)
+    is_pos[offsets[1:] - 1] = False
+    owner = np.repeat(np.arange(b), n_pos)
+    q = (greater[is_pos] + 0.5 * equal[is_pos]) / np.maximum(n_neg[owner], 1)
+    keep = n_neg[owner] > 0
+    conf = np.array([tp.sum(), fp.sum(), n_neg.sum() - fp.sum(), n_pos.sum() - tp.sum()])
+    return q[keep], rows[owner[keep]], conf
 
 
 @numba.njit(inline="always")
 def _bin(v, smin, scale, n_bins):
-    return min(max(np.int32((v - smin) * scale), np.int32(0)), np.int32(n_bins - 1))
+    x = min(max((v - smin) * scale, np.float32(0.0)), np.float32(n_bins - 1))
+    return np.int32(x)
 
 
-@numba.njit(parallel=True, cache=True)
-def _count_block(s, lo, hi, self_pos, offsets, greater, equal, n_bins, lower, upper,
-                 threshold, above_threshold):
-    """Per row: for each positive, negatives scoring higher and equal; and how many
-    positives and negatives score above ``threshold`` (for MCC)."""
-    b, n = s.shape
-    for i in numba.prange(b):
-        row = s[i]
-        l, h, sp = lo[i], hi[i], self_pos[i]
+@numba.njit(nogil=True, cache=True)
+def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, tp):
+    """Scores and bins of each row's positives (all inside ``s``) and of its threshold
+    pseudo-positive; entries grouped by bin:
+    ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``."""
+    for i in range(len(offsets) - 1):
         o = offsets[i]
-        npos = offsets[i + 1] - o
-        smin, smax = lower, upper
-        if smin >= smax:  # no fixed range: this row's own
-            smin = row[0]
-            smax = row[0]
-            for j in range(n):
-                smin = min(smin, row[j])
-                smax = max(smax, row[j])
-        scale = np.float32(n_bins / ((smax - smin) * 1.001 + 1e-30))
-        pos = np.empty(npos, np.float32)
-        pbin = np.empty(npos, np.int32)
         k = 0
-        pos_above = 0
-        for j in range(l, h):
-            if j != sp:
-                pos[k] = row[j]
-                pbin[k] = _bin(row[j], smin, scale, n_bins)
-                pos_above += row[j] > threshold
+        for j in range(lo[i], hi[i]):
+            if j != self_pos[i]:
+                v = s[i, j - c0]
+                pos_val[o + k] = v
+                if v > thr:
+                    tp[i] += 1
                 k += 1
-        order = np.argsort(pbin)
-        first = np.full(n_bins, -1, np.int32)
-        last = np.full(n_bins, -1, np.int32)
-        for t in range(npos):
-            bb = pbin[order[t]]
-            if first[bb] < 0:
-                first[bb] = t
-            last[bb] = t + 1
-        hist = np.zeros(n_bins, np.int32)
-        g_in = np.zeros(npos, np.int64)
-        e_in = np.zeros(npos, np.int64)
-        neg_above = 0
-        # Negatives lie before and after the positives' range.
+        pos_val[o + k] = thr
+        k += 1
+        for u in range(k):
+            pos_bin[o + u] = _bin(pos_val[o + u], lower[i], scale[i], n_bins)
+        order = np.argsort(pos_bin[o:o + k], kind="mergesort")
+        for t in range(k):
+            m = order[t]
+            pos_order[o + t] = o + m
+            bb = pos_bin[o + m]
+            if bin_first[i, bb] < 0:
+                bin_first[i, bb] = t
+                hist[i, bb] = _FLAG
+            bin_last[i, bb] = t + 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins,
+                pos_val, pos_order, bin_first, bin_last, hist, greater, equal):
+    """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``) into the
+    row's histogram; compare exactly with the entries of their bin (flagged bins)."""
+    b, t = s.shape
+    for i in range(b):
+        row = s[i]
+        h = hist[i]
+        o = offsets[i]
+        smin, sc = lower[i], scale[i]
+        l = min(max(lo[i] - c0, 0), t)
+        r = min(max(hi[i] - c0, 0), t)
         for part in range(2):
-            start = 0 if part == 0 else h
-            stop = l if part == 0 else n
+            start = 0 if part == 0 else r
+            stop = l if part == 0 else t
             for j in range(start, stop):
                 v = row[j]
-                neg_above += v > threshold
-                bb = _bin(v, smin, scale, n_bins)
-                hist[bb] += 1
-                if first[bb] >= 0:
-                    for t in range(first[bb], last[bb]):
-                        m = order[t]
-                        if v > pos[m]:
-                            g_in[m] += 1
-                        elif v == pos[m]:
-                            e_in[m] += 1
-        if sp >= 0 and (sp < l or sp >= h):  # the query itself is no negative: take it out
+                bb = _bin(v, smin, sc, n_bins)
+                count = h[bb] + 1
+                h[bb] = count
+                if count < 0:   # a flagged bin: compare with its entries exactly
+                    for u in range(o + bin_first[i, bb], o + bin_last[i, bb]):
+                        m = pos_order[u]
+                        if v > pos_val[m]:
+                            greater[m] += 1
+                        elif v == pos_val[m]:
+                            equal[m] += 1
+        sp = self_pos[i] - c0
+        if 0 <= sp < t and not (l <= sp < r):   # the query itself is no negative
             v = row[sp]
-            neg_above -= v > threshold
-            bb = _bin(v, smin, scale, n_bins)
-            hist[bb] -= 1
-            if first[bb] >= 0:
-                for t in range(first[bb], last[bb]):
-                    m = order[t]
-                    if v > pos[m]:
-                        g_in[m] -= 1
-                    elif v == pos[m]:
-                        e_in[m] -= 1
-        above = np.int64(0)
-        above_bin = np.zeros(n_bins + 1, np.int64)
-        for bb in range(n_bins - 1, -1, -1):
-            above += hist[bb]
-            above_bin[bb] = above
-        for m in range(npos):
-            greater[o + m] = above_bin[pbin[m] + 1] + g_in[m]
-            equal[o + m] = e_in[m]
-        above_threshold[i, 0] = pos_above
-        above_threshold[i, 1] = neg_above
+            bb = _bin(v, smin, sc, n_bins)
+            h[bb] -= 1
+            if h[bb] < 0:
+                for u in range(o + bin_first[i, bb], o + bin_last[i, bb]):
+                    m = pos_order[u]
+                    if v > pos_val[m]:
+                        greater[m] -= 1
+                    elif v == pos_val[m]:
+                        equal[m] -= 1
 
 
-def _exact_block(s, lo, hi, self_pos, n_neg, n_bins, fixed_range, threshold):
-    """Quantiles of every positive of the block's rows, and (tp, fp) at ``threshold``."""
-    b = s.shape[0]
-    n_pos = hi - lo - ((self_pos >= lo) & (self_pos < hi))
-    offsets = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
-    greater = np.empty(offsets[-1], np.int64)
-    equal = np.empty(offsets[-1], np.int64)
-    above = np.empty((b, 2), np.int64)
-    lower, upper = fixed_range if fixed_range is not None else (0.0, 0.0)
-    _count_block(np.ascontiguousarray(s, dtype=np.float32), lo.astype(np.int64),
-                 hi.astype(np.int64), self_pos.astype(np.int64), offsets, greater, equal,
-                 n_bins, np.float32(lower), np.float32(upper), np.float32(threshold), above)
-    rows = np.repeat(np.arange(b), n_pos)
-    q = (greater + 0.5 * equal) / np.maximum(n_neg[rows], 1)
-    return q, rows, above
-
-
-def _sampled_block(s, lo, hi, self_pos, n_sampled, rng):
-    b, n = s.shape
-    out_q, out_rows = [], []
+@numba.njit(nogil=True, cache=True)
+def _finish(hist, pos_bin, offsets, greater):
+    """Add the negatives in bins above each entry's bin."""
+    b, n_bins = hist.shape
+    above_bin = np.zeros(n_bins + 1, np.int64)
     for i in range(b):
-        neg = np.ones(n, dtype=bool)
-        neg[lo[i]:hi[i]] = False
-        if self_pos[i] >= 0:
-            neg[self_pos[i]] = False
-        neg_idx = np.nonzero(neg)[0]
-        if len(neg_idx) > n_sampled:
-            neg_idx = rng.choice(neg_idx, n_sampled, replace=False)
-        pos = np.zeros(n, dtype=bool)
-        pos[lo[i]:hi[i]] = True
-        if self_pos[i] >= 0:
-            pos[self_pos[i]] = False
-        q = rank_quantiles(s[i:i + 1], pos[None, :],
-                           np.isin(np.arange(n), neg_idx)[None, :])
-        out_q.append(q)
-        out_rows.append(np.full(len(q), i, dtype=np.int64))
-    return np.concatenate(out_q), np.concatenate(out_rows)
+        acc = 0
+        for bb in range(n_bins - 1, -1, -1):
+            above_bin[bb + 1] = acc
+            count = hist[i, bb]
+            acc += count - _FLAG if count < 0 else count
+        above_bin[0] = acc
+        for m in range(offsets[i], offsets[i + 1]):
+            greater[m] += above_bin[pos_bin[m] + 1]
+
+
+def _sampled_block(scorer, rows, lo, hi, self_pos, threshold, n_sampled, seed):
+    n_c = len(scorer.c)
+    out_q, out_rows = [], []
+    conf = np.zeros(4, np.int64)
+    for i, row in enumerate(rows):
+        l, h, sp = int(lo[i]), int(hi[i]), int(self_pos[i])
+        pos = np.arange(l, h)
+        pos = pos[pos != sp]
+        width = h - l
+        self_outside = sp >= 0 and not (l <= sp < h)
+        n_neg = n_c - width - int(self_outside)
+        if n_neg <= 0:
+            continue
+        rng = np.random.default_rng([seed, int(row)])
+        k = rng.choice(n_neg, min(n_sampled, n_neg), replace=False)
+        # Map 0..n_neg-1 onto the candidates outside [l, h) and other than the query.
+        if self_outside:
+            sp_reduced = sp if sp < l else sp - width
+            k = k + (k >= sp_reduced)
+        neg = np.where(k < l, k, k + width)
+        ps = scorer.pair_scores(int(row), pos)
+        ns = np.sort(scorer.pair_scores(int(row), neg))
+        below_eq = np.searchsorted(ns, ps, side="right")
+        below = np.searchsorted(ns, ps, side="left")
+        out_q.append(((len(ns) - below_eq) + 0.5 * (below_eq - below)) / len(ns))
+        out_rows.append(np.full(len(ps), row, dtype=np.int64))
+        tp = int((ps > threshold).sum())
+        fp = int(len(ns) - np.searchsorted(ns, threshold, side="right"))
+        conf += (tp, fp, len(ns) - fp, len(ps) - tp)
+    if not out_q:
+        return np.empty(0), np.empty(0, np.int64), conf
+    return np.concatenate(out_q), np.concatenate(out_rows), conf

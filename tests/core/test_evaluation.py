@@ -12,17 +12,31 @@ def _data(n=300, d=6, labels=25, seed=0, ties=False):
     y = rng.integers(0, labels, n)
     x = rng.normal(size=(n, d)).astype(np.float32) + 0.8 * y[:, None] % 3
     if ties:
-        x = np.round(x)  # many exactly equal scores
+        # Unit vectors with components in {0, +-0.5, +-1}: every score is computed
+        # exactly (no rounding, so no order of summation can split a tie) and many are
+        # equal. (Scores that round differently in two BLAS kernels are not ties.)
+        pool = []
+        for _ in range(40):
+            v = np.zeros(d, np.float32)
+            if rng.random() < 0.3:
+                v[rng.integers(d)] = rng.choice([-1.0, 1.0])
+            else:
+                v[rng.choice(d, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+            pool.append(v)
+        pool = np.array(pool)
+        x = pool[(y * 3 + rng.integers(0, 4, n)) % len(pool)]
     return x, y
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("block_size,n_bins", [(7, 16), (64, 4096), (300, 3)])
-def test_exact_equals_direct(metric, ties, block_size, n_bins):
+@pytest.mark.parametrize("block_size,candidate_block,n_bins",
+                         [(7, 5, 16), (64, 64, 4096), (300, 1000, 3), (33, 17, 1)])
+def test_exact_equals_direct(metric, ties, block_size, candidate_block, n_bins):
     x, y = _data(ties=ties)
     result = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)),
-                       block_size=block_size, n_bins=n_bins)
+                       block_size=block_size, candidate_block=candidate_block,
+                       n_bins=n_bins)
     direct = same_label_quantiles(x, y, metric=metric)
     np.testing.assert_allclose(np.sort(result.quantiles), np.sort(direct), atol=1e-12)
     assert result.summary().auc == pytest.approx(1 - direct.mean())
@@ -71,3 +85,56 @@ def test_mcc_matches_a_direct_count():
     expected = (tp * tn - fp * fn) / np.sqrt(float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
     assert result.mcc == pytest.approx(expected, abs=1e-3)
     assert 0 < result.mcc < 1
+
+
+def test_threads_and_tiles_do_not_change_the_result():
+    x, y = _data(n=700, labels=30, ties=True)
+    a = retrieval(x, y, x, y, self_index=np.arange(len(x)), n_threads=1)
+    b = retrieval(x, y, x, y, self_index=np.arange(len(x)), n_threads=2, block_size=50,
+                  candidate_block=64)
+    np.testing.assert_array_equal(a.quantiles, b.quantiles)
+    np.testing.assert_array_equal(a.query_index, b.query_index)
+    assert a.confusion == b.confusion
+
+
+def test_sampled_mode_does_not_depend_on_blocks():
+    x, y = _data(n=600, labels=20)
+    kwargs = dict(self_index=np.arange(len(x)), mode="sampled", n_sampled=100, seed=1)
+    a = retrieval(x, y, x, y, block_size=7, **kwargs)
+    b = retrieval(x, y, x, y, block_size=600, **kwargs)
+    np.testing.assert_array_equal(a.quantiles, b.quantiles)
+
+
+def test_sampled_mode_with_every_negative_sampled_is_exact():
+    x, y = _data(n=300, labels=10, ties=True)
+    exact = retrieval(x, y, x, y, self_index=np.arange(len(x)))
+    sampled = retrieval(x, y, x, y, self_index=np.arange(len(x)), mode="sampled",
+                        n_sampled=10_000)
+    np.testing.assert_allclose(sampled.quantiles, exact.quantiles, atol=1e-12)
+
+
+def test_wtcs_retrieval_equals_a_direct_ranking():
+    from l1000_assets.core.connectivity import query_sets, wtcs
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 8, 60)
+    centers = rng.normal(size=(8, 200))
+    x = (centers[y] + rng.normal(size=(60, 200))).astype(np.float32)
+    result = retrieval(x, y, x, y, metric="wtcs", self_index=np.arange(60), wtcs_k=20,
+                       candidate_block=13)
+    up, down = query_sets(x, k=20)
+    s = wtcs(up, down, x)
+    same = y[:, None] == y[None, :]
+    off = ~np.eye(60, dtype=bool)
+    from l1000_assets.core.metrics import rank_quantiles
+
+    direct = rank_quantiles(s, same & off, ~same)
+    np.testing.assert_allclose(result.quantiles, direct, atol=1e-12)
+
+
+def test_unknown_metric_and_mode_are_refused():
+    x, y = _data(n=20)
+    with pytest.raises(ValueError, match="unknown metric"):
+        retrieval(x, y, x, y, metric="manhattan")
+    with pytest.raises(ValueError, match="mode"):
+        retrieval(x, y, x, y, mode="approximate")
