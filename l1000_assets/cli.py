@@ -1,4 +1,5 @@
-"""The ``l1000`` command line: synthetic releases, calibration and the end-to-end demo."""
+"""The ``l1000`` command line: synthetic releases, calibration, the end-to-end demo and
+read-across with your own profiles."""
 
 from __future__ import annotations
 
@@ -49,6 +50,57 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(data_root=Path(args.data_root), n_profiles=args.profiles, seed=args.seed)
 
 
+def _read_across(args: argparse.Namespace) -> int:
+    from l1000_assets.core.progress import ProgressReporter
+    from l1000_assets.core.readacross import QueryOptions, ReadAcross
+    from l1000_assets.lib.resources import LakeResource
+
+    def err(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up chatter
+    lake = LakeResource(root=str(args.data_root))
+    engine = ReadAcross(lake.model_dir, lake.metadata_files("genes"),
+                        lake.metadata_files("perturbagens"), lake.perturbagen_embeddings_path,
+                        cell=args.cell, pert_type=args.pert_type)
+    options = QueryOptions(max_missing=args.max_missing, allow_unknown=args.allow_unknown_genes)
+    scope = f"cell line {args.cell}" if args.cell else "all cell lines"
+    frames, failed = [], 0
+    for path in args.files:
+        def progress(stage: str, name: str = path.name):
+            reporter = ProgressReporter(lambda m: err(f"{name}: {stage} {m}"), interval=2.0)
+            # Only big inputs get a progress line.
+            return lambda done, total, elapsed: reporter(done, total, elapsed) \
+                if total >= args.progress_from else None
+
+        try:
+            result = engine.run(path, top=args.top, options=options, progress=progress)
+        except L1000InputError as exc:
+            err(f"error: {exc}")
+            failed += 1
+            continue
+        q = result.query
+        err(f"{path}: {len(q.profile_ids):,} profile(s), {q.n_landmarks_used}/978 landmark genes"
+            + (f"; missing (set to 0): {', '.join(q.missing[:10])}"
+               f"{f' and {len(q.missing) - 10} more' if len(q.missing) > 10 else ''}"
+               if q.missing else "")
+            + (f"; {len(q.unknown)} unknown gene id(s) skipped" if q.unknown else ""))
+        for warning in q.warnings:
+            err(f"warning: {path}: {warning}")
+        hits = result.hits
+        print(f"\n{path.name}: top {args.top} perturbagens ({scope}, model {engine.version})")
+        table = hits[["query_id", "rank", "similarity", "pert_id", "pert_iname", "pert_type",
+                      "moa", "target"]].fillna("")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        frames.append(hits)
+    if args.out and frames:
+        import pandas as pd
+
+        pd.concat(frames).to_csv(args.out, index=False)
+        err(f"wrote {args.out}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l1000", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--profiles", type=int, default=36_000)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    ra = sub.add_parser(
+        "read-across", help="rank known perturbagens against your own profiles",
+        description="Embed the profiles of FILE(s) with the current model and print the most "
+                    "similar perturbagens. Input: GCT, GCTX, CSV or TSV of level-4-like "
+                    "landmark z-scores (robust z-scores against the plate or experiment "
+                    "population), genes as Entrez ids or symbols, one or many profiles.")
+    ra.add_argument("files", nargs="+", type=Path, metavar="FILE", help="query file(s)")
+    ra.add_argument("--top", type=int, default=20, help="perturbagens per profile (default 20)")
+    ra.add_argument("--data-root", default=os.environ.get("L1000_DATA_ROOT", "data"),
+                    help="data root with the model and embeddings (default $L1000_DATA_ROOT "
+                         "or ./data)")
+    ra.add_argument("--cell", default=None,
+                    help="rank against one cell line's perturbagen embeddings")
+    ra.add_argument("--pert-type", default=None, help="only this type (trt_cp, trt_sh, ...)")
+    ra.add_argument("--max-missing", type=int, default=50,
+                    help="landmark genes a file may lack, set to 0 (default 50 of 978)")
+    ra.add_argument("--allow-unknown-genes", action="store_true",
+                    help="skip gene ids the genes table does not know instead of refusing")
+    ra.add_argument("--out", type=Path, default=None, help="also write the hits as CSV")
+    ra.add_argument("--progress-from", type=int, default=1000,
+                    help="show progress for inputs of at least this many profiles")
+    ra.set_defaults(func=_read_across)
     return parser
 
 
@@ -78,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "profiles", 1) < 1:
         print("error: --profiles must be at least 1", file=sys.stderr)
+        return 2
+    if getattr(args, "top", 1) < 1 or getattr(args, "max_missing", 0) < 0:
+        print("error: --top must be at least 1 and --max-missing at least 0", file=sys.stderr)
         return 2
     try:
         return args.func(args)

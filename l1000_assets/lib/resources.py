@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 DATA_ROOT_ENV = "L1000_DATA_ROOT"
+QUERIES_DIR_ENV = "L1000_QUERIES_DIR"
 DEFAULT_DATA_ROOT = "data"
 
 
@@ -69,6 +70,49 @@ class LakeResource(dg.ConfigurableResource):
     def catalog_path(self) -> Path:
         """The DuckDB catalog (written only by the ``warehouse`` asset)."""
         return self.path / "catalog" / "l1000.duckdb"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        """Profile, signature and perturbagen embeddings (Parquet)."""
+        return self.path / "lake" / "embeddings"
+
+    def profile_embeddings_path(self, cell_line: str) -> Path:
+        return self.embeddings_dir / "profiles" / f"cell_id={cell_line}" / "embeddings.parquet"
+
+    def profile_embedding_files(self) -> list[Path]:
+        """Every profile embeddings file (one per cell line)."""
+        base = self.embeddings_dir / "profiles"
+        return sorted(base.glob("cell_id=*/embeddings.parquet")) if base.is_dir() else []
+
+    @property
+    def signature_embeddings_path(self) -> Path:
+        return self.embeddings_dir / "signatures.parquet"
+
+    @property
+    def perturbagen_embeddings_path(self) -> Path:
+        return self.embeddings_dir / "perturbagens.parquet"
+
+    def zscore_signatures_path(self, cell_line: str) -> Path:
+        """MODZ z-score signatures of one cell line."""
+        return self.path / "lake" / "zscore_signatures" / f"cell_id={cell_line}" / \
+            "signatures.parquet"
+
+    def metadata_files(self, table: str) -> list[Path]:
+        """One canonical metadata table (``genes``, ``perturbagens``...) of every release."""
+        return [p for r in self.metadata_releases()
+                if (p := self.metadata_dir(r) / f"{table}.parquet").exists()]
+
+    @property
+    def read_across_dir(self) -> Path:
+        """Results of the user's query files, and the perturbagen map."""
+        return self.path / "lake" / "read_across"
+
+    @property
+    def queries_dir(self) -> Path:
+        """The folder watched for query files: ``L1000_QUERIES_DIR`` when set, else
+        ``<root>/queries``."""
+        override = os.environ.get(QUERIES_DIR_ENV)
+        return Path(override).expanduser().resolve() if override else self.path / "queries"
 
 
 def lake_from_env() -> LakeResource:

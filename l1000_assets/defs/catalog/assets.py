@@ -6,25 +6,34 @@ import dagster as dg
 
 from l1000_assets.core.catalog import build_catalog, connect_read_only
 from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
+from l1000_assets.defs.readacross.assets import (PERTURBAGEN_EMBEDDINGS, PROFILE_EMBEDDINGS,
+                                                 READ_ACROSS_RESULTS, SIGNATURE_EMBEDDINGS,
+                                                 ZSCORE_SIGNATURES)
 from l1000_assets.defs.releases.ingest import RELEASE_METADATA
 from l1000_assets.lib.resources import LakeResource
 
 WAREHOUSE = dg.AssetKey("warehouse")
 SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
 EXPECTED_VIEWS = ("profiles", "instances", "perturbagens", "genes", "cell_lines")
+EMBEDDING_TABLES = ("profile_embeddings", "signature_embeddings", "perturbagen_embeddings",
+                    "perturbagen_annotations")
 
 
 @dg.asset(
     key=WAREHOUSE,
     group_name="catalog",
     deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping()),
-          dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping())],
+          dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping()),
+          dg.AssetDep(PROFILE_EMBEDDINGS, partition_mapping=dg.AllPartitionMapping()),
+          dg.AssetDep(ZSCORE_SIGNATURES, partition_mapping=dg.AllPartitionMapping()),
+          SIGNATURE_EMBEDDINGS, PERTURBAGEN_EMBEDDINGS, READ_ACROSS_RESULTS],
     kinds={"duckdb", "sql"},
     pool="duckdb",
     description=(
         "One DuckDB file with views over the lake (profiles, instances, perturbagens, genes, "
-        "cell_lines) and the macros in sql/. The only writer of that file; rebuilt whole and "
-        "swapped in atomically."
+        "cell_lines, zscore_signatures, read_across_results), the embeddings as FLOAT[d] "
+        "tables, and the read-across macros in sql/. The only writer of that file; rebuilt "
+        "whole and swapped in atomically."
     ),
 )
 def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -36,14 +45,24 @@ def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
             "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
         counts = {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchall()[0][0]
                   for v in views if v in EXPECTED_VIEWS}
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY 1").fetchall()]
+        counts.update({t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0]
+                       for t in tables if t in EMBEDDING_TABLES})
+        macros = [r[0] for r in con.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE NOT internal "
+            "AND function_type = 'table_macro' ORDER BY 1").fetchall()]
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(lake.catalog_path)),
         "views": ", ".join(views),
+        "tables": ", ".join(tables),
+        "table_macros": ", ".join(macros),
         **{f"rows_{v}": int(n) for v, n in counts.items()},
         "skipped": ", ".join(report.skipped) or "none",
         "open_with": dg.MetadataValue.md(
             f"```sql\n-- duckdb -readonly {lake.catalog_path}\nSELECT cell_id, count(*) "
-            "FROM profiles GROUP BY 1;\n```"),
+            "FROM profiles GROUP BY 1;\nSELECT * FROM similar_perturbagens('<pert_id or "
+            "name>', k := 10);\n```"),
     })
 
 
