@@ -114,22 +114,30 @@ class _Scorer:
             return (-1.0001 * reach - 1e-6).astype(np.float32), np.full(n, 1e-6, np.float32)
         return np.full(n, -1.0001, np.float32), np.full(n, 1.0001, np.float32)
 
-    def scores(self, rows: np.ndarray, c0: int, c1: int) -> np.ndarray:
-        """``(len(rows), c1 - c0)`` float32 similarities."""
+    def query_rows(self, rows: np.ndarray):
+        """What :meth:`scores` needs of these queries (gathered once per block)."""
+        if self.metric == "wtcs":
+            return self.up[rows], self.down[rows]
+        return np.ascontiguousarray(self.q[rows])
+
+    def scores(self, queries, rows: np.ndarray, c0: int, c1: int,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """``(len(rows), c1 - c0)`` float32 similarities (into ``out`` when given)."""
         if self.metric == "wtcs":
             from l1000_assets.core.connectivity import iter_wtcs_blocks
 
-            out = np.empty((len(rows), c1 - c0), np.float32)
-            for qs, cs, block in iter_wtcs_blocks(self.up[rows], self.down[rows],
-                                                  self.c[c0:c1], candidate_block=c1 - c0):
+            up, down = queries
+            out = np.empty((len(rows), c1 - c0), np.float32) if out is None else out
+            for qs, cs, block in iter_wtcs_blocks(up, down, self.c[c0:c1],
+                                                  candidate_block=c1 - c0):
                 out[qs, cs] = block
             return out
-        s = self.q[rows] @ self.c[c0:c1].T
+        s = np.matmul(queries, self.c[c0:c1].T, out=out)
         if self.metric == "euclidean":  # negated squared distance: larger is more similar
             s *= 2.0
             s -= self.c_sq[None, c0:c1]
             s -= self.q_sq[rows][:, None]
-        return np.ascontiguousarray(s, dtype=np.float32)
+        return s
 
     def pair_scores(self, row: int, cols: np.ndarray) -> np.ndarray:
         """Similarities of one query with the candidates ``cols`` (sampled mode)."""
@@ -184,7 +192,10 @@ def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
         n_pairs = min(n_pairs, 5_000)
     qi = rng.integers(0, scorer.n_queries, n_pairs)
     ci = rng.integers(0, len(scorer.c), n_pairs)
-    return float(np.median(scorer.pair_sample(qi, ci)))
+    chunk = 16_384   # bounded gathers
+    return float(np.median(np.concatenate([
+        scorer.pair_sample(qi[k:k + chunk], ci[k:k + chunk])
+        for k in range(0, n_pairs, chunk)])))
 
 
 # ------------------------------------------------------------------------ retrieval
@@ -327,9 +338,7 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     span0 = int(lo[has_range].min()) if has_range.any() else 0
     span1 = int(hi[has_range].max()) if has_range.any() else 0
     n_pos = hi - lo - ((self_pos >= lo) & (self_pos < hi))
-    # Each row's positives, then one pseudo-positive at the MCC threshold: the negatives
-    # above it are the row's false positives, counted by the same pass.
-    offsets = np.concatenate([[0], np.cumsum(n_pos + 1)]).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
     lower, upper = scorer.bounds(rows)
     scale = (n_bins / ((upper - lower) * 1.0001)).astype(np.float32)
     n_entries = int(offsets[-1])
@@ -341,33 +350,34 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     hist = np.zeros((b, n_bins), np.int32)
     greater = np.zeros(n_entries, np.int64)
     equal = np.zeros(n_entries, np.int64)
-    tp = np.zeros(b, np.int64)
+    above = np.zeros((b, 2), np.int64)   # positives, negatives above the MCC threshold
     thr = np.float32(threshold)
-    s = scorer.scores(rows, span0, span1) if span1 > span0 else \
-        np.empty((b, 0), np.float32)
+    queries = scorer.query_rows(rows)
+    buffer = np.empty(b * min(candidate_block, max(n_c, 1)), np.float32)
     # 1. The span holding every positive of the block: positive scores and their bins.
+    s = scorer.scores(queries, rows, span0, span1) if span1 > span0 else \
+        np.empty((b, 0), np.float32)
     _positives(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, tp)
+               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, above)
     if span1 > span0:
-        _count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins,
-                    pos_val, pos_order, bin_first, bin_last, hist, greater, equal)
+        _count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+                    pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above)
     # 2. Every other candidate, one tile at a time: only negatives there.
     for a, z in ((0, span0), (span1, n_c)):
         for c0 in range(a, z, candidate_block):
             c1 = min(c0 + candidate_block, z)
-            s = scorer.scores(rows, c0, c1)
-            _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins,
-                        pos_val, pos_order, bin_first, bin_last, hist, greater, equal)
+            s = scorer.scores(queries, rows, c0, c1,
+                              out=buffer[:b * (c1 - c0)].reshape(b, c1 - c0))
+            _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+                        pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above)
     _finish(hist, pos_bin, offsets, greater)
     self_neg = (self_pos >= 0) & ~((self_pos >= lo) & (self_pos < hi))
     n_neg = n_c - (hi - lo) - self_neg
-    fp = greater[offsets[1:] - 1]
-    is_pos = np.ones(n_entries, bool)
-    is_pos[offsets[1:] - 1] = False
     owner = np.repeat(np.arange(b), n_pos)
-    q = (greater[is_pos] + 0.5 * equal[is_pos]) / np.maximum(n_neg[owner], 1)
+    q = (greater + 0.5 * equal) / np.maximum(n_neg[owner], 1)
     keep = n_neg[owner] > 0
-    conf = np.array([tp.sum(), fp.sum(), n_neg.sum() - fp.sum(), n_pos.sum() - tp.sum()])
+    tp, fp = int(above[:, 0].sum()), int(above[:, 1].sum())
+    conf = np.array([tp, fp, int(n_neg.sum()) - fp, int(n_pos.sum()) - tp])
     return q[keep], rows[owner[keep]], conf
 
 
@@ -379,10 +389,10 @@ def _bin(v, smin, scale, n_bins):
 
 @numba.njit(nogil=True, cache=True)
 def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, tp):
-    """Scores and bins of each row's positives (all inside ``s``) and of its threshold
-    pseudo-positive; entries grouped by bin:
-    ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``."""
+               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, above):
+    """Scores and bins of each row's positives (all inside ``s``), grouped by bin:
+    ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``; and the
+    positives above the MCC threshold."""
     for i in range(len(offsets) - 1):
         o = offsets[i]
         k = 0
@@ -390,13 +400,10 @@ def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
             if j != self_pos[i]:
                 v = s[i, j - c0]
                 pos_val[o + k] = v
+                pos_bin[o + k] = _bin(v, lower[i], scale[i], n_bins)
                 if v > thr:
-                    tp[i] += 1
+                    above[i, 0] += 1
                 k += 1
-        pos_val[o + k] = thr
-        k += 1
-        for u in range(k):
-            pos_bin[o + u] = _bin(pos_val[o + u], lower[i], scale[i], n_bins)
         order = np.argsort(pos_bin[o:o + k], kind="mergesort")
         for t in range(k):
             m = order[t]
@@ -409,10 +416,12 @@ def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
 
 
 @numba.njit(nogil=True, cache=True)
-def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins,
-                pos_val, pos_order, bin_first, bin_last, hist, greater, equal):
-    """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``) into the
-    row's histogram; compare exactly with the entries of their bin (flagged bins)."""
+def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+                pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above):
+    """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``): those
+    above the threshold, and all into the row's histogram; compare exactly with the
+    positives of their bin (flagged bins). (Skipping negatives below a row's lowest
+    positive was measured slower: the branch is unpredictable.)"""
     b, t = s.shape
     for i in range(b):
         row = s[i]
@@ -421,15 +430,17 @@ def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins,
         smin, sc = lower[i], scale[i]
         l = min(max(lo[i] - c0, 0), t)
         r = min(max(hi[i] - c0, 0), t)
+        n_above = 0
         for part in range(2):
             start = 0 if part == 0 else r
             stop = l if part == 0 else t
             for j in range(start, stop):
                 v = row[j]
+                n_above += v > thr
                 bb = _bin(v, smin, sc, n_bins)
                 count = h[bb] + 1
                 h[bb] = count
-                if count < 0:   # a flagged bin: compare with its entries exactly
+                if count < 0:   # a flagged bin: compare with its positives exactly
                     for u in range(o + bin_first[i, bb], o + bin_last[i, bb]):
                         m = pos_order[u]
                         if v > pos_val[m]:
@@ -439,6 +450,7 @@ def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins,
         sp = self_pos[i] - c0
         if 0 <= sp < t and not (l <= sp < r):   # the query itself is no negative
             v = row[sp]
+            n_above -= v > thr
             bb = _bin(v, smin, sc, n_bins)
             h[bb] -= 1
             if h[bb] < 0:
@@ -448,11 +460,12 @@ def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins,
                         greater[m] -= 1
                     elif v == pos_val[m]:
                         equal[m] -= 1
+        above[i, 1] += n_above
 
 
 @numba.njit(nogil=True, cache=True)
 def _finish(hist, pos_bin, offsets, greater):
-    """Add the negatives in bins above each entry's bin."""
+    """Add the negatives in bins above each positive's bin."""
     b, n_bins = hist.shape
     above_bin = np.zeros(n_bins + 1, np.int64)
     for i in range(b):
