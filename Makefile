@@ -9,7 +9,7 @@ DATA   ?= data
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export L1000_DATA_ROOT ?= $(CURDIR)/$(DATA)
 
-.PHONY: demo test test-all install install-gpu ui check bench clean-data
+.PHONY: demo test test-all install install-gpu ui chromium test-ui check bench clean-data
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -46,8 +46,22 @@ test-all: $(STAMP)
 check: $(STAMP)
 	$(BIN)/dg check defs
 
+# The Dagster UI and its daemon (sensors, schedule, automation, run queue) on 127.0.0.1 only,
+# with run history in dagster_home/. L1000_AUTOMATION=off starts the sensors stopped.
 ui: $(STAMP)
+	@echo "Dagster UI: http://127.0.0.1:$${PORT:-3000}  (DAGSTER_HOME=$(DAGSTER_HOME), data: $(L1000_DATA_ROOT))"
 	$(BIN)/dg dev --host 127.0.0.1 --port $${PORT:-3000}
+
+# Debian's chromium package, for the browser test (tests/test_ui_browser.py installs it too).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends chromium || \
+	    { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+	  else sudo apt-get install -y --no-install-recommends chromium; fi; }
+
+# The UI in headless Chromium (screenshots in test-artifacts/).
+test-ui: $(STAMP) chromium
+	$(BIN)/python -m pytest tests/test_ui_browser.py -s
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synth.py --profiles 200000

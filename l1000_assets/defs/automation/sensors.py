@@ -156,5 +156,6 @@ def _check(source: ReleaseSource, entry: watch.WatchEntry | None, now: float,
         signature = watch.http_signature(source, previous, timeout=settings.timeout_seconds)
     ingested = (signature is not None and (entry is None or entry.version is None)
                 and watch.matches_manifest(signature, _manifest(lake, source.name)))
-    return watch.step(entry, signature, now=now, ingested=ingested,
-                      settle=settings.settle and source.kind == "local")
+    # The synthetic release is swapped in whole by synthetic_release: nothing to wait for.
+    settle = settings.settle and source.kind == "local" and source.name != SYNTHETIC
+    return watch.step(entry, signature, now=now, ingested=ingested, settle=settle)
