@@ -21,7 +21,9 @@ matrix is read.
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -344,7 +346,12 @@ class _GctxLandmarks:
         self._lo = int(rows.min()) // width * width
         self._hi = min(-(-(int(rows.max()) + 1) // width) * width, len(row_ids))
         self.columns = _as_slice(rows - self._lo)
-        self._buffer = np.empty((block_size, self._hi - self._lo), np.float32)
+        # Blocks of whole on-disk chunks along the sample axis too, when the block holds
+        # one: a chunk split between two blocks would be read (and copied) twice.
+        step = (self._matrix.chunks or (1, 1))[0]
+        self.align = step if block_size >= step else 1
+        self.block_rows = block_size // self.align * self.align
+        self._buffer = np.empty((self.block_rows, self._hi - self._lo), np.float32)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``start..stop`` x the gene span (valid until the next call)."""
@@ -364,11 +371,13 @@ class _GctxLandmarks:
 class _GctLandmarks:
     """A GCT text matrix (small, parsed whole) behind the interface of :class:`_GctxLandmarks`."""
 
-    def __init__(self, path: Path, gene_ids: Sequence[str]):
+    def __init__(self, path: Path, gene_ids: Sequence[str], block_size: int):
         self.path = path
         self._source = GctMatrixSource(path)
         self.col_ids = pa.array(self._source.col_ids.astype(str), pa.string())
         self.columns = _as_slice(self._source.row_positions(gene_ids))
+        self.align = 1
+        self.block_rows = block_size
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return self._source.values[start:stop]
@@ -380,7 +389,7 @@ class _GctLandmarks:
 def _open_landmarks(path: Path, gene_ids: Sequence[str],
                     block_size: int) -> _GctxLandmarks | _GctLandmarks:
     if path.suffix == ".gct":
-        return _GctLandmarks(path, gene_ids)
+        return _GctLandmarks(path, gene_ids, block_size)
     if not path.exists():
         raise L1000InputError(path, "file not found")
     return _GctxLandmarks(path, gene_ids, block_size)
@@ -517,7 +526,312 @@ def profile_schema(gene_ids: Sequence[str]) -> pa.Schema:
     return pa.schema(fields, metadata={GENE_IDS_KEY: json.dumps(list(gene_ids)).encode()})
 
 
-_ENCODE_ROWS = 512  # rows per chunk handed to the Parquet encoder (see _CellWriters._write)
+# --------------------------------------------------------------------------------------
+# Lake files: the profile columns encoded by Parquet, the landmark values written as they are
+# --------------------------------------------------------------------------------------
+# Parquet stores the fixed-size list as a LIST column: every one of the 978 values of a row
+# carries a repetition and a definition level. Arrow's writer builds and encodes those
+# levels value by value, about three quarters of the CPU an ingest spends writing. For a
+# list that always holds 978 non-null floats they are the same few bytes for every row, so
+# _LakeFile writes the landmark column chunk itself: PLAIN data pages (v1) of whole rows,
+# the levels as RLE runs computed once per page length, the values straight from the
+# buffer. The profile columns of each row group are encoded by Arrow's writer (dictionary,
+# statistics) into memory and copied in, their offsets moved to where they land. The
+# schema, Arrow schema and key-value metadata of the footer are those Arrow writes for the
+# full schema, so every reader sees exactly the file Arrow's writer would make.
+#
+# Page headers and the footer are Thrift compact protocol structs, handled below as
+# ``{field id: (compact type, value)}`` dicts: lists are ``(element type, [values])``,
+# maps ``(key type, value type, [(k, v)])``. Decoding then encoding a struct gives back
+# its bytes exactly.
+_TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = \
+    range(1, 13)
+_INTS = (_I16, _I32, _I64)
+# Parquet enum values used for the landmark column chunk.
+_DATA_PAGE, _FLOAT, _PLAIN, _RLE = 0, 4, 0, 3
+_REQUIRED, _OPTIONAL, _REPEATED = 0, 1, 2
+# Codec names as pyarrow takes them -> (Parquet CompressionCodec, pyarrow.Codec name).
+# Parquet's "LZ4" in pyarrow is the raw block format (LZ4_RAW).
+_CODECS = {"none": (0, None), "snappy": (1, "snappy"), "gzip": (2, "gzip"),
+           "brotli": (4, "brotli"), "zstd": (6, "zstd"), "lz4": (7, "lz4_raw")}
+_PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
+
+
+def _read_varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _thrift_read(buf, pos: int, t: int) -> tuple[object, int]:
+    """Decode the compact-protocol value of type ``t`` at ``pos``: ``(value, next pos)``."""
+    if t in _INTS:
+        v, pos = _read_varint(buf, pos)
+        return (v >> 1) ^ -(v & 1), pos
+    if t == _BINARY:
+        n, pos = _read_varint(buf, pos)
+        return bytes(buf[pos:pos + n]), pos + n
+    if t == _STRUCT:
+        fields: dict[int, tuple[int, object]] = {}
+        last = 0
+        while True:
+            h = buf[pos]
+            pos += 1
+            if h == 0:
+                return fields, pos
+            ft, delta = h & 0x0F, h >> 4
+            if delta:
+                fid = last + delta
+            else:
+                v, pos = _read_varint(buf, pos)
+                fid = (v >> 1) ^ -(v & 1)
+            if ft == _TRUE or ft == _FALSE:
+                val: object = ft == _TRUE
+            else:
+                val, pos = _thrift_read(buf, pos, ft)
+            fields[fid] = (ft, val)
+            last = fid
+    if t == _LIST or t == _SET:
+        h = buf[pos]
+        pos += 1
+        n, et = h >> 4, h & 0x0F
+        if n == 15:
+            n, pos = _read_varint(buf, pos)
+        items = []
+        for _ in range(n):
+            item, pos = _thrift_read(buf, pos, et)
+            items.append(item)
+        return (et, items), pos
+    if t in (_TRUE, _FALSE, _BYTE):  # a bool in a list is one byte, kept as it is
+        return buf[pos], pos + 1
+    if t == _DOUBLE:
+        return struct.unpack_from("<d", buf, pos)[0], pos + 8
+    if t == _MAP:
+        n, pos = _read_varint(buf, pos)
+        if n == 0:
+            return (0, 0, []), pos
+        kt, vt = buf[pos] >> 4, buf[pos] & 0x0F
+        pos += 1
+        pairs = []
+        for _ in range(n):
+            k, pos = _thrift_read(buf, pos, kt)
+            v, pos = _thrift_read(buf, pos, vt)
+            pairs.append((k, v))
+        return (kt, vt, pairs), pos
+    raise ValueError(f"Thrift compact type {t}")
+
+
+def _write_varint(n: int, out: bytearray) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _thrift_write(out: bytearray, t: int, v) -> None:
+    """Append the compact-protocol encoding of ``v`` (of type ``t``) to ``out``."""
+    if t in _INTS:
+        _write_varint((v << 1) ^ (v >> 63), out)
+    elif t == _BINARY:
+        _write_varint(len(v), out)
+        out += v
+    elif t == _STRUCT:
+        last = 0
+        for fid in sorted(v):
+            ft, val = v[fid]
+            if ft == _TRUE or ft == _FALSE:
+                ft = _TRUE if val else _FALSE
+            if 0 < fid - last <= 15:
+                out.append((fid - last) << 4 | ft)
+            else:
+                out.append(ft)
+                _write_varint((fid << 1) ^ (fid >> 63), out)
+            if ft != _TRUE and ft != _FALSE:
+                _thrift_write(out, ft, val)
+            last = fid
+        out.append(0)
+    elif t == _LIST or t == _SET:
+        et, items = v
+        if len(items) < 15:
+            out.append(len(items) << 4 | et)
+        else:
+            out.append(0xF0 | et)
+            _write_varint(len(items), out)
+        for item in items:
+            _thrift_write(out, et, item)
+    elif t in (_TRUE, _FALSE, _BYTE):
+        out.append(v & 0xFF)
+    elif t == _DOUBLE:
+        out += struct.pack("<d", v)
+    elif t == _MAP:
+        kt, vt, pairs = v
+        _write_varint(len(pairs), out)
+        if pairs:
+            out.append(kt << 4 | vt)
+            for k, val in pairs:
+                _thrift_write(out, kt, k)
+                _thrift_write(out, vt, val)
+    else:
+        raise ValueError(f"Thrift compact type {t}")
+
+
+def _thrift_struct(fields: dict) -> bytes:
+    out = bytearray()
+    _thrift_write(out, _STRUCT, fields)
+    return bytes(out)
+
+
+def _parquet_footer(buf) -> tuple[dict, int]:
+    """The decoded FileMetaData of the Parquet file in ``buf``, and the offset where it starts."""
+    n = struct.unpack_from("<i", buf, len(buf) - 8)[0]
+    start = len(buf) - 8 - n
+    meta, _ = _thrift_read(buf, start, _STRUCT)
+    return meta, start
+
+
+def _rle_run(count: int, value: int) -> bytes:
+    """One run of the RLE/bit-packing hybrid: ``count`` times ``value`` (bit width <= 8)."""
+    out = bytearray()
+    _write_varint(count << 1, out)
+    out.append(value)
+    return bytes(out)
+
+
+def _shift_offsets(chunk: dict, shift: int) -> None:
+    """Move a ColumnChunk's file offsets by ``shift`` bytes."""
+    meta = chunk[3][1]
+    for fid in (9, 10, 11, 14):  # data, index and dictionary page, bloom filter
+        if fid in meta:
+            meta[fid] = (meta[fid][0], meta[fid][1] + shift)
+    for fid in (4, 6):  # offset index, column index
+        if fid in chunk:
+            chunk[fid] = (chunk[fid][0], chunk[fid][1] + shift)
+
+
+class _LakeFile:
+    """One lake Parquet file written row group by row group; see the comment above."""
+
+    def __init__(self, path: Path, schema: pa.Schema, compression: str | None,
+                 dictionary_columns: Sequence[str]):
+        codec = (compression or "none").lower()
+        if codec not in _CODECS:
+            raise ValueError(f"compression must be one of {sorted(_CODECS)}, not {compression!r}")
+        self._codec_id, name = _CODECS[codec]
+        self._codec = pa.Codec(name) if name else None
+        self._compression = codec
+        self._dictionary_columns = list(dictionary_columns)
+        self._meta_schema = pa.schema([f for f in schema if f.name != VALUES_COLUMN],
+                                      metadata=schema.metadata)
+        sink = pa.BufferOutputStream()
+        pq.ParquetWriter(sink, schema, compression=codec).close()
+        self._footer, _ = _parquet_footer(sink.getvalue())
+        elements = self._footer[2][1][1]
+        names = [e[4][1] for e in elements]
+        lm = names.index(VALUES_COLUMN.encode())
+        if names[lm + 1:] != [b"list", b"element"] or elements[lm + 2][1][1] != _FLOAT:
+            raise ValueError(f"{VALUES_COLUMN!r} must be the last column, a list of float32")
+        repetition = [e[3][1] for e in elements[lm:]]
+        self._path = names[lm:]
+        # Every value is defined (non-null), at the deepest definition level.
+        max_def = sum(r != _REQUIRED for r in repetition)
+        self._row_rep = _rle_run(1, 0) + _rle_run(N_LANDMARKS - 1, 1)  # list start, then 977
+        self._max_def = max_def
+        self._levels: dict[int, bytes] = {}
+        self._page_rows = max(1, _PAGE_BYTES // (N_LANDMARKS * 4))
+        self._row_groups: list[dict] = []
+        self._rows = 0
+        self.file = open(path, "wb", buffering=0)
+        self._pos = 0
+        self._put(b"PAR1")
+
+    @property
+    def position(self) -> int:
+        """Bytes written so far."""
+        return self._pos
+
+    def _put(self, *parts) -> None:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:  # a raw write may take only part of it
+                n = self.file.write(view)
+                self._pos += n
+                view = view[n:]
+
+    def _page_levels(self, rows: int) -> bytes:
+        """Repetition then definition levels of a page of ``rows`` rows (v1: length-prefixed)."""
+        if rows not in self._levels:
+            rep = self._row_rep * rows
+            dfn = _rle_run(rows * N_LANDMARKS, self._max_def)
+            self._levels[rows] = (struct.pack("<i", len(rep)) + rep
+                                  + struct.pack("<i", len(dfn)) + dfn)
+        return self._levels[rows]
+
+    def write_row_group(self, meta: pa.RecordBatch, values: np.ndarray) -> None:
+        """Write ``meta``'s profile columns and the ``(n, 978)`` float32 ``values`` as one
+        row group."""
+        n = len(values)
+        start = self._pos
+        sink = pa.BufferOutputStream()
+        with pq.ParquetWriter(sink, self._meta_schema, compression=self._compression,
+                              use_dictionary=self._dictionary_columns,
+                              write_statistics=self._dictionary_columns) as writer:
+            writer.write_batch(meta, row_group_size=n)
+        encoded = sink.getvalue()
+        small, end = _parquet_footer(encoded)
+        assert len(small[4][1][1]) == 1, "one row group of profile columns"
+        self._put(encoded.slice(4, end - 4))
+        columns = small[4][1][1][0][1][1][1]
+        for chunk in columns:
+            _shift_offsets(chunk, start - 4)
+        first = self._pos
+        flat = memoryview(values.reshape(-1)).cast("B")
+        row_bytes = N_LANDMARKS * 4
+        pages = uncompressed = 0
+        for s in range(0, n, self._page_rows):
+            rows = min(self._page_rows, n - s)
+            levels = self._page_levels(rows)
+            data = flat[s * row_bytes:(s + rows) * row_bytes]
+            size = len(levels) + len(data)
+            if self._codec is None:
+                payload: tuple = (levels, data)
+                compressed = size
+            else:
+                payload = (self._codec.compress(levels + data, asbytes=True),)
+                compressed = len(payload[0])
+            header = _thrift_struct({
+                1: (_I32, _DATA_PAGE), 2: (_I32, size), 3: (_I32, compressed),
+                5: (_STRUCT, {1: (_I32, rows * N_LANDMARKS), 2: (_I32, _PLAIN),
+                              3: (_I32, _RLE), 4: (_I32, _RLE)})})
+            self._put(header, *payload)
+            uncompressed += len(header) + size
+            pages += 1
+        columns.append({2: (_I64, 0), 3: (_STRUCT, {
+            1: (_I32, _FLOAT), 2: (_LIST, (_I32, [_PLAIN, _RLE])),
+            3: (_LIST, (_BINARY, self._path)), 4: (_I32, self._codec_id),
+            5: (_I64, n * N_LANDMARKS), 6: (_I64, uncompressed), 7: (_I64, self._pos - first),
+            9: (_I64, first),
+            13: (_LIST, (_STRUCT, [{1: (_I32, _DATA_PAGE), 2: (_I32, _PLAIN),
+                                    3: (_I32, pages)}]))})})
+        self._row_groups.append({
+            1: (_LIST, (_STRUCT, columns)),
+            2: (_I64, sum(c[3][1][6][1] for c in columns)), 3: (_I64, n),
+            5: (_I64, start), 6: (_I64, self._pos - start),
+            7: (_I16, len(self._row_groups))})
+        self._rows += n
+
+    def close(self) -> None:
+        """Write the footer and close the file."""
+        footer = dict(self._footer)
+        footer[3] = (_I64, self._rows)
+        footer[4] = (_LIST, (_STRUCT, self._row_groups))
+        encoded = _thrift_struct(footer)
+        self._put(encoded, struct.pack("<i", len(encoded)), b"PAR1")
+        self.file.close()
 
 
 class _CellWriters:
@@ -526,8 +840,10 @@ class _CellWriters:
     Each cell line fills a buffer of ``capacity`` profiles, gathered straight from the
     matrix blocks; a full buffer is handed to the pool and written as one row group, then
     reused. Reusing the buffers matters: fresh memory costs the kernel a page fault and
-    zeroing per page, as much as a second copy of the values. Parquet encoding and the
-    file writes release the GIL, so they run beside the matrix reads. A cell line's row
+    zeroing per page, as much as a second copy of the values. Each row group is written
+    by :class:`_LakeFile`: the values go from the buffer to the file as they are, only the
+    profile columns are encoded. Encoding and file writes release the GIL, so they run
+    beside the matrix reads. A cell line's row
     groups are written in order: its write first waits for its previous one. At most
     ``threads`` writes are in flight; past that, the caller waits for the oldest, so there
     are never more than one buffer per cell line plus ``threads`` in memory.
@@ -539,13 +855,20 @@ class _CellWriters:
                  budget_bytes: int, compression: str | None, threads: int, matrix_path: Path):
         self._paths = dict(paths)
         self._schema = schema
-        self._compression = compression or "none"
+        self._compression = (compression or "none").lower()
+        if self._compression not in _CODECS:
+            raise ValueError(f"compression must be one of {sorted(_CODECS)}, "
+                             f"not {compression!r}")
         self._matrix_path = matrix_path
-        self._threads = threads
         # All the buffers, one per cell line and one per write in flight, fit the budget:
-        # with many cell lines the row groups get smaller.
-        self.capacity = max(1, min(row_group_rows, budget_bytes // (
-            N_LANDMARKS * 4 * (len(self._paths) + threads))))
+        # with many cell lines the row groups get smaller. Writes beyond one per thread
+        # wait in the pool's queue: cell lines fill their buffers at about the same pace,
+        # so they are handed over in bursts, which the queue absorbs.
+        row_bytes = N_LANDMARKS * 4
+        self.capacity = max(1, min(row_group_rows,
+                                   budget_bytes // (row_bytes * (len(self._paths) + threads))))
+        self._max_in_flight = max(threads, budget_bytes // (row_bytes * self.capacity)
+                                  - len(self._paths))
         for path in self._paths.values():
             path.parent.mkdir(parents=True, exist_ok=True)
         self._values: dict[str, np.ndarray | None] = dict.fromkeys(self._paths)
@@ -554,8 +877,7 @@ class _CellWriters:
         self._free: list[np.ndarray] = []
         self._in_flight: deque[Future] = deque()
         self._last: dict[str, Future] = {}
-        self._files: dict[str, pa.NativeFile] = {}
-        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._writers: dict[str, _LakeFile] = {}
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake-writer")
         self.written = dict.fromkeys(self._paths, 0)
 
@@ -589,17 +911,15 @@ class _CellWriters:
             if cell not in self._writers:
                 self._writers[cell] = self._open(cell)
             self._writers[cell].close()
-            self._files[cell].close()
 
     def abort(self) -> None:
         """Drop pending writes and close the files as they are (the caller discards them)."""
         self._pool.shutdown(cancel_futures=True)
-        for cell, writer in self._writers.items():
-            writer.close()
-            self._files[cell].close()
+        for writer in self._writers.values():
+            writer.file.close()
 
     def _buffer(self) -> np.ndarray:
-        while len(self._in_flight) >= self._threads:
+        while len(self._in_flight) >= self._max_in_flight:
             self._in_flight.popleft().result()
         if self._free:
             return self._free.pop()
@@ -607,49 +927,47 @@ class _CellWriters:
 
     def _submit(self, cell: str) -> None:
         values = self._values[cell][: self._filled[cell]]
-        vec = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), N_LANDMARKS)
         meta = pa.concat_batches(self._meta[cell])
-        batch = pa.RecordBatch.from_arrays([*meta.columns, vec], schema=self._schema)
-        future = self._pool.submit(self._write, cell, batch, self._values[cell],
+        future = self._pool.submit(self._write, cell, meta, values, self._values[cell],
                                    self._last.get(cell))
         self._values[cell], self._filled[cell], self._meta[cell] = None, 0, []
         self._last[cell] = future
         self._in_flight.append(future)
 
-    def _write(self, cell: str, batch: pa.RecordBatch, buffer: np.ndarray,
+    def _write(self, cell: str, meta: pa.RecordBatch, values: np.ndarray, buffer: np.ndarray,
                previous: Future | None) -> None:
         # The pool starts jobs in submission order, so `previous` is running or done here.
         if previous is not None:
             previous.result()
-        values = landmark_matrix(batch)
-        if not np.isfinite(values).all():
+        if not _all_finite(values):
             bad = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
             raise L1000InputError(self._matrix_path, "non-finite values (NaN or inf) in "
-                                  f"sample {batch.column('inst_id')[bad].as_py()!r}")
+                                  f"sample {meta.column('inst_id')[bad].as_py()!r}")
         if cell not in self._writers:
             self._writers[cell] = self._open(cell)
-        # Handed over in slices: Parquet builds the nested levels of a whole chunk at once
-        # (two int16 per value), in fresh memory when the chunk is large.
-        self._writers[cell].write_table(
-            pa.Table.from_batches([batch.slice(i, _ENCODE_ROWS)
-                                   for i in range(0, batch.num_rows, _ENCODE_ROWS)]),
-            row_group_size=batch.num_rows)
-        self.written[cell] += batch.num_rows
+        self._writers[cell].write_row_group(meta, values)
+        self.written[cell] += meta.num_rows
         self._free.append(buffer)  # written: the values are not read again
-        _drop_behind(self._files[cell])
+        _drop_behind(self._writers[cell].file, self._writers[cell].position)
 
-    def _open(self, cell: str) -> pq.ParquetWriter:
-        self._files[cell] = pa.OSFile(str(self._paths[cell]), "wb")
-        # Float z-scores barely compress (snappy: 1.2 % smaller for ~8 % more encoding
-        # CPU), and dictionary encoding or min/max statistics over 978 floats a row buy
-        # nothing: only the metadata columns get them.
-        meta = PROFILE_META_COLUMNS
-        return pq.ParquetWriter(self._files[cell], self._schema, compression=self._compression,
-                                use_dictionary=meta, write_statistics=meta)
+    def _open(self, cell: str) -> _LakeFile:
+        # Float z-scores barely compress (snappy: 1.2 % smaller), and dictionary encoding or
+        # min/max statistics over 978 floats a row buy nothing: only the profile columns
+        # get them.
+        return _LakeFile(self._paths[cell], self._schema, self._compression,
+                         PROFILE_META_COLUMNS)
 
 
-def _drop_behind(file: pa.NativeFile) -> None:
-    """Start writing ``file``'s cached pages to disk and drop those already written.
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether ``values`` holds no NaN or inf, without a mask as large as the values: a
+    NaN or inf makes the sum non-finite (an overflowing sum of finite values is checked
+    value by value)."""
+    return bool(np.isfinite(values.sum(dtype=np.float32))) or bool(np.isfinite(values).all())
+
+
+def _drop_behind(file, end: int) -> None:
+    """Start writing ``file``'s cached pages before byte ``end`` to disk and drop those
+    already written.
 
     The lake is written once and not read back during the ingest, so its pages need not
     stay cached: dropping them lets the next row groups reuse the memory instead of taking
@@ -657,9 +975,13 @@ def _drop_behind(file: pa.NativeFile) -> None:
     memory to its host (200,000 profiles on the 2-core dev VM, 6 alternating runs: median
     1.5 s instead of 2.0 s). Linux starts the writeback without waiting for it; pages
     still under writeback are dropped by a later call.
+
+    The page holding ``end`` is kept: the next row group is appended to it, and once
+    dropped it would have to be read back from disk first, a wait of its own.
     """
-    if hasattr(os, "posix_fadvise"):  # not on macOS or Windows
-        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    whole = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if whole and hasattr(os, "posix_fadvise"):  # not on macOS or Windows
+        os.posix_fadvise(file.fileno(), 0, whole, os.POSIX_FADV_DONTNEED)
 
 
 def _gather(block: np.ndarray, rows: np.ndarray, columns: slice | np.ndarray,
@@ -837,8 +1159,8 @@ def _write_blocks(matrix: _GctxLandmarks | _GctLandmarks, split: _CellSplit,
     try:
         lo = 0
         while lo < len(wanted):
-            start = int(wanted[lo])
-            hi = int(np.searchsorted(wanted, start + block_size))
+            start = int(wanted[lo]) // matrix.align * matrix.align
+            hi = int(np.searchsorted(wanted, start + matrix.block_rows))
             stop = int(wanted[hi - 1]) + 1
             block = matrix.read(start, stop)
             for k, cell in enumerate(cells):
