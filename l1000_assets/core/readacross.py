@@ -267,25 +267,25 @@ def _check_finite(path: Path, values: np.ndarray, profile_ids: Sequence[str]) ->
 def _read_table(path: Path, genes: GeneIndex, options: QueryOptions) -> QueryProfiles:
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        # header=None: duplicate column names stay as written (pandas would rename them).
+        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=None)
     except pd.errors.EmptyDataError as exc:
         raise L1000InputError(path, "empty file") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise L1000InputError(path, f"cannot parse as {'CSV' if sep == ',' else 'TSV'}: "
                                     f"{str(exc).strip()}") from exc
-    if df.shape[1] < 2 and df.shape[0] == 0:
+    if raw.shape[0] < 2:
         raise L1000InputError(path, "empty file (a header and no data)")
-    if df.shape[1] < 2:
+    if raw.shape[1] < 2:
         raise L1000InputError(path, f"one column only: expected a gene column and one column "
                                     f"per profile, separated by {'commas' if sep == ',' else 'tabs'}")
-    first = df.iloc[:, 0].tolist()
-    header = list(df.columns[1:])
+    header = raw.iloc[0, 1:].tolist()
+    first = raw.iloc[1:, 0].tolist()
+    body = raw.iloc[1:, 1:].to_numpy()
     if genes.matches(header) > genes.matches(first):       # profiles as rows, genes as columns
-        labels, profile_ids, text = header, [str(x) for x in first], df.iloc[:, 1:].to_numpy()
+        labels, profile_ids, text = header, [str(x) for x in first], body
     else:
-        labels, profile_ids, text = first, [str(x) for x in header], df.iloc[:, 1:].to_numpy().T
-    if not len(labels) or not profile_ids:
-        raise L1000InputError(path, "empty file (a header and no data)")
+        labels, profile_ids, text = first, [str(x) for x in header], body.T
     values = _parse_numbers(path, text, profile_ids, labels)
     return _assemble(path, labels, profile_ids, lambda rows: values[:, rows], genes, options)
 
@@ -408,10 +408,13 @@ def load_references(path: str | Path, annotations: pd.DataFrame, *, cell: str | 
         raise L1000InputError(path, f"no perturbagen embeddings for {what}{kind}")
     meta = table.filter(pa.array(mask)).to_pandas()
     ann = meta[["pert_id"]].merge(annotations, on="pert_id", how="left")
-    return References(meta["pert_id"].to_numpy(object), meta["pert_iname"].to_numpy(object),
-                      meta["pert_type"].to_numpy(object), ann["moa"].to_numpy(object),
-                      ann["target"].to_numpy(object), cell, vectors[mask],
-                      recorded_model_version(path))
+
+    def objects(column: pd.Series) -> np.ndarray:     # missing -> None, not NaN
+        return np.array([_clean(v) for v in column], dtype=object)
+
+    return References(meta["pert_id"].to_numpy(object), objects(meta["pert_iname"]),
+                      objects(meta["pert_type"]), objects(ann["moa"]), objects(ann["target"]),
+                      cell, vectors[mask], recorded_model_version(path))
 
 
 def top_k(queries: np.ndarray, references: np.ndarray, k: int,
