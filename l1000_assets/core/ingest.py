@@ -12,10 +12,11 @@
   column in canonical gene order. :func:`write_landmark_profiles` does the same for a
   release opened with :func:`open_release`.
 
-Memory is bounded by the block size and a writer buffer budget; the metadata is held once,
-as Arrow, and each profile's values are copied once, from the block read to the array
-Parquet is written from. Parquet is encoded and written on background threads while the
-matrix is read.
+Memory is bounded by the block size and the number of blocks read ahead; the metadata is
+held once, as Arrow. The values are copied by HDF5 from the file into a block and by the
+kernel from the block into the lake file, and by nothing else: the landmark column chunk
+is written as plain pages straight from the block (see :class:`_LakeFile`). Lake files
+are written on background threads while the matrix is read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import mmap
 import os
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -351,11 +353,15 @@ class _GctxLandmarks:
         step = (self._matrix.chunks or (1, 1))[0]
         self.align = step if block_size >= step else 1
         self.block_rows = block_size // self.align * self.align
-        self._buffer = np.empty((self.block_rows, self._hi - self._lo), np.float32)
+        self.block_bytes = self.block_rows * (self._hi - self._lo) * 4
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``start..stop`` x the gene span (valid until the next call)."""
-        out = self._buffer[: stop - start]
+    def new_buffer(self) -> np.ndarray:
+        """A buffer for :meth:`read`: ``block_rows`` samples x the gene span."""
+        return np.empty((self.block_rows, self._hi - self._lo), np.float32)
+
+    def read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
+        """Samples ``start..stop`` x the gene span, read into ``buffer``."""
+        out = buffer[: stop - start]
         try:
             self._matrix.read_direct(out, np.s_[start:stop, self._lo:self._hi])
         except (OSError, RuntimeError) as exc:
@@ -378,8 +384,12 @@ class _GctLandmarks:
         self.columns = _as_slice(self._source.row_positions(gene_ids))
         self.align = 1
         self.block_rows = block_size
+        self.block_bytes = 0  # read in place: no buffers
 
-    def read(self, start: int, stop: int) -> np.ndarray:
+    def new_buffer(self) -> None:
+        return None
+
+    def read(self, start: int, stop: int, buffer: None) -> np.ndarray:
         return self._source.values[start:stop]
 
     def close(self) -> None:
@@ -555,6 +565,7 @@ _REQUIRED, _OPTIONAL, _REPEATED = 0, 1, 2
 _CODECS = {"none": (0, None), "snappy": (1, "snappy"), "gzip": (2, "gzip"),
            "brotli": (4, "brotli"), "zstd": (6, "zstd"), "lz4": (7, "lz4_raw")}
 _PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
+_IOV_MAX = 1024  # pieces one writev takes (POSIX allows no fewer than 16; Linux, macOS: 1024)
 
 
 def _read_varint(buf, pos: int) -> tuple[int, int]:
@@ -714,56 +725,63 @@ def _shift_offsets(chunk: dict, shift: int) -> None:
 
 
 class _LakeFile:
-    """One lake Parquet file written row group by row group; see the comment above."""
+    """One lake Parquet file, written page by page and row group by row group; see the
+    comment above.
 
-    def __init__(self, path: Path, schema: pa.Schema, compression: str | None,
+    Each row group is written as its landmark column chunk (:meth:`write_page`, whole rows
+    a page) followed by its profile columns (:meth:`end_row_group`); the footer lists the
+    chunks in schema order, with their offsets.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, compression: str,
                  dictionary_columns: Sequence[str]):
-        codec = (compression or "none").lower()
-        if codec not in _CODECS:
-            raise ValueError(f"compression must be one of {sorted(_CODECS)}, not {compression!r}")
-        self._codec_id, name = _CODECS[codec]
+        self._codec_id, name = _CODECS[compression]
         self._codec = pa.Codec(name) if name else None
-        self._compression = codec
+        self._compression = compression
         self._dictionary_columns = list(dictionary_columns)
         self._meta_schema = pa.schema([f for f in schema if f.name != VALUES_COLUMN],
                                       metadata=schema.metadata)
         sink = pa.BufferOutputStream()
-        pq.ParquetWriter(sink, schema, compression=codec).close()
+        pq.ParquetWriter(sink, schema, compression=compression).close()
         self._footer, _ = _parquet_footer(sink.getvalue())
         elements = self._footer[2][1][1]
         names = [e[4][1] for e in elements]
         lm = names.index(VALUES_COLUMN.encode())
         if names[lm + 1:] != [b"list", b"element"] or elements[lm + 2][1][1] != _FLOAT:
             raise ValueError(f"{VALUES_COLUMN!r} must be the last column, a list of float32")
-        repetition = [e[3][1] for e in elements[lm:]]
         self._path = names[lm:]
-        # Every value is defined (non-null), at the deepest definition level.
-        max_def = sum(r != _REQUIRED for r in repetition)
+        # Every value is defined (non-null): the deepest definition level.
+        self._max_def = sum(e[3][1] != _REQUIRED for e in elements[lm:])
         self._row_rep = _rle_run(1, 0) + _rle_run(N_LANDMARKS - 1, 1)  # list start, then 977
-        self._max_def = max_def
         self._levels: dict[int, bytes] = {}
-        self._page_rows = max(1, _PAGE_BYTES // (N_LANDMARKS * 4))
         self._row_groups: list[dict] = []
         self._rows = 0
+        self._group_rows = self._pages = self._uncompressed = 0
+        self._group_start = 0
         self.file = open(path, "wb", buffering=0)
-        self._pos = 0
-        self._put(b"PAR1")
+        self.position = 0
+        self._put([b"PAR1"])
 
-    @property
-    def position(self) -> int:
-        """Bytes written so far."""
-        return self._pos
-
-    def _put(self, *parts) -> None:
+    def _put(self, parts: Sequence) -> None:
+        """Append ``parts`` (bytes-like objects) to the file."""
+        size = sum(len(p) for p in parts) if len(parts) > 1 else -1
+        if size > 0 and hasattr(os, "writev") and len(parts) <= _IOV_MAX:
+            written = os.writev(self.file.fileno(), parts)
+            self.position += written
+            if written == size:
+                return
+            # A partial write (rare): write the rest piece by piece.
+            parts = [memoryview(b"".join(parts))[written:]]
         for part in parts:
             view = memoryview(part).cast("B")
-            while view:  # a raw write may take only part of it
+            while view:
                 n = self.file.write(view)
-                self._pos += n
+                self.position += n
                 view = view[n:]
 
     def _page_levels(self, rows: int) -> bytes:
-        """Repetition then definition levels of a page of ``rows`` rows (v1: length-prefixed)."""
+        """Repetition then definition levels of a page of ``rows`` rows (v1: each
+        prefixed with its length)."""
         if rows not in self._levels:
             rep = self._row_rep * rows
             dfn = _rle_run(rows * N_LANDMARKS, self._max_def)
@@ -771,58 +789,62 @@ class _LakeFile:
                                   + struct.pack("<i", len(dfn)) + dfn)
         return self._levels[rows]
 
-    def write_row_group(self, meta: pa.RecordBatch, values: np.ndarray) -> None:
-        """Write ``meta``'s profile columns and the ``(n, 978)`` float32 ``values`` as one
-        row group."""
-        n = len(values)
-        start = self._pos
+    def write_page(self, rows: int, values: Sequence) -> None:
+        """Append a data page of ``rows`` rows to the current row group's landmark chunk;
+        ``values``: bytes-like pieces holding their ``rows x 978`` float32 values in order."""
+        if self._group_rows == 0:
+            self._group_start = self.position
+        levels = self._page_levels(rows)
+        size = len(levels) + rows * N_LANDMARKS * 4
+        if self._codec is None:
+            payload = [levels, *values]
+            compressed = size
+        else:
+            payload = [self._codec.compress(b"".join([levels, *values]), asbytes=True)]
+            compressed = len(payload[0])
+        header = _thrift_struct({
+            1: (_I32, _DATA_PAGE), 2: (_I32, size), 3: (_I32, compressed),
+            5: (_STRUCT, {1: (_I32, rows * N_LANDMARKS), 2: (_I32, _PLAIN),
+                          3: (_I32, _RLE), 4: (_I32, _RLE)})})
+        self._put([header, *payload])
+        self._uncompressed += len(header) + size
+        self._pages += 1
+        self._group_rows += rows
+
+    def end_row_group(self, meta: pa.RecordBatch) -> None:
+        """Write the profile columns ``meta`` of the rows paged since the last row group
+        and close the row group."""
+        n = self._group_rows
+        if meta.num_rows != n:
+            raise ValueError(f"{meta.num_rows} profile rows for {n} landmark rows")
+        landmarks = {2: (_I64, 0), 3: (_STRUCT, {
+            1: (_I32, _FLOAT), 2: (_LIST, (_I32, [_PLAIN, _RLE])),
+            3: (_LIST, (_BINARY, self._path)), 4: (_I32, self._codec_id),
+            5: (_I64, n * N_LANDMARKS), 6: (_I64, self._uncompressed),
+            7: (_I64, self.position - self._group_start), 9: (_I64, self._group_start),
+            13: (_LIST, (_STRUCT, [{1: (_I32, _DATA_PAGE), 2: (_I32, _PLAIN),
+                                    3: (_I32, self._pages)}]))})}
         sink = pa.BufferOutputStream()
         with pq.ParquetWriter(sink, self._meta_schema, compression=self._compression,
                               use_dictionary=self._dictionary_columns,
                               write_statistics=self._dictionary_columns) as writer:
-            writer.write_batch(meta, row_group_size=n)
+            writer.write_batch(meta, row_group_size=max(n, 1))
         encoded = sink.getvalue()
         small, end = _parquet_footer(encoded)
-        assert len(small[4][1][1]) == 1, "one row group of profile columns"
-        self._put(encoded.slice(4, end - 4))
+        if len(small[4][1][1]) != 1:
+            raise ValueError("profile columns not in one row group")
         columns = small[4][1][1][0][1][1][1]
         for chunk in columns:
-            _shift_offsets(chunk, start - 4)
-        first = self._pos
-        flat = memoryview(values.reshape(-1)).cast("B")
-        row_bytes = N_LANDMARKS * 4
-        pages = uncompressed = 0
-        for s in range(0, n, self._page_rows):
-            rows = min(self._page_rows, n - s)
-            levels = self._page_levels(rows)
-            data = flat[s * row_bytes:(s + rows) * row_bytes]
-            size = len(levels) + len(data)
-            if self._codec is None:
-                payload: tuple = (levels, data)
-                compressed = size
-            else:
-                payload = (self._codec.compress(levels + data, asbytes=True),)
-                compressed = len(payload[0])
-            header = _thrift_struct({
-                1: (_I32, _DATA_PAGE), 2: (_I32, size), 3: (_I32, compressed),
-                5: (_STRUCT, {1: (_I32, rows * N_LANDMARKS), 2: (_I32, _PLAIN),
-                              3: (_I32, _RLE), 4: (_I32, _RLE)})})
-            self._put(header, *payload)
-            uncompressed += len(header) + size
-            pages += 1
-        columns.append({2: (_I64, 0), 3: (_STRUCT, {
-            1: (_I32, _FLOAT), 2: (_LIST, (_I32, [_PLAIN, _RLE])),
-            3: (_LIST, (_BINARY, self._path)), 4: (_I32, self._codec_id),
-            5: (_I64, n * N_LANDMARKS), 6: (_I64, uncompressed), 7: (_I64, self._pos - first),
-            9: (_I64, first),
-            13: (_LIST, (_STRUCT, [{1: (_I32, _DATA_PAGE), 2: (_I32, _PLAIN),
-                                    3: (_I32, pages)}]))})})
+            _shift_offsets(chunk, self.position - 4)  # they land here, not after "PAR1"
+        self._put([encoded.slice(4, end - 4)])
+        columns.append(landmarks)
         self._row_groups.append({
             1: (_LIST, (_STRUCT, columns)),
             2: (_I64, sum(c[3][1][6][1] for c in columns)), 3: (_I64, n),
-            5: (_I64, start), 6: (_I64, self._pos - start),
+            5: (_I64, self._group_start), 6: (_I64, self.position - self._group_start),
             7: (_I16, len(self._row_groups))})
         self._rows += n
+        self._group_rows = self._pages = self._uncompressed = 0
 
     def close(self) -> None:
         """Write the footer and close the file."""
@@ -830,29 +852,29 @@ class _LakeFile:
         footer[3] = (_I64, self._rows)
         footer[4] = (_LIST, (_STRUCT, self._row_groups))
         encoded = _thrift_struct(footer)
-        self._put(encoded, struct.pack("<i", len(encoded)), b"PAR1")
+        self._put([encoded, struct.pack("<i", len(encoded)), b"PAR1"])
         self.file.close()
 
 
 class _CellWriters:
-    """One Parquet file per cell line, written by a small pool of threads.
+    """One lake file per cell line, written from the matrix blocks by a small pool of
+    threads.
 
-    Each cell line fills a buffer of ``capacity`` profiles, gathered straight from the
-    matrix blocks; a full buffer is handed to the pool and written as one row group, then
-    reused. Reusing the buffers matters: fresh memory costs the kernel a page fault and
-    zeroing per page, as much as a second copy of the values. Each row group is written
-    by :class:`_LakeFile`: the values go from the buffer to the file as they are, only the
-    profile columns are encoded. Encoding and file writes release the GIL, so they run
-    beside the matrix reads. A cell line's row
-    groups are written in order: its write first waits for its previous one. At most
-    ``threads`` writes are in flight; past that, the caller waits for the oldest, so there
-    are never more than one buffer per cell line plus ``threads`` in memory.
+    :meth:`add` hands a block's rows of one cell line to the pool, as one job; a block is
+    not read into again before all its jobs are done (:meth:`wait`). A job writes its rows
+    in data pages straight from the block: with the landmarks a slice of the block's gene
+    span, the kernel copies each row from the block into the file, and the values are
+    never copied in Python; otherwise a page's rows are gathered into a small per-thread
+    buffer first. Each cell line's row group is closed every ``row_group_rows`` rows, with
+    its profile columns. A cell line's jobs run in order: each first waits for its
+    previous one. Encoding and file writes release the GIL, so they run beside the matrix
+    reads.
 
-    Written row groups are dropped from the page cache once on disk (``_drop_behind``).
+    Written pages are dropped from the page cache once on disk (``_drop_behind``).
     """
 
     def __init__(self, paths: Mapping[str, Path], schema: pa.Schema, *, row_group_rows: int,
-                 budget_bytes: int, compression: str | None, threads: int, matrix_path: Path):
+                 compression: str | None, threads: int, matrix_path: Path):
         self._paths = dict(paths)
         self._schema = schema
         self._compression = (compression or "none").lower()
@@ -860,109 +882,113 @@ class _CellWriters:
             raise ValueError(f"compression must be one of {sorted(_CODECS)}, "
                              f"not {compression!r}")
         self._matrix_path = matrix_path
-        # All the buffers, one per cell line and one per write in flight, fit the budget:
-        # with many cell lines the row groups get smaller. Writes beyond one per thread
-        # wait in the pool's queue: cell lines fill their buffers at about the same pace,
-        # so they are handed over in bursts, which the queue absorbs.
-        row_bytes = N_LANDMARKS * 4
-        self.capacity = max(1, min(row_group_rows,
-                                   budget_bytes // (row_bytes * (len(self._paths) + threads))))
-        self._max_in_flight = max(threads, budget_bytes // (row_bytes * self.capacity)
-                                  - len(self._paths))
+        self._row_group_rows = max(1, row_group_rows)
+        self._page_rows = max(1, min(self._row_group_rows, _PAGE_BYTES // (N_LANDMARKS * 4)))
         for path in self._paths.values():
             path.parent.mkdir(parents=True, exist_ok=True)
-        self._values: dict[str, np.ndarray | None] = dict.fromkeys(self._paths)
-        self._filled = dict.fromkeys(self._paths, 0)
         self._meta: dict[str, list[pa.RecordBatch]] = {c: [] for c in self._paths}
-        self._free: list[np.ndarray] = []
-        self._in_flight: deque[Future] = deque()
+        self._grouped = dict.fromkeys(self._paths, 0)  # rows in the open row group
         self._last: dict[str, Future] = {}
         self._writers: dict[str, _LakeFile] = {}
+        self._scratch = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake-writer")
         self.written = dict.fromkeys(self._paths, 0)
 
     def add(self, cell: str, block: np.ndarray, rows: np.ndarray,
-            columns: slice | np.ndarray, meta: pa.RecordBatch) -> None:
-        """Copy ``block[rows]``'s landmark ``columns`` into ``cell``'s buffer, with the
-        metadata rows ``meta``."""
-        done = 0
-        while done < len(rows):
-            if self._values[cell] is None:
-                self._values[cell] = self._buffer()
-            filled = self._filled[cell]
-            n = min(len(rows) - done, self.capacity - filled)
-            _gather(block, rows[done:done + n], columns, self._values[cell][filled:filled + n])
-            self._meta[cell].append(meta.slice(done, n))
-            self._filled[cell] = filled + n
-            done += n
-            if self._filled[cell] == self.capacity:
-                self._submit(cell)
+            columns: slice | np.ndarray, meta: pa.RecordBatch) -> Future:
+        """Write ``block[rows]``'s landmark ``columns`` to ``cell``'s file, with the
+        profile columns ``meta``; the block must stay as it is until the job is done."""
+        future = self._pool.submit(self._job, cell, block, rows, columns, meta,
+                                   self._last.get(cell))
+        self._last[cell] = future
+        return future
 
     def close(self) -> None:
-        """Write what is buffered, wait for every write, close the files (a cell line
+        """Wait for every job, close the last row groups and the files (a cell line
         without profiles still gets one, with no rows)."""
-        for cell in self._paths:
-            if self._filled[cell]:
-                self._submit(cell)
-        while self._in_flight:
-            self._in_flight.popleft().result()
+        for future in list(self._last.values()):
+            future.result()
         self._pool.shutdown()
         for cell in self._paths:
-            if cell not in self._writers:
-                self._writers[cell] = self._open(cell)
-            self._writers[cell].close()
+            writer = self._writer(cell)
+            if self._grouped[cell]:
+                writer.end_row_group(pa.concat_batches(self._meta[cell]))
+            writer.close()
 
     def abort(self) -> None:
-        """Drop pending writes and close the files as they are (the caller discards them)."""
+        """Drop pending jobs and close the files as they are (the caller discards them)."""
         self._pool.shutdown(cancel_futures=True)
         for writer in self._writers.values():
             writer.file.close()
 
-    def _buffer(self) -> np.ndarray:
-        while len(self._in_flight) >= self._max_in_flight:
-            self._in_flight.popleft().result()
-        if self._free:
-            return self._free.pop()
-        return np.empty((self.capacity, N_LANDMARKS), np.float32)
+    def _writer(self, cell: str) -> _LakeFile:
+        if cell not in self._writers:
+            # Float z-scores barely compress (snappy: 1.2 % smaller), and dictionary
+            # encoding or min/max statistics over 978 floats a row buy nothing: only the
+            # profile columns get them.
+            self._writers[cell] = _LakeFile(self._paths[cell], self._schema,
+                                            self._compression, PROFILE_META_COLUMNS)
+        return self._writers[cell]
 
-    def _submit(self, cell: str) -> None:
-        values = self._values[cell][: self._filled[cell]]
-        meta = pa.concat_batches(self._meta[cell])
-        future = self._pool.submit(self._write, cell, meta, values, self._values[cell],
-                                   self._last.get(cell))
-        self._values[cell], self._filled[cell], self._meta[cell] = None, 0, []
-        self._last[cell] = future
-        self._in_flight.append(future)
-
-    def _write(self, cell: str, meta: pa.RecordBatch, values: np.ndarray, buffer: np.ndarray,
-               previous: Future | None) -> None:
+    def _job(self, cell: str, block: np.ndarray, rows: np.ndarray,
+             columns: slice | np.ndarray, meta: pa.RecordBatch,
+             previous: Future | None) -> None:
         # The pool starts jobs in submission order, so `previous` is running or done here.
         if previous is not None:
             previous.result()
-        if not _all_finite(values):
-            bad = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
-            raise L1000InputError(self._matrix_path, "non-finite values (NaN or inf) in "
-                                  f"sample {meta.column('inst_id')[bad].as_py()!r}")
-        if cell not in self._writers:
-            self._writers[cell] = self._open(cell)
-        self._writers[cell].write_row_group(meta, values)
-        self.written[cell] += meta.num_rows
-        self._free.append(buffer)  # written: the values are not read again
-        _drop_behind(self._writers[cell].file, self._writers[cell].position)
+        writer = self._writer(cell)
+        done = 0
+        while done < len(rows):
+            n = min(len(rows) - done, self._page_rows,
+                    self._row_group_rows - self._grouped[cell])
+            page = rows[done:done + n]
+            values = self._page_values(block, page, columns)
+            if values is None:
+                bad = int(np.flatnonzero(~np.isfinite(block[page][:, columns]).all(axis=1))[0])
+                raise L1000InputError(self._matrix_path, "non-finite values (NaN or inf) in "
+                                      f"sample {meta.column('inst_id')[done + bad].as_py()!r}")
+            writer.write_page(n, values)
+            self._meta[cell].append(meta.slice(done, n))
+            self._grouped[cell] += n
+            done += n
+            if self._grouped[cell] == self._row_group_rows:
+                writer.end_row_group(pa.concat_batches(self._meta[cell]))
+                self._meta[cell], self._grouped[cell] = [], 0
+        self.written[cell] += len(rows)
+        _drop_behind(writer.file, writer.position)
 
-    def _open(self, cell: str) -> _LakeFile:
-        # Float z-scores barely compress (snappy: 1.2 % smaller), and dictionary encoding or
-        # min/max statistics over 978 floats a row buy nothing: only the profile columns
-        # get them.
-        return _LakeFile(self._paths[cell], self._schema, self._compression,
-                         PROFILE_META_COLUMNS)
-
-
-def _all_finite(values: np.ndarray) -> bool:
-    """Whether ``values`` holds no NaN or inf, without a mask as large as the values: a
-    NaN or inf makes the sum non-finite (an overflowing sum of finite values is checked
-    value by value)."""
-    return bool(np.isfinite(values.sum(dtype=np.float32))) or bool(np.isfinite(values).all())
+    def _page_values(self, block: np.ndarray, rows: np.ndarray,
+                     columns: slice | np.ndarray) -> list | None:
+        """The values of ``block[rows]``'s landmark ``columns`` as bytes-like pieces, or
+        None if any is NaN or inf."""
+        if isinstance(columns, slice):
+            breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+            starts = rows[np.concatenate([[0], breaks])]
+            ends = rows[np.concatenate([breaks - 1, [len(rows) - 1]])] + 1
+            whole = columns.start == 0 and columns.stop == block.shape[1]
+            view = memoryview(block.reshape(-1)).cast("B")
+            row_bytes = block.shape[1] * 4
+            lo, hi = columns.start * 4, columns.stop * 4
+            pieces = []
+            for s, e in zip(starts.tolist(), ends.tolist()):
+                # A NaN or inf makes the sum NaN or inf (an overflowing sum of finite values
+                # is checked value by value).
+                run = block[s:e, columns]
+                if not (np.isfinite(run.sum(dtype=np.float32)) or np.isfinite(run).all()):
+                    return None
+                if whole:  # consecutive rows are one piece of memory
+                    pieces.append(view[s * row_bytes:e * row_bytes])
+                else:
+                    pieces.extend(view[r * row_bytes + lo:r * row_bytes + hi]
+                                  for r in range(s, e))
+            return pieces
+        scratch = getattr(self._scratch, "values", None)
+        if scratch is None:
+            scratch = self._scratch.values = np.empty((self._page_rows, N_LANDMARKS),
+                                                      np.float32)
+        out = scratch[:len(rows)]
+        out[:] = block[np.ix_(rows, columns)]
+        return [memoryview(out.reshape(-1)).cast("B")] if np.isfinite(out).all() else None
 
 
 def _drop_behind(file, end: int) -> None:
@@ -982,22 +1008,6 @@ def _drop_behind(file, end: int) -> None:
     whole = end // mmap.PAGESIZE * mmap.PAGESIZE
     if whole and hasattr(os, "posix_fadvise"):  # not on macOS or Windows
         os.posix_fadvise(file.fileno(), 0, whole, os.POSIX_FADV_DONTNEED)
-
-
-def _gather(block: np.ndarray, rows: np.ndarray, columns: slice | np.ndarray,
-            out: np.ndarray) -> None:
-    """``out[:] = block[rows][:, columns]``, copying runs of consecutive rows whole."""
-    if isinstance(columns, slice):
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        # Runs (profiles of one plate) are long in practice; a temporary beats a Python
-        # loop over very short ones.
-        if len(breaks) * 16 < len(rows):
-            for s, e in zip([0, *breaks], [*breaks, len(rows)]):
-                out[s:e] = block[rows[s]:rows[e - 1] + 1, columns]
-            return
-        out[:] = block[rows, columns]
-    else:
-        out[:] = block[np.ix_(rows, columns)]
 
 
 @dataclass(frozen=True)
@@ -1035,7 +1045,7 @@ def write_landmark_profiles_from_metadata(
     on_bad_input: str = STRICT,
     block_size: int = 8192,
     row_group_rows: int = 2048,
-    budget_bytes: int = 256 << 20,
+    budget_bytes: int = 96 << 20,
     compression: str | None = None,
     write_threads: int = 2,
     progress: Callable[[int, int, float], None] | None = None,
@@ -1062,19 +1072,18 @@ def write_landmark_profiles_from_metadata(
         column or a repeated ``inst_id`` raises; ``skip``: those are dropped and counted in
         the report's ``reconciliation``.
     block_size
-        Matrix columns (samples) read per block; memory is about 4 KB per sample.
+        Matrix columns (samples) read per block, rounded down to whole on-disk chunks when
+        it holds one; a block takes about 4 KB per sample (the gene span read).
     row_group_rows
-        Rows per Parquet row group, fewer when ``budget_bytes`` does not hold that many for
-        every cell line and writer thread.
+        Rows per Parquet row group (memory: only their profile columns are held).
     budget_bytes
-        Bound on the profile buffers: one per cell line being filled and one per write in
-        flight.
+        Bound on the blocks held, read ahead while earlier ones are written: at most
+        ``max(2, budget_bytes // block bytes)``.
     compression
-        Parquet compression codec of every column; None writes them uncompressed.
+        Parquet compression codec of every column (``none``, ``snappy``, ``gzip``,
+        ``brotli``, ``zstd``, ``lz4``); None writes them uncompressed.
     write_threads
-        Threads encoding and writing Parquet while the matrix is read. Encoding the
-        nested landmarks column costs more CPU than reading it, so on two cores two
-        threads finish well before one.
+        Threads writing Parquet while the matrix is read.
     progress
         Called as ``progress(done, total, elapsed_seconds)`` after each block.
 
@@ -1100,7 +1109,7 @@ def write_landmark_profiles_from_metadata(
                                          matrix_path=matrix_path, metadata_path=metadata_path)
         split = _split_cells(instances, rows, positions, list(out_paths))
         written = _write_blocks(matrix, split, landmark_gene_ids, out_paths,
-                                block_size=block_size, row_group_rows=row_group_rows,
+                                row_group_rows=row_group_rows,
                                 budget_bytes=budget_bytes, compression=compression,
                                 write_threads=write_threads, progress=progress, t0=t0)
     finally:
@@ -1116,7 +1125,7 @@ def write_landmark_profiles(
     *,
     block_size: int = 8192,
     row_group_rows: int = 2048,
-    budget_bytes: int = 256 << 20,
+    budget_bytes: int = 96 << 20,
     compression: str | None = None,
     write_threads: int = 2,
     progress: Callable[[int, int, float], None] | None = None,
@@ -1132,7 +1141,7 @@ def write_landmark_profiles(
     matrix = _open_landmarks(release.matrix_path, reconciliation.landmark_gene_ids, block_size)
     try:
         written = _write_blocks(matrix, split, reconciliation.landmark_gene_ids, out_paths,
-                                block_size=block_size, row_group_rows=row_group_rows,
+                                row_group_rows=row_group_rows,
                                 budget_bytes=budget_bytes, compression=compression,
                                 write_threads=write_threads, progress=progress, t0=t0)
     finally:
@@ -1142,34 +1151,45 @@ def write_landmark_profiles(
 
 
 def _write_blocks(matrix: _GctxLandmarks | _GctLandmarks, split: _CellSplit,
-                  gene_ids: Sequence[str], out_paths: Mapping[str, Path], *, block_size: int,
+                  gene_ids: Sequence[str], out_paths: Mapping[str, Path], *,
                   row_group_rows: int, budget_bytes: int, compression: str | None,
                   write_threads: int, progress: Callable[[int, int, float], None] | None,
                   t0: float) -> dict[str, int]:
-    """Read the blocks of the matrix that hold wanted profiles; copy each cell line's rows
-    straight from the block into its own array, the only copy of the values; hand them to
-    the writers. Returns rows written per cell line."""
-    schema = profile_schema(gene_ids)
+    """Read the blocks of the matrix that hold wanted profiles and hand each cell line's
+    rows of a block to the writers, which write them to the file straight from the block.
+    Blocks are read ahead while earlier ones are written, into at most
+    ``max(2, budget_bytes // block bytes)`` buffers. Returns rows written per cell line."""
     cells = list(out_paths)
-    writers = _CellWriters(out_paths, schema, row_group_rows=row_group_rows,
-                           budget_bytes=budget_bytes, compression=compression,
-                           threads=write_threads, matrix_path=matrix.path)
+    writers = _CellWriters(out_paths, profile_schema(gene_ids), row_group_rows=row_group_rows,
+                           compression=compression, threads=write_threads,
+                           matrix_path=matrix.path)
+    n_buffers = max(2, budget_bytes // max(1, matrix.block_bytes))
+    held: deque[tuple[np.ndarray | None, list[Future]]] = deque()  # buffer, its jobs
     wanted = np.sort(split.positions)
-    cursor = split.bounds[:-1].copy()  # per cell line: first row not yet written
+    cursor = split.bounds[:-1].copy()  # per cell line: first row not yet handed over
     try:
         lo = 0
         while lo < len(wanted):
             start = int(wanted[lo]) // matrix.align * matrix.align
             hi = int(np.searchsorted(wanted, start + matrix.block_rows))
             stop = int(wanted[hi - 1]) + 1
-            block = matrix.read(start, stop)
+            if len(held) == n_buffers:  # reuse the oldest buffer once it is written
+                buffer, jobs = held.popleft()
+                for job in jobs:
+                    job.result()
+            else:
+                buffer = matrix.new_buffer()
+            block = matrix.read(start, stop, buffer)
+            jobs = []
             for k, cell in enumerate(cells):
                 end = cursor[k] + int(np.searchsorted(
                     split.positions[cursor[k]:split.bounds[k + 1]], stop))
                 if end > cursor[k]:
-                    writers.add(cell, block, split.positions[cursor[k]:end] - start,
-                                matrix.columns, split.meta.slice(cursor[k], end - cursor[k]))
+                    jobs.append(writers.add(
+                        cell, block, split.positions[cursor[k]:end] - start, matrix.columns,
+                        split.meta.slice(cursor[k], end - cursor[k])))
                     cursor[k] = end
+            held.append((buffer, jobs))
             lo = hi
             if progress is not None:
                 progress(lo, len(wanted), time.perf_counter() - t0)

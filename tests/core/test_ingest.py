@@ -10,11 +10,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from l1000_assets.core import ingest
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.gctx import MATRIX_NODE, GctxWriter
 from l1000_assets.core.ingest import (SKIP, find_matrix, landmark_matrix, open_release,
-                                      read_canonical_instances, read_canonical_landmarks,
-                                      read_profile_gene_ids, reconcile, write_landmark_profiles,
+                                      profile_schema, read_canonical_instances,
+                                      read_canonical_landmarks, read_profile_gene_ids,
+                                      reconcile, write_landmark_profiles,
                                       write_landmark_profiles_from_metadata)
 from l1000_assets.core.sources import canonical_instances
 from l1000_assets.core.synthetic import simulate_landmark_profiles
@@ -208,7 +210,9 @@ def _treated_cells(instances):
     return sorted(set(treated["cell_id"].to_pylist()))
 
 
-def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, tmp_path):
+@pytest.mark.parametrize("block_size", [100, 1500])
+def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, tmp_path,
+                                                                 monkeypatch, block_size):
     release = open_release("synthetic", small_release.root)
     inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
     instances = read_canonical_instances(inst_path)
@@ -216,11 +220,14 @@ def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, 
     assert gene_ids == release.genes.loc[release.genes["is_landmark"], "gene_id"].tolist()
     cells = _treated_cells(instances)
     paths = {c: tmp_path / "new" / f"{c}.parquet" for c in cells}
-    # Small blocks and a 1 MB budget: buffers of 26 profiles, filled across blocks, handed
-    # over, recycled and written in order many times per cell line.
+    # Pages of 7 rows, row groups of 40 and small blocks (100 samples; or 1500, read as
+    # 1000: whole chunks of the file's 1000 samples) in two buffers: pages and row groups
+    # span blocks, each buffer is read into again many times while pages of the last
+    # block are still being written from it.
+    monkeypatch.setattr(ingest, "_PAGE_BYTES", 7 * 978 * 4)
     report = write_landmark_profiles_from_metadata(
         find_matrix(small_release.root), instances, gene_ids, paths, release="synthetic",
-        metadata_path=inst_path, block_size=100, budget_bytes=1 << 20)
+        metadata_path=inst_path, block_size=block_size, row_group_rows=40, budget_bytes=1)
     old_paths = {c: tmp_path / "old" / f"{c}.parquet" for c in cells}
     old = write_landmark_profiles(release, reconcile(release), old_paths)
     assert report.rows_written == old.rows_written
@@ -234,7 +241,14 @@ def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, 
     for cell, path in paths.items():
         table = pq.read_table(path)
         assert table.equals(pq.read_table(old_paths[cell]))
-        assert pq.read_metadata(path).num_row_groups > 1
+        assert table.schema.equals(profile_schema(gene_ids))  # field, nullability, metadata
+        row_groups = [pq.read_metadata(path).row_group(i)
+                      for i in range(pq.read_metadata(path).num_row_groups)]
+        assert [g.num_rows for g in row_groups] == [40] * (table.num_rows // 40) + (
+            [table.num_rows % 40] if table.num_rows % 40 else [])
+        # The profile columns keep their statistics (min/max of cell_id: the cell line).
+        stats = row_groups[0].column(table.schema.get_field_index("cell_id")).statistics
+        assert (stats.min, stats.max) == (cell, cell)
         assert read_profile_gene_ids(path) == gene_ids
         cols = [col_index[i] for i in table.column("inst_id").to_pylist()]
         assert cols == sorted(cols)
@@ -326,3 +340,55 @@ def test_gct_text_release_from_canonical_metadata(real_dir, tmp_path):
         read_canonical_landmarks(genes_path), out, release="LJP005")
     assert report.rows_written == {"A375": 351} and report.controls_removed == {"A375": 26}
     assert np.isfinite(landmark_matrix(pq.read_table(out["A375"]))).all()
+
+
+# --------------------------------------------------------------------------------------
+# The lake file writer: landmark pages written directly, profile columns by Arrow
+# --------------------------------------------------------------------------------------
+def test_thrift_codec_gives_back_arrows_footer_exactly(tmp_path):
+    """The footer codec the lake writer splices row groups with: decoding and encoding an
+    Arrow-written footer (statistics, dictionary pages, size statistics) is the identity."""
+    table = pa.table({"s": pa.array(["b", None, "a"] * 50), "d": [1.5, None, -2.0] * 50,
+                      "v": pa.array([[1.0, 2.0]] * 150, pa.list_(pa.float32(), 2))})
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=40)
+    data = path.read_bytes()
+    footer, start = ingest._parquet_footer(data)
+    assert ingest._thrift_struct(footer) == data[start:-8]
+    assert footer[3][1] == 150 and len(footer[4][1][1]) == 4  # num_rows, row groups
+
+
+@pytest.mark.parametrize("compression", ["snappy", "zstd", "gzip", "lz4"])
+def test_lake_files_read_back_with_every_codec_in_pyarrow_and_duckdb(tmp_path, compression):
+    duckdb = pytest.importorskip("duckdb")
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((6, 1000)).astype(np.float32)
+    path, instances, gene_ids = _tiny_release(tmp_path, values, "ascending")
+    out = {"HELA": tmp_path / "HELA.parquet", "A549": tmp_path / "A549.parquet",
+           "MCF7": tmp_path / "MCF7.parquet"}  # no profiles: an empty file
+    report = write_landmark_profiles_from_metadata(path, instances, gene_ids, out,
+                                                   release="tiny", compression=compression)
+    assert report.rows_written == {"HELA": 3, "A549": 2, "MCF7": 0}
+    hela = pq.read_table(out["HELA"])
+    assert hela.schema.equals(profile_schema(gene_ids))
+    np.testing.assert_array_equal(landmark_matrix(hela), values[[0, 2, 4], :978])
+    column = pq.read_metadata(out["HELA"]).row_group(0).column(hela.num_columns - 1)
+    assert column.compression == compression.upper()
+    empty = pq.read_table(out["MCF7"])
+    assert empty.num_rows == 0 and empty.schema.equals(profile_schema(gene_ids))
+    # As the lake views read it (sql/010_lake_views.sql).
+    rows = duckdb.connect().execute(
+        "SELECT inst_id, landmarks::FLOAT[978] FROM read_parquet(?) ORDER BY inst_id",
+        [str(out["A549"])]).fetchall()
+    assert [r[0] for r in rows] == ["P1:A02", "P1:A04"]
+    np.testing.assert_array_equal(np.array([r[1] for r in rows], np.float32),
+                                  values[[1, 3], :978])
+
+
+def test_unknown_codec_is_refused(tmp_path):
+    path, instances, gene_ids = _tiny_release(tmp_path, np.zeros((6, 1000), np.float32),
+                                              "ascending")
+    with pytest.raises(ValueError, match="compression must be one of"):
+        write_landmark_profiles_from_metadata(path, instances, gene_ids,
+                                              {"HELA": tmp_path / "HELA.parquet"},
+                                              release="tiny", compression="lzo")
