@@ -9,6 +9,10 @@
 
 SET VARIABLE lake_dir = {{lake}};
 
+-- Embeddings are stored uncompressed: a nearest-neighbour query reads every vector, and
+-- decompressing floats (ALP) costs more than reading them (measured: benchmarks/query.py).
+PRAGMA force_compression = 'uncompressed';
+
 SET VARIABLE profile_embedding_dim = (
     SELECT max(len(embedding))
     FROM read_parquet({{lake}} || '/embeddings/profiles/cell_id=*/embeddings.parquet',
@@ -53,6 +57,8 @@ FROM query('SELECT * REPLACE (embedding::FLOAT['
 CREATE TABLE IF NOT EXISTS perturbagen_embeddings (
     pert_id VARCHAR, pert_iname VARCHAR, pert_type VARCHAR, cell_id VARCHAR,
     n_profiles BIGINT, n_signatures BIGINT, n_cell_lines BIGINT, embedding FLOAT[32]);
+
+PRAGMA force_compression = 'auto';
 
 -- An annotation is unknown when blank or the CMap missing-value code -666.
 CREATE OR REPLACE MACRO known_annotation(x) AS
