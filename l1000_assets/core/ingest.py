@@ -25,6 +25,7 @@ import json
 import mmap
 import os
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -739,8 +740,8 @@ class _LakeFile:
         self._codec = pa.Codec(name) if name else None
         self._compression = compression
         self._dictionary_columns = list(dictionary_columns)
-        self._meta_schema = pa.schema([f for f in schema if f.name != VALUES_COLUMN],
-                                      metadata=schema.metadata)
+        # Only the row group is kept from the files the profile columns are encoded into.
+        self._meta_schema = pa.schema([f for f in schema if f.name != VALUES_COLUMN])
         sink = pa.BufferOutputStream()
         pq.ParquetWriter(sink, schema, compression=compression).close()
         self._footer, _ = _parquet_footer(sink.getvalue())
@@ -827,7 +828,8 @@ class _LakeFile:
         sink = pa.BufferOutputStream()
         with pq.ParquetWriter(sink, self._meta_schema, compression=self._compression,
                               use_dictionary=self._dictionary_columns,
-                              write_statistics=self._dictionary_columns) as writer:
+                              write_statistics=self._dictionary_columns,
+                              store_schema=False) as writer:
             writer.write_batch(meta, row_group_size=max(n, 1))
         encoded = sink.getvalue()
         small, end = _parquet_footer(encoded)
@@ -961,7 +963,8 @@ class _CellWriters:
                      columns: slice | np.ndarray) -> list | None:
         """The values of ``block[rows]``'s landmark ``columns`` as bytes-like pieces, or
         None if any is NaN or inf."""
-        if isinstance(columns, slice):
+        if (isinstance(columns, slice) and block.dtype == np.float32
+                and block.flags.c_contiguous and sys.byteorder == "little"):
             breaks = np.flatnonzero(np.diff(rows) != 1) + 1
             starts = rows[np.concatenate([[0], breaks])]
             ends = rows[np.concatenate([breaks - 1, [len(rows) - 1]])] + 1
@@ -987,8 +990,13 @@ class _CellWriters:
             scratch = self._scratch.values = np.empty((self._page_rows, N_LANDMARKS),
                                                       np.float32)
         out = scratch[:len(rows)]
-        out[:] = block[np.ix_(rows, columns)]
-        return [memoryview(out.reshape(-1)).cast("B")] if np.isfinite(out).all() else None
+        out[:] = (block[rows, columns] if isinstance(columns, slice)
+                  else block[np.ix_(rows, columns)])
+        if not np.isfinite(out).all():
+            return None
+        if sys.byteorder != "little":  # Parquet is little-endian
+            out.byteswap(inplace=True)
+        return [memoryview(out.reshape(-1)).cast("B")]
 
 
 def _drop_behind(file, end: int) -> None:
