@@ -40,7 +40,8 @@ def write_lake(lake: Path, x: np.ndarray, rng: np.random.Generator) -> None:
     embeddings = pa.table({
         "pert_id": ids, "pert_iname": ids, "pert_type": types,
         "cell_id": pa.nulls(n, pa.string()), "n_profiles": pa.array(np.full(n, 3)),
-        "n_signatures": pa.array(np.ones(n, np.int64)), "n_cell_lines": pa.array(np.ones(n, np.int64)),
+        "n_signatures": pa.array(np.ones(n, np.int64)),
+        "n_cell_lines": pa.array(np.ones(n, np.int64)),
         "embedding": vector_array(x)})
     embeddings = embeddings.replace_schema_metadata({MODEL_VERSION_KEY: b"benchmark",
                                                      DIM_KEY: str(dim).encode()})

@@ -11,6 +11,8 @@ SET VARIABLE lake_dir = {{lake}};
 
 -- Embeddings are stored uncompressed: a nearest-neighbour query reads every vector, and
 -- decompressing floats (ALP) costs more than reading them (measured: benchmarks/query.py).
+-- Rows are sorted by cell line (all-cell-line rows first), so a scope filter skips the row
+-- groups of other cell lines.
 PRAGMA force_compression = 'uncompressed';
 
 SET VARIABLE profile_embedding_dim = (
@@ -37,7 +39,8 @@ SET VARIABLE signature_embedding_dim = (
 CREATE OR REPLACE TABLE signature_embeddings AS
 FROM query('SELECT * REPLACE (embedding::FLOAT['
            || coalesce(getvariable('signature_embedding_dim'), 32) || '] AS embedding)
-           FROM read_parquet(getvariable(''lake_dir'') || ''/embeddings/signatures.parquet'')');
+           FROM read_parquet(getvariable(''lake_dir'') || ''/embeddings/signatures.parquet'')
+           ORDER BY cell_id, sig_id');
 
 CREATE TABLE IF NOT EXISTS signature_embeddings (
     sig_id VARCHAR, pert_id VARCHAR, pert_iname VARCHAR, pert_type VARCHAR, cell_id VARCHAR,
@@ -52,7 +55,8 @@ SET VARIABLE perturbagen_embedding_dim = (
 CREATE OR REPLACE TABLE perturbagen_embeddings AS
 FROM query('SELECT * REPLACE (embedding::FLOAT['
            || coalesce(getvariable('perturbagen_embedding_dim'), 32) || '] AS embedding)
-           FROM read_parquet(getvariable(''lake_dir'') || ''/embeddings/perturbagens.parquet'')');
+           FROM read_parquet(getvariable(''lake_dir'') || ''/embeddings/perturbagens.parquet'')
+           ORDER BY cell_id NULLS FIRST, pert_id');
 
 CREATE TABLE IF NOT EXISTS perturbagen_embeddings (
     pert_id VARCHAR, pert_iname VARCHAR, pert_type VARCHAR, cell_id VARCHAR,

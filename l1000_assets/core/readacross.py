@@ -35,8 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from l1000_assets.core.embeddings import (embedding_dim, read_embeddings,
-                                          recorded_model_version)
+from l1000_assets.core.embeddings import read_embeddings, recorded_model_version
 from l1000_assets.core.errors import L1000InputError, preview_ids
 from l1000_assets.core.ingest import N_LANDMARKS
 
@@ -229,9 +228,10 @@ def _map_genes(path: Path, labels: Sequence[object], genes: GeneIndex, options: 
                                     + "; ".join(shown))
     missing = [g for i, g in enumerate(genes.gene_order) if i not in seen]
     if len(missing) > options.max_missing:
+        shown = preview_ids(genes.describe(g) for g in missing)
         raise L1000InputError(
             path, f"{len(missing)} of {N_LANDMARKS} landmark genes missing, more than the "
-                  f"{options.max_missing} allowed: {preview_ids(genes.describe(g) for g in missing)}"
+                  f"{options.max_missing} allowed: {shown}"
                   f"{' (no gene identifier matched the genes table)' if not rows else ''}")
     return np.asarray(rows, np.int64), np.asarray(positions, np.int64), missing, ignored, unknown
 
@@ -277,8 +277,9 @@ def _read_table(path: Path, genes: GeneIndex, options: QueryOptions) -> QueryPro
     if raw.shape[0] < 2:
         raise L1000InputError(path, "empty file (a header and no data)")
     if raw.shape[1] < 2:
-        raise L1000InputError(path, f"one column only: expected a gene column and one column "
-                                    f"per profile, separated by {'commas' if sep == ',' else 'tabs'}")
+        separator = "commas" if sep == "," else "tabs"
+        raise L1000InputError(path, "one column only: expected a gene column and one column "
+                                    f"per profile, separated by {separator}")
     header = raw.iloc[0, 1:].tolist()
     first = raw.iloc[1:, 0].tolist()
     body = raw.iloc[1:, 1:].to_numpy()

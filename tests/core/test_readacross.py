@@ -221,8 +221,9 @@ def test_references_by_scope_and_type_with_annotations(tmp_path):
     query = QueryProfiles(tmp_path / "q.csv", ["q1", "q2"], np.zeros((2, N_LANDMARKS)), 978,
                           [], 0)
     hits = rank(query, x[[1, 2]].astype(np.float32), refs, k=2)
+    second = hits["pert_id"]
     assert hits[["query_id", "rank", "pert_id"]].values.tolist() == [
-        ["q1", 1, "b"], ["q1", 2, hits["pert_id"][1]], ["q2", 1, "c"], ["q2", 2, hits["pert_id"][3]]]
+        ["q1", 1, "b"], ["q1", 2, second[1]], ["q2", 1, "c"], ["q2", 2, second[3]]]
     assert hits["similarity"][0] == pytest.approx(1.0, abs=1e-6)
 
 
