@@ -45,7 +45,8 @@ import numpy as np
 
 from l1000_assets.core.metrics import RetrievalSummary, l2_normalize
 
-METRICS = ("cosine", "euclidean", "wtcs")
+METRICS = ("cosine", "euclidean", "wtcs", "ncs")
+_CONNECTIVITY = ("wtcs", "ncs")
 
 
 @dataclass(frozen=True)
@@ -82,27 +83,60 @@ def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
 class _Scorer:
     """Scores of query rows against a range of candidates (candidates in label order)."""
 
-    def __init__(self, queries, candidates, metric: str, wtcs_k: int):
+    def __init__(self, queries, candidates, metric: str, wtcs_k: int,
+                 candidate_groups: np.ndarray | None = None):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
         self.metric = metric
-        if metric == "wtcs":
+        self.q_sq = self.c_sq = self.group = self.norm = None
+        if metric in _CONNECTIVITY:
             from l1000_assets.core.connectivity import query_sets
 
             self.up, self.down = query_sets(np.asarray(queries, dtype=np.float32), k=wtcs_k)
             self.q = None
             self.c = np.asarray(candidates, dtype=np.float32)
+            self.n_queries = len(self.up)
+            if metric == "ncs":
+                if candidate_groups is None or len(candidate_groups) != len(self.c):
+                    raise ValueError("ncs needs one candidate_groups label per candidate "
+                                     "(e.g. cell line|perturbagen type)")
+                _, self.group = np.unique(np.asarray(candidate_groups), return_inverse=True)
+                self.norm = self._ncs_normalizers()
         else:
             self.q = _prepare(queries, metric)
             self.c = _prepare(candidates, metric)
-        self.q_sq = (self.q * self.q).sum(axis=1) if metric == "euclidean" else None
-        self.c_sq = (self.c * self.c).sum(axis=1) if metric == "euclidean" else None
-        self.n_queries = len(self.q) if self.q is not None else len(self.up)
+            self.n_queries = len(self.q)
+            if metric == "euclidean":
+                self.q_sq = (self.q * self.q).sum(axis=1)
+                self.c_sq = (self.c * self.c).sum(axis=1)
+
+    def _ncs_normalizers(self) -> np.ndarray:
+        """Per query and candidate group: mean positive WTCS and mean |negative| WTCS
+        over the candidates (CMap's NCS reference is the candidate set itself here).
+        ``(n_q, n_groups, 2)``; NaN where a group has no score of that sign."""
+        from l1000_assets.core.connectivity import iter_wtcs_blocks
+
+        n_groups = int(self.group.max()) + 1 if len(self.group) else 0
+        sums = np.zeros((self.n_queries, n_groups, 2))
+        counts = np.zeros((self.n_queries, n_groups, 2))
+        for qs, cs, block in iter_wtcs_blocks(self.up, self.down, self.c,
+                                              query_block=1024):
+            onehot = np.zeros((cs.stop - cs.start, n_groups))
+            onehot[np.arange(cs.stop - cs.start), self.group[cs]] = 1.0
+            pos, neg = block > 0, block < 0
+            sums[qs, :, 0] += np.where(pos, block, 0) @ onehot
+            sums[qs, :, 1] += np.where(neg, -block, 0) @ onehot
+            counts[qs, :, 0] += pos @ onehot
+            counts[qs, :, 1] += neg @ onehot
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (sums / counts).astype(np.float32)
 
     def reorder_candidates(self, order: np.ndarray) -> None:
         self.c = np.ascontiguousarray(self.c[order])
         if self.c_sq is not None:
             self.c_sq = self.c_sq[order]
+        if self.group is not None:
+            self.group = self.group[order]
 
     def bounds(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query row, a range holding every possible score (bins are laid over it;
@@ -112,18 +146,24 @@ class _Scorer:
             c_max = float(np.sqrt(self.c_sq.max())) if len(self.c_sq) else 0.0
             reach = (np.sqrt(self.q_sq[rows]) + c_max) ** 2
             return (-1.0001 * reach - 1e-6).astype(np.float32), np.full(n, 1e-6, np.float32)
+        if self.metric == "ncs":   # |NCS| is at most 1 / (smallest group mean)
+            with np.errstate(divide="ignore"):
+                reach = np.nan_to_num(1.0 / np.nanmin(self.norm[rows], axis=(1, 2)),
+                                      nan=1.0, posinf=1.0)
+            reach = np.maximum(reach, 1.0) * 1.0001 + 1e-6
+            return (-reach).astype(np.float32), reach.astype(np.float32)
         return np.full(n, -1.0001, np.float32), np.full(n, 1.0001, np.float32)
 
     def query_rows(self, rows: np.ndarray):
         """What :meth:`scores` needs of these queries (gathered once per block)."""
-        if self.metric == "wtcs":
+        if self.metric in _CONNECTIVITY:
             return self.up[rows], self.down[rows]
         return np.ascontiguousarray(self.q[rows])
 
     def scores(self, queries, rows: np.ndarray, c0: int, c1: int,
                out: np.ndarray | None = None) -> np.ndarray:
         """``(len(rows), c1 - c0)`` float32 similarities (into ``out`` when given)."""
-        if self.metric == "wtcs":
+        if self.metric in _CONNECTIVITY:
             from l1000_assets.core.connectivity import iter_wtcs_blocks
 
             up, down = queries
@@ -131,6 +171,8 @@ class _Scorer:
             for qs, cs, block in iter_wtcs_blocks(up, down, self.c[c0:c1],
                                                   candidate_block=c1 - c0):
                 out[qs, cs] = block
+            if self.metric == "ncs":
+                self._normalize(out, rows, self.group[c0:c1])
             return out
         s = np.matmul(queries, self.c[c0:c1].T, out=out)
         if self.metric == "euclidean":  # negated squared distance: larger is more similar
@@ -139,24 +181,31 @@ class _Scorer:
             s -= self.q_sq[rows][:, None]
         return s
 
+    def _normalize(self, out: np.ndarray, rows, groups: np.ndarray) -> None:
+        """WTCS to NCS in place: divide by the query's mean same-sign score in the
+        candidate's group; where there is no such reference, 0 (no evidence)."""
+        norm = self.norm[rows][:, groups]   # (b, t, 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:] = np.where(out > 0, out / norm[..., 0],
+                              np.where(out < 0, out / norm[..., 1], 0))
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
     def pair_scores(self, row: int, cols: np.ndarray) -> np.ndarray:
         """Similarities of one query with the candidates ``cols`` (sampled mode)."""
-        if self.metric == "wtcs":
+        if self.metric in _CONNECTIVITY:
             from l1000_assets.core.connectivity import wtcs
 
-            return wtcs(self.up[row:row + 1], self.down[row:row + 1], self.c[cols])[0]
+            out = wtcs(self.up[row:row + 1], self.down[row:row + 1], self.c[cols])
+            if self.metric == "ncs":
+                self._normalize(out, [row], self.group[cols])
+            return out[0]
         s = self.c[cols] @ self.q[row]
         if self.metric == "euclidean":
             s = 2.0 * s - self.c_sq[cols] - self.q_sq[row]
         return s.astype(np.float32, copy=False)
 
     def pair_sample(self, qi: np.ndarray, ci: np.ndarray) -> np.ndarray:
-        """Similarities of the pairs ``(qi[k], ci[k])`` (the MCC threshold)."""
-        if self.metric == "wtcs":
-            from l1000_assets.core.connectivity import wtcs
-
-            return np.concatenate([wtcs(self.up[a:a + 1], self.down[a:a + 1],
-                                        self.c[b:b + 1])[0] for a, b in zip(qi, ci)])
+        """Similarities of the pairs ``(qi[k], ci[k])`` (the MCC threshold; vectors)."""
         q, c = self.q[qi], self.c[ci]
         if self.metric == "cosine":
             return (q * c).sum(axis=1)
@@ -188,8 +237,12 @@ def median_similarity(queries: np.ndarray, candidates: np.ndarray, *, metric: st
 
 def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
-    if scorer.metric == "wtcs":
-        n_pairs = min(n_pairs, 5_000)
+    if scorer.metric in _CONNECTIVITY:
+        # 64 random queries x 256 random candidates: one call of the WTCS kernel.
+        qi = np.sort(rng.choice(scorer.n_queries, min(64, scorer.n_queries), replace=False))
+        c0 = int(rng.integers(0, max(len(scorer.c) - 256, 0) + 1))
+        s = scorer.scores(scorer.query_rows(qi), qi, c0, min(c0 + 256, len(scorer.c)))
+        return float(np.median(s))
     qi = rng.integers(0, scorer.n_queries, n_pairs)
     ci = rng.integers(0, len(scorer.c), n_pairs)
     chunk = 16_384   # bounded gathers
@@ -217,6 +270,7 @@ def retrieval(
     n_bins: int = 1024,
     n_threads: int | None = None,
     wtcs_k: int = 150,
+    candidate_groups: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RetrievalResult:
     """Rank quantiles of same-label candidates for every query.
@@ -229,7 +283,8 @@ def retrieval(
     query_labels, candidate_labels
         Labels defining positives (equal) and negatives (different).
     metric
-        ``"cosine"``, ``"euclidean"`` (negated squared distance) or ``"wtcs"``.
+        ``"cosine"``, ``"euclidean"`` (negated squared distance), ``"wtcs"`` or
+        ``"ncs"`` (WTCS normalized within candidate groups).
     self_index
         For each query, the row of the same item among the candidates (excluded from
         positives and negatives), or -1. ``None``: no query is among the candidates.
@@ -242,11 +297,15 @@ def retrieval(
     n_threads
         Threads over blocks of queries (default: the CPUs available).
     wtcs_k
-        Top and bottom genes of each query (``wtcs`` only; CMap uses 50 to 150).
+        Top and bottom genes of each query (``wtcs``/``ncs``; CMap uses 50 to 150).
+    candidate_groups
+        ``ncs`` only: each candidate's group, e.g. ``"A375|trt_cp"`` (cell line and
+        perturbagen type). A WTCS is divided by the query's mean WTCS of the same sign
+        over the candidates of that group.
     progress
         Called with (queries done, queries) after each block.
     """
-    scorer = _Scorer(queries, candidates, metric, wtcs_k)
+    scorer = _Scorer(queries, candidates, metric, wtcs_k, candidate_groups)
     query_labels = np.asarray(query_labels)
     candidate_labels = np.asarray(candidate_labels)
     n_q, n_c = scorer.n_queries, len(scorer.c)
@@ -284,7 +343,7 @@ def retrieval(
         work = lambda rows: _sampled_block(scorer, rows, lo[rows], hi[rows], self_pos[rows],  # noqa: E731
                                            threshold, n_sampled, seed)
     threads = max(1, n_threads or len(os.sched_getaffinity(0)))
-    if metric == "wtcs" or mode == "sampled":
+    if metric in _CONNECTIVITY or mode == "sampled":
         threads = 1   # the WTCS kernel and the sampled gathers run their own parallel code
     quantiles, owners = [], []
     confusion = np.zeros(4, np.int64)

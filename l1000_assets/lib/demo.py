@@ -33,6 +33,7 @@ def _stages(instance: dg.DagsterInstance):
             ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]}
     yield "embedding model", ["perturbagen_split", "normalization_stats", "embedding_model"], \
         None, {}
+    yield "evaluation", ["evaluation_metrics"], None, {}
     yield "DuckDB catalog", ["warehouse"], None, {}
 
 
@@ -83,6 +84,11 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
     print("checks:")
     for name, status in checks:
         print(f"  {name:<40} {status}")
+    table1 = data_root / "lake" / "evaluation" / "table1.md"
+    if table1.exists():
+        print("\nevaluation (Table 1 of Donner et al. 2018, ours beside the published "
+              "figures):\n")
+        print(table1.read_text())
     print(f"\noutputs under {data_root}; run history in {os.environ['DAGSTER_HOME']} "
           "(open it with `make ui`)")
     return 0

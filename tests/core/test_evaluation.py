@@ -138,3 +138,23 @@ def test_unknown_metric_and_mode_are_refused():
         retrieval(x, y, x, y, metric="manhattan")
     with pytest.raises(ValueError, match="mode"):
         retrieval(x, y, x, y, mode="approximate")
+
+
+def test_ncs_retrieval_equals_a_direct_ranking_of_ncs():
+    from l1000_assets.core.connectivity import ncs, query_sets, wtcs
+    from l1000_assets.core.metrics import rank_quantiles
+
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 6, 50)
+    groups = np.array(["A375|trt_cp", "MCF7|trt_cp", "MCF7|trt_sh"])[rng.integers(0, 3, 50)]
+    x = (rng.normal(size=(6, 120))[y] + rng.normal(size=(50, 120))).astype(np.float32)
+    up, down = query_sets(x, k=15)
+    direct_scores = np.nan_to_num(ncs(wtcs(up, down, x), groups), nan=0.0)
+    same = y[:, None] == y[None, :]
+    direct = rank_quantiles(direct_scores, same & ~np.eye(50, dtype=bool), ~same)
+    for mode in ("exact", "sampled"):
+        result = retrieval(x, y, x, y, metric="ncs", self_index=np.arange(50), wtcs_k=15,
+                           candidate_groups=groups, candidate_block=7, mode=mode)
+        np.testing.assert_allclose(result.quantiles, direct, atol=1e-6)
+    with pytest.raises(ValueError, match="candidate_groups"):
+        retrieval(x, y, x, y, metric="ncs", wtcs_k=15)

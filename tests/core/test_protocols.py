@@ -123,6 +123,15 @@ def test_run_protocols_on_a_structured_set():
     assert "| replicates |" in md
 
 
+def test_ncs_method_on_request():
+    held = _heldout(n_perts=12, reps=4)
+    runs = run_protocols(held, None, EvaluationConfig(protocols=["same_perturbagen", "moa"],
+                                                      methods=["ncs"]))
+    assert [(r.protocol, r.method) for r in runs] == [("same_perturbagen", "ncs"),
+                                                      ("moa", "ncs")]
+    assert runs[0].result.summary().auc > 0.9
+
+
 def test_drug_level_embedding_uses_renormalized_means():
     held = _heldout(n_perts=10, reps=3)
     emb = np.random.default_rng(1).normal(size=(len(held.meta), 8)).astype(np.float32)

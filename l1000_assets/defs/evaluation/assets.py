@@ -40,7 +40,9 @@ class EvaluationMetricsConfig(dg.Config):
                     "target (perturbagen = mean of its profiles).")
     methods: list[str] = Field(
         default=["embedding", "zscore_cosine", "zscore_euclidean", "wtcs"],
-        description="Methods compared on the same queries.")
+        description="Methods compared on the same queries: embedding, zscore_cosine, "
+                    "zscore_euclidean, wtcs, and ncs (WTCS normalized per cell line and "
+                    "perturbagen type; twice the cost of wtcs).")
     mode: Literal["exact", "sampled"] = Field(
         default="exact", description="Exact ranks among every held-out negative, or the "
                                      "paper's sampled mode (n_sampled negatives per query).")
@@ -48,7 +50,8 @@ class EvaluationMetricsConfig(dg.Config):
     max_profiles: int = Field(default=50_000, ge=10,
                               description="Seeded subsample of held-out profiles beyond this.")
     max_wtcs_queries: int = Field(default=1000, ge=1,
-                                  description="Seeded WTCS queries (against every candidate).")
+                                  description="Seeded WTCS/NCS queries (against every "
+                                              "candidate).")
     wtcs_k: int = Field(default=150, ge=1, description="Top/bottom genes of a WTCS query.")
     extra_splits: int = Field(
         default=0, ge=0,
