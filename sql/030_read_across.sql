@@ -9,16 +9,16 @@
 -- (cast a bound list: nearest_to(?::FLOAT[32], k := 10)).
 CREATE OR REPLACE MACRO nearest_to(vec, k := 20, in_cell := NULL, of_type := NULL) AS TABLE
 WITH hits AS (
-    SELECT e.pert_id, e.pert_iname, e.pert_type, e.cell_id,
+    SELECT e.pert_id, e.pert_iname, e.pert_type, e.cell_id, e.moa, e.target,
            array_inner_product(e.embedding, vec) AS similarity
     FROM perturbagen_embeddings e
     WHERE e.cell_id IS NOT DISTINCT FROM in_cell
       AND (of_type IS NULL OR e.pert_type = of_type)
     ORDER BY similarity DESC
     LIMIT k)
-SELECT row_number() OVER (ORDER BY h.similarity DESC, h.pert_id) AS rank, h.similarity,
-       h.pert_id, h.pert_iname, h.pert_type, h.cell_id, a.moa, a.target
-FROM hits h LEFT JOIN perturbagen_annotations a USING (pert_id)
+SELECT row_number() OVER (ORDER BY similarity DESC, pert_id) AS rank, similarity,
+       pert_id, pert_iname, pert_type, cell_id, moa, target
+FROM hits
 ORDER BY rank;
 
 -- Top k perturbagens most like a perturbagen (its pert_id, or its pert_iname: one result
@@ -30,7 +30,7 @@ WITH queries AS (
     FROM perturbagen_embeddings
     WHERE (pert_id = pert OR pert_iname = pert) AND cell_id IS NOT DISTINCT FROM in_cell),
 hits AS (
-    SELECT q.query_pert_id, e.pert_id, e.pert_iname, e.pert_type, e.cell_id,
+    SELECT q.query_pert_id, e.pert_id, e.pert_iname, e.pert_type, e.cell_id, e.moa, e.target,
            array_inner_product(e.embedding, q.query_vec) AS similarity,
            row_number() OVER (PARTITION BY q.query_pert_id
                               ORDER BY array_inner_product(e.embedding, q.query_vec) DESC,
@@ -39,17 +39,16 @@ hits AS (
       ON e.cell_id IS NOT DISTINCT FROM in_cell AND e.pert_id <> q.query_pert_id
     WHERE of_type IS NULL OR e.pert_type = of_type
     QUALIFY rank <= k)
-SELECT h.query_pert_id, h.rank, h.similarity, h.pert_id, h.pert_iname, h.pert_type,
-       h.cell_id, a.moa, a.target
-FROM hits h LEFT JOIN perturbagen_annotations a USING (pert_id)
-ORDER BY h.query_pert_id, h.rank;
+SELECT query_pert_id, rank, similarity, pert_id, pert_iname, pert_type, cell_id, moa, target
+FROM hits
+ORDER BY query_pert_id, rank;
 
 -- Top k signatures nearest to a vector (FLOAT[d], as for nearest_to).
 CREATE OR REPLACE MACRO nearest_signatures(vec, k := 20, in_cell := NULL, of_type := NULL,
                                            at_dose := NULL, at_time := NULL) AS TABLE
 WITH hits AS (
     SELECT s.sig_id, s.pert_id, s.pert_iname, s.pert_type, s.cell_id, s.pert_dose,
-           s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates,
+           s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates, s.moa, s.target,
            array_inner_product(s.embedding, vec) AS similarity
     FROM signature_embeddings s
     WHERE (in_cell IS NULL OR s.cell_id = in_cell)
@@ -58,9 +57,9 @@ WITH hits AS (
       AND (at_time IS NULL OR s.pert_time = at_time)
     ORDER BY similarity DESC
     LIMIT k)
-SELECT row_number() OVER (ORDER BY h.similarity DESC, h.sig_id) AS rank, h.similarity,
-       h.* EXCLUDE (similarity), a.moa, a.target
-FROM hits h LEFT JOIN perturbagen_annotations a USING (pert_id)
+SELECT row_number() OVER (ORDER BY similarity DESC, sig_id) AS rank, similarity,
+       * EXCLUDE (similarity)
+FROM hits
 ORDER BY rank;
 
 -- Top k signatures most like a signature (by sig_id, e.g. 'A549:BRD-K12345:10uM:24h'),
@@ -70,7 +69,7 @@ CREATE OR REPLACE MACRO similar_signatures(sig, k := 20, in_cell := NULL, of_typ
 WITH query AS (SELECT embedding AS query_vec FROM signature_embeddings WHERE sig_id = sig),
 hits AS (
     SELECT s.sig_id, s.pert_id, s.pert_iname, s.pert_type, s.cell_id, s.pert_dose,
-           s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates,
+           s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates, s.moa, s.target,
            array_inner_product(s.embedding, q.query_vec) AS similarity
     FROM signature_embeddings s, query q
     WHERE s.sig_id <> sig
@@ -80,9 +79,9 @@ hits AS (
       AND (at_time IS NULL OR s.pert_time = at_time)
     ORDER BY similarity DESC
     LIMIT k)
-SELECT row_number() OVER (ORDER BY h.similarity DESC, h.sig_id) AS rank, h.similarity,
-       h.* EXCLUDE (similarity), a.moa, a.target
-FROM hits h LEFT JOIN perturbagen_annotations a USING (pert_id)
+SELECT row_number() OVER (ORDER BY similarity DESC, sig_id) AS rank, similarity,
+       * EXCLUDE (similarity)
+FROM hits
 ORDER BY rank;
 
 -- The baseline: the same query on MODZ z-score signatures, by cosine similarity of the 978
