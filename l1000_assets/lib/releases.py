@@ -3,10 +3,12 @@
 import json
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from l1000_assets.core.release_watch import incoming_releases
 from l1000_assets.core.sources import KNOWN_RELEASES, RELEASE_NAME, ReleaseSource
 
 LOCAL_RELEASES_ENV = "L1000_LOCAL_RELEASES"
@@ -20,7 +22,8 @@ class ReleaseRegistry(dg.ConfigurableResource):
 
     Local releases come from ``L1000_LOCAL_RELEASES``: a JSON object
     ``{"name": "/path/to/dir", ...}``. Each directory holds a level-4 GCTX (or a GCT) and
-    the metadata tables, found by their GEO-style names. ``L1000_RELEASE_MIRRORS`` maps a
+    the metadata tables, found by their GEO-style names; so does each sub-directory of
+    ``<data root>/releases/incoming/``, named by the directory. ``L1000_RELEASE_MIRRORS`` maps a
     public release to another base URL serving the same file names (an institutional
     mirror), e.g. ``{"GSE92742": "https://mirror.example.org/geo/GSE92742"}``.
     """
@@ -39,6 +42,12 @@ class ReleaseRegistry(dg.ConfigurableResource):
         if name in self.local_releases:
             return ReleaseSource(name=name, kind="local", path=self.local_releases[name],
                                  description=f"local directory {self.local_releases[name]}")
+        # Drop-in directories: <data root>/releases/incoming/<name>/ (beside the synthetic
+        # release's directory), picked up by release_sensor.
+        incoming = incoming_releases(Path(synthetic_dir).parent)
+        if name in incoming:
+            return ReleaseSource(name=name, kind="local", path=str(incoming[name]),
+                                 description=f"drop-in directory {incoming[name]}")
         if name in KNOWN_RELEASES:
             known = KNOWN_RELEASES[name]
             if name in self.mirrors:
@@ -46,8 +55,9 @@ class ReleaseRegistry(dg.ConfigurableResource):
                                description=f"{known.description} (mirror {self.mirrors[name]})")
             return known
         raise dg.Failure(f"unknown release {name!r}: not a known public release "
-                         f"({', '.join(KNOWN_RELEASES)}), not '{SYNTHETIC}', and not in "
-                         f"{LOCAL_RELEASES_ENV}")
+                         f"({', '.join(KNOWN_RELEASES)}), not '{SYNTHETIC}', not in "
+                         f"{LOCAL_RELEASES_ENV} and not a directory under "
+                         f"{Path(synthetic_dir).parent / 'incoming'}")
 
 
 def _json_env(name: str) -> dict[str, str]:

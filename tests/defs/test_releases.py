@@ -58,3 +58,27 @@ def test_failed_run_keeps_the_last_good_release(tmp_path, monkeypatch):
 def test_config_is_validated():
     with pytest.raises(Exception, match="n_profiles"):
         release_assets.SyntheticReleaseConfig(n_profiles=5)
+
+
+def test_a_drop_in_directory_is_a_release(tmp_path, small_release):
+    """A directory under <data root>/releases/incoming/<name>/ ingests like a local release."""
+    import shutil
+
+    from l1000_assets.definitions import defs
+    from l1000_assets.lib.releases import ReleaseRegistry
+
+    target = tmp_path / "releases" / "incoming" / "lab_2026"
+    shutil.copytree(small_release.root, target)
+    definitions = defs()
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("release", ["lab_2026"])
+    result = dg.materialize([*definitions.assets, *definitions.asset_checks],
+                            selection=["release_files", "release_metadata"],
+                            partition_key="lab_2026", instance=instance,
+                            resources={"lake": LakeResource(root=str(tmp_path)),
+                                       "releases": ReleaseRegistry()})
+    assert result.success
+    meta = result.asset_materializations_for_node("release_files")[0].metadata
+    assert "drop-in directory" in meta["source"].value
+    assert (tmp_path / "lake" / "metadata" / "release=lab_2026" / "instances.parquet").exists()
+    assert instance.get_dynamic_partitions("cell_line")
