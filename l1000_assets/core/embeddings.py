@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -157,8 +158,6 @@ def write_profile_embeddings(files: Sequence[str | Path], embed: EmbedFn, out_pa
     ``embed`` maps ``(n, 978)`` float32 z-scores to ``(n, d)`` unit vectors.
     Returns the number of rows written.
     """
-    import time
-
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     done = 0
     t0 = time.perf_counter()
@@ -309,8 +308,6 @@ def write_zscore_signatures(landmark_files: Sequence[str | Path], out_path: str 
     beyond ``memory_limit_mb``), so each signature's replicates arrive together.
     Returns the number of signatures.
     """
-    import time
-
     import duckdb
 
     if not landmark_files:

@@ -23,6 +23,7 @@ file and a few offending ids.
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -265,42 +266,58 @@ def _check_finite(path: Path, values: np.ndarray, profile_ids: Sequence[str]) ->
 
 
 def _read_table(path: Path, genes: GeneIndex, options: QueryOptions) -> QueryProfiles:
+    """CSV/TSV: numbers parsed by pandas' C parser (float32); a file with any cell that is
+    not a number is read again as text, to name the offending cells."""
     sep = "," if path.suffix.lower() == ".csv" else "\t"
+    kind = "CSV" if sep == "," else "TSV"
     try:
-        # header=None: duplicate column names stay as written (pandas would rename them).
-        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=None)
+        with open(path, newline="", encoding="utf-8") as f:
+            # Read the header ourselves: pandas would rename duplicate profile ids.
+            header = next(csv.reader(f, delimiter=sep), None)
+        if not header:
+            raise L1000InputError(path, "empty file")
+        if len(header) < 2:
+            separator = "commas" if sep == "," else "tabs"
+            raise L1000InputError(path, "one column only: expected a gene column and one "
+                                        f"column per profile, separated by {separator}")
+        body = pd.read_csv(path, sep=sep, header=None, skiprows=1, index_col=0,
+                           dtype={0: str}, keep_default_na=False,
+                           na_values=["", "NA", "NaN", "nan", "-nan", "N/A"])
     except pd.errors.EmptyDataError as exc:
-        raise L1000InputError(path, "empty file") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise L1000InputError(path, f"cannot parse as {'CSV' if sep == ',' else 'TSV'}: "
-                                    f"{str(exc).strip()}") from exc
-    if raw.shape[0] < 2:
+        raise L1000InputError(path, "empty file (a header and no data)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
+        raise L1000InputError(path, f"cannot parse as {kind}: {str(exc).strip()}") from exc
+    if body.shape[0] == 0:
         raise L1000InputError(path, "empty file (a header and no data)")
-    if raw.shape[1] < 2:
-        separator = "commas" if sep == "," else "tabs"
-        raise L1000InputError(path, "one column only: expected a gene column and one column "
-                                    f"per profile, separated by {separator}")
-    header = raw.iloc[0, 1:].tolist()
-    first = raw.iloc[1:, 0].tolist()
-    body = raw.iloc[1:, 1:].to_numpy()
-    if genes.matches(header) > genes.matches(first):       # profiles as rows, genes as columns
-        labels, profile_ids, text = header, [str(x) for x in first], body
+    if body.shape[1] != len(header) - 1:
+        raise L1000InputError(path, f"{len(header)} header fields but {body.shape[1] + 1} "
+                                    "fields in the data rows")
+    if all(pd.api.types.is_numeric_dtype(t) for t in body.dtypes):
+        values = body.to_numpy(np.float32)
     else:
-        labels, profile_ids, text = first, [str(x) for x in header], body.T
-    values = _parse_numbers(path, text, profile_ids, labels)
+        text = pd.read_csv(path, sep=sep, header=None, skiprows=1, index_col=0, dtype=str,
+                           keep_default_na=False).to_numpy()
+        values = _parse_numbers(path, text, [str(x) for x in body.index], header[1:])
+    first = [str(x) for x in body.index]
+    header = header[1:]
+    if genes.matches(header) > genes.matches(first):       # profiles as rows, genes as columns
+        labels, profile_ids = header, first
+    else:
+        labels, profile_ids, values = first, header, values.T
     return _assemble(path, labels, profile_ids, lambda rows: values[:, rows], genes, options)
 
 
-def _parse_numbers(path: Path, text: np.ndarray, profile_ids: Sequence[str],
-                   labels: Sequence[object]) -> np.ndarray:
-    """``text`` (profiles x genes, str) as float32; non-numeric cells are an error."""
+def _parse_numbers(path: Path, text: np.ndarray, row_ids: Sequence[str],
+                   column_ids: Sequence[object]) -> np.ndarray:
+    """``text`` (a table of str, as in the file) as float32; non-numeric cells are an
+    error naming the cell's row and column."""
     flat = pd.Series(text.reshape(-1)).str.strip()
     numbers = pd.to_numeric(flat, errors="coerce")
     bad = numbers.isna() & (flat != "") & ~flat.str.lower().isin(["nan", "na", "-nan"])
     if bad.any():
         idx = np.flatnonzero(bad.to_numpy())
-        shown = [f"{flat.iloc[i]!r} (profile {profile_ids[i // text.shape[1]]!r}, "
-                 f"gene {str(labels[i % text.shape[1]])!r})" for i in idx[:3]]
+        shown = [f"{flat.iloc[i]!r} (row {row_ids[i // text.shape[1]]!r}, "
+                 f"column {str(column_ids[i % text.shape[1]])!r})" for i in idx[:3]]
         more = f" and {len(idx) - 3} more" if len(idx) > 3 else ""
         raise L1000InputError(path, f"{len(idx)} non-numeric value(s): {', '.join(shown)}{more}")
     return numbers.to_numpy(np.float64).astype(np.float32).reshape(text.shape)

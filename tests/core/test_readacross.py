@@ -112,7 +112,7 @@ def write_csv(path, df):
     (lambda df: df.rename(index={LANDMARKS[1]: symbol(LANDMARKS[0])}),
      r"1 landmark gene\(s\) given more than once: 1000 \(SYM1000\) as '1000' and 'SYM1000'"),
     (lambda df: with_value(df, LANDMARKS[5], "high", "P0"),
-     r"non-numeric value\(s\): 'high' \(profile 'P0', gene '1005'\)"),
+     r"non-numeric value\(s\): 'high' \(row '1005', column 'P0'\)"),
     (lambda df: with_value(df, LANDMARKS[3], np.inf),
      r"non-finite values \(NaN, inf or empty\) in profile\(s\) 'P0', 'P1', 'P2'"),
     (lambda df: with_value(df, LANDMARKS[3], np.nan, "P1"),

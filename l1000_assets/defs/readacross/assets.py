@@ -441,9 +441,9 @@ def _plot(perts: pd.DataFrame, xy: np.ndarray, queries: pd.DataFrame, qxy: np.nd
         for i, group in enumerate(groups):
             sel = (labels == group).to_numpy()
             grey = group in ("other / unknown", "unknown")
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=8 if grey else 14, alpha=0.35 if grey else 0.8,
-                       color="lightgrey" if grey else cmap(i % cmap.N), label=f"{group} "
-                       f"({sel.sum()})", linewidths=0)
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=10 if grey else 20,
+                       alpha=0.5 if grey else 0.9, color="lightgrey" if grey else cmap(i % cmap.N),
+                       label=f"{group} ({sel.sum()})", linewidths=0)
         if len(qxy):
             ax.scatter(qxy[:, 0], qxy[:, 1], marker="*", s=160, color="black",
                        edgecolors="white", linewidths=0.6, label="query profiles", zorder=5)
