@@ -6,6 +6,7 @@ import dagster as dg
 
 from l1000_assets.core.embeddings import recorded_model_version
 from l1000_assets.core.readacross import QUERY_SUFFIXES, dumps_cursor, loads_cursor, scan_queries
+from l1000_assets.defs.automation.settings import automation_default_status
 from l1000_assets.defs.readacross.assets import PERTURBAGEN_MAP, READ_ACROSS_RESULTS
 from l1000_assets.lib.resources import LakeResource
 
@@ -21,7 +22,7 @@ def _request(run_key: str, files: list[str], tags: dict[str, str]) -> dg.RunRequ
     name="read_across_queries",
     asset_selection=[READ_ACROSS_RESULTS, PERTURBAGEN_MAP],
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=automation_default_status(),
     description=(
         "Watches the queries folder (L1000_QUERIES_DIR, default <data root>/queries) and "
         "runs read_across_results and perturbagen_map for every new or changed GCT, GCTX, "
