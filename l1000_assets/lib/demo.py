@@ -34,6 +34,12 @@ def _stages(instance: dg.DagsterInstance):
     yield "embedding model", ["perturbagen_split", "normalization_stats", "embedding_model"], \
         None, {}
     yield "evaluation", ["evaluation_metrics"], None, {}
+    if cells:
+        # Partitioned and unpartitioned assets in separate runs; one run for all cell lines.
+        yield "embeddings", ["profile_embeddings", "zscore_signatures"], None, {
+            ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]}
+    yield "embedding aggregates", ["signature_embeddings", "perturbagen_embeddings"], None, {}
+    yield "read-across", ["read_across_results", "perturbagen_map"], None, {}
     yield "DuckDB catalog", ["warehouse"], None, {}
 
 

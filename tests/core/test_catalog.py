@@ -11,6 +11,8 @@ from l1000_assets.core.errors import L1000InputError
 from tests.conftest import REPO
 
 SQL = REPO / "sql"
+LAKE_VIEWS = {f"CREATE OR REPLACE VIEW {v} AS"
+              for v in ("profiles", "instances", "perturbagens", "cell_lines", "genes")}
 
 
 def _lake(root, n=5):
@@ -31,7 +33,8 @@ def test_views_over_the_lake(tmp_path):
     lake = tmp_path / "it's a lake"  # a quote in the path must not break the SQL
     _lake(lake)
     report = build_catalog(tmp_path / "c.duckdb", SQL, lake)
-    assert report.skipped == {}
+    # Views of later stages (embeddings, evaluation) have no files in this lake yet.
+    assert not LAKE_VIEWS & set(report.skipped)
     with connect_read_only(tmp_path / "c.duckdb") as con:
         assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(5,)]
         kind = con.execute("SELECT data_type FROM duckdb_columns() WHERE table_name='profiles' "
@@ -48,7 +51,7 @@ def test_views_over_the_lake(tmp_path):
 def test_views_without_files_are_skipped(tmp_path):
     (tmp_path / "lake").mkdir()
     report = build_catalog(tmp_path / "c.duckdb", SQL, tmp_path / "lake")
-    assert len(report.skipped) == 5
+    assert LAKE_VIEWS <= set(report.skipped)
     assert (tmp_path / "c.duckdb").exists()
 
 
