@@ -216,14 +216,25 @@ class _World:
     extra: dict = field(default_factory=dict)
 
 
+PLATFORM_SEED = 12_328
+
+
 def _make_genes(rng: np.random.Generator) -> pd.DataFrame:
-    ids = rng.choice(np.arange(1, 150_000), size=N_GENES, replace=False)
+    """The platform's genes: the same ids for every seed (every L1000 release measures the
+    same 978 landmarks, so releases of different seeds can share one lake and one model).
+
+    ``rng`` is advanced exactly as before gene ids were fixed, so every other value a
+    seed produces is unchanged."""
+    rng.choice(np.arange(1, 150_000), size=N_GENES, replace=False)
+    rng.choice(N_GENES - N_LANDMARKS, 9_196, replace=False)
+    platform = np.random.default_rng(PLATFORM_SEED)
+    ids = platform.choice(np.arange(1, 150_000), size=N_GENES, replace=False)
     # Landmarks in ascending gene id, the lake's canonical order (GEO's own order is arbitrary).
     ids[:N_LANDMARKS] = np.sort(ids[:N_LANDMARKS])
     is_lm = np.zeros(N_GENES, dtype=int)
     is_lm[:N_LANDMARKS] = 1
     is_bing = is_lm.copy()
-    is_bing[N_LANDMARKS + rng.choice(N_GENES - N_LANDMARKS, 9_196, replace=False)] = 1
+    is_bing[N_LANDMARKS + platform.choice(N_GENES - N_LANDMARKS, 9_196, replace=False)] = 1
     return pd.DataFrame({
         "pr_gene_id": ids.astype(str),
         "pr_gene_symbol": [f"G{i}" for i in ids],

@@ -113,3 +113,42 @@ def test_metadata_without_profile_fails_strict_and_is_skipped_on_request(graph):
         assert mat.metadata["dagster/row_count"].value == treated.num_rows
     finally:
         inst_path.write_bytes(saved)
+
+
+def test_releases_with_different_landmark_lists_fail_the_lake_check(graph, tmp_path):
+    """One model reads every lake file: a release measuring other genes is flagged."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from l1000_assets.defs.lake.assets import landmark_profiles_valid
+    from l1000_assets.lib.resources import LakeResource
+
+    src = graph.root / "lake"
+    shutil.copytree(src / "metadata", tmp_path / "lake" / "metadata")
+    cell = graph.cells[0]
+    (tmp_path / "lake" / "landmark_profiles" / f"cell_id={cell}").mkdir(parents=True)
+    table = pq.read_table(src / "landmark_profiles" / f"cell_id={cell}" / "synthetic.parquet")
+    pq.write_table(table, tmp_path / "lake" / "landmark_profiles" / f"cell_id={cell}" /
+                   "synthetic.parquet")
+    lake = LakeResource(root=str(tmp_path))
+    assert landmark_profiles_valid(lake=lake).passed
+
+    # Release "other": the same profiles (new ids) but its first landmark is another gene.
+    genes = pd.read_parquet(src / "metadata" / "release=synthetic" / "genes.parquet")
+    first = genes.index[genes["is_landmark"]][0]
+    genes.loc[first, "gene_id"] = "999999"
+    (tmp_path / "lake" / "metadata" / "release=other").mkdir()
+    genes.to_parquet(tmp_path / "lake" / "metadata" / "release=other" / "genes.parquet")
+    meta = dict(table.schema.metadata)
+    key = next(k for k in meta if k.endswith(b"landmark_gene_ids"))
+    ids = json.loads(meta[key])
+    meta[key] = json.dumps(["999999", *ids[1:]]).encode()
+    other = table.set_column(table.schema.get_field_index("inst_id"), "inst_id",
+                             pc.binary_join_element_wise(table["inst_id"], "-other", ""))
+    pq.write_table(other.replace_schema_metadata(meta), tmp_path / "lake" / "landmark_profiles"
+                   / f"cell_id={cell}" / "other.parquet")
+    result = landmark_profiles_valid(lake=lake)
+    assert not result.passed
+    assert "2 different landmark gene lists" in result.metadata["problems"].value

@@ -115,11 +115,13 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
     seen: set[str] = set()
     duplicates = 0
     files = lake.landmark_files()
+    orders: dict[tuple, list[str]] = {}
     for path in files:
         release = path.stem
         genes = read_metadata(lake, release, "genes")
         expected = genes.loc[genes["is_landmark"], "gene_id"].tolist()
         recorded = read_profile_gene_ids(path)
+        orders.setdefault(tuple(recorded), []).append(release)
         if len(recorded) != N_LANDMARKS or recorded != expected:
             problems.append(f"{path}: landmark order differs from genes.parquet")
         for batch in iter_profile_batches([path], columns=["inst_id", "landmarks"]):
@@ -131,6 +133,11 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
             duplicates += sum(1 for i in ids if i in seen)
             seen.update(ids)
             n_rows += len(ids)
+    if len(orders) > 1:
+        # One model reads every file: all releases must share one landmark gene list.
+        groups = [sorted(set(r)) for r in orders.values()]
+        problems.append(f"{len(orders)} different landmark gene lists across the lake "
+                        f"(releases {' vs '.join(', '.join(g) for g in groups[:3])})")
     if duplicates:
         problems.append(f"{duplicates} duplicate inst_id across the lake")
     return dg.AssetCheckResult(passed=not problems, metadata={
