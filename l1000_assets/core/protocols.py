@@ -414,16 +414,17 @@ def table1_markdown(table: pd.DataFrame) -> str:
                     + " |")
     other = table[(table["protocol"] != "same_perturbagen") & (table["group"] == "all")
                   & (table["metric"] == "auc")]
+    methods = [m for m in METHODS if m in set(other["method"])]
     if len(other):
         lines += ["", "Other protocols, all queries: AUC (paper in parentheses; its drug-level "
                   "figure is for ChEMBL targets).", "",
-                  "| protocol | " + " | ".join(METHODS) + " |", "|" + "---|" * (len(METHODS) + 1)]
+                  "| protocol | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
         for protocol in [p for p in PROTOCOLS if p != "same_perturbagen"]:
             sub = other[other["protocol"] == protocol].set_index("method")
             if sub.empty:
                 continue
             cells = []
-            for m in METHODS:
+            for m in methods:
                 if m not in sub.index:
                     cells.append("-")
                     continue
