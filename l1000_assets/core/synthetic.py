@@ -426,7 +426,10 @@ def _design(world: _World) -> list[_PlateMap]:
                 order = rng.permutation(len(idx))
                 n_maps = math.ceil(len(idx) / cfg.treatment_wells)
                 for j, part in enumerate(np.array_split(order, n_maps)):
-                    map_id = f"SYN{kind.upper()}{len(maps) + 1:04d}"
+                    # Another seed is another release: its plates (and so its inst_ids)
+                    # must not collide with seed 0's when both are in one lake.
+                    tag = f"S{cfg.seed}" if cfg.seed else ""
+                    map_id = f"SYN{tag}{kind.upper()}{len(maps) + 1:04d}"
                     maps.append(_PlateMap(map_id, c, int(t), kind, idx[part], dose[part]))
     # Plates come out in a shuffled order, so truncating the design at n_profiles drops
     # random plate maps rather than a whole cell line or perturbagen type.

@@ -201,3 +201,14 @@ def test_every_seed_measures_the_same_platform_genes():
     ra, rb = np.random.default_rng(0), np.random.default_rng(1)
     _make_genes(ra), _make_genes(rb)
     assert ra.random() != rb.random()
+
+
+def test_releases_of_different_seeds_have_distinct_profile_ids():
+    """A second synthetic release (another seed) can join the same lake."""
+    from l1000_assets.core.synthetic import SyntheticConfig, simulate_landmark_profiles
+
+    a, _ = simulate_landmark_profiles(SyntheticConfig(n_profiles=400, seed=0))
+    b, _ = simulate_landmark_profiles(SyntheticConfig(n_profiles=400, seed=1))
+    assert not set(a["inst_id"]) & set(b["inst_id"])
+    assert a["inst_id"].str.startswith("SYNCP").any() or a["inst_id"].str.startswith("SYNGEN").any()
+    assert b["inst_id"].str.startswith("SYNS1").all()
