@@ -82,7 +82,7 @@ def part_speed(n: int, d: int, repeats: int) -> None:
 
 def part_memory(n_queries: int, candidate_counts: list[int], d: int) -> None:
     print(f"\n== working memory: {n_queries:,} queries, candidates "
-          f"{', '.join(f'{c:,}' for c in candidate_counts)} (tracemalloc peak above the inputs)")
+          f"{', '.join(f'{c:,}' for c in candidate_counts)} (tracemalloc peak during the call)")
     peaks = []
     for n_c in candidate_counts:
         x, y = embeddings(n_c, d, per_label=10, seed=1)
@@ -94,14 +94,19 @@ def part_memory(n_queries: int, candidate_counts: list[int], d: int) -> None:
         dt = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
-        inputs = x.nbytes  # the label-ordered copy of the candidates is one input's size
-        peaks.append(peak - inputs)
-        print(f"  {n_c:>9,} candidates: peak {peak / 2**20:7.1f} MiB, of which "
-              f"{inputs / 2**20:5.1f} MiB the ordered copy of the candidates; working "
-              f"{(peak - inputs) / 2**20:6.1f} MiB ({dt:.1f} s)")
-    print(f"  working memory ratio largest / smallest: {peaks[-1] / peaks[0]:.2f}x "
-          f"(candidates {candidate_counts[-1] / candidate_counts[0]:.0f}x; an N x N float32 "
-          f"matrix at the largest would be {candidate_counts[-1] ** 2 * 4 / 2**30:.1f} GiB)")
+        peaks.append(peak)
+        # Per candidate the call keeps its label-ordered float32 copy and a few int64 index
+        # entries (label order, position): O(candidates), never O(queries x candidates).
+        per_candidate = d * 4 + 6 * 8
+        print(f"  {n_c:>9,} candidates: peak {peak / 2**20:7.1f} MiB = "
+              f"{per_candidate * n_c / 2**20:6.1f} MiB for the candidates' copy and index "
+              f"({per_candidate} B each) + {(peak - per_candidate * n_c) / 2**20:6.1f} MiB "
+              f"of tiles and counts ({dt:.1f} s)")
+    slope = (peaks[-1] - peaks[0]) / (candidate_counts[-1] - candidate_counts[0])
+    print(f"  growth: {slope:.0f} bytes per added candidate (one row of an N x N float32 "
+          f"matrix would be {4 * candidate_counts[-1]:,} bytes per candidate; the whole "
+          f"matrix at {candidate_counts[-1]:,} would be "
+          f"{candidate_counts[-1] ** 2 * 4 / 2**30:.1f} GiB)")
 
 
 def part_wtcs(n_queries: int, n_candidates: int) -> None:

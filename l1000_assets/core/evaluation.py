@@ -81,14 +81,19 @@ def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
 
 
 class _Scorer:
-    """Scores of query rows against a range of candidates (candidates in label order)."""
+    """Scores of query rows against a range of candidates, candidates taken in ``order``
+    (label order in :func:`retrieval`): one copy of them for vectors (normalized in
+    place); for profiles (WTCS, NCS) no copy, each tile gathered when it is scored."""
 
     def __init__(self, queries, candidates, metric: str, wtcs_k: int,
-                 candidate_groups: np.ndarray | None = None):
+                 candidate_groups: np.ndarray | None = None,
+                 order: np.ndarray | None = None):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
         self.metric = metric
         self.q_sq = self.c_sq = self.group = self.norm = None
+        n_c = len(candidates)
+        self.order = np.arange(n_c) if order is None else np.asarray(order)
         if metric in _CONNECTIVITY:
             from l1000_assets.core.connectivity import query_sets
 
@@ -97,18 +102,26 @@ class _Scorer:
             self.c = np.asarray(candidates, dtype=np.float32)
             self.n_queries = len(self.up)
             if metric == "ncs":
-                if candidate_groups is None or len(candidate_groups) != len(self.c):
+                if candidate_groups is None or len(candidate_groups) != n_c:
                     raise ValueError("ncs needs one candidate_groups label per candidate "
                                      "(e.g. cell line|perturbagen type)")
                 _, self.group = np.unique(np.asarray(candidate_groups), return_inverse=True)
                 self.norm = self._ncs_normalizers()
         else:
             self.q = _prepare(queries, metric)
-            self.c = _prepare(candidates, metric)
+            self.c = _prepare(candidates, metric, order)
+            self.order = None   # self.c is already in order
             self.n_queries = len(self.q)
             if metric == "euclidean":
                 self.q_sq = (self.q * self.q).sum(axis=1)
                 self.c_sq = (self.c * self.c).sum(axis=1)
+
+    def __len__(self) -> int:
+        return len(self.c)
+
+    def _rows_of(self, cols):
+        """Candidate rows (of ``self.c``) for positions ``cols`` of the order."""
+        return cols if self.order is None else self.order[cols]
 
     def _ncs_normalizers(self) -> np.ndarray:
         """Per query and candidate group: mean positive WTCS and mean |negative| WTCS
@@ -130,13 +143,6 @@ class _Scorer:
             counts[qs, :, 1] += neg @ onehot
         with np.errstate(invalid="ignore", divide="ignore"):
             return (sums / counts).astype(np.float32)
-
-    def reorder_candidates(self, order: np.ndarray) -> None:
-        self.c = np.ascontiguousarray(self.c[order])
-        if self.c_sq is not None:
-            self.c_sq = self.c_sq[order]
-        if self.group is not None:
-            self.group = self.group[order]
 
     def bounds(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query row, a range holding every possible score (bins are laid over it;
@@ -168,11 +174,12 @@ class _Scorer:
 
             up, down = queries
             out = np.empty((len(rows), c1 - c0), np.float32) if out is None else out
-            for qs, cs, block in iter_wtcs_blocks(up, down, self.c[c0:c1],
+            cols = self._rows_of(slice(c0, c1))
+            for qs, cs, block in iter_wtcs_blocks(up, down, self.c[cols],
                                                   candidate_block=c1 - c0):
                 out[qs, cs] = block
             if self.metric == "ncs":
-                self._normalize(out, rows, self.group[c0:c1])
+                self._normalize(out, rows, self.group[cols])
             return out
         s = np.matmul(queries, self.c[c0:c1].T, out=out)
         if self.metric == "euclidean":  # negated squared distance: larger is more similar
@@ -190,15 +197,20 @@ class _Scorer:
                               np.where(out < 0, out / norm[..., 1], 0))
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
+    def block_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """WTCS/NCS of the queries ``rows`` against the candidates at positions ``cols``."""
+        from l1000_assets.core.connectivity import wtcs
+
+        cand = self._rows_of(cols)
+        out = wtcs(self.up[rows], self.down[rows], self.c[cand])
+        if self.metric == "ncs":
+            self._normalize(out, rows, self.group[cand])
+        return out
+
     def pair_scores(self, row: int, cols: np.ndarray) -> np.ndarray:
         """Similarities of one query with the candidates ``cols`` (sampled mode)."""
         if self.metric in _CONNECTIVITY:
-            from l1000_assets.core.connectivity import wtcs
-
-            out = wtcs(self.up[row:row + 1], self.down[row:row + 1], self.c[cols])
-            if self.metric == "ncs":
-                self._normalize(out, [row], self.group[cols])
-            return out[0]
+            return self.block_scores(np.array([row]), cols)[0]
         s = self.c[cols] @ self.q[row]
         if self.metric == "euclidean":
             s = 2.0 * s - self.c_sq[cols] - self.q_sq[row]
@@ -212,19 +224,29 @@ class _Scorer:
         return -((q - c) ** 2).sum(axis=1)
 
 
-def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
+def _prepare(x: np.ndarray, metric: str, order: np.ndarray | None = None) -> np.ndarray:
+    """A float32 copy of the vectors (rows in ``order``), unit length for cosine."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
-    return l2_normalize(x) if metric == "cosine" else np.ascontiguousarray(x)
+    x = x[order] if order is not None else x.copy()
+    if metric == "cosine":   # in place: no second copy
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+    return x
 
 
 def _label_ranges(candidate_labels: np.ndarray):
-    """Candidates ordered by label; for every label its [start, stop) in that order."""
-    codes, inverse = np.unique(candidate_labels, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(len(codes)), side="left")
-    stops = np.searchsorted(inverse[order], np.arange(len(codes)), side="right")
+    """Candidates ordered by label; for every label its [start, stop) in that order.
+
+    One stable argsort and one sorted copy of the labels (no ``np.unique`` temporaries)."""
+    order = np.argsort(candidate_labels, kind="stable")
+    ordered = candidate_labels[order]
+    if len(ordered) == 0:
+        return ordered, order, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1])
+    stops = np.append(starts[1:], len(ordered))
+    codes = ordered[starts]
+    del ordered
     return codes, order, starts, stops
 
 
@@ -240,11 +262,10 @@ def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
     if scorer.metric in _CONNECTIVITY:
         # 64 random queries x 256 random candidates: one call of the WTCS kernel.
         qi = np.sort(rng.choice(scorer.n_queries, min(64, scorer.n_queries), replace=False))
-        c0 = int(rng.integers(0, max(len(scorer.c) - 256, 0) + 1))
-        s = scorer.scores(scorer.query_rows(qi), qi, c0, min(c0 + 256, len(scorer.c)))
-        return float(np.median(s))
+        ci = np.sort(rng.choice(len(scorer), min(256, len(scorer)), replace=False))
+        return float(np.median(scorer.block_scores(qi, ci)))
     qi = rng.integers(0, scorer.n_queries, n_pairs)
-    ci = rng.integers(0, len(scorer.c), n_pairs)
+    ci = rng.integers(0, len(scorer), n_pairs)
     chunk = 16_384   # bounded gathers
     return float(np.median(np.concatenate([
         scorer.pair_sample(qi[k:k + chunk], ci[k:k + chunk])
@@ -305,13 +326,15 @@ def retrieval(
     progress
         Called with (queries done, queries) after each block.
     """
-    scorer = _Scorer(queries, candidates, metric, wtcs_k, candidate_groups)
     query_labels = np.asarray(query_labels)
     candidate_labels = np.asarray(candidate_labels)
-    n_q, n_c = scorer.n_queries, len(scorer.c)
-    if len(query_labels) != n_q or len(candidate_labels) != n_c:
-        raise ValueError(f"{n_q} queries with {len(query_labels)} labels, {n_c} candidates "
-                         f"with {len(candidate_labels)} labels")
+    if len(query_labels) != len(queries) or len(candidate_labels) != len(candidates):
+        raise ValueError(f"{len(queries)} queries with {len(query_labels)} labels, "
+                         f"{len(candidates)} candidates with {len(candidate_labels)} labels")
+    # Candidates in label order: each query's positives are one contiguous range.
+    codes, order, starts, stops = _label_ranges(candidate_labels)
+    scorer = _Scorer(queries, candidates, metric, wtcs_k, candidate_groups, order=order)
+    n_q, n_c = scorer.n_queries, len(scorer)
     if self_index is None:
         self_index = np.full(n_q, -1, dtype=np.int64)
     self_index = np.asarray(self_index, dtype=np.int64)
@@ -320,8 +343,6 @@ def retrieval(
     if mode not in ("exact", "sampled"):
         raise ValueError(f"mode must be 'exact' or 'sampled', not {mode!r}")
 
-    codes, order, starts, stops = _label_ranges(candidate_labels)
-    scorer.reorder_candidates(order)
     position = np.empty(n_c, dtype=np.int64)
     position[order] = np.arange(n_c)
     self_pos = np.where(self_index >= 0, position[np.maximum(self_index, 0)], -1)
@@ -392,7 +413,7 @@ _FLAG = np.int32(-(1 << 30))
 
 def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_bins):
     b = len(rows)
-    n_c = len(scorer.c)
+    n_c = len(scorer)
     has_range = hi > lo
     span0 = int(lo[has_range].min()) if has_range.any() else 0
     span1 = int(hi[has_range].max()) if has_range.any() else 0
@@ -410,6 +431,7 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     greater = np.zeros(n_entries, np.int64)
     equal = np.zeros(n_entries, np.int64)
     above = np.zeros((b, 2), np.int64)   # positives, negatives above the MCC threshold
+    row_min = np.full(b, np.inf, np.float32)   # each row's lowest positive score
     thr = np.float32(threshold)
     queries = scorer.query_rows(rows)
     buffer = np.empty(b * min(candidate_block, max(n_c, 1)), np.float32)
@@ -417,9 +439,9 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     s = scorer.scores(queries, rows, span0, span1) if span1 > span0 else \
         np.empty((b, 0), np.float32)
     _positives(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, above)
+               pos_val, pos_bin, pos_order, row_min, bin_first, bin_last, hist, above)
     if span1 > span0:
-        _count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+        _count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_min,
                     pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above)
     # 2. Every other candidate, one tile at a time: only negatives there.
     for a, z in ((0, span0), (span1, n_c)):
@@ -428,7 +450,8 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
             s = scorer.scores(queries, rows, c0, c1,
                               out=buffer[:b * (c1 - c0)].reshape(b, c1 - c0))
             _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-                        pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above)
+                        row_min, pos_val, pos_order, bin_first, bin_last, hist, greater,
+                        equal, above)
     _finish(hist, pos_bin, offsets, greater)
     self_neg = (self_pos >= 0) & ~((self_pos >= lo) & (self_pos < hi))
     n_neg = n_c - (hi - lo) - self_neg
@@ -448,10 +471,10 @@ def _bin(v, smin, scale, n_bins):
 
 @numba.njit(nogil=True, cache=True)
 def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-               pos_val, pos_bin, pos_order, bin_first, bin_last, hist, above):
+               pos_val, pos_bin, pos_order, row_min, bin_first, bin_last, hist, above):
     """Scores and bins of each row's positives (all inside ``s``), grouped by bin:
-    ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``; and the
-    positives above the MCC threshold."""
+    ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``; each row's
+    lowest positive score; and the positives above the MCC threshold."""
     for i in range(len(offsets) - 1):
         o = offsets[i]
         k = 0
@@ -460,6 +483,7 @@ def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
                 v = s[i, j - c0]
                 pos_val[o + k] = v
                 pos_bin[o + k] = _bin(v, lower[i], scale[i], n_bins)
+                row_min[i] = min(row_min[i], v)
                 if v > thr:
                     above[i, 0] += 1
                 k += 1
@@ -475,50 +499,62 @@ def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
 
 
 @numba.njit(nogil=True, cache=True)
-def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_min,
                 pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above):
-    """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``): those
-    above the threshold, and all into the row's histogram; compare exactly with the
-    positives of their bin (flagged bins). (Skipping negatives below a row's lowest
-    positive was measured slower: the branch is unpredictable.)"""
+    """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``).
+
+    Three loops per row, each cheap on its own: negatives above the MCC threshold (a
+    reduction the compiler vectorizes); the negatives not below the row's lowest positive,
+    copied to a buffer without a branch (a lower one is above no positive, and a branch
+    there is mispredicted); and those few into the row's histogram, compared exactly with
+    the positives of their bin when it holds any (flagged bins)."""
     b, t = s.shape
+    kept = np.empty(t, np.float32)
     for i in range(b):
         row = s[i]
         h = hist[i]
         o = offsets[i]
-        smin, sc = lower[i], scale[i]
+        smin, sc, vmin = lower[i], scale[i], row_min[i]
         l = min(max(lo[i] - c0, 0), t)
         r = min(max(hi[i] - c0, 0), t)
         n_above = 0
+        k = np.int32(0)
         for part in range(2):
-            start = 0 if part == 0 else r
-            stop = l if part == 0 else t
-            for j in range(start, stop):
-                v = row[j]
-                n_above += v > thr
-                bb = _bin(v, smin, sc, n_bins)
-                count = h[bb] + 1
-                h[bb] = count
-                if count < 0:   # a flagged bin: compare with its positives exactly
-                    for u in range(o + bin_first[i, bb], o + bin_last[i, bb]):
-                        m = pos_order[u]
-                        if v > pos_val[m]:
-                            greater[m] += 1
-                        elif v == pos_val[m]:
-                            equal[m] += 1
+            seg = row[0:l] if part == 0 else row[r:t]
+            na = np.int32(0)
+            for j in range(seg.shape[0]):
+                na += np.int32(seg[j] > thr)
+            n_above += na
+            for j in range(seg.shape[0]):
+                v = seg[j]
+                kept[k] = v
+                k += np.int32(v >= vmin)
+        for u in range(k):
+            v = kept[u]
+            bb = _bin(v, smin, sc, n_bins)
+            count = h[bb] + 1
+            h[bb] = count
+            if count < 0:   # a flagged bin: compare with its positives exactly
+                for w in range(o + bin_first[i, bb], o + bin_last[i, bb]):
+                    m = pos_order[w]
+                    if v > pos_val[m]:
+                        greater[m] += 1
+                    elif v == pos_val[m]:
+                        equal[m] += 1
         sp = self_pos[i] - c0
         if 0 <= sp < t and not (l <= sp < r):   # the query itself is no negative
             v = row[sp]
             n_above -= v > thr
-            bb = _bin(v, smin, sc, n_bins)
-            h[bb] -= 1
-            if h[bb] < 0:
-                for u in range(o + bin_first[i, bb], o + bin_last[i, bb]):
-                    m = pos_order[u]
-                    if v > pos_val[m]:
-                        greater[m] -= 1
-                    elif v == pos_val[m]:
-                        equal[m] -= 1
+            if v >= vmin:
+                bb = _bin(v, smin, sc, n_bins)
+                h[bb] -= 1
+                if h[bb] < 0:
+                    for w in range(o + bin_first[i, bb], o + bin_last[i, bb]):
+                        m = pos_order[w]
+                        if v > pos_val[m]:
+                            greater[m] -= 1
+                        elif v == pos_val[m]:
+                            equal[m] -= 1
         above[i, 1] += n_above
 
 
@@ -539,7 +575,7 @@ def _finish(hist, pos_bin, offsets, greater):
 
 
 def _sampled_block(scorer, rows, lo, hi, self_pos, threshold, n_sampled, seed):
-    n_c = len(scorer.c)
+    n_c = len(scorer)
     out_q, out_rows = [], []
     conf = np.zeros(4, np.int64)
     for i, row in enumerate(rows):
