@@ -95,13 +95,13 @@ def part_memory(n_queries: int, candidate_counts: list[int], d: int) -> None:
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         peaks.append(peak)
-        # Per candidate the call keeps its label-ordered float32 copy and a few int64 index
-        # entries (label order, position): O(candidates), never O(queries x candidates).
-        per_candidate = d * 4 + 6 * 8
-        print(f"  {n_c:>9,} candidates: peak {peak / 2**20:7.1f} MiB = "
-              f"{per_candidate * n_c / 2**20:6.1f} MiB for the candidates' copy and index "
-              f"({per_candidate} B each) + {(peak - per_candidate * n_c) / 2**20:6.1f} MiB "
-              f"of tiles and counts ({dt:.1f} s)")
+        # The call keeps one label-ordered float32 copy of the candidates (d x 4 bytes
+        # each) and two int64 index entries per candidate: O(candidates), never
+        # O(queries x candidates).
+        own = (d * 4 + 2 * 8) * n_c
+        print(f"  {n_c:>9,} candidates: peak {peak / 2**20:7.1f} MiB, of which "
+              f"{own / 2**20:6.1f} MiB the candidates' ordered copy and index "
+              f"({dt:.1f} s)")
     slope = (peaks[-1] - peaks[0]) / (candidate_counts[-1] - candidate_counts[0])
     print(f"  growth: {slope:.0f} bytes per added candidate (one row of an N x N float32 "
           f"matrix would be {4 * candidate_counts[-1]:,} bytes per candidate; the whole "

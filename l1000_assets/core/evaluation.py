@@ -197,6 +197,21 @@ class _Scorer:
                               np.where(out < 0, out / norm[..., 1], 0))
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
+    def range_scores(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     full_off: np.ndarray) -> np.ndarray:
+        """Each query's scores over its own candidate positions ``[lo, hi)``,
+        concatenated (``full_off`` are the offsets)."""
+        flat = np.empty(full_off[-1], np.float32)
+        for i, row in enumerate(rows):
+            if hi[i] > lo[i]:
+                cols = np.arange(lo[i], hi[i])
+                if self.metric in _CONNECTIVITY:
+                    flat[full_off[i]:full_off[i + 1]] = self.block_scores(
+                        np.array([row]), cols)[0]
+                else:
+                    flat[full_off[i]:full_off[i + 1]] = self.pair_scores(int(row), cols)
+        return flat
+
     def block_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """WTCS/NCS of the queries ``rows`` against the candidates at positions ``cols``."""
         from l1000_assets.core.connectivity import wtcs
@@ -230,8 +245,9 @@ def _prepare(x: np.ndarray, metric: str, order: np.ndarray | None = None) -> np.
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
     x = x[order] if order is not None else x.copy()
-    if metric == "cosine":   # in place: no second copy
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+    if metric == "cosine":   # in place, norms without an (n, d) temporary
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        x /= np.maximum(norms, np.float32(1e-12))[:, None]
     return x
 
 
@@ -406,6 +422,10 @@ def _run_blocks(work, blocks, threads):
             yield future.result()
 
 
+# Longest span of candidates scored as one tile to find a block's positives (see
+# _exact_block); beyond it each query's range is scored on its own.
+DENSE_SPAN = 4096
+
 # A bin that holds a positive carries this offset in its histogram count, so one load
 # tells the counting loop both the count and whether to compare exactly.
 _FLAG = np.int32(-(1 << 30))
@@ -435,16 +455,30 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     thr = np.float32(threshold)
     queries = scorer.query_rows(rows)
     buffer = np.empty(b * min(candidate_block, max(n_c, 1)), np.float32)
-    # 1. The span holding every positive of the block: positive scores and their bins.
-    s = scorer.scores(queries, rows, span0, span1) if span1 > span0 else \
-        np.empty((b, 0), np.float32)
-    _positives(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+    # 1. Every positive's score. Queries come in label order, so usually one short span
+    #    of candidates holds all positives of the block: score it as one tile (the same
+    #    BLAS kernel as the other tiles, so ties with negatives are seen) and count its
+    #    negatives too. Queries spread over many labels (few queries, many candidates)
+    #    would make that span long: then each query's own range is scored on its own.
+    full_off = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+    dense = scorer.metric not in _CONNECTIVITY and \
+        span1 - span0 <= max(2 * candidate_block, DENSE_SPAN)
+    if dense and span1 > span0:
+        s = scorer.scores(queries, rows, span0, span1)
+        flat = np.empty(full_off[-1], np.float32)
+        _gather_ranges(s, span0, lo, hi, full_off, flat)
+    else:
+        flat = scorer.range_scores(rows, lo, hi, full_off)
+    _positives(flat, full_off, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
                pos_val, pos_bin, pos_order, row_min, bin_first, bin_last, hist, above)
-    if span1 > span0:
+    if dense and span1 > span0:
         _count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_min,
                     pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above)
-    # 2. Every other candidate, one tile at a time: only negatives there.
-    for a, z in ((0, span0), (span1, n_c)):
+        ranges = ((0, span0), (span1, n_c))
+    else:
+        ranges = ((0, n_c),)
+    # 2. Every other candidate, one tile at a time (a row's own range is skipped).
+    for a, z in ranges:
         for c0 in range(a, z, candidate_block):
             c1 = min(c0 + candidate_block, z)
             s = scorer.scores(queries, rows, c0, c1,
@@ -470,9 +504,18 @@ def _bin(v, smin, scale, n_bins):
 
 
 @numba.njit(nogil=True, cache=True)
-def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+def _gather_ranges(s, c0, lo, hi, full_off, flat):
+    """Each row's scores over its own label range ``[lo, hi)``, concatenated."""
+    for i in range(len(lo)):
+        for j in range(lo[i], hi[i]):
+            flat[full_off[i] + j - lo[i]] = s[i, j - c0]
+
+
+@numba.njit(nogil=True, cache=True)
+def _positives(flat, full_off, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
                pos_val, pos_bin, pos_order, row_min, bin_first, bin_last, hist, above):
-    """Scores and bins of each row's positives (all inside ``s``), grouped by bin:
+    """Scores and bins of each row's positives (its range's scores in ``flat``, the query
+    itself left out), grouped by bin:
     ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``; each row's
     lowest positive score; and the positives above the MCC threshold."""
     for i in range(len(offsets) - 1):
@@ -480,7 +523,7 @@ def _positives(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
         k = 0
         for j in range(lo[i], hi[i]):
             if j != self_pos[i]:
-                v = s[i, j - c0]
+                v = flat[full_off[i] + j - lo[i]]
                 pos_val[o + k] = v
                 pos_bin[o + k] = _bin(v, lower[i], scale[i], n_bins)
                 row_min[i] = min(row_min[i], v)

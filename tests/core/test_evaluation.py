@@ -158,3 +158,21 @@ def test_ncs_retrieval_equals_a_direct_ranking_of_ncs():
         np.testing.assert_allclose(result.quantiles, direct, atol=1e-6)
     with pytest.raises(ValueError, match="candidate_groups"):
         retrieval(x, y, x, y, metric="ncs", wtcs_k=15)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_positives_scored_per_query_when_queries_spread_over_many_labels(metric, monkeypatch):
+    """Few queries over many labels: each query's range is scored on its own (no long span
+    tile); the result is the same."""
+    import l1000_assets.core.evaluation as evaluation
+
+    x, y = _data(n=400, labels=60, ties=True)
+    dense = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)),
+                      candidate_block=16)
+    monkeypatch.setattr(evaluation, "DENSE_SPAN", 0)
+    sparse = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)),
+                       candidate_block=16)
+    np.testing.assert_array_equal(sparse.quantiles, dense.quantiles)
+    assert sparse.confusion == dense.confusion
+    direct = same_label_quantiles(x, y, metric=metric)
+    np.testing.assert_allclose(np.sort(sparse.quantiles), np.sort(direct), atol=1e-12)
