@@ -12,10 +12,13 @@
   column in canonical gene order. :func:`write_landmark_profiles` does the same for a
   release opened with :func:`open_release`.
 
-Memory is bounded by the block size and the number of blocks read ahead; the metadata is
-held once, as Arrow. The landmark column chunk is written as plain Parquet pages, its
-values copied from the block into a small reused page buffer and from there into the file
-(see :class:`_LakeFile`), on background threads while the matrix is read.
+Memory is bounded by the block size and the number of blocks read ahead; what grows with
+the release is small: the metadata is held once, as Arrow, its text columns
+dictionary-encoded (about 100 bytes a profile in all), plus two row numbers per profile;
+the profile columns of the rows written are decoded a block at a time. The landmark
+column chunk is written as plain Parquet pages, its values copied from the block into a
+small reused page buffer and from there into the file (see :class:`_LakeFile`), on
+background threads while the matrix is read.
 """
 
 from __future__ import annotations
@@ -245,11 +248,20 @@ def _instance_schema() -> pa.Schema:
                                else pa.string()) for c in sources.INSTANCE_COLUMNS])
 
 
+#: Instance columns read dictionary-encoded: all but the unique ``inst_id`` and the numbers.
+_DICTIONARY_COLUMNS = [c for c in sources.INSTANCE_COLUMNS
+                       if c not in ("inst_id", "pert_dose", "pert_time")]
+
+
 def read_canonical_instances(path: str | Path) -> pa.Table:
     """The canonical ``instances`` Parquet table as one compact Arrow table.
 
-    Only the canonical columns are read, as ``string`` (``float64`` for ``pert_dose`` and
-    ``pert_time``), without the pandas metadata.
+    Only the canonical columns are read, without the pandas metadata: ``inst_id`` as
+    ``string``, ``pert_dose`` and ``pert_time`` as ``float64`` and the other columns as
+    ``dictionary<int32, string>`` (few distinct values each: 4 bytes a row instead of the
+    text). Parquet stores them dictionary-encoded, so they are read without building the
+    text of every row, which would cost about 200 bytes a profile held, and twice that
+    while reading.
 
     Raises
     ------
@@ -263,8 +275,29 @@ def read_canonical_instances(path: str | Path) -> pa.Table:
     missing = [c for c in schema.names if c not in pq.read_schema(path).names]
     if missing:
         raise L1000InputError(path, f"instances: no column for {missing}")
-    table = pq.read_table(path, columns=schema.names)
-    return table.replace_schema_metadata(None).cast(schema).combine_chunks()
+    # One thread: the decoded row group is held only once (about a third of the peak).
+    table = pq.ParquetFile(path, read_dictionary=_DICTIONARY_COLUMNS).read(
+        columns=schema.names, use_threads=False)
+    return _compact_instances(table)
+
+
+def _compact_instances(table: pa.Table) -> pa.Table:
+    """The canonical instance columns of ``table``, one chunk each: dictionary-encoded
+    text columns stay so (values cast to ``string``), the others are cast to the canonical
+    types (:func:`_instance_schema`)."""
+    columns, fields = [], []
+    for target in _instance_schema():
+        column = table.column(target.name)
+        kind = target.type
+        if (pa.types.is_dictionary(column.type) and target.type == pa.string()
+                and target.name != "inst_id"):
+            kind = pa.dictionary(column.type.index_type, pa.string())
+        columns.append(column if column.type == kind else column.cast(kind))
+        fields.append(pa.field(target.name, kind))
+    out = pa.table(columns, schema=pa.schema(fields))
+    if any(c.num_chunks > 1 for c in out.columns):
+        out = out.unify_dictionaries().combine_chunks()
+    return out
 
 
 def read_canonical_landmarks(path: str | Path) -> list[str]:
@@ -331,7 +364,7 @@ class _GctxLandmarks:
                     path, f"HDF5 file lacks the GCTX node(s) {', '.join(missing)}")
             self._matrix = self._h5[MATRIX_NODE]
             row_ids = decode_strings(self._h5[ROW_IDS_NODE][()])
-            self.col_ids = _arrow_ids(self._h5[COL_IDS_NODE][()])
+            self.col_ids = _arrow_ids(self._h5[COL_IDS_NODE])
             if self._matrix.shape != (len(self.col_ids), len(row_ids)):
                 raise L1000InputError(
                     path, f"id vectors ({len(row_ids)} row ids, {len(self.col_ids)} column ids) "
@@ -405,8 +438,17 @@ def _open_landmarks(path: Path, gene_ids: Sequence[str],
     return _GctxLandmarks(path, gene_ids, block_size)
 
 
-def _arrow_ids(raw: np.ndarray) -> pa.Array:
-    """HDF5 id strings (bytes) as an Arrow string array, latin-1 where not UTF-8."""
+def _arrow_ids(dataset: h5py.Dataset, step: int = 1 << 15) -> pa.Array:
+    """The HDF5 id strings of ``dataset`` as one Arrow string array, latin-1 where not
+    UTF-8. Read ``step`` ids at a time: variable-length ids come as Python ``bytes``
+    objects (about 80 bytes each), so only a slice of them is alive at once."""
+    chunks = [_arrow_id_chunk(dataset[s:s + step]) for s in range(0, len(dataset), step)]
+    if len(chunks) == 1:
+        return chunks[0]
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+
+
+def _arrow_id_chunk(raw: np.ndarray) -> pa.Array:
     try:
         # Variable-length ids come as an object array: converted from a list, 20 times
         # faster than from the array (0.01 s instead of 0.2 s for 200,000).
@@ -457,7 +499,7 @@ def _match(instances: pa.Table, col_ids: pa.Array, *, on_bad_input: str, matrix_
     the offending ids and keeps the first of repeated ``inst_id`` rows. A repeated matrix
     column id always raises.
     """
-    inst_ids = instances.column("inst_id").combine_chunks()
+    inst_ids = _one_chunk(instances.column("inst_id"))
     # One hash join: each matrix column gets the first metadata row of its id. Everything
     # else follows from how often each row was hit, so the common case (no disagreement)
     # costs nothing more.
@@ -497,12 +539,33 @@ def _match(instances: pa.Table, col_ids: pa.Array, *, on_bad_input: str, matrix_
     return rows, np.flatnonzero(has_meta), report
 
 
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array, without a copy when it is one chunk already."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _codes(column: pa.ChunkedArray, values: Sequence[str]) -> np.ndarray:
+    """Per row of ``column`` (``string`` or dictionary-encoded): the index of its value in
+    ``values``, -1 where not there or null. A dictionary-encoded column is looked up
+    value by distinct value, not row by row."""
+    value_set = pa.array(values, pa.string())
+    array = _one_chunk(column)
+    if not pa.types.is_dictionary(array.type):
+        return pc.index_in(array, value_set=value_set).fill_null(-1).to_numpy()
+    of_value = np.append(pc.index_in(array.dictionary, value_set=value_set)
+                         .fill_null(-1).to_numpy(), -1)
+    # A null index picks the -1 appended after the dictionary's values.
+    return of_value[array.indices.fill_null(len(array.dictionary)).to_numpy()]
+
+
 @dataclass(frozen=True)
 class _CellSplit:
-    """Wanted profiles grouped by cell line: cell line ``k`` is ``meta`` / ``positions``
-    rows ``bounds[k]:bounds[k + 1]``, ascending by matrix position."""
+    """Wanted profiles grouped by cell line: cell line ``k`` is ``rows`` / ``positions``
+    ``bounds[k]:bounds[k + 1]``, ascending by matrix position; ``rows`` are rows of
+    ``meta``, the profile columns of the instances (taken a block at a time, as written)."""
 
     meta: pa.RecordBatch
+    rows: np.ndarray
     positions: np.ndarray
     bounds: np.ndarray
     controls_removed: dict[str, int]
@@ -512,20 +575,20 @@ def _split_cells(instances: pa.Table, rows: np.ndarray, positions: np.ndarray,
                  cells: Sequence[str]) -> _CellSplit:
     """Drop controls and profiles of other cell lines; group the rest by cell line.
 
-    The profile columns of the kept rows are taken once, as one record batch: each cell
-    line's rows are then zero-copy slices of it.
+    Only row numbers are kept per profile: the profile columns are taken from
+    ``instances`` by the writers, a block's rows at a time.
     """
-    cell_of_row = pc.index_in(instances["cell_id"], value_set=pa.array(cells, pa.string()))
-    cell = cell_of_row.fill_null(-1).to_numpy()[rows]
-    control = pc.fill_null(pc.equal(instances["profile_class"], "control"), False)
-    control = control.to_numpy()[rows]
+    cell = _codes(instances["cell_id"], cells)[rows]
+    control = _codes(instances["profile_class"], ["control"])[rows] == 0
     removed = np.bincount(cell[control & (cell >= 0)], minlength=len(cells))
     keep = np.flatnonzero(~control & (cell >= 0))
     keep = keep[np.argsort(cell[keep], kind="stable")]  # stable: positions stay ascending
     bounds = np.searchsorted(cell[keep], np.arange(len(cells) + 1))
-    columns = instances.select(PROFILE_META_COLUMNS).take(rows[keep])
-    meta = pa.record_batch([c.combine_chunks() for c in columns.columns], schema=columns.schema)
-    return _CellSplit(meta, positions[keep], bounds,
+    columns = instances.select(PROFILE_META_COLUMNS)
+    meta = pa.record_batch([_one_chunk(c) for c in columns.columns], schema=columns.schema)
+    index = np.int32 if max(len(instances), len(positions) and int(positions.max()) + 1) \
+        < 2**31 else np.int64
+    return _CellSplit(meta, rows[keep].astype(index), positions[keep].astype(index), bounds,
                       {c: int(n) for c, n in zip(cells, removed)})
 
 
@@ -877,10 +940,13 @@ class _CellWriters:
     Written pages are dropped from the page cache once on disk (``_drop_behind``).
     """
 
-    def __init__(self, paths: Mapping[str, Path], schema: pa.Schema, *, row_group_rows: int,
-                 compression: str | None, threads: int, matrix_path: Path):
+    def __init__(self, paths: Mapping[str, Path], schema: pa.Schema, meta: pa.RecordBatch, *,
+                 row_group_rows: int, compression: str | None, threads: int,
+                 matrix_path: Path):
         self._paths = dict(paths)
         self._schema = schema
+        self._source = meta
+        self._meta_schema = pa.schema([f for f in schema if f.name != VALUES_COLUMN])
         self._compression = (compression or "none").lower()
         if self._compression not in _CODECS:
             raise ValueError(f"compression must be one of {sorted(_CODECS)}, "
@@ -899,10 +965,11 @@ class _CellWriters:
         self.written = dict.fromkeys(self._paths, 0)
 
     def add(self, cell: str, block: np.ndarray, rows: np.ndarray,
-            columns: slice | np.ndarray, meta: pa.RecordBatch) -> Future:
+            columns: slice | np.ndarray, meta_rows: np.ndarray) -> Future:
         """Write ``block[rows]``'s landmark ``columns`` to ``cell``'s file, with the
-        profile columns ``meta``; the block must stay as it is until the job is done."""
-        future = self._pool.submit(self._job, cell, block, rows, columns, meta,
+        profile columns of rows ``meta_rows`` of ``meta``; the block must stay as it is
+        until the job is done."""
+        future = self._pool.submit(self._job, cell, block, rows, columns, meta_rows,
                                    self._last.get(cell))
         self._last[cell] = future
         return future
@@ -935,8 +1002,11 @@ class _CellWriters:
         return self._writers[cell]
 
     def _job(self, cell: str, block: np.ndarray, rows: np.ndarray,
-             columns: slice | np.ndarray, meta: pa.RecordBatch,
+             columns: slice | np.ndarray, meta_rows: np.ndarray,
              previous: Future | None) -> None:
+        # The profile columns of these rows only, as text: dictionary-encoded columns are
+        # decoded a block at a time, not held decoded for the whole release.
+        meta = self._source.take(meta_rows).cast(self._meta_schema)
         # The pool starts jobs in submission order, so `previous` is running or done here.
         if previous is not None:
             previous.result()
@@ -1062,7 +1132,9 @@ def write_landmark_profiles_from_metadata(
     matrix_path
         The level-4 matrix: GCTX, or GCT text.
     instances
-        The canonical instances table (:func:`read_canonical_instances`).
+        The canonical instances table (:func:`read_canonical_instances`); text columns may
+        be ``string``, ``large_string`` or dictionary-encoded (kept so: a plain text table
+        is not encoded, as its caller holds it anyway).
     landmark_gene_ids
         The 978 landmark gene ids in canonical order (:func:`read_canonical_landmarks`).
     out_paths
@@ -1106,12 +1178,18 @@ def write_landmark_profiles_from_metadata(
         raise ValueError(f"on_bad_input must be {STRICT!r} or {SKIP!r}")
     t0 = time.perf_counter()
     matrix_path, metadata_path = Path(matrix_path), Path(metadata_path)
-    instances = instances.select(sources.INSTANCE_COLUMNS).cast(_instance_schema())
+    instances = _compact_instances(instances)
     matrix = _open_landmarks(matrix_path, landmark_gene_ids, block_size)
     try:
         rows, positions, report = _match(instances, matrix.col_ids, on_bad_input=on_bad_input,
                                          matrix_path=matrix_path, metadata_path=metadata_path)
         split = _split_cells(instances, rows, positions, list(out_paths))
+        # Only the split is needed from here: give back the column ids and what the
+        # match's hash tables took (Arrow's allocator keeps freed memory otherwise, beside
+        # the block buffers the write then takes).
+        del rows, positions, instances
+        matrix.col_ids = None
+        pa.default_memory_pool().release_unused()
         written = _write_blocks(matrix, split, landmark_gene_ids, out_paths,
                                 row_group_rows=row_group_rows,
                                 budget_bytes=budget_bytes, compression=compression,
@@ -1164,9 +1242,9 @@ def _write_blocks(matrix: _GctxLandmarks | _GctLandmarks, split: _CellSplit,
     Blocks are read ahead while earlier ones are written, into at most
     ``max(2, budget_bytes // block bytes)`` buffers. Returns rows written per cell line."""
     cells = list(out_paths)
-    writers = _CellWriters(out_paths, profile_schema(gene_ids), row_group_rows=row_group_rows,
-                           compression=compression, threads=write_threads,
-                           matrix_path=matrix.path)
+    writers = _CellWriters(out_paths, profile_schema(gene_ids), split.meta,
+                           row_group_rows=row_group_rows, compression=compression,
+                           threads=write_threads, matrix_path=matrix.path)
     n_buffers = max(2, budget_bytes // max(1, matrix.block_bytes))
     held: deque[tuple[np.ndarray | None, list[Future]]] = deque()  # buffer, its jobs
     wanted = np.sort(split.positions)
@@ -1191,7 +1269,7 @@ def _write_blocks(matrix: _GctxLandmarks | _GctLandmarks, split: _CellSplit,
                 if end > cursor[k]:
                     jobs.append(writers.add(
                         cell, block, split.positions[cursor[k]:end] - start, matrix.columns,
-                        split.meta.slice(cursor[k], end - cursor[k])))
+                        split.rows[cursor[k]:end]))
                     cursor[k] = end
             held.append((buffer, jobs))
             lo = hi

@@ -294,6 +294,87 @@ def test_canonical_metadata_disagreements_strict_and_skip(small_release, tmp_pat
     assert dropped not in written and "GHOST_PLATE:Z99" not in written
 
 
+def test_canonical_instances_are_read_compact_and_ingest_holds_no_decoded_copy(small_release,
+                                                                               tmp_path):
+    """The text columns but ``inst_id`` are read dictionary-encoded; the ingest keeps only
+    row numbers per profile and decodes the profile columns a block at a time, so the
+    Arrow memory it holds while writing is far below one decoded copy of them."""
+    release = open_release("synthetic", small_release.root)
+    inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
+    instances = read_canonical_instances(inst_path)
+    plain = pq.read_table(inst_path).cast(ingest._instance_schema())
+    assert instances.schema.field("inst_id").type == pa.string()
+    assert instances.schema.field("pert_dose").type == pa.float64()
+    for name in ("pert_id", "cell_id", "profile_class", "rna_plate"):
+        assert pa.types.is_dictionary(instances.schema.field(name).type)
+    assert instances.cast(ingest._instance_schema()).equals(plain.replace_schema_metadata(None))
+    decoded = plain.select(ingest.PROFILE_META_COLUMNS).nbytes
+    assert instances.nbytes < 0.7 * plain.nbytes
+    cells = _treated_cells(instances)
+    before = pa.total_allocated_bytes()
+    held = []
+    report = write_landmark_profiles_from_metadata(
+        find_matrix(small_release.root), instances, read_canonical_landmarks(genes_path),
+        {c: tmp_path / "lake" / f"{c}.parquet" for c in cells}, release="synthetic",
+        metadata_path=inst_path, block_size=100, row_group_rows=40,
+        progress=lambda *_: held.append(pa.total_allocated_bytes() - before))
+    assert report.total == pc.sum(pc.not_equal(plain["profile_class"], "control")).as_py()
+    assert len(held) > 10 and max(held) < decoded / 3, (max(held), decoded)
+
+
+def test_instances_in_chunks_with_different_dictionaries_give_the_same_lake(small_release,
+                                                                            tmp_path):
+    release = open_release("synthetic", small_release.root)
+    inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
+    instances = read_canonical_instances(inst_path)
+    gene_ids = read_canonical_landmarks(genes_path)
+    cells = _treated_cells(instances)
+    # Two halves, the second first, each encoded on its own (different dictionaries), and
+    # one half as plain text: the writer must decode each row through its own chunk.
+    n = instances.num_rows // 2
+    first, second = instances.slice(0, n), instances.slice(n)
+    second = pa.table({c: pc.cast(second[c], pa.string()).combine_chunks().dictionary_encode()
+                       if pa.types.is_dictionary(second[c].type) else second[c]
+                       for c in second.column_names})
+    variants = {"one": instances, "chunks": pa.concat_tables([second, first]),
+                "plain": instances.cast(ingest._instance_schema())}
+    tables = {}
+    for name, table in variants.items():
+        paths = {c: tmp_path / name / f"{c}.parquet" for c in cells}
+        write_landmark_profiles_from_metadata(
+            find_matrix(small_release.root), table, gene_ids, paths, release="synthetic",
+            metadata_path=inst_path, block_size=300, row_group_rows=50)
+        tables[name] = {c: pq.read_table(p) for c, p in paths.items()}
+    for cell in cells:
+        assert tables["chunks"][cell].equals(tables["one"][cell])
+        assert tables["plain"][cell].equals(tables["one"][cell])
+        assert tables["one"][cell].schema.equals(profile_schema(gene_ids))
+
+
+def test_column_ids_read_in_slices_decode_as_a_whole(tmp_path):
+    ids = [b"P1:A01", "P1:\xe9t\xe9".encode("latin-1"), "P1:\u00e9".encode(), b"P2:B02", b"P3"]
+    with h5py.File(tmp_path / "ids.h5", "w") as f:
+        f.create_dataset("ids", data=np.array(ids, dtype=object),
+                         dtype=h5py.string_dtype("ascii"))
+        f.create_dataset("fixed", data=np.array([b"a", b"bc", b"d"], dtype="S2"))
+        expected = ingest.decode_strings(f["ids"][()]).tolist()
+        assert expected[1] == "P1:\xe9t\xe9" and expected[2] == "P1:\u00e9"
+        for step in (1, 2, 5, 100):
+            assert ingest._arrow_ids(f["ids"], step).to_pylist() == expected
+        assert ingest._arrow_ids(f["fixed"], 2).to_pylist() == ["a", "bc", "d"]
+
+
+def test_codes_of_plain_and_dictionary_columns_with_nulls():
+    values = ["b", None, "a", "z", "b", None]
+    for column in (pa.chunked_array([pa.array(values, pa.string())]),
+                   pa.chunked_array([pa.array(values).dictionary_encode()]),
+                   pa.chunked_array([pa.array(values[:3]), pa.array(values[3:])])):
+        assert ingest._codes(column, ["a", "b"]).tolist() == [1, -1, 0, -1, 1, -1]
+    empty = pa.chunked_array([pa.DictionaryArray.from_arrays(pa.array([None, None], pa.int32()),
+                                                             pa.array([], pa.string()))])
+    assert ingest._codes(empty, ["a"]).tolist() == [-1, -1]
+
+
 def _tiny_release(tmp_path, values, order):
     """A GCTX of 1,000 genes stored in ``order`` of gene id (descending: the landmarks are
     no slice of the rows) and its canonical instances: treated profiles of two interleaved
