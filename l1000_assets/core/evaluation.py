@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from l1000_assets.core.connectivity import _cttz
 from l1000_assets.core.metrics import RetrievalSummary, l2_normalize
 
 METRICS = ("cosine", "euclidean", "wtcs", "ncs")
@@ -546,13 +547,14 @@ def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row
                 pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above):
     """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``).
 
-    Three loops per row, each cheap on its own: negatives above the MCC threshold (a
-    reduction the compiler vectorizes); the negatives not below the row's lowest positive,
-    copied to a buffer without a branch (a lower one is above no positive, and a branch
-    there is mispredicted); and those few into the row's histogram, compared exactly with
-    the positives of their bin when it holds any (flagged bins)."""
+    Per row, two passes the compiler vectorizes: the negatives above the MCC threshold,
+    and, 64 candidates at a time, a bit mask of the negatives not below the row's lowest
+    positive (a lower one is above no positive). Only the set bits are visited: each such
+    negative goes into the row's histogram and is compared exactly with the positives of
+    its bin when the bin holds any (flagged bins). (A branch per negative instead of the
+    mask was measured 2x slower: it is mispredicted.)"""
     b, t = s.shape
-    kept = np.empty(t, np.float32)
+    one = np.uint64(1)
     for i in range(b):
         row = s[i]
         h = hist[i]
@@ -561,29 +563,36 @@ def _count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row
         l = min(max(lo[i] - c0, 0), t)
         r = min(max(hi[i] - c0, 0), t)
         n_above = 0
-        k = np.int32(0)
         for part in range(2):
             seg = row[0:l] if part == 0 else row[r:t]
-            na = np.int32(0)
-            for j in range(seg.shape[0]):
-                na += np.int32(seg[j] > thr)
-            n_above += na
-            for j in range(seg.shape[0]):
-                v = seg[j]
-                kept[k] = v
-                k += np.int32(v >= vmin)
-        for u in range(k):
-            v = kept[u]
-            bb = _bin(v, smin, sc, n_bins)
-            count = h[bb] + 1
-            h[bb] = count
-            if count < 0:   # a flagged bin: compare with its positives exactly
-                for w in range(o + bin_first[i, bb], o + bin_last[i, bb]):
-                    m = pos_order[w]
-                    if v > pos_val[m]:
-                        greater[m] += 1
-                    elif v == pos_val[m]:
-                        equal[m] += 1
+            n = seg.shape[0]
+            for base in range(0, n, 64):
+                mask = np.uint64(0)
+                na = np.int32(0)
+                if base + 64 <= n:
+                    for u in range(64):
+                        x = seg[base + u]
+                        na += np.int32(x > thr)
+                        mask |= np.uint64(x >= vmin) << np.uint64(u)
+                else:
+                    for u in range(n - base):
+                        x = seg[base + u]
+                        na += np.int32(x > thr)
+                        mask |= np.uint64(x >= vmin) << np.uint64(u)
+                n_above += na
+                while mask:
+                    v = seg[base + _cttz(mask)]
+                    mask &= mask - one
+                    bb = _bin(v, smin, sc, n_bins)
+                    count = h[bb] + 1
+                    h[bb] = count
+                    if count < 0:   # a flagged bin: compare with its positives exactly
+                        for w in range(o + bin_first[i, bb], o + bin_last[i, bb]):
+                            m = pos_order[w]
+                            if v > pos_val[m]:
+                                greater[m] += 1
+                            elif v == pos_val[m]:
+                                equal[m] += 1
         sp = self_pos[i] - c0
         if 0 <= sp < t and not (l <= sp < r):   # the query itself is no negative
             v = row[sp]
