@@ -266,11 +266,25 @@ def test_an_ingested_release_is_not_requested_again_by_a_fresh_cursor(instance, 
     assert [p for p, _ in _keys(ticks.tick())] == ["lab"]
 
 
-def test_fingerprints_match_what_release_files_records(tiny_release):
-    from l1000_assets.defs.releases.ingest import _fingerprint
+def test_fingerprint_of_a_large_file_hashes_its_ends_and_size(tmp_path):
+    """release_files records the same fingerprint (it calls this function)."""
+    big = tmp_path / "big.gctx"
+    with open(big, "wb") as f:
+        f.truncate(70 << 20)   # sparse: over the 64 MB whole-file limit
+    before = watch.fingerprint(big)
+    with open(big, "r+b") as f:
+        f.seek(35 << 20)
+        f.write(b"x")          # the middle is not read
+    assert watch.fingerprint(big) == before
+    with open(big, "r+b") as f:
+        f.seek((70 << 20) - 1)
+        f.write(b"x")          # the last 16 MB are
+    assert watch.fingerprint(big) != before
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"abc")
+    import hashlib
 
-    for path in tiny_release.root.iterdir():
-        assert watch.fingerprint(path) == _fingerprint(path)
+    assert watch.fingerprint(small) == hashlib.sha256(b"abc").hexdigest()
 
 
 def test_the_synthetic_release_directory_is_watched_once_it_exists(instance, tmp_path,

@@ -13,6 +13,7 @@ from l1000_assets.core.atomic import atomic_dir, atomic_file
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.ingest import STRICT, open_release, reconcile
 from l1000_assets.core.progress import ProgressReporter
+from l1000_assets.core.release_watch import fingerprint
 from l1000_assets.core.sources import DATED_NAME, ReleaseSource
 from l1000_assets.defs.partitions import cell_line_partitions, release_partitions, valid_cell_line
 from l1000_assets.defs.releases.assets import SYNTHETIC_RELEASE
@@ -24,29 +25,6 @@ RELEASE_FILES = dg.AssetKey("release_files")
 RELEASE_METADATA = dg.AssetKey("release_metadata")
 METADATA_TABLES = ("instances", "genes", "perturbagens", "cell_lines")
 MANIFEST = "release_files.json"
-FINGERPRINT_BYTES = 16 << 20
-
-
-def _fingerprint(path: Path) -> str:
-    """SHA-256 of a file, or for files over 64 MB of its size, first and last 16 MB.
-
-    Hashing an 80 GB GCTX on every check would take minutes; size + ends detect
-    replacement and truncation, and downloads are verified in full when they arrive.
-    """
-    size = path.stat().st_size
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        if size <= 4 * FINGERPRINT_BYTES:
-            while chunk := f.read(1 << 24):
-                h.update(chunk)
-        else:
-            h.update(f.read(FINGERPRINT_BYTES))
-            f.seek(size - FINGERPRINT_BYTES)
-            h.update(f.read(FINGERPRINT_BYTES))
-            h.update(str(size).encode())
-    return h.hexdigest()
-
-
 def _local_files(source: ReleaseSource, context: dg.AssetExecutionContext) -> dict[str, dict]:
     root = Path(source.path)
     if not root.is_dir():
@@ -55,7 +33,7 @@ def _local_files(source: ReleaseSource, context: dg.AssetExecutionContext) -> di
     for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
         stat = path.stat()
         out[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                          "sha256": _fingerprint(path)}
+                          "sha256": fingerprint(path)}
         context.log.info(f"{path.name}: {stat.st_size:,} bytes")
     return out
 
