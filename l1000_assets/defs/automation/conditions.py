@@ -19,6 +19,8 @@ selection, so assets added later to these groups are covered without editing the
 import dagster as dg
 
 from l1000_assets.defs.automation.settings import automation_default_status
+from l1000_assets.defs.catalog.assets import WAREHOUSE
+from l1000_assets.defs.readacross.assets import READ_ACROSS_RESULTS
 from l1000_assets.defs.releases.ingest import RELEASE_METADATA
 
 #: Groups whose assets refresh automatically when release data changes. "read_across" is not
@@ -45,6 +47,21 @@ def on_new_release_data() -> dg.AutomationCondition:
     ).with_label("on_new_release_data")
 
 
+def catalog_condition() -> dg.AutomationCondition:
+    """``eager`` for the catalog, except that read-across results are optional: they exist
+    only once a user has dropped a query file, and the catalog must not wait for them
+    (their views are empty tables until then). When results arrive, the catalog is rebuilt."""
+    AC = dg.AutomationCondition
+    optional = dg.AssetSelection.assets(READ_ACROSS_RESULTS)
+    return (
+        AC.in_latest_time_window()
+        & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
+        & ~AC.any_deps_missing().ignore(optional)
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("eager (read-across results optional)")
+
+
 def with_automation(defs: dg.Definitions) -> dg.Definitions:
     """``defs`` with the automation conditions above attached to the assets that have none."""
     downstream = downstream_selection().resolve(defs.resolve_asset_graph())
@@ -54,6 +71,8 @@ def with_automation(defs: dg.Definitions) -> dg.Definitions:
             return spec
         if spec.key == RELEASE_METADATA:
             return spec.replace_attributes(automation_condition=on_new_release_data())
+        if spec.key == WAREHOUSE:
+            return spec.replace_attributes(automation_condition=catalog_condition())
         if spec.key in downstream:
             return spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())
         return spec
