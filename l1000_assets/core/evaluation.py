@@ -44,7 +44,7 @@ import numba
 import numpy as np
 
 from l1000_assets.core.connectivity import _cttz
-from l1000_assets.core.metrics import RetrievalSummary, l2_normalize
+from l1000_assets.core.metrics import RetrievalSummary
 
 METRICS = ("cosine", "euclidean", "wtcs", "ncs")
 _CONNECTIVITY = ("wtcs", "ncs")

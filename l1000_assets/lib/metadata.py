@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -30,3 +31,9 @@ def sha256_file(path: Path, block: int = 1 << 24) -> str:
 
 def markdown_preview(df: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.head(rows).to_markdown(index=False))
+
+
+def png_markdown(path: Path, title: str) -> dg.MetadataValue:
+    """A PNG file embedded in markdown metadata (the UI shows it inline)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{data})")

@@ -1,7 +1,6 @@
 """Evaluation: the paper's retrieval protocols, the deep embedding against the classic
 baselines, as a tidy table in the lake and the DuckDB catalog."""
 
-import base64
 import json
 import tempfile
 import time
@@ -19,6 +18,7 @@ from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
 from l1000_assets.defs.model.assets import (EMBEDDING_MODEL, PERTURBAGEN_SPLIT, _lake_files,
                                             read_split)
 from l1000_assets.defs.releases.ingest import RELEASE_METADATA
+from l1000_assets.lib.metadata import png_markdown
 from l1000_assets.lib.resources import LakeResource
 
 EVALUATION_METRICS = dg.AssetKey("evaluation_metrics")
@@ -61,11 +61,6 @@ class EvaluationMetricsConfig(dg.Config):
     bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples (one split).")
     per_cell_line: bool = Field(default=True, description="Also one group per cell line.")
     seed: int = Field(default=0, description="Seed of subsampling, sampling and bootstrap.")
-
-
-def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{data})")
 
 
 def read_perturbagens(lake: LakeResource) -> pd.DataFrame:
@@ -192,7 +187,7 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
         "path": dg.MetadataValue.path(str(out / METRICS_FILE)),
         "dagster/row_count": len(table),
         "table1": dg.MetadataValue.md(markdown),
-        "recall_curves": _png_markdown(out / PLOT_FILE, "recall versus rank quantile"),
+        "recall_curves": png_markdown(out / PLOT_FILE, "recall versus rank quantile"),
         "n_splits": len(models),
         "mode": config.mode,
         **{f"auc_{m}": headline(m, "auc") for m in config.methods},

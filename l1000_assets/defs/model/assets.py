@@ -1,6 +1,5 @@
 """The embedding model: perturbagen split, normalization statistics, training."""
 
-import base64
 import hashlib
 import json
 import time
@@ -17,6 +16,7 @@ from l1000_assets.core.ingest import read_profile_gene_ids
 from l1000_assets.core.metrics import RetrievalSummary, same_label_quantiles
 from l1000_assets.core.split import TEST, TRAIN, VALIDATION, assign_splits
 from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
+from l1000_assets.lib.metadata import png_markdown
 from l1000_assets.lib.resources import LakeResource
 
 PERTURBAGEN_SPLIT = dg.AssetKey("perturbagen_split")
@@ -146,11 +146,6 @@ class EmbeddingModelConfig(dg.Config):
     seed: int = Field(default=0, description="Initialization and shuffling seed.")
 
 
-def _png_markdown(path) -> dg.MetadataValue:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![training history](data:image/png;base64,{data})")
-
-
 def heldout_comparison(embedding, test, max_profiles: int = 6000, seed: int = 0):
     """Same-perturbagen retrieval on held-out profiles: embedding vs z-score cosine."""
     from l1000_assets.core.model import embed
@@ -212,7 +207,6 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
     data_version = lake_fingerprint(files)
     validation = load_split_profiles(files, perts[VALIDATION], max_profiles=4000,
                                      seed=config.seed)
-    t0 = time.perf_counter()
     result = train(files, sorted(perts[TRAIN]), validation, stats, model_config, train_config,
                    lake.checkpoint_dir, log=context.log.info, data_fingerprint=data_version)
     test = load_split_profiles(files, perts[TEST])
@@ -262,7 +256,7 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
             "training_seconds": round(result.seconds, 1),
             "history": dg.MetadataValue.md(pd.DataFrame(result.history).round(4).to_markdown(
                 index=False)),
-            "history_plot": _png_markdown(plot) if plot.exists() else "none",
+            "history_plot": png_markdown(plot, "training history") if plot.exists() else "none",
             "normalization_sha256": stats.digest,
         },
         data_version=dg.DataVersion(hashlib.sha256(

@@ -1,7 +1,6 @@
 """Embeddings of the lake (group "embeddings") and read-across with the user's own profiles
 (group "read_across")."""
 
-import base64
 import time
 from pathlib import Path
 from typing import Literal
@@ -22,6 +21,7 @@ from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
 from l1000_assets.defs.model.assets import EMBEDDING_MODEL
 from l1000_assets.defs.partitions import cell_line_partitions
 from l1000_assets.defs.releases.ingest import RELEASE_METADATA
+from l1000_assets.lib.metadata import png_markdown
 from l1000_assets.lib.resources import LakeResource
 
 PROFILE_EMBEDDINGS = dg.AssetKey("profile_embeddings")
@@ -384,9 +384,8 @@ def perturbagen_map(context: dg.AssetExecutionContext, config: PerturbagenMapCon
     _plot(perts, xy[:len(x)], queries, xy[len(x):], png, config.method)
     context.log.info(f"{config.method} map of {len(x)} perturbagens and {len(qx)} query "
                      f"profile(s) in {time.perf_counter() - t0:.1f} s")
-    data = base64.b64encode(png.read_bytes()).decode()
     return dg.MaterializeResult(metadata={
-        "map": dg.MetadataValue.md(f"![perturbagen map](data:image/png;base64,{data})"),
+        "map": png_markdown(png, "perturbagen map"),
         "method": config.method,
         "perturbagens": len(x),
         "query_profiles": len(qx),
