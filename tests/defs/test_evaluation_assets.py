@@ -97,3 +97,19 @@ def test_a_failed_evaluation_keeps_the_last_table(evaluated):
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "unknown bogus" in str(failure.event_specific_data.error)
     assert path.read_bytes() == before
+
+
+def test_extra_splits_train_more_models_and_give_t_intervals(evaluated):
+    graph, _ = evaluated
+    result = graph.run(["evaluation_metrics"], config={"ops": {"evaluation_metrics": {
+        "config": {**FAST_EVAL, "extra_splits": 1, "protocols": ["same_perturbagen"],
+                   "methods": ["embedding", "zscore_cosine"], "per_cell_line": False}}}})
+    assert result.success
+    table = _table(graph)
+    auc = table[(table["group"] == "all") & (table["metric"] == "auc")].set_index("method")
+    assert (auc["n_splits"] == 2).all()
+    assert (auc["ci_method"] == "t95 over 2 splits").all()
+    assert (auc["ci_low"] < auc["value"]).all() and (auc["value"] < auc["ci_high"]).all()
+    assert auc.loc["embedding", "value"] > auc.loc["zscore_cosine", "value"]
+    meta = result.asset_materializations_for_node("evaluation_metrics")[0].metadata
+    assert meta["n_splits"].value == 2
