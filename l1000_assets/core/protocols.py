@@ -35,16 +35,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from l1000_assets.core.evaluation import RetrievalResult, mcc, retrieval
-from l1000_assets.core.ingest import VALUES_COLUMN, landmark_matrix
+from l1000_assets.core.evaluation import RetrievalResult, retrieval
+from l1000_assets.core.ingest import VALUES_COLUMN, iter_profile_batches, landmark_matrix
 from l1000_assets.core.metadata import GENETIC_PERT_TYPES
 from l1000_assets.core.metrics import l2_normalize
 
@@ -82,15 +82,13 @@ def load_heldout(files: Sequence[Path], pert_ids: set[str], perturbagens: pd.Dat
                  *, max_profiles: int | None = None, seed: int = 0) -> HeldOut:
     """Profiles of ``pert_ids`` from the lake with MOA and target from ``perturbagens``
     (streamed by batch; a seeded subsample of ``max_profiles`` when there are more)."""
-    wanted = pa_array(sorted(pert_ids))
+    wanted = pa.array(sorted(pert_ids), type=pa.string())
     values, metas = [], []
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(
-                batch_size=32_768, columns=[*META_COLUMNS, VALUES_COLUMN]):
-            batch = batch.filter(pc.is_in(batch.column("pert_id"), value_set=wanted))
-            if batch.num_rows:
-                values.append(landmark_matrix(batch).copy())
-                metas.append(batch.select(META_COLUMNS).to_pandas())
+    for batch in iter_profile_batches(files, [*META_COLUMNS, VALUES_COLUMN], batch_size=32_768):
+        batch = batch.filter(pc.is_in(batch.column("pert_id"), value_set=wanted))
+        if batch.num_rows:
+            values.append(landmark_matrix(batch).copy())
+            metas.append(batch.select(META_COLUMNS).to_pandas())
     if not values:
         return HeldOut(np.zeros((0, 978), np.float32), pd.DataFrame(columns=META_COLUMNS))
     x = np.concatenate(values)
@@ -102,12 +100,6 @@ def load_heldout(files: Sequence[Path], pert_ids: set[str], perturbagens: pd.Dat
                    .set_index("pert_id")[["moa", "target"]])
     meta = meta.join(annotations, on="pert_id")
     return HeldOut(x, meta)
-
-
-def pa_array(values):
-    import pyarrow as pa
-
-    return pa.array(values, type=pa.string())
 
 
 def pert_group(pert_type: pd.Series) -> np.ndarray:
@@ -137,9 +129,7 @@ class EvaluationConfig:
     max_wtcs_queries: int = 1000
     wtcs_k: int = 150
     per_cell_line: bool = True
-    bootstrap: int = 200
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def run_protocols(heldout: HeldOut, embeddings: np.ndarray | None, config: EvaluationConfig,
@@ -443,4 +433,4 @@ def table1_markdown(table: pd.DataFrame) -> str:
 
 __all__ = ["HeldOut", "EvaluationConfig", "ProtocolRun", "load_heldout", "run_protocols",
            "metrics_table", "recall_curves", "plot_recall_curves", "table1_markdown",
-           "perturbagen_means", "PUBLISHED", "PROTOCOLS", "METHODS", "METRICS", "mcc"]
+           "perturbagen_means", "PUBLISHED", "PROTOCOLS", "METHODS", "METRICS"]

@@ -101,7 +101,7 @@ def _heldout(n_perts=30, reps=6, seed=0):
 def test_run_protocols_on_a_structured_set():
     held = _heldout()
     config = EvaluationConfig(methods=["zscore_cosine", "zscore_euclidean", "wtcs"],
-                              max_wtcs_queries=50, bootstrap=20)
+                              max_wtcs_queries=50)
     runs = run_protocols(held, None, config)
     assert {(r.protocol, r.method) for r in runs} == {
         (p, m) for p in ("same_perturbagen", "replicates", "moa", "target")

@@ -63,19 +63,6 @@ class EvaluationMetricsConfig(dg.Config):
     seed: int = Field(default=0, description="Seed of subsampling, sampling and bootstrap.")
 
 
-def read_perturbagens(lake: LakeResource) -> pd.DataFrame:
-    """Perturbagen annotations (MOA, target) of every release in the lake."""
-    frames = [pd.read_parquet(lake.metadata_dir(r) / "perturbagens.parquet",
-                              columns=["pert_id", "moa", "target"])
-              for r in lake.metadata_releases()
-              if (lake.metadata_dir(r) / "perturbagens.parquet").exists()]
-    if not frames:
-        return pd.DataFrame({"pert_id": pd.Series(dtype="string"),
-                             "moa": pd.Series(dtype="string"),
-                             "target": pd.Series(dtype="string")})
-    return pd.concat(frames, ignore_index=True).drop_duplicates("pert_id")
-
-
 def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int):
     """Train a model like the current one on the perturbagen split of ``seed``; return
     (model, held-out perturbagens)."""
@@ -123,6 +110,7 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
     from l1000_assets.core.protocols import (EvaluationConfig, load_heldout, metrics_table,
                                              plot_recall_curves, recall_curves, run_protocols,
                                              table1_markdown)
+    from l1000_assets.core.readacross import read_annotations
 
     for name, given, known in (("protocols", config.protocols, PROTOCOLS),
                                ("methods", config.methods, METHODS)):
@@ -135,12 +123,12 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
         raise dg.Failure(f"no model in {lake.model_dir}: materialize embedding_model first")
     split = read_split(lake)
     card = load_card(lake.model_dir)
-    perturbagens = read_perturbagens(lake)
+    # MOA and target per perturbagen, the first known value over the releases.
+    perturbagens = read_annotations(lake.metadata_files("perturbagens"))
     eval_config = EvaluationConfig(
         protocols=config.protocols, methods=config.methods, mode=config.mode,
         n_sampled=config.n_sampled, max_wtcs_queries=config.max_wtcs_queries,
-        wtcs_k=config.wtcs_k, per_cell_line=config.per_cell_line,
-        bootstrap=config.bootstrap, seed=config.seed)
+        wtcs_k=config.wtcs_k, per_cell_line=config.per_cell_line, seed=config.seed)
     base_seed = int(split["seed"].iloc[0])
     models = [(base_seed, lambda: (load_embedding(lake.model_dir),
                                    set(split.loc[split["split"] == TEST, "pert_id"])))]
