@@ -6,6 +6,7 @@ The ``dg`` tests run the real command line against a throwaway instance (a copy 
 never touch the repository's run history or data.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -172,25 +173,34 @@ def _stop(server: subprocess.Popen) -> None:
     server.wait()
 
 
+@contextlib.contextmanager
+def dg_dev(env: dict, log_path: Path):
+    """`dg dev` (webserver + daemon) on a free port of 127.0.0.1, output in ``log_path``;
+    yields its base URL once it serves, and stops its whole process group afterwards."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        # A new session, so that the whole process tree can be signalled as one group.
+        server = subprocess.Popen([DG, "dev", "--host", "127.0.0.1", "--port", str(port)],
+                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        _wait_until_serving(f"{base}/server_info", server)
+        yield base
+    finally:
+        _stop(server)
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def test_dg_dev_serves_the_ui(tmp_path, isolated_env):
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "dg-dev.log"
-    with log_path.open("wb") as log:
-        # A new session, so that the whole process tree can be signalled as one group.
-        server = subprocess.Popen([DG, "dev", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=REPO, env=isolated_env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
     try:
-        _wait_until_serving(f"{base}/server_info", server)
-        nodes = _graphql(f"{base}/graphql", ASSET_KEYS_QUERY)["assetNodes"]
-        assert [ASSET] in [node["assetKey"]["path"] for node in nodes], nodes
-        assert "Dagster" in _get(f"{base}/")
+        with dg_dev(isolated_env, log_path) as base:
+            nodes = _graphql(f"{base}/graphql", ASSET_KEYS_QUERY)["assetNodes"]
+            assert [ASSET] in [node["assetKey"]["path"] for node in nodes], nodes
+            assert "Dagster" in _get(f"{base}/")
     except Exception as exc:
         raise AssertionError(f"{exc}\n--- last lines of {log_path} ---\n{_tail(log_path)}") from exc
-    finally:
-        _stop(server)

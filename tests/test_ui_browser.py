@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_definitions import DG, _free_port, _stop, _tail, _wait_until_serving
+from tests.test_definitions import DG, _tail, dg_dev
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -170,18 +170,9 @@ def ui(tmp_path_factory):
            "VIRTUAL_ENV": str(Path(DG).parent.parent),
            # Sensors start stopped: the test launches its own run and nothing else.
            "L1000_AUTOMATION": "off"}
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp / "dg-dev.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen([DG, "dev", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    try:
-        _wait_until_serving(f"{base}/server_info", server)
+    with dg_dev(env, log) as base:
         yield base, log
-    finally:
-        _stop(server)
 
 
 @pytest.fixture
