@@ -267,13 +267,6 @@ def _label_ranges(candidate_labels: np.ndarray):
     return codes, order, starts, stops
 
 
-def median_similarity(queries: np.ndarray, candidates: np.ndarray, *, metric: str,
-                      n_pairs: int = 200_000, seed: int = 0) -> float:
-    """Median similarity of a seeded random sample of (query, candidate) pairs."""
-    scorer = _Scorer(queries, candidates, metric, wtcs_k=150)
-    return _median(scorer, n_pairs, seed)
-
-
 def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
     if scorer.metric in _CONNECTIVITY:
