@@ -2,7 +2,7 @@
 
 Random 978-gene float32 profiles (standard normal, seeded) stand in for level-5 signatures:
 ``--queries`` query profiles give up/down sets of ``--k`` genes, scored against
-``--candidates`` candidate profiles with :func:`l1000_assets.core.connectivity.iter_wtcs_blocks`
+``--candidates`` candidate profiles with :func:`l1000_assets.core.evaluation.connectivity.iter_wtcs_blocks`
 (blocks of ``--candidate-block`` candidates; every block is consumed, never all scores kept).
 The kernel is compiled (or loaded from numba's cache) on a tiny input before timing; the
 timed part includes ranking every candidate once.
@@ -20,7 +20,12 @@ import time
 import numba
 import numpy as np
 
-from l1000_assets.core.connectivity import DEFAULT_K, iter_wtcs_blocks, query_sets, wtcs
+from l1000_assets.core.evaluation.connectivity import (
+    DEFAULT_K,
+    iter_wtcs_blocks,
+    query_sets,
+    wtcs,
+)
 
 
 def main() -> None:

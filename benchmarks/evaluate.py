@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l1000_assets.core.evaluation import retrieval  # noqa: E402
-from l1000_assets.core.metrics import l2_normalize  # noqa: E402
+from l1000_assets.core.evaluation.metrics import l2_normalize  # noqa: E402
+from l1000_assets.core.evaluation.retrieval import retrieval  # noqa: E402
 
 
 def embeddings(n: int, d: int, per_label: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -52,7 +52,7 @@ SEED = 0
 
 CHILD_RELEASE = """
 import json, sys, time
-from l1000_assets.core.synthetic import ReleaseFiles, default_config, write_synthetic_release
+from l1000_assets.core.releases.synthetic import ReleaseFiles, default_config, write_synthetic_release
 root, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 files = ReleaseFiles.for_release(root, n)
 t0 = time.perf_counter()
@@ -89,11 +89,12 @@ print(json.dumps({"seconds": dt, "checksum": total, "user_s": r1.ru_utime - r0.r
 CHILD_METADATA = """
 import json, sys
 from pathlib import Path
-from l1000_assets.core.ingest import open_release, reconcile
+from l1000_assets.core.releases.local import open_release
+from l1000_assets.core.releases.reconcile import reconcile
 root, out = sys.argv[1], Path(sys.argv[2])
 release = open_release("bench", root)
 rec = reconcile(release)
-# As release_metadata writes them (l1000_assets/defs/releases/ingest.py).
+# As release_metadata writes them (l1000_assets/defs/releases/assets.py).
 instances = release.instances[release.instances["inst_id"].isin(rec.instances["inst_id"])]
 out.mkdir(parents=True)
 instances.to_parquet(out / "instances.parquet", index=False)
@@ -105,9 +106,9 @@ CHILD_INGEST = """
 import json, resource, sys, time
 from pathlib import Path
 import pyarrow.compute as pc
-from l1000_assets.core.ingest import (find_matrix, read_canonical_instances,
-                                      read_canonical_landmarks,
-                                      write_landmark_profiles_from_metadata)
+from l1000_assets.core.lake.ingest import write_landmark_profiles_from_metadata
+from l1000_assets.core.lake.read import read_canonical_instances, read_canonical_landmarks
+from l1000_assets.core.releases.local import find_matrix
 root, meta, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 block, compression, threads = int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 r0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -26,8 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from l1000_assets.core.catalog import build_catalog, connect_read_only
-from l1000_assets.core.embeddings import DIM_KEY, MODEL_VERSION_KEY, vector_array
+from l1000_assets.core.catalog.build import build_catalog, connect_read_only
+from l1000_assets.core.embeddings.vectors import (
+    DIM_KEY,
+    MODEL_VERSION_KEY,
+    vector_array,
+)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 TYPES = np.array(["trt_cp", "trt_sh", "trt_oe"])

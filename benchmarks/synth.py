@@ -21,7 +21,7 @@ from pathlib import Path
 
 CHILD_SYNTH = """
 import json, resource, sys, time
-from l1000_assets.core.synthetic import default_config, write_synthetic_release
+from l1000_assets.core.releases.synthetic import default_config, write_synthetic_release
 n, out = int(sys.argv[1]), sys.argv[2]
 t0 = time.perf_counter()
 files = write_synthetic_release(out, default_config(n_profiles=n))

@@ -25,9 +25,9 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 import keras, tensorflow as tf
-from l1000_assets.core.model import (ModelConfig, MarginSchedule, build_embedding_model,
+from l1000_assets.core.model.network import (ModelConfig, MarginSchedule, build_embedding_model,
                                      build_training_model, count_parameters)
-from l1000_assets.core.training import TrainConfig, memory_dataset
+from l1000_assets.core.model.training import TrainConfig, memory_dataset
 
 depth, growth, n_classes, batch, warmup, steps = map(int, sys.argv[1:7])
 gpus = tf.config.list_physical_devices("GPU")

@@ -14,7 +14,10 @@ from l1000_assets.core.errors import L1000InputError
 
 def _synth(args: argparse.Namespace) -> int:
     from l1000_assets.core.progress import ProgressReporter
-    from l1000_assets.core.synthetic import default_config, write_synthetic_release
+    from l1000_assets.core.releases.synthetic import (
+        default_config,
+        write_synthetic_release,
+    )
 
     config = default_config(n_profiles=args.profiles, seed=args.seed)
     t0 = time.perf_counter()
@@ -31,8 +34,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from l1000_assets.core.calibration import calibrate, format_rows
-    from l1000_assets.core.synthetic import default_config
+    from l1000_assets.core.releases.calibration import calibrate, format_rows
+    from l1000_assets.core.releases.synthetic import default_config
 
     for seed in args.seeds:
         config = default_config(n_profiles=args.profiles, seed=seed)
@@ -52,7 +55,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _read_across(args: argparse.Namespace) -> int:
     from l1000_assets.core.progress import ProgressReporter
-    from l1000_assets.core.readacross import QueryOptions, ReadAcross
+    from l1000_assets.core.readacross.query_files import QueryOptions
+    from l1000_assets.core.readacross.ranking import ReadAcross
     from l1000_assets.lib.resources import LakeResource
 
     def err(message: str) -> None:

@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from l1000_assets.core.synthetic import SyntheticConfig, write_synthetic_release
+from l1000_assets.core.releases.synthetic import (
+    SyntheticConfig,
+    write_synthetic_release,
+)
 from tests.http_site import Site, serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +37,9 @@ def small_release(tmp_path_factory, small_config):
 @pytest.fixture(scope="session")
 def small_lake(tmp_path_factory, small_release):
     """The small synthetic release ingested into a landmark lake: the list of Parquet files."""
-    from l1000_assets.core.ingest import open_release, reconcile, write_landmark_profiles
+    from l1000_assets.core.lake.ingest import write_landmark_profiles
+    from l1000_assets.core.releases.local import open_release
+    from l1000_assets.core.releases.reconcile import reconcile
 
     root = tmp_path_factory.mktemp("lake")
     release = open_release("synthetic", small_release.root)

@@ -1,8 +1,7 @@
 """Pure computation for l1000_assets. Nothing in this package imports dagster.
 
-Modules: ``gctx`` (HDF5 GCTX streaming read/write), ``compat`` (cmapPy on numpy 2 /
-pandas 3), ``metadata`` (GEO/CMap info tables), ``synthetic`` (the embedded synthetic
-release), ``metrics`` (rank-quantile retrieval metrics), ``atomic`` (atomic writes),
-``sources`` (known releases, canonical schema), ``download`` (resumable HTTP),
-``ingest`` (release -> landmark Parquet lake), ``catalog`` (the DuckDB catalog).
+One subpackage per stage, named like the ``defs/`` folders and asset groups: ``formats``,
+``releases``, ``lake``, ``model``, ``embeddings``, ``evaluation``, ``readacross``,
+``catalog``. Beside them, what every stage uses: ``errors`` (bad input naming the file),
+``atomic`` (atomic file and directory writes), ``progress`` (log and progress callbacks).
 """

@@ -1,9 +1,20 @@
-"""Throttled progress reporting for long loops (used by the CLI and the assets)."""
+"""Progress and log callbacks for long work, and their throttled reporter.
+
+Every long-running function in ``core`` takes ``log: Log`` (one message) and/or
+``progress: Progress`` (``done, total, elapsed_seconds``); the assets and the CLI pass a
+:class:`ProgressReporter` that turns the second into throttled log lines.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+Log = Callable[[str], None]
+"""Takes one human-readable message."""
+
+Progress = Callable[[int, int, float], None]
+"""Called as ``progress(done, total, elapsed_seconds)``; ``total`` 0 when unknown."""
 
 
 class ProgressReporter:

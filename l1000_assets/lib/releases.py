@@ -8,11 +8,18 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from l1000_assets.core.release_watch import incoming_releases
-from l1000_assets.core.sources import KNOWN_RELEASES, RELEASE_NAME, ReleaseSource
+from l1000_assets.core.releases.registry import (
+    KNOWN_RELEASES,
+    RELEASE_NAME,
+    ReleaseSource,
+)
+from l1000_assets.core.releases.watch import incoming_releases
+from l1000_assets.lib.resources import LakeResource
 
 LOCAL_RELEASES_ENV = "L1000_LOCAL_RELEASES"
 MIRRORS_ENV = "L1000_RELEASE_MIRRORS"
+WATCH_ENV = "L1000_WATCH_RELEASES"
+HTTP_INTERVAL_ENV = "L1000_WATCH_HTTP_SECONDS"
 SYNTHETIC = "synthetic"
 
 
@@ -81,3 +88,58 @@ def registry_from_env() -> ReleaseRegistry:
     if unknown:
         raise ValueError(f"{MIRRORS_ENV}: {unknown} are not known public releases")
     return ReleaseRegistry(local_releases=local, mirrors=mirrors)
+
+
+class ReleaseWatch(dg.ConfigurableResource):
+    """What ``release_sensor`` watches besides the local releases (which it always watches).
+
+    Public releases are opt-in, since a first ingest downloads tens of GB: list them in
+    ``L1000_WATCH_RELEASES`` (comma-separated, or ``all``). A mirror from
+    ``L1000_RELEASE_MIRRORS`` is watched instead of the original when one is configured.
+    """
+
+    public: list[str] = Field(default_factory=list,
+                              description="Public releases to watch (GSE92742, GSE70138, LINCS2020).")
+    http_interval_seconds: int = Field(
+        default=3600, ge=0, description="Seconds between checks of an HTTP source (HEAD requests).")
+    timeout_seconds: float = Field(default=30.0, gt=0, description="HTTP timeout per request.")
+    settle: bool = Field(default=True, description=(
+        "Local directories: request a version only once two checks in a row saw it (a copy in "
+        "progress is not ingested half-way)."))
+
+
+def watch_from_env() -> ReleaseWatch:
+    raw = os.environ.get(WATCH_ENV, "").strip()
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if [n.lower() for n in names] == ["all"]:
+        names = list(KNOWN_RELEASES)
+    unknown = [n for n in names if n not in KNOWN_RELEASES]
+    if unknown:
+        raise ValueError(f"{WATCH_ENV}: {unknown} are not known public releases "
+                         f"({', '.join(KNOWN_RELEASES)}); local releases are always watched")
+    interval = os.environ.get(HTTP_INTERVAL_ENV, "").strip()
+    return ReleaseWatch(public=names,
+                        **({"http_interval_seconds": int(interval)} if interval else {}))
+
+
+
+def local_name(remote: str) -> str:
+    """The name a downloaded file is stored under (gunzipped)."""
+    return remote[:-3] if remote.endswith(".gz") else remote
+
+
+def release_source(name: str, registry: ReleaseRegistry, lake: LakeResource) -> ReleaseSource:
+    """The source of release ``name`` (the synthetic release lives under the data root)."""
+    return registry.source(name, str(lake.release_dir(SYNTHETIC)))
+
+
+def release_file_names(source: ReleaseSource) -> dict[str, str]:
+    """Role -> file name in the release's directory (downloads are stored gunzipped)."""
+    if source.kind == "local":
+        return dict(source.files)
+    return {r: local_name(n) for r, n in source.files.items() if r != "checksums"}
+
+
+def release_root(source: ReleaseSource, lake: LakeResource) -> Path:
+    """The directory holding the release's files: in place for local releases."""
+    return Path(source.path) if source.kind == "local" else lake.release_dir(source.name)

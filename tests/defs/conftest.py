@@ -44,6 +44,6 @@ def build_lake_graph(root: Path, n_profiles: int, seed: int) -> Graph:
     return graph
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def lake_graph(tmp_path_factory) -> Graph:
     return build_lake_graph(tmp_path_factory.mktemp("graph"), n_profiles=6_000, seed=3)

@@ -19,9 +19,7 @@ selection, so assets added later to these groups are covered without editing the
 import dagster as dg
 
 from l1000_assets.defs.automation.settings import automation_default_status
-from l1000_assets.defs.catalog.assets import WAREHOUSE
-from l1000_assets.defs.readacross.assets import READ_ACROSS_RESULTS
-from l1000_assets.defs.releases.ingest import RELEASE_METADATA
+from l1000_assets.lib.keys import READ_ACROSS_RESULTS, RELEASE_METADATA, WAREHOUSE
 
 #: Groups whose assets refresh automatically when release data changes. "read_across" is not
 #: here: read-across results are driven by their queries.

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from l1000_assets.defs.releases.ingest import RELEASE_FILES, RELEASE_METADATA
+from l1000_assets.lib.keys import RELEASE_FILES, RELEASE_METADATA
 
 release_ingest_job = dg.define_asset_job(
     name="release_ingest_job",

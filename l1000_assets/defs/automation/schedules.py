@@ -4,7 +4,7 @@ import dagster as dg
 
 from l1000_assets.defs.automation.jobs import release_files_job
 from l1000_assets.defs.automation.settings import schedule_default_status
-from l1000_assets.defs.partitions import release_partitions
+from l1000_assets.lib.partitions import release_partitions
 
 WEEKLY_CRON = "0 4 * * 1"  # Mondays 04:00 UTC
 

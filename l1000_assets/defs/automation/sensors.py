@@ -10,7 +10,7 @@ Sources watched on every tick (once a minute):
 * the public releases listed in ``L1000_WATCH_RELEASES`` (through their mirror when
   ``L1000_RELEASE_MIRRORS`` names one), at most once per ``L1000_WATCH_HTTP_SECONDS``.
 
-For each, :mod:`l1000_assets.core.release_watch` computes a version signature and compares it
+For each, :mod:`l1000_assets.core.releases.watch` computes a version signature and compares it
 with the cursor. A new or changed version adds the ``release`` partition and requests one run
 of ``release_ingest_job`` with the run key ``release:<name>:<version>``: the instance never
 launches the same key twice, so a version is ingested once. A source that cannot be reached
@@ -22,13 +22,17 @@ import traceback
 
 import dagster as dg
 
-from l1000_assets.core import release_watch as watch
-from l1000_assets.core.sources import KNOWN_RELEASES, ReleaseSource
+from l1000_assets.core.releases import watch
+from l1000_assets.core.releases.registry import KNOWN_RELEASES, ReleaseSource
 from l1000_assets.defs.automation.jobs import release_ingest_job
-from l1000_assets.defs.automation.settings import ReleaseWatch, automation_default_status
-from l1000_assets.defs.partitions import missing_partitions, release_partitions, valid_release
-from l1000_assets.defs.releases.ingest import MANIFEST
-from l1000_assets.lib.releases import SYNTHETIC, ReleaseRegistry
+from l1000_assets.defs.automation.settings import automation_default_status
+from l1000_assets.defs.releases.assets import MANIFEST
+from l1000_assets.lib.partitions import (
+    missing_partitions,
+    release_partitions,
+    valid_release,
+)
+from l1000_assets.lib.releases import SYNTHETIC, ReleaseRegistry, ReleaseWatch
 from l1000_assets.lib.resources import LakeResource
 
 SENSOR_INTERVAL_S = 60

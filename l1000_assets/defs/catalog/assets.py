@@ -4,15 +4,21 @@ from pathlib import Path
 
 import dagster as dg
 
-from l1000_assets.core.catalog import build_catalog, connect_read_only
-from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
-from l1000_assets.defs.readacross.assets import (PERTURBAGEN_EMBEDDINGS, PROFILE_EMBEDDINGS,
-                                                 READ_ACROSS_RESULTS, SIGNATURE_EMBEDDINGS,
-                                                 ZSCORE_SIGNATURES)
-from l1000_assets.defs.releases.ingest import RELEASE_METADATA
+from l1000_assets.core.catalog.build import build_catalog, connect_read_only
+from l1000_assets.lib.keys import (
+    ALL_PARTITIONS,
+    CATALOG_GROUP,
+    LANDMARK_PROFILES,
+    PERTURBAGEN_EMBEDDINGS,
+    PROFILE_EMBEDDINGS,
+    READ_ACROSS_RESULTS,
+    RELEASE_METADATA,
+    SIGNATURE_EMBEDDINGS,
+    WAREHOUSE,
+    ZSCORE_SIGNATURES,
+)
 from l1000_assets.lib.resources import LakeResource
 
-WAREHOUSE = dg.AssetKey("warehouse")
 SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
 EXPECTED_VIEWS = ("profiles", "instances", "perturbagens", "genes", "cell_lines")
 EMBEDDING_TABLES = ("profile_embeddings", "signature_embeddings", "perturbagen_embeddings",
@@ -21,11 +27,11 @@ EMBEDDING_TABLES = ("profile_embeddings", "signature_embeddings", "perturbagen_e
 
 @dg.asset(
     key=WAREHOUSE,
-    group_name="catalog",
-    deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping()),
-          dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping()),
-          dg.AssetDep(PROFILE_EMBEDDINGS, partition_mapping=dg.AllPartitionMapping()),
-          dg.AssetDep(ZSCORE_SIGNATURES, partition_mapping=dg.AllPartitionMapping()),
+    group_name=CATALOG_GROUP,
+    deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
+          dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
+          dg.AssetDep(PROFILE_EMBEDDINGS, partition_mapping=ALL_PARTITIONS),
+          dg.AssetDep(ZSCORE_SIGNATURES, partition_mapping=ALL_PARTITIONS),
           SIGNATURE_EMBEDDINGS, PERTURBAGEN_EMBEDDINGS, READ_ACROSS_RESULTS],
     kinds={"duckdb", "sql"},
     pool="duckdb",

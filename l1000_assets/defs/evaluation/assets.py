@@ -12,16 +12,21 @@ import pandas as pd
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir
-from l1000_assets.core.protocols import METHODS, PROTOCOLS
-from l1000_assets.core.split import TEST, TRAIN, VALIDATION, assign_splits
-from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
-from l1000_assets.defs.model.assets import (EMBEDDING_MODEL, PERTURBAGEN_SPLIT, _lake_files,
-                                            read_split)
-from l1000_assets.defs.releases.ingest import RELEASE_METADATA
+from l1000_assets.core.evaluation.protocols import METHODS, PROTOCOLS
+from l1000_assets.core.model.split import TEST, TRAIN, VALIDATION, assign_splits
+from l1000_assets.lib.keys import (
+    ALL_PARTITIONS,
+    EMBEDDING_MODEL,
+    EVALUATION_GROUP,
+    EVALUATION_METRICS,
+    LANDMARK_PROFILES,
+    PERTURBAGEN_SPLIT,
+    RELEASE_METADATA,
+)
+from l1000_assets.lib.lake import landmark_files, read_split
 from l1000_assets.lib.metadata import png_markdown
 from l1000_assets.lib.resources import LakeResource
 
-EVALUATION_METRICS = dg.AssetKey("evaluation_metrics")
 METRICS_FILE = "metrics.parquet"
 TABLE1_FILE = "table1.md"
 CURVES_FILE = "recall_curves.parquet"
@@ -66,11 +71,11 @@ class EvaluationMetricsConfig(dg.Config):
 def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int):
     """Train a model like the current one on the perturbagen split of ``seed``; return
     (model, held-out perturbagens)."""
-    from l1000_assets.core.model import ModelConfig
-    from l1000_assets.core.training import (TrainConfig, load_split_profiles,
-                                            normalization_stats, train)
-
     import pyarrow.parquet as pq
+
+    from l1000_assets.core.model.network import ModelConfig
+    from l1000_assets.core.model.normalization import normalization_stats
+    from l1000_assets.core.model.training import TrainConfig, load_split_profiles, train
 
     perts = pd.concat([pq.read_table(f, columns=["pert_id"]).to_pandas() for f in files])
     split = assign_splits(perts["pert_id"], seed=seed)
@@ -89,10 +94,10 @@ def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int
 
 @dg.asset(
     key=EVALUATION_METRICS,
-    group_name="evaluation",
+    group_name=EVALUATION_GROUP,
     deps=[EMBEDDING_MODEL, PERTURBAGEN_SPLIT,
-          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping()),
-          dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping())],
+          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
+          dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS)],
     kinds={"parquet", "numpy"},
     description=(
         "The paper's retrieval protocols on held-out perturbagens (same perturbagen, "
@@ -105,12 +110,20 @@ def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int
 )
 def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetricsConfig,
                        lake: LakeResource) -> dg.MaterializeResult:
-    from l1000_assets.core.model import embed
-    from l1000_assets.core.model_store import load_card, load_embedding
-    from l1000_assets.core.protocols import (EvaluationConfig, load_heldout, metrics_table,
-                                             plot_recall_curves, recall_curves, run_protocols,
-                                             table1_markdown)
-    from l1000_assets.core.readacross import read_annotations
+    from l1000_assets.core.evaluation.protocols import (
+        EvaluationConfig,
+        load_heldout,
+        run_protocols,
+    )
+    from l1000_assets.core.evaluation.report import (
+        metrics_table,
+        plot_recall_curves,
+        recall_curves,
+        table1_markdown,
+    )
+    from l1000_assets.core.model.network import embed
+    from l1000_assets.core.model.store import load_card, load_embedding
+    from l1000_assets.core.readacross.ranking import read_annotations
 
     for name, given, known in (("protocols", config.protocols, PROTOCOLS),
                                ("methods", config.methods, METHODS)):
@@ -118,7 +131,7 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
         if unknown or not given:
             raise dg.Failure(f"{name}: unknown {', '.join(unknown) or '(none given)'}; "
                              f"choose from {', '.join(known)}")
-    files = _lake_files(lake)
+    files = landmark_files(lake)
     if not (lake.model_dir / "embedding.keras").exists():
         raise dg.Failure(f"no model in {lake.model_dir}: materialize embedding_model first")
     split = read_split(lake)

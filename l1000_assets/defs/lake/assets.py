@@ -11,19 +11,33 @@ from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir
 from l1000_assets.core.errors import L1000InputError
-from l1000_assets.core.ingest import (N_LANDMARKS, STRICT, find_matrix, iter_profile_batches,
-                                      landmark_matrix, read_canonical_instances,
-                                      read_canonical_landmarks, read_profile_gene_ids,
-                                      write_landmark_profiles_from_metadata)
+from l1000_assets.core.lake.ingest import write_landmark_profiles_from_metadata
+from l1000_assets.core.lake.read import (
+    iter_profile_batches,
+    landmark_matrix,
+    read_canonical_instances,
+    read_canonical_landmarks,
+    read_profile_gene_ids,
+)
+from l1000_assets.core.lake.schema import N_LANDMARKS
 from l1000_assets.core.progress import ProgressReporter
-from l1000_assets.defs.partitions import cell_line_partitions
-from l1000_assets.defs.releases.ingest import (RELEASE_METADATA, read_metadata,
-                                               release_file_names,
-                                               release_root, release_source)
-from l1000_assets.lib.releases import ReleaseRegistry
+from l1000_assets.core.releases.local import find_matrix
+from l1000_assets.core.releases.reconcile import STRICT
+from l1000_assets.lib.keys import (
+    ALL_PARTITIONS,
+    LAKE_GROUP,
+    LANDMARK_PROFILES,
+    RELEASE_METADATA,
+)
+from l1000_assets.lib.lake import read_metadata
+from l1000_assets.lib.partitions import cell_line_partitions
+from l1000_assets.lib.releases import (
+    ReleaseRegistry,
+    release_file_names,
+    release_root,
+    release_source,
+)
 from l1000_assets.lib.resources import LakeResource
-
-LANDMARK_PROFILES = dg.AssetKey("landmark_profiles")
 
 
 class LandmarkProfilesConfig(dg.Config):
@@ -36,9 +50,9 @@ class LandmarkProfilesConfig(dg.Config):
 
 @dg.asset(
     key=LANDMARK_PROFILES,
-    group_name="lake",
+    group_name=LAKE_GROUP,
     partitions_def=cell_line_partitions,
-    deps=[dg.AssetDep(RELEASE_METADATA, partition_mapping=dg.AllPartitionMapping())],
+    deps=[dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS)],
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"parquet", "hdf5"},
     description=(

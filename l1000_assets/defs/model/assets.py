@@ -1,7 +1,6 @@
 """The embedding model: perturbagen split, normalization statistics, training."""
 
 import hashlib
-import json
 import time
 from typing import Literal
 
@@ -12,37 +11,20 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_file
-from l1000_assets.core.ingest import read_profile_gene_ids
-from l1000_assets.core.metrics import RetrievalSummary, same_label_quantiles
-from l1000_assets.core.split import TEST, TRAIN, VALIDATION, assign_splits
-from l1000_assets.defs.lake.assets import LANDMARK_PROFILES
+from l1000_assets.core.evaluation.metrics import RetrievalSummary, same_label_quantiles
+from l1000_assets.core.lake.read import read_profile_gene_ids
+from l1000_assets.core.model.split import TEST, TRAIN, VALIDATION, assign_splits
+from l1000_assets.lib.keys import (
+    ALL_PARTITIONS,
+    EMBEDDING_MODEL,
+    LANDMARK_PROFILES,
+    MODEL_GROUP,
+    NORMALIZATION_STATS,
+    PERTURBAGEN_SPLIT,
+)
+from l1000_assets.lib.lake import lake_fingerprint, landmark_files, read_split
 from l1000_assets.lib.metadata import png_markdown
 from l1000_assets.lib.resources import LakeResource
-
-PERTURBAGEN_SPLIT = dg.AssetKey("perturbagen_split")
-NORMALIZATION_STATS = dg.AssetKey("normalization_stats")
-EMBEDDING_MODEL = dg.AssetKey("embedding_model")
-
-
-def _lake_files(lake: LakeResource):
-    files = lake.landmark_files()
-    if not files:
-        raise dg.Failure(f"no landmark profiles under {lake.path / 'lake'}: materialize "
-                         "landmark_profiles first")
-    return files
-
-
-def lake_fingerprint(files) -> str:
-    """Names, sizes and row counts of the lake files: the model's data version."""
-    parts = [(str(f.parent.name), f.name, f.stat().st_size, pq.ParquetFile(f).metadata.num_rows)
-             for f in files]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def read_split(lake: LakeResource) -> pd.DataFrame:
-    if not lake.split_path.exists():
-        raise dg.Failure(f"{lake.split_path} not found: materialize perturbagen_split first")
-    return pd.read_parquet(lake.split_path)
 
 
 class PerturbagenSplitConfig(dg.Config):
@@ -56,8 +38,8 @@ class PerturbagenSplitConfig(dg.Config):
 
 @dg.asset(
     key=PERTURBAGEN_SPLIT,
-    group_name="model",
-    deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping())],
+    group_name=MODEL_GROUP,
+    deps=[dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS)],
     kinds={"parquet"},
     description=(
         "Deterministic assignment of perturbagens (not profiles) to train, validation (part "
@@ -69,7 +51,7 @@ def perturbagen_split(config: PerturbagenSplitConfig, lake: LakeResource) -> dg.
     if config.test_fold >= config.n_folds:
         raise dg.Failure(f"test_fold {config.test_fold} must be below n_folds {config.n_folds}")
     profiles = pd.concat(
-        [pq.read_table(f, columns=["pert_id", "pert_type"]).to_pandas() for f in _lake_files(lake)])
+        [pq.read_table(f, columns=["pert_id", "pert_type"]).to_pandas() for f in landmark_files(lake)])
     counts = profiles.groupby("pert_id").agg(pert_type=("pert_type", "first"),
                                              n_profiles=("pert_type", "size")).reset_index()
     split = assign_splits(counts["pert_id"], seed=config.seed, n_folds=config.n_folds,
@@ -92,18 +74,18 @@ def perturbagen_split(config: PerturbagenSplitConfig, lake: LakeResource) -> dg.
 
 @dg.asset(
     key=NORMALIZATION_STATS,
-    group_name="model",
+    group_name=MODEL_GROUP,
     deps=[PERTURBAGEN_SPLIT,
-          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping())],
+          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS)],
     kinds={"json", "numpy"},
     description="Per-gene mean and SD of the 978 landmarks over the training profiles only, "
                 "streamed from the lake; stored with a SHA-256 the model records.",
 )
 def normalization_stats(lake: LakeResource) -> dg.MaterializeResult:
-    from l1000_assets.core.training import normalization_stats as compute
+    from l1000_assets.core.model.normalization import normalization_stats as compute
 
     split = read_split(lake)
-    stats = compute(_lake_files(lake), set(split.loc[split["split"] == TRAIN, "pert_id"]))
+    stats = compute(landmark_files(lake), set(split.loc[split["split"] == TRAIN, "pert_id"]))
     lake.normalization_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(lake.normalization_path) as tmp:
         stats.save(tmp)
@@ -148,7 +130,7 @@ class EmbeddingModelConfig(dg.Config):
 
 def heldout_comparison(embedding, test, max_profiles: int = 6000, seed: int = 0):
     """Same-perturbagen retrieval on held-out profiles: embedding vs z-score cosine."""
-    from l1000_assets.core.model import embed
+    from l1000_assets.core.model.network import embed
 
     idx = np.arange(len(test.values))
     if len(idx) > max_profiles:
@@ -160,9 +142,9 @@ def heldout_comparison(embedding, test, max_profiles: int = 6000, seed: int = 0)
 
 @dg.asset(
     key=EMBEDDING_MODEL,
-    group_name="model",
+    group_name=MODEL_GROUP,
     deps=[PERTURBAGEN_SPLIT, NORMALIZATION_STATS,
-          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=dg.AllPartitionMapping())],
+          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS)],
     kinds={"tensorflow", "keras"},
     pool="training",
     description=(
@@ -177,12 +159,15 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
                     lake: LakeResource) -> dg.MaterializeResult:
     import shutil
 
-    from l1000_assets.core.model import ModelConfig
-    from l1000_assets.core.model_store import save_model
-    from l1000_assets.core.training import (NormalizationStats, TrainConfig,
-                                            load_split_profiles, perturbagen_set_digest, train)
+    from l1000_assets.core.model.network import ModelConfig
+    from l1000_assets.core.model.normalization import (
+        NormalizationStats,
+        perturbagen_set_digest,
+    )
+    from l1000_assets.core.model.store import save_model
+    from l1000_assets.core.model.training import TrainConfig, load_split_profiles, train
 
-    files = _lake_files(lake)
+    files = landmark_files(lake)
     split = read_split(lake)
     perts = {s: set(split.loc[split["split"] == s, "pert_id"]) for s in (TRAIN, VALIDATION, TEST)}
     if not lake.normalization_path.exists():
@@ -268,8 +253,8 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
                 description="On held-out perturbagens the saved model ranks same-perturbagen "
                             "profiles better than z-score cosine (AUC).")
 def embedding_model_beats_zscore(lake: LakeResource) -> dg.AssetCheckResult:
-    from l1000_assets.core.model_store import load_embedding
-    from l1000_assets.core.training import load_split_profiles
+    from l1000_assets.core.model.store import load_embedding
+    from l1000_assets.core.model.training import load_split_profiles
 
     split = read_split(lake)
     test = load_split_profiles(lake.landmark_files(),

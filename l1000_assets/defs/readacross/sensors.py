@@ -4,10 +4,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from l1000_assets.core.embeddings import recorded_model_version
-from l1000_assets.core.readacross import QUERY_SUFFIXES, dumps_cursor, loads_cursor, scan_queries
+from l1000_assets.core.embeddings.vectors import recorded_model_version
+from l1000_assets.core.readacross.folder import dumps_cursor, loads_cursor, scan_queries
+from l1000_assets.core.readacross.query_files import QUERY_SUFFIXES
 from l1000_assets.defs.automation.settings import automation_default_status
-from l1000_assets.defs.readacross.assets import PERTURBAGEN_MAP, READ_ACROSS_RESULTS
+from l1000_assets.lib.keys import PERTURBAGEN_MAP, READ_ACROSS_RESULTS
 from l1000_assets.lib.resources import LakeResource
 
 QUERY_FILE_TAG = "l1000/query_file"

@@ -1,102 +1,205 @@
-"""The embedded synthetic release: GEO-layout files generated on the machine itself."""
+"""Release files and their canonical metadata, one partition per release."""
 
-import time
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
-from l1000_assets.core.calibration import release_baselines
+from l1000_assets.core.atomic import atomic_dir, atomic_file
 from l1000_assets.core.errors import L1000InputError
-from l1000_assets.core.metadata import landmark_gene_ids, read_info_table
 from l1000_assets.core.progress import ProgressReporter
-from l1000_assets.core.release import check_release, find_release_files
-from l1000_assets.core.synthetic import default_config, write_synthetic_release
-from l1000_assets.lib.metadata import file_metadata, markdown_preview
+from l1000_assets.core.releases.local import open_release
+from l1000_assets.core.releases.reconcile import STRICT, reconcile
+from l1000_assets.core.releases.registry import DATED_NAME, ReleaseSource
+from l1000_assets.core.releases.watch import fingerprint
+from l1000_assets.lib.keys import (
+    RELEASE_FILES,
+    RELEASE_METADATA,
+    RELEASES_GROUP,
+    SYNTHETIC_RELEASE,
+)
+from l1000_assets.lib.lake import read_metadata
+from l1000_assets.lib.metadata import markdown_preview
+from l1000_assets.lib.partitions import (
+    cell_line_partitions,
+    release_partitions,
+    valid_cell_line,
+)
+from l1000_assets.lib.releases import (
+    ReleaseRegistry,
+    local_name,
+    release_file_names,
+    release_root,
+    release_source,
+)
 from l1000_assets.lib.resources import LakeResource
 
-SYNTHETIC_RELEASE = dg.AssetKey("synthetic_release")
-SYNTHETIC_DIR_NAME = "synthetic"
-CALIBRATION_BAND = (0.65, 0.75)
+METADATA_TABLES = ("instances", "genes", "perturbagens", "cell_lines")
+MANIFEST = "release_files.json"
+def _local_files(source: ReleaseSource, context: dg.AssetExecutionContext) -> dict[str, dict]:
+    root = Path(source.path)
+    if not root.is_dir():
+        raise dg.Failure(f"{root}: release directory not found (release {source.name})")
+    out = {}
+    for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
+        stat = path.stat()
+        out[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                          "sha256": fingerprint(path)}
+        context.log.info(f"{path.name}: {stat.st_size:,} bytes")
+    return out
 
-class SyntheticReleaseConfig(dg.Config):
-    """Size and seed of the synthetic release (the other knobs keep their calibrated defaults)."""
 
-    n_profiles: int = Field(default=36_000, ge=100,
-                            description="Level-4 profiles to simulate, controls included.")
-    seed: int = Field(default=0, description="Random seed; the same seed gives the same release.")
+def _http_files(source: ReleaseSource, target: Path, registry: ReleaseRegistry,
+                context: dg.AssetExecutionContext) -> dict[str, dict]:
+    from l1000_assets.core.releases.download import download, parse_checksums
+
+    checksums: dict[str, str] = {}
+    if "checksums" in source.files:
+        result = download(source.url("checksums"), target / local_name(source.files["checksums"]),
+                          retries=registry.retries, timeout=registry.timeout_seconds)
+        checksums = parse_checksums(result.path)
+    out = {}
+    for role, name in source.files.items():
+        if role == "checksums":
+            continue
+        dest = target / local_name(name)
+        context.log.info(f"{role}: {source.url(role)} -> {dest}")
+        result = download(
+            source.url(role), dest, sha512=checksums.get(name),
+            retries=registry.retries, timeout=registry.timeout_seconds,
+            progress=ProgressReporter(lambda m, n=dest.name: context.log.info(f"{n}: {m}"),
+                                      what="bytes", interval=30.0),
+        )
+        context.log.info(f"{dest.name}: {'unchanged, skipped' if result.skipped else 'downloaded'}"
+                         f" ({result.size:,} bytes)")
+        dated = DATED_NAME.search(name)
+        out[dest.name] = {"size": result.size, "sha256": result.sha256, "url": result.url,
+                          "etag": result.etag, "last_modified": result.last_modified,
+                          "dated_name": dated.group(1) if dated else None,
+                          "sha512_checked": name in checksums}
+    return out
+
 
 @dg.asset(
-    key=SYNTHETIC_RELEASE,
-    group_name="releases",
-    kinds={"hdf5", "python"},
+    key=RELEASE_FILES,
+    group_name=RELEASES_GROUP,
+    partitions_def=release_partitions,
+    deps=[SYNTHETIC_RELEASE],
+    kinds={"hdf5", "http"},
     description=(
-        "A simulated LINCS L1000 release in GEO GSE92742 layout (level-4 GCTX with 12,328 "
-        "genes and the inst/gene/pert/cell info tables) with known ground truth: MOA classes, "
-        "targets, cell lines, doses, times, replicate plates. Replaced atomically."
+        "The files of one LINCS release (level-4 GCTX and info tables): downloaded over "
+        "HTTP(S) with resume, retries, gunzip and checksum checks for the public releases, "
+        "fingerprinted in place for local directories. Unchanged files are skipped. The data "
+        "version is a hash of every file's size, hash and source version signal."
     ),
 )
-def synthetic_release(
-    context: dg.AssetExecutionContext, config: SyntheticReleaseConfig, lake: LakeResource
-) -> dg.MaterializeResult:
-    synth_config = default_config(n_profiles=config.n_profiles, seed=config.seed)
-    target = lake.release_dir(SYNTHETIC_DIR_NAME)
-    context.log.info(f"simulating {config.n_profiles:,} profiles (seed {config.seed}) into {target}")
-    t0 = time.perf_counter()
-    write_synthetic_release(target, synth_config,
-                            progress=ProgressReporter(context.log.info, interval=10.0))
-    seconds = time.perf_counter() - t0
-    release = find_release_files(target)
-    if not context.instance.has_dynamic_partition("release", SYNTHETIC_DIR_NAME):
-        context.instance.add_dynamic_partitions("release", [SYNTHETIC_DIR_NAME])
-        context.log.info(f"added release partition {SYNTHETIC_DIR_NAME!r}")
-    pert_info = read_info_table(release.pert_info)
+def release_files(context: dg.AssetExecutionContext, lake: LakeResource,
+                  releases: ReleaseRegistry) -> dg.MaterializeResult:
+    source = release_source(context.partition_key, releases, lake)
+    root = release_root(source, lake)
+    if source.kind == "http":
+        root.mkdir(parents=True, exist_ok=True)
+        files = _http_files(source, root, releases, context)
+    else:
+        files = _local_files(source, context)
+    manifest = {"release": source.name, "kind": source.kind, "root": str(root), "files": files}
+    version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    out = lake.metadata_dir(source.name).parent / f"{source.name}.{MANIFEST}"
+    with atomic_file(out) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
+    table = pd.DataFrame([{"file": k, **{f: v.get(f) for f in ("size", "sha256", "etag",
+                                                                "last_modified")}}
+                          for k, v in files.items()])
     return dg.MaterializeResult(
         metadata={
-            "release_dir": dg.MetadataValue.path(str(target)),
-            **{f"level4_{k}": v for k, v in file_metadata(release.level4).items()},
-            "dagster/row_count": config.n_profiles,
-            "n_genes": 12_328,
-            "n_perturbagens": int((~pert_info["pert_type"].str.startswith("ctl")).sum()),
-            "n_moas": int(pert_info["moa"].nunique()),
-            "seed": config.seed,
-            "seconds": round(seconds, 1),
-            "profiles_per_second": round(config.n_profiles / seconds),
-            "pert_info_preview": markdown_preview(pert_info.iloc[3:]),
+            "release": source.name,
+            "source": source.description,
+            "root": dg.MetadataValue.path(str(root)),
+            "n_files": len(files),
+            "total_mb": round(sum(f["size"] for f in files.values()) / 1e6, 1),
+            "files": dg.MetadataValue.md(table.to_markdown(index=False)),
         },
-        data_version=dg.DataVersion(f"synthetic-n{config.n_profiles}-seed{config.seed}"),
+        data_version=dg.DataVersion(version),
     )
 
-@dg.asset_check(asset=SYNTHETIC_RELEASE, blocking=True,
-                description="Matrix ids and metadata ids agree; 978 landmarks present.")
-def synthetic_release_files_consistent(lake: LakeResource) -> dg.AssetCheckResult:
-    try:
-        counts = check_release(find_release_files(lake.release_dir(SYNTHETIC_DIR_NAME)))
-    except L1000InputError as exc:
-        return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
-    return dg.AssetCheckResult(passed=True, metadata=counts)
 
-@dg.asset_check(
-    asset=SYNTHETIC_RELEASE,
+class ReleaseMetadataConfig(dg.Config):
+    on_bad_input: Literal["strict", "skip"] = Field(
+        default=STRICT,
+        description=("strict: any disagreement between matrix and metadata fails the run; "
+                     "skip: drop the offending ids and report them in the metadata."))
+
+
+@dg.asset(
+    key=RELEASE_METADATA,
+    group_name=RELEASES_GROUP,
+    partitions_def=release_partitions,
+    deps=[RELEASE_FILES],
+    kinds={"parquet", "pandas"},
     description=(
-        "Difficulty like real L1000: z-score cosine AUC on held-out perturbagens within "
-        f"{CALIBRATION_BAND} (real data: 0.696). Read back from the written GCTX (held-out "
-        "perturbagens subsampled to about 20,000 profiles)."
+        "Canonical metadata of one release as Parquet: instances (one row per profile, with "
+        "profile_class control/compound/genetic/other), genes (landmarks first, in the lake's "
+        "vector order), perturbagens (MOA/target where known) and cell_lines. Adds the "
+        "release's cell lines as cell_line partitions."
     ),
 )
-def synthetic_release_calibrated(lake: LakeResource) -> dg.AssetCheckResult:
-    release = find_release_files(lake.release_dir(SYNTHETIC_DIR_NAME))
-    inst = read_info_table(release.inst_info, id_column="inst_id")
-    landmarks = landmark_gene_ids(read_info_table(release.gene_info))
-    rows = release_baselines(release.level4, inst, landmarks)
-    overall = next(r for r in rows if r.group == "all").summary
-    lo, hi = CALIBRATION_BAND
-    return dg.AssetCheckResult(
-        passed=lo <= overall.auc <= hi,
-        severity=dg.AssetCheckSeverity.WARN,
+def release_metadata(context: dg.AssetExecutionContext, config: ReleaseMetadataConfig,
+                     lake: LakeResource, releases: ReleaseRegistry) -> dg.MaterializeResult:
+    source = release_source(context.partition_key, releases, lake)
+    try:
+        release = open_release(source.name, release_root(source, lake),
+                               release_file_names(source))
+        rec = reconcile(release, on_bad_input=config.on_bad_input)
+    except L1000InputError as exc:
+        raise dg.Failure(str(exc)) from exc
+    instances = release.instances[release.instances["inst_id"].isin(rec.instances["inst_id"])]
+    tables = {"instances": instances, "genes": release.genes,
+              "perturbagens": release.perturbagens, "cell_lines": release.cell_lines}
+    with atomic_dir(lake.metadata_dir(source.name)) as tmp:
+        for name, df in tables.items():
+            df.to_parquet(tmp / f"{name}.parquet", index=False)
+    cells = sorted(instances.loc[instances["profile_class"] != "control", "cell_id"].dropna().unique())
+    invalid = [c for c in cells if not valid_cell_line(c)]
+    if invalid:
+        context.log.warning(f"cell line names not usable as partition keys, skipped: {invalid}")
+    new = [c for c in cells if valid_cell_line(c)
+           and not context.instance.has_dynamic_partition(cell_line_partitions.name, c)]
+    if new:
+        context.instance.add_dynamic_partitions(cell_line_partitions.name, new)
+        context.log.info(f"added cell_line partitions: {new}")
+    counts = instances["profile_class"].value_counts().to_dict()
+    return dg.MaterializeResult(
         metadata={
-            "zscore_cosine_auc": round(overall.auc, 4),
-            "median_quantile": round(overall.median_quantile, 4),
-            "recall_top_0.01": round(overall.recall_top_001, 4),
-            **{f"auc_{r.group.replace(' ', '_')}": round(r.summary.auc, 4) for r in rows},
+            "dagster/row_count": len(instances),
+            "metadata_dir": dg.MetadataValue.path(str(lake.metadata_dir(source.name))),
+            "n_genes": len(release.genes),
+            "n_perturbagens": len(release.perturbagens),
+            "n_cell_lines": len(cells),
+            **{f"n_{k}": int(v) for k, v in counts.items()},
+            "on_bad_input": config.on_bad_input,
+            **{k: v for k, v in rec.report().items()},
+            "instances_preview": markdown_preview(instances),
         },
     )
+
+
+@dg.asset_check(asset=RELEASE_METADATA, blocking=True,
+                description="Unique inst_id in every release; every profile classified.")
+def release_metadata_valid(lake: LakeResource) -> dg.AssetCheckResult:
+    problems, n = [], 0
+    for release in lake.metadata_releases():
+        inst = read_metadata(lake, release, "instances")
+        n += len(inst)
+        dup = inst["inst_id"][inst["inst_id"].duplicated()]
+        if len(dup):
+            problems.append(f"{release}: {len(dup)} duplicate inst_id, e.g. {dup.iloc[0]}")
+        if inst["profile_class"].isna().any():
+            problems.append(f"{release}: unclassified profiles")
+    return dg.AssetCheckResult(passed=not problems,
+                               metadata={"n_instances": n, "problems": "; ".join(problems)})
+
+

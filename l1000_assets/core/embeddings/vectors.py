@@ -1,0 +1,108 @@
+"""Embedding vectors in Arrow and Parquet: fixed-size float32 lists, the model version and
+width recorded in each file, unit-length rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from l1000_assets.core.errors import L1000InputError
+
+EMBEDDING_COLUMN = "embedding"
+SIGNATURE_COLUMN = "signature"
+MODEL_VERSION_KEY = b"l1000.model_version"
+DIM_KEY = b"l1000.embedding_dim"
+
+
+EmbedFn = Callable[[np.ndarray], np.ndarray]
+
+
+def model_version(card_path: str | Path) -> str:
+    """The model's version: the first 16 hex digits of the SHA-256 of its ``card.json``
+    (the ``embedding_model`` asset's data version)."""
+    return hashlib.sha256(Path(card_path).read_bytes()).hexdigest()[:16]
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); an all-zero row stays zero."""
+    x = np.asarray(x, np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+
+def vector_array(x: np.ndarray) -> pa.FixedSizeListArray:
+    """An ``(n, d)`` matrix as a ``fixed_size_list<float32>[d]`` Arrow array (zero-copy)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
+
+
+def vector_matrix(column: pa.Array | pa.ChunkedArray, dim: int | None = None) -> np.ndarray:
+    """A list or fixed-size-list column as an ``(n, d)`` float32 matrix."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array(
+            [], pa.list_(pa.float32()))
+    n = len(column)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if dim is None:
+        dim = flat.size // n if n else 0
+    return flat.reshape(n, dim)
+
+
+def embedding_dim(path: str | Path) -> int:
+    """The embedding width recorded in a file written here."""
+    meta = pq.read_schema(path).metadata or {}
+    if DIM_KEY not in meta:
+        raise L1000InputError(path, "no embedding dimension recorded: not an embeddings file")
+    return int(meta[DIM_KEY])
+
+
+def recorded_model_version(path: str | Path) -> str:
+    """The model version recorded in an embeddings file."""
+    meta = pq.read_schema(path).metadata or {}
+    if MODEL_VERSION_KEY not in meta:
+        raise L1000InputError(path, "no model version recorded: not an embeddings file")
+    return meta[MODEL_VERSION_KEY].decode()
+
+
+def _with_embedding(fields: Sequence[pa.Field], dim: int, version: str,
+                    column: str = EMBEDDING_COLUMN) -> pa.Schema:
+    return pa.schema([*fields, pa.field(column, pa.list_(pa.float32(), dim))],
+                     metadata={MODEL_VERSION_KEY: version.encode(), DIM_KEY: str(dim).encode()})
+
+
+def _field(name: str) -> pa.Field:
+    if name in ("pert_dose", "pert_time"):
+        return pa.field(name, pa.float64())
+    if name.startswith("n_"):
+        return pa.field(name, pa.int64())
+    return pa.field(name, pa.string())
+
+
+def read_embeddings(path: str | Path, columns: Sequence[str]) -> tuple[pa.Table, np.ndarray]:
+    """Metadata ``columns`` and the ``(n, d)`` embedding matrix of an embeddings file."""
+    table = pq.read_table(path, columns=[*columns, EMBEDDING_COLUMN])
+    return table.drop_columns([EMBEDDING_COLUMN]), vector_matrix(
+        table.column(EMBEDDING_COLUMN), embedding_dim(path))
+
+
+def _versions(files: Sequence[str | Path]) -> str:
+    versions = {recorded_model_version(f) for f in files}
+    if len(versions) != 1:
+        raise L1000InputError(Path(files[0]).parent.parent,
+                              f"profile embeddings from {len(versions)} different models "
+                              f"({', '.join(sorted(versions))}): embed every cell line again")
+    return versions.pop()
+
+
+def _dims(files: Sequence[str | Path]) -> int:
+    dims = {embedding_dim(f) for f in files}
+    if len(dims) != 1:
+        raise L1000InputError(Path(files[0]).parent.parent,
+                              f"profile embeddings of different widths {sorted(dims)}")
+    return dims.pop()

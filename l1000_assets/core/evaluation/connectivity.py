@@ -1,0 +1,486 @@
+"""CMap connectivity (Subramanian et al., Cell 2017): a baseline for ranking candidate profiles
+against query profiles, and MODZ, the level 4 to level 5 collapse of replicates.
+
+Connectivity of a query to a candidate profile (all over the same ``N`` genes, normally the
+978 landmarks; any ``N`` from 2 to 32,767 works):
+
+* **Query signature**: the ``k`` genes with the highest z-score (the *up* set) and the ``k``
+  with the lowest (the *down* set) of the query profile; ``k = 150`` by default
+  (:data:`DEFAULT_K`; CMap's own tools use 50 to 150).
+* **ES** of a gene set ``S`` (``G`` genes) in a candidate: the candidate's ``N`` genes are
+  ranked by its z-score, descending; a running sum walks down that list: a gene in ``S``
+  (a hit) adds ``|z_g|^p / sum_{h in S} |z_h|^p`` (``z`` of the *candidate*, ``p = 1``),
+  any other gene (a miss) subtracts ``1 / (N - G)``. ES is the running-sum value of largest
+  absolute deviation from 0, with its sign.
+* **WTCS** = ``(ES_up - ES_down) / 2`` if ``ES_up`` and ``ES_down`` have opposite signs
+  (``ES_up * ES_down < 0``), else 0. It lies in [-1, 1].
+* **NCS**: WTCS divided by the mean positive WTCS (positive scores) or the mean absolute
+  negative WTCS (negative scores) of its (cell line, perturbagen type) group: :func:`ncs`.
+* **tau**: signed percentile of ``|NCS|`` within a reference distribution: :func:`tau`.
+
+Conventions (fixed and tested):
+
+* **Ties in z** are ordered deterministically: a candidate's genes are ranked by descending
+  z, equal z in ascending gene (column) index, as a stable sort of ``-z`` would do;
+  ``-0.0`` equals ``0.0``. Query sets use the same rule: the up set is the first ``k``
+  genes by descending z, the down set the first ``k`` by ascending z, ties in ascending gene
+  index in both.
+* **ES ties**: when the largest positive and the largest negative deviation are equal in
+  size, the negative one is returned: ``ES = max if max > -min + 1e-9 else min``. Exact ties
+  are common (equal z-scores, ``p = 0``); the tolerance (:data:`ES_TIE_TOLERANCE`) makes
+  the choice independent of the rounding of the running sums (float64).
+* **Zero weights**: if the candidate has ``|z|^p = 0`` on every gene of a set, the weights
+  are undefined; the hits are then weighted equally (the unweighted KS walk).
+* Inputs must be finite (``ValueError`` otherwise).
+
+Computation. Each candidate is ranked once per call (a per-row sort of its ``N`` genes); its
+ranks and weights in rank order are kept for one block of candidates only. The extremes of
+a running sum are reached at a hit (maximum) or just before one (minimum), so the walk needs
+only the ``G`` hits in rank order, not all ``N`` genes: a compiled kernel (numba, candidates
+in parallel) marks the ranks of the set's genes in a bitmap of ``N`` bits and reads them
+back in rank order, so no per-pair sort and nothing of size ``queries x candidates x N`` is
+ever made. Cost is ``O(k)`` per (query, candidate) pair; memory is one block of candidate
+rank tables (6 bytes per gene) and one block of float32 scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from l1000_assets.core.evaluation.kernels import score_kernel
+
+DEFAULT_K = 150
+"""Genes in each of the up and down sets of a query signature."""
+
+DEFAULT_CANDIDATE_BLOCK = 4096
+"""Candidates ranked and scored together (their rank tables take 6 bytes per gene)."""
+
+
+
+_MAX_GENES = np.iinfo(np.int16).max  # ranks are stored as int16
+_RANK_CHUNK = 512  # profiles sorted at a time
+
+
+# --------------------------------------------------------------------------- query sets
+
+
+def query_sets(profiles: np.ndarray, *, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
+    """Up and down gene sets of query profiles.
+
+    Parameters
+    ----------
+    profiles
+        ``(q, N)`` z-scores (one query per row), or one profile ``(N,)``.
+    k
+        Genes per set (default :data:`DEFAULT_K` = 150); ``2 * k <= N``.
+
+    Returns
+    -------
+    up, down
+        ``(q, k)`` int32 gene (column) indices: the ``k`` highest z-scores, highest first,
+        and the ``k`` lowest, lowest first; equal z-scores in ascending gene index.
+    """
+    z = _as_profiles(profiles, "profiles")
+    n = z.shape[1]
+    if not 1 <= k or 2 * k > n:
+        raise ValueError(f"k must be in [1, N/2] = [1, {n // 2}], got {k}")
+    up = np.argsort(-z, axis=1, kind="stable")[:, :k]
+    down = np.argsort(z, axis=1, kind="stable")[:, :k]
+    return up.astype(np.int32), down.astype(np.int32)
+
+
+# ------------------------------------------------------------------ ranked candidates
+
+
+@dataclass(frozen=True)
+class RankedProfiles:
+    """Profiles prepared for scoring: each row's gene ranks and its weights in rank order.
+
+    Made by :func:`rank_profiles`; accepted wherever candidates are. Worth keeping when the
+    same candidates are scored against several batches of queries (a raw array is ranked
+    again on every call).
+
+    Attributes
+    ----------
+    ranks
+        ``(c, N)`` int16: ``ranks[i, g]`` is the position of gene ``g`` in row ``i``'s
+        ranking (0 = highest z).
+    weights
+        ``(c, N)`` float32: ``weights[i, r] = |z|^p`` of the gene at position ``r``.
+    p
+        The weight exponent used.
+    """
+
+    ranks: np.ndarray
+    weights: np.ndarray
+    p: float
+
+    def __len__(self) -> int:
+        return self.ranks.shape[0]
+
+    @property
+    def n_genes(self) -> int:
+        return self.ranks.shape[1]
+
+    def __getitem__(self, rows: slice) -> RankedProfiles:
+        return RankedProfiles(self.ranks[rows], self.weights[rows], self.p)
+
+
+def rank_profiles(profiles: np.ndarray, *, p: float = 1.0) -> RankedProfiles:
+    """Rank each profile's genes by descending z-score (ties: ascending gene index).
+
+    Parameters
+    ----------
+    profiles
+        ``(c, N)`` z-scores, or one profile ``(N,)``.
+    p
+        Weight exponent: a hit ``g`` weighs ``|z_g|^p`` (1 in CMap; 0 gives the unweighted
+        Kolmogorov-Smirnov walk).
+
+    Returns
+    -------
+    RankedProfiles
+        ``(c, N)`` int16 ranks and float32 weights in rank order.
+    """
+    z = _as_profiles(profiles, "candidates")
+    if not (np.isfinite(p) and p >= 0):
+        raise ValueError(f"p must be finite and >= 0, got {p}")
+    c, n = z.shape
+    ranks = np.empty((c, n), dtype=np.int16)
+    weights = np.empty((c, n), dtype=np.float32)
+    positions = np.arange(n, dtype=np.int16)[None, :]
+    for r0 in range(0, c, _RANK_CHUNK):  # bounds the sort's temporaries
+        rows = slice(r0, min(r0 + _RANK_CHUNK, c))
+        order = _descending_order(z[rows])
+        np.put_along_axis(ranks[rows], order, positions, axis=1)
+        np.abs(np.take_along_axis(z[rows], order, axis=1), out=weights[rows])
+    if p == 0:
+        weights.fill(1.0)
+    elif p != 1:
+        weights **= np.float32(p)
+    return RankedProfiles(ranks, weights, float(p))
+
+
+def _descending_order(z: np.ndarray) -> np.ndarray:
+    """Per row, the gene indices by descending z, equal z in ascending index.
+
+    Equivalent to ``np.argsort(-z, axis=1, kind="stable")``, about twice as fast: each value
+    becomes a uint64 key, (order-preserving float bits, inverted) << 32 | gene index, sorted
+    with numpy's vectorized unstable sort (keys are distinct, so stability is moot).
+    """
+    bits = (z + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into 0.0
+    negative = (bits >> np.uint32(31)).astype(bool)
+    ascending = np.where(negative, ~bits, bits | np.uint32(0x80000000))
+    key = (~ascending).astype(np.uint64) << np.uint64(32)
+    key |= np.arange(z.shape[1], dtype=np.uint64)
+    key.sort(axis=1)
+    return (key & np.uint64(0xFFFFFFFF)).astype(np.intp)
+
+
+# ---------------------------------------------------------------------- public scoring
+
+
+def enrichment_scores(
+    candidates: np.ndarray | RankedProfiles,
+    gene_sets: np.ndarray,
+    *,
+    p: float = 1.0,
+    candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
+) -> np.ndarray:
+    """ES of every gene set in every candidate.
+
+    Parameters
+    ----------
+    candidates
+        ``(c, N)`` z-scores, or :class:`RankedProfiles`.
+    gene_sets
+        ``(q, G)`` integer gene indices, distinct within a row, ``1 <= G < N``.
+    p
+        Weight exponent (ignored for :class:`RankedProfiles`, which carry theirs).
+    candidate_block
+        Candidates ranked at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(q, c)`` float32 enrichment scores in [-1, 1].
+    """
+    n_c, n = _candidate_shape(candidates)
+    sets = _as_gene_sets(gene_sets, n, "gene_sets")
+    out = np.empty((len(sets), n_c), dtype=np.float32)
+    for cs, ranked in _candidate_blocks(candidates, p, candidate_block):
+        block = np.empty((len(sets), cs.stop - cs.start), dtype=np.float32)
+        if len(sets):
+            score_kernel(ranked.ranks, ranked.weights, sets, sets, False, block)
+        out[:, cs] = block
+    return out
+
+
+def wtcs_from_es(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
+    """WTCS from enrichment scores: ``(es_up - es_down) / 2`` where their signs are
+    opposite (``es_up * es_down < 0``), else 0. Shapes broadcast."""
+    es_up = np.asarray(es_up)
+    es_down = np.asarray(es_down)
+    return np.where(es_up * es_down < 0, (es_up - es_down) / 2, 0).astype(
+        np.result_type(es_up, es_down, np.float32))
+
+
+def iter_wtcs_blocks(
+    up: np.ndarray,
+    down: np.ndarray,
+    candidates: np.ndarray | RankedProfiles,
+    *,
+    p: float = 1.0,
+    query_block: int | None = None,
+    candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
+) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """WTCS of every query against every candidate, one block at a time.
+
+    Candidate blocks are the outer loop (each candidate is ranked once), query blocks the
+    inner one. Only one block of scores and one block of candidate rank tables are held:
+    ``query_block x candidate_block`` float32 plus ``candidate_block x N x 6`` bytes.
+
+    Parameters
+    ----------
+    up, down
+        ``(q, k_up)`` and ``(q, k_down)`` integer gene indices per query (from
+        :func:`query_sets`), distinct within a row, ``1 <= k < N``.
+    candidates
+        ``(c, N)`` z-scores, or :class:`RankedProfiles`.
+    p
+        Weight exponent (ignored for :class:`RankedProfiles`, which carry theirs).
+    query_block
+        Queries per yielded block; ``None``: all.
+    candidate_block
+        Candidates per yielded block.
+
+    Yields
+    ------
+    query_slice, candidate_slice, scores
+        ``scores`` is the ``(len(query_slice), len(candidate_slice))`` float32 WTCS block
+        for those rows of ``up``/``down`` and rows of ``candidates``.
+    """
+    n_c, n = _candidate_shape(candidates)
+    up = _as_gene_sets(up, n, "up")
+    down = _as_gene_sets(down, n, "down")
+    if len(up) != len(down):
+        raise ValueError(f"up and down have {len(up)} and {len(down)} rows")
+    n_q = len(up)
+    qb = n_q if query_block is None else _positive(query_block, "query_block")
+    if n_q == 0:
+        return
+    for cs, ranked in _candidate_blocks(candidates, p, candidate_block):
+        for q0 in range(0, n_q, qb):
+            qs = slice(q0, min(q0 + qb, n_q))
+            scores = np.empty((qs.stop - qs.start, cs.stop - cs.start), dtype=np.float32)
+            score_kernel(ranked.ranks, ranked.weights, up[qs], down[qs], True, scores)
+            yield qs, cs, scores
+
+
+def wtcs(
+    up: np.ndarray,
+    down: np.ndarray,
+    candidates: np.ndarray | RankedProfiles,
+    *,
+    p: float = 1.0,
+    candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
+    max_pairs: int = 50_000_000,
+) -> np.ndarray:
+    """The full ``(q, c)`` float32 WTCS matrix, for small cases.
+
+    Parameters are those of :func:`iter_wtcs_blocks`; ``max_pairs`` caps ``q * c`` (the
+    default is 200 MB of scores): beyond it use :func:`iter_wtcs_blocks`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(q, c)`` float32 WTCS in [-1, 1].
+    """
+    n_c, n = _candidate_shape(candidates)
+    n_q = len(np.atleast_2d(np.asarray(up)))
+    if n_q * n_c > max_pairs:
+        raise ValueError(f"{n_q} x {n_c} scores exceed max_pairs={max_pairs:,}; "
+                         "use iter_wtcs_blocks")
+    out = np.zeros((n_q, n_c), dtype=np.float32)
+    for qs, cs, scores in iter_wtcs_blocks(up, down, candidates, p=p,
+                                           candidate_block=candidate_block):
+        out[qs, cs] = scores
+    return out
+
+
+# --------------------------------------------------------------------------- NCS, tau
+
+
+def ncs(
+    scores: np.ndarray,
+    groups: np.ndarray,
+    *,
+    reference: np.ndarray | None = None,
+    reference_groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Normalized connectivity scores.
+
+    Along the last axis (the candidates), a positive WTCS is divided by the mean of the
+    positive reference WTCS of its group, a negative one by the mean absolute value of the
+    negative reference WTCS of its group; 0 stays 0. Each row (query) is normalized by its
+    own reference row. Groups are meant to be (cell line, perturbagen type) pairs, e.g.
+    labels ``"A375|trt_cp"``.
+
+    Parameters
+    ----------
+    scores
+        ``(..., n)`` WTCS (e.g. ``(q, n)``: queries by candidates, or ``(n,)``).
+    groups
+        ``(n,)`` group label of each candidate.
+    reference, reference_groups
+        ``(..., m)`` reference WTCS (same leading shape as ``scores``, or ``(m,)`` shared by
+        all rows) and their ``(m,)`` group labels. ``None``: ``scores`` and ``groups``.
+
+    Returns
+    -------
+    numpy.ndarray
+        NCS, shaped like ``scores`` (float32 for float32 input, else float64). NaN where
+        the score is NaN, or its group has no reference score of the same sign.
+    """
+    s = np.asarray(scores)
+    dtype = np.float32 if s.dtype == np.float32 else np.float64
+    s = s.astype(np.float64)
+    groups = np.asarray(groups)
+    if s.ndim == 0 or groups.shape != s.shape[-1:]:
+        raise ValueError(f"groups {groups.shape} must match the last axis of scores {s.shape}")
+    if reference is None:
+        if reference_groups is not None:
+            raise ValueError("reference_groups given without reference")
+        ref, ref_groups = s, groups
+    else:
+        if reference_groups is None:
+            raise ValueError("reference needs reference_groups")
+        ref = np.asarray(reference, dtype=np.float64)
+        ref_groups = np.asarray(reference_groups)
+        if ref.ndim == 0 or ref_groups.shape != ref.shape[-1:]:
+            raise ValueError(f"reference_groups {ref_groups.shape} must match the last axis "
+                             f"of reference {ref.shape}")
+        if ref.ndim > 1 and ref.shape[:-1] != s.shape[:-1]:
+            raise ValueError(f"reference {ref.shape} and scores {s.shape} differ in leading "
+                             "shape")
+    n = s.shape[-1]
+    _, codes = np.unique(np.concatenate([groups, ref_groups]), return_inverse=True)
+    codes = codes.ravel()
+    g_s, g_r = codes[:n], codes[n:]
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    s2 = s.reshape(-1, n)
+    r2 = ref.reshape(-1, ref.shape[-1])
+    out = np.empty_like(s2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(len(s2)):
+            r = r2[i if len(r2) > 1 else 0]
+            if i == 0 or len(r2) > 1:
+                pos, neg = r > 0, r < 0
+                mu_pos = (np.bincount(g_r, weights=np.where(pos, r, 0.0), minlength=n_groups)
+                          / np.bincount(g_r, weights=pos, minlength=n_groups))
+                mu_neg = (np.bincount(g_r, weights=np.where(neg, -r, 0.0), minlength=n_groups)
+                          / np.bincount(g_r, weights=neg, minlength=n_groups))
+            row = s2[i]
+            out[i] = np.where(row > 0, row / mu_pos[g_s],
+                              np.where(row < 0, row / mu_neg[g_s], row))
+    return out.reshape(s.shape).astype(dtype, copy=False)
+
+
+def tau(ncs_values: np.ndarray, reference_ncs: np.ndarray) -> np.ndarray:
+    """Signed percentile of ``|NCS|`` within a reference distribution.
+
+    ``tau = sign(ncs) * 100 * #{r in reference : |r| < |ncs|} / #reference``: the percentage
+    of reference values *strictly* smaller in absolute value, signed like ``ncs``. So
+    ``tau`` is in [-100, 100], ``tau(0) = 0``, and a value tied with reference values does
+    not count them. NaN reference values are dropped; a NaN ``ncs`` gives NaN.
+
+    Parameters
+    ----------
+    ncs_values
+        NCS values, any shape.
+    reference_ncs
+        1-D reference NCS values (in CMap: the NCS of the same signature against a fixed
+        reference set of queries).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 tau, shaped like ``ncs_values``.
+    """
+    x = np.asarray(ncs_values, dtype=np.float64)
+    ref = np.abs(np.asarray(reference_ncs, dtype=np.float64).ravel())
+    ref = np.sort(ref[~np.isnan(ref)])
+    if len(ref) == 0:
+        raise ValueError("reference_ncs has no (non-NaN) value")
+    below = np.searchsorted(ref, np.abs(x), side="left")
+    out = np.sign(x) * 100.0 * below / len(ref)
+    return np.where(np.isnan(x), np.nan, out)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _positive(value: int, name: str) -> int:
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _as_profiles(x: np.ndarray, name: str) -> np.ndarray:
+    z = np.asarray(x, dtype=np.float32)
+    if z.ndim == 1:
+        z = z[None, :]
+    if z.ndim != 2:
+        raise ValueError(f"{name} must be (n, N), got shape {z.shape}")
+    if not 2 <= z.shape[1] <= _MAX_GENES:
+        raise ValueError(f"{name}: N must be in [2, {_MAX_GENES}], got {z.shape[1]}")
+    if not np.isfinite(z).all():
+        raise ValueError(f"{name} contain non-finite values")
+    return np.ascontiguousarray(z)
+
+
+def _as_gene_sets(sets: np.ndarray, n: int, name: str) -> np.ndarray:
+    s = np.asarray(sets)
+    if s.ndim == 1:
+        s = s[None, :]
+    if s.ndim != 2 or not (np.issubdtype(s.dtype, np.integer) or s.size == 0):
+        raise ValueError(f"{name} must be a 2-D integer array, got {s.dtype} {s.shape}")
+    if not 1 <= s.shape[1] < n:
+        raise ValueError(f"{name}: set size must be in [1, N - 1] = [1, {n - 1}], "
+                         f"got {s.shape[1]}")
+    if s.size and (s.min() < 0 or s.max() >= n):
+        raise ValueError(f"{name}: gene indices must be in [0, {n})")
+    if s.shape[1] > 1 and (np.diff(np.sort(s, axis=1), axis=1) == 0).any():
+        raise ValueError(f"{name}: gene indices repeat within a set")
+    return np.ascontiguousarray(s, dtype=np.int32)
+
+
+def _candidate_shape(candidates: np.ndarray | RankedProfiles) -> tuple[int, int]:
+    if isinstance(candidates, RankedProfiles):
+        return len(candidates), candidates.n_genes
+    shape = np.shape(candidates)
+    if len(shape) != 2:
+        raise ValueError(f"candidates must be (c, N), got shape {shape}")
+    if not 2 <= shape[1] <= _MAX_GENES:
+        raise ValueError(f"candidates: N must be in [2, {_MAX_GENES}], got {shape[1]}")
+    return shape[0], shape[1]
+
+
+def _candidate_blocks(candidates: np.ndarray | RankedProfiles, p: float,
+                      block: int) -> Iterator[tuple[slice, RankedProfiles]]:
+    block = _positive(block, "candidate_block")
+    n_c = len(candidates)
+    for c0 in range(0, n_c, block):
+        cs = slice(c0, min(c0 + block, n_c))
+        if isinstance(candidates, RankedProfiles):
+            part = candidates[cs]
+            ranked = RankedProfiles(np.ascontiguousarray(part.ranks, dtype=np.int16),
+                                    np.ascontiguousarray(part.weights, dtype=np.float32),
+                                    part.p)
+        else:
+            ranked = rank_profiles(candidates[cs], p=p)
+        yield cs, ranked

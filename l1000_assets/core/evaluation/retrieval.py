@@ -1,0 +1,526 @@
+"""Retrieval evaluation at scale: exact rank quantiles without sorting rows or holding a
+row of scores, and the paper's sampled mode.
+
+For each query (a row of ``queries``) the candidates with the same label are its positives
+(the query itself excluded) and all others its negatives. The rank quantile of a positive
+with score ``p`` is ``(#negatives > p + 0.5 #negatives == p) / #negatives``.
+
+**Exact mode.** Candidates are put in label order, so each query's positives are one
+contiguous range, and queries are taken in label order, so one block of queries has its
+positives inside one short span of candidates. That span is scored first: it gives every
+positive's score, and a histogram bin for each. Then the remaining candidates are scored
+one tile at a time (``block_size x candidate_block`` scores, the only scores held) and
+counted by one compiled pass per row (numba): each negative score goes into one of
+``n_bins`` bins (monotone in the score, so a negative in a higher bin than a positive is
+higher), and only negatives that share a bin with a positive are compared with it exactly.
+Counts are exact, ties included (for equal computed scores: two scores of identical
+vectors that two BLAS kernels round differently in the last bit are not a tie). Memory is ``O(block_size x (candidate_block + n_bins))``
+plus the positives: independent of the number of candidates. Blocks of queries run on
+``n_threads`` threads, each with single-threaded BLAS, so a tile is counted while it is
+still in the core's cache.
+
+**Sampled mode** (the paper's): every positive of a query is kept; negatives are
+``n_sampled`` candidates drawn without replacement from its negatives, by a generator
+seeded with ``(seed, query index)``: the same result for any block size or thread count.
+
+**MCC** thresholds similarity at its median (estimated from a seeded sample of pairs) and
+classifies each (query, candidate) pair as same-label or not (in sampled mode: the sampled
+pairs and every positive).
+
+**Similarities**: ``cosine``, ``euclidean`` (negated squared distance) and ``wtcs`` (CMap's
+weighted connectivity score of the query's top and bottom genes against the candidate
+profile: :mod:`l1000_assets.core.evaluation.connectivity`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from l1000_assets.core.evaluation.kernels import (
+    count_tile,
+    finish,
+    gather_ranges,
+    positives,
+)
+from l1000_assets.core.evaluation.metrics import RetrievalSummary
+
+METRICS = ("cosine", "euclidean", "wtcs", "ncs")
+_CONNECTIVITY = ("wtcs", "ncs")
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Quantiles of every positive, the query each belongs to, and MCC counts."""
+
+    quantiles: np.ndarray        # (n_positives,) float64
+    query_index: np.ndarray      # (n_positives,) int64, in the caller's query order
+    n_queries: int
+    confusion: tuple[int, int, int, int]   # tp, fp, tn, fn at the median threshold
+    threshold: float
+
+    @property
+    def mcc(self) -> float:
+        return mcc(*self.confusion)
+
+    def summary(self, mask: np.ndarray | None = None) -> RetrievalSummary:
+        """Pooled metrics, optionally over the positives of the queries in ``mask``."""
+        q = self.quantiles if mask is None else self.quantiles[mask[self.query_index]]
+        n = self.n_queries if mask is None else int(mask.sum())
+        return RetrievalSummary.from_quantiles(q, n)
+
+
+def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
+    """Matthews correlation coefficient of a confusion matrix (0 when undefined)."""
+    tp, fp, tn, fn = (float(v) for v in (tp, fp, tn, fn))
+    den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / den if den else 0.0
+
+
+# ------------------------------------------------------------------------- scoring
+
+
+class _Scorer:
+    """Scores of query rows against a range of candidates, candidates taken in ``order``
+    (label order in :func:`retrieval`): one copy of them for vectors (normalized in
+    place); for profiles (WTCS, NCS) no copy, each tile gathered when it is scored."""
+
+    def __init__(self, queries, candidates, metric: str, wtcs_k: int,
+                 candidate_groups: np.ndarray | None = None,
+                 order: np.ndarray | None = None):
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+        self.metric = metric
+        self.q_sq = self.c_sq = self.group = self.norm = None
+        n_c = len(candidates)
+        self.order = np.arange(n_c) if order is None else np.asarray(order)
+        if metric in _CONNECTIVITY:
+            from l1000_assets.core.evaluation.connectivity import query_sets
+
+            self.up, self.down = query_sets(np.asarray(queries, dtype=np.float32), k=wtcs_k)
+            self.q = None
+            self.c = np.asarray(candidates, dtype=np.float32)
+            self.n_queries = len(self.up)
+            if metric == "ncs":
+                if candidate_groups is None or len(candidate_groups) != n_c:
+                    raise ValueError("ncs needs one candidate_groups label per candidate "
+                                     "(e.g. cell line|perturbagen type)")
+                _, self.group = np.unique(np.asarray(candidate_groups), return_inverse=True)
+                self.norm = self._ncs_normalizers()
+        else:
+            self.q = _prepare(queries, metric)
+            self.c = _prepare(candidates, metric, order)
+            self.order = None   # self.c is already in order
+            self.n_queries = len(self.q)
+            if metric == "euclidean":
+                self.q_sq = (self.q * self.q).sum(axis=1)
+                self.c_sq = (self.c * self.c).sum(axis=1)
+
+    def __len__(self) -> int:
+        return len(self.c)
+
+    def _rows_of(self, cols):
+        """Candidate rows (of ``self.c``) for positions ``cols`` of the order."""
+        return cols if self.order is None else self.order[cols]
+
+    def _ncs_normalizers(self) -> np.ndarray:
+        """Per query and candidate group: mean positive WTCS and mean |negative| WTCS
+        over the candidates (CMap's NCS reference is the candidate set itself here).
+        ``(n_q, n_groups, 2)``; NaN where a group has no score of that sign."""
+        from l1000_assets.core.evaluation.connectivity import iter_wtcs_blocks
+
+        n_groups = int(self.group.max()) + 1 if len(self.group) else 0
+        sums = np.zeros((self.n_queries, n_groups, 2))
+        counts = np.zeros((self.n_queries, n_groups, 2))
+        for qs, cs, block in iter_wtcs_blocks(self.up, self.down, self.c,
+                                              query_block=1024):
+            onehot = np.zeros((cs.stop - cs.start, n_groups))
+            onehot[np.arange(cs.stop - cs.start), self.group[cs]] = 1.0
+            pos, neg = block > 0, block < 0
+            sums[qs, :, 0] += np.where(pos, block, 0) @ onehot
+            sums[qs, :, 1] += np.where(neg, -block, 0) @ onehot
+            counts[qs, :, 0] += pos @ onehot
+            counts[qs, :, 1] += neg @ onehot
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (sums / counts).astype(np.float32)
+
+    def bounds(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query row, a range holding every possible score (bins are laid over it;
+        scores outside it still count exactly, in the edge bins)."""
+        n = len(rows)
+        if self.metric == "euclidean":
+            c_max = float(np.sqrt(self.c_sq.max())) if len(self.c_sq) else 0.0
+            reach = (np.sqrt(self.q_sq[rows]) + c_max) ** 2
+            return (-1.0001 * reach - 1e-6).astype(np.float32), np.full(n, 1e-6, np.float32)
+        if self.metric == "ncs":   # |NCS| is at most 1 / (smallest group mean)
+            with np.errstate(divide="ignore"):
+                reach = np.nan_to_num(1.0 / np.nanmin(self.norm[rows], axis=(1, 2)),
+                                      nan=1.0, posinf=1.0)
+            reach = np.maximum(reach, 1.0) * 1.0001 + 1e-6
+            return (-reach).astype(np.float32), reach.astype(np.float32)
+        return np.full(n, -1.0001, np.float32), np.full(n, 1.0001, np.float32)
+
+    def query_rows(self, rows: np.ndarray):
+        """What :meth:`scores` needs of these queries (gathered once per block)."""
+        if self.metric in _CONNECTIVITY:
+            return self.up[rows], self.down[rows]
+        return np.ascontiguousarray(self.q[rows])
+
+    def scores(self, queries, rows: np.ndarray, c0: int, c1: int,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """``(len(rows), c1 - c0)`` float32 similarities (into ``out`` when given)."""
+        if self.metric in _CONNECTIVITY:
+            from l1000_assets.core.evaluation.connectivity import iter_wtcs_blocks
+
+            up, down = queries
+            out = np.empty((len(rows), c1 - c0), np.float32) if out is None else out
+            cols = self._rows_of(slice(c0, c1))
+            for qs, cs, block in iter_wtcs_blocks(up, down, self.c[cols],
+                                                  candidate_block=c1 - c0):
+                out[qs, cs] = block
+            if self.metric == "ncs":
+                self._normalize(out, rows, self.group[cols])
+            return out
+        s = np.matmul(queries, self.c[c0:c1].T, out=out)
+        if self.metric == "euclidean":  # negated squared distance: larger is more similar
+            s *= 2.0
+            s -= self.c_sq[None, c0:c1]
+            s -= self.q_sq[rows][:, None]
+        return s
+
+    def _normalize(self, out: np.ndarray, rows, groups: np.ndarray) -> None:
+        """WTCS to NCS in place: divide by the query's mean same-sign score in the
+        candidate's group; where there is no such reference, 0 (no evidence)."""
+        norm = self.norm[rows][:, groups]   # (b, t, 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:] = np.where(out > 0, out / norm[..., 0],
+                              np.where(out < 0, out / norm[..., 1], 0))
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def range_scores(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     full_off: np.ndarray) -> np.ndarray:
+        """Each query's scores over its own candidate positions ``[lo, hi)``,
+        concatenated (``full_off`` are the offsets)."""
+        flat = np.empty(full_off[-1], np.float32)
+        for i, row in enumerate(rows):
+            if hi[i] > lo[i]:
+                cols = np.arange(lo[i], hi[i])
+                if self.metric in _CONNECTIVITY:
+                    flat[full_off[i]:full_off[i + 1]] = self.block_scores(
+                        np.array([row]), cols)[0]
+                else:
+                    flat[full_off[i]:full_off[i + 1]] = self.pair_scores(int(row), cols)
+        return flat
+
+    def block_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """WTCS/NCS of the queries ``rows`` against the candidates at positions ``cols``."""
+        from l1000_assets.core.evaluation.connectivity import wtcs
+
+        cand = self._rows_of(cols)
+        out = wtcs(self.up[rows], self.down[rows], self.c[cand])
+        if self.metric == "ncs":
+            self._normalize(out, rows, self.group[cand])
+        return out
+
+    def pair_scores(self, row: int, cols: np.ndarray) -> np.ndarray:
+        """Similarities of one query with the candidates ``cols`` (sampled mode)."""
+        if self.metric in _CONNECTIVITY:
+            return self.block_scores(np.array([row]), cols)[0]
+        s = self.c[cols] @ self.q[row]
+        if self.metric == "euclidean":
+            s = 2.0 * s - self.c_sq[cols] - self.q_sq[row]
+        return s.astype(np.float32, copy=False)
+
+    def pair_sample(self, qi: np.ndarray, ci: np.ndarray) -> np.ndarray:
+        """Similarities of the pairs ``(qi[k], ci[k])`` (the MCC threshold; vectors)."""
+        q, c = self.q[qi], self.c[ci]
+        if self.metric == "cosine":
+            return (q * c).sum(axis=1)
+        return -((q - c) ** 2).sum(axis=1)
+
+
+def _prepare(x: np.ndarray, metric: str, order: np.ndarray | None = None) -> np.ndarray:
+    """A float32 copy of the vectors (rows in ``order``), unit length for cosine."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
+    x = x[order] if order is not None else x.copy()
+    if metric == "cosine":   # in place, norms without an (n, d) temporary
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        x /= np.maximum(norms, np.float32(1e-12))[:, None]
+    return x
+
+
+def _label_ranges(candidate_labels: np.ndarray):
+    """Candidates ordered by label; for every label its [start, stop) in that order.
+
+    One stable argsort and one sorted copy of the labels (no ``np.unique`` temporaries)."""
+    order = np.argsort(candidate_labels, kind="stable")
+    ordered = candidate_labels[order]
+    if len(ordered) == 0:
+        return ordered, order, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1])
+    stops = np.append(starts[1:], len(ordered))
+    codes = ordered[starts]
+    del ordered
+    return codes, order, starts, stops
+
+
+def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    if scorer.metric in _CONNECTIVITY:
+        # 64 random queries x 256 random candidates: one call of the WTCS kernel.
+        qi = np.sort(rng.choice(scorer.n_queries, min(64, scorer.n_queries), replace=False))
+        ci = np.sort(rng.choice(len(scorer), min(256, len(scorer)), replace=False))
+        return float(np.median(scorer.block_scores(qi, ci)))
+    qi = rng.integers(0, scorer.n_queries, n_pairs)
+    ci = rng.integers(0, len(scorer), n_pairs)
+    chunk = 16_384   # bounded gathers
+    return float(np.median(np.concatenate([
+        scorer.pair_sample(qi[k:k + chunk], ci[k:k + chunk])
+        for k in range(0, n_pairs, chunk)])))
+
+
+# ------------------------------------------------------------------------ retrieval
+
+
+def retrieval(
+    queries: np.ndarray,
+    query_labels: np.ndarray,
+    candidates: np.ndarray,
+    candidate_labels: np.ndarray,
+    *,
+    metric: str = "cosine",
+    self_index: np.ndarray | None = None,
+    mode: str = "exact",
+    n_sampled: int = 10_000,
+    seed: int = 0,
+    block_size: int = 256,
+    candidate_block: int = 2048,
+    n_bins: int = 1024,
+    n_threads: int | None = None,
+    wtcs_k: int = 150,
+    candidate_groups: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RetrievalResult:
+    """Rank quantiles of same-label candidates for every query.
+
+    Parameters
+    ----------
+    queries, candidates
+        ``(n_q, d)`` and ``(n_c, d)`` vectors (profiles or embeddings; for ``wtcs``,
+        landmark z-score profiles).
+    query_labels, candidate_labels
+        Labels defining positives (equal) and negatives (different).
+    metric
+        ``"cosine"``, ``"euclidean"`` (negated squared distance), ``"wtcs"`` or
+        ``"ncs"`` (WTCS normalized within candidate groups).
+    self_index
+        For each query, the row of the same item among the candidates (excluded from
+        positives and negatives), or -1. ``None``: no query is among the candidates.
+    mode
+        ``"exact"`` or ``"sampled"`` (``n_sampled`` random negatives per query, seeded).
+    block_size, candidate_block
+        Queries and candidates per scored tile (exact mode).
+    n_bins
+        Histogram bins per query (exact mode); any value gives the same, exact result.
+    n_threads
+        Threads over blocks of queries (default: the CPUs available).
+    wtcs_k
+        Top and bottom genes of each query (``wtcs``/``ncs``; CMap uses 50 to 150).
+    candidate_groups
+        ``ncs`` only: each candidate's group, e.g. ``"A375|trt_cp"`` (cell line and
+        perturbagen type). A WTCS is divided by the query's mean WTCS of the same sign
+        over the candidates of that group.
+    progress
+        Called with (queries done, queries) after each block.
+    """
+    query_labels = np.asarray(query_labels)
+    candidate_labels = np.asarray(candidate_labels)
+    if len(query_labels) != len(queries) or len(candidate_labels) != len(candidates):
+        raise ValueError(f"{len(queries)} queries with {len(query_labels)} labels, "
+                         f"{len(candidates)} candidates with {len(candidate_labels)} labels")
+    # Candidates in label order: each query's positives are one contiguous range.
+    codes, order, starts, stops = _label_ranges(candidate_labels)
+    scorer = _Scorer(queries, candidates, metric, wtcs_k, candidate_groups, order=order)
+    n_q, n_c = scorer.n_queries, len(scorer)
+    if self_index is None:
+        self_index = np.full(n_q, -1, dtype=np.int64)
+    self_index = np.asarray(self_index, dtype=np.int64)
+    if block_size < 1 or candidate_block < 1 or n_bins < 1:
+        raise ValueError("block_size, candidate_block and n_bins must be positive")
+    if mode not in ("exact", "sampled"):
+        raise ValueError(f"mode must be 'exact' or 'sampled', not {mode!r}")
+
+    position = np.empty(n_c, dtype=np.int64)
+    position[order] = np.arange(n_c)
+    self_pos = np.where(self_index >= 0, position[np.maximum(self_index, 0)], -1)
+    code = np.searchsorted(codes, query_labels)
+    safe = np.minimum(code, max(len(codes) - 1, 0))
+    known = (code < len(codes)) & (codes[safe] == query_labels) if len(codes) else \
+        np.zeros(n_q, bool)
+    lo = np.where(known, starts[safe] if len(codes) else 0, 0).astype(np.int64)
+    hi = np.where(known, stops[safe] if len(codes) else 0, 0).astype(np.int64)
+    threshold = _median(scorer, 200_000, seed) if n_q and n_c else 0.0
+
+    # Queries in label order: a block's positives lie in one short span of candidates.
+    query_order = np.lexsort((np.arange(n_q), lo))
+    blocks = [query_order[b0:b0 + block_size] for b0 in range(0, n_q, block_size)]
+    if mode == "exact":
+        work = lambda rows: _exact_block(scorer, rows, lo[rows], hi[rows], self_pos[rows],  # noqa: E731
+                                         threshold, candidate_block, n_bins)
+    else:
+        work = lambda rows: _sampled_block(scorer, rows, lo[rows], hi[rows], self_pos[rows],  # noqa: E731
+                                           threshold, n_sampled, seed)
+    threads = max(1, n_threads or len(os.sched_getaffinity(0)))
+    if metric in _CONNECTIVITY or mode == "sampled":
+        threads = 1   # the WTCS kernel and the sampled gathers run their own parallel code
+    quantiles, owners = [], []
+    confusion = np.zeros(4, np.int64)
+    done = 0
+    for q, owner, conf in _run_blocks(work, blocks, threads):
+        quantiles.append(q)
+        owners.append(owner)
+        confusion += conf
+        done += 1
+        if progress is not None:
+            progress(min(done * block_size, n_q), n_q)
+    if quantiles:
+        q_all, o_all = np.concatenate(quantiles), np.concatenate(owners)
+        back = np.argsort(o_all, kind="stable")   # positives grouped by query, caller order
+        q_all, o_all = q_all[back], o_all[back]
+    else:
+        q_all, o_all = np.empty(0), np.empty(0, np.int64)
+    return RetrievalResult(quantiles=q_all, query_index=o_all, n_queries=n_q,
+                           confusion=tuple(int(v) for v in confusion), threshold=threshold)
+
+
+def _run_blocks(work, blocks, threads):
+    """``work(block)`` for each block, in order, on ``threads`` threads with
+    single-threaded BLAS (each thread multiplies and counts its own tiles)."""
+    if threads == 1 or len(blocks) <= 1:
+        for rows in blocks:
+            yield work(rows)
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = []
+        for rows in blocks:
+            pending.append(pool.submit(work, rows))
+            if len(pending) >= 2 * threads:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+# Longest span of candidates scored as one tile to find a block's positives (see
+# _exact_block); beyond it each query's range is scored on its own.
+DENSE_SPAN = 4096
+
+
+
+def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_bins):
+    b = len(rows)
+    n_c = len(scorer)
+    has_range = hi > lo
+    span0 = int(lo[has_range].min()) if has_range.any() else 0
+    span1 = int(hi[has_range].max()) if has_range.any() else 0
+    n_pos = hi - lo - ((self_pos >= lo) & (self_pos < hi))
+    offsets = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
+    lower, upper = scorer.bounds(rows)
+    scale = (n_bins / ((upper - lower) * 1.0001)).astype(np.float32)
+    n_entries = int(offsets[-1])
+    pos_val = np.empty(n_entries, np.float32)
+    pos_bin = np.empty(n_entries, np.int32)
+    pos_order = np.empty(n_entries, np.int64)
+    bin_first = np.full((b, n_bins), -1, np.int32)
+    bin_last = np.full((b, n_bins), -1, np.int32)
+    hist = np.zeros((b, n_bins), np.int32)
+    greater = np.zeros(n_entries, np.int64)
+    equal = np.zeros(n_entries, np.int64)
+    above = np.zeros((b, 2), np.int64)   # positives, negatives above the MCC threshold
+    row_min = np.full(b, np.inf, np.float32)   # each row's lowest positive score
+    thr = np.float32(threshold)
+    queries = scorer.query_rows(rows)
+    buffer = np.empty(b * min(candidate_block, max(n_c, 1)), np.float32)
+    # 1. Every positive's score. Queries come in label order, so usually one short span
+    #    of candidates holds all positives of the block: score it as one tile (the same
+    #    BLAS kernel as the other tiles, so ties with negatives are seen) and count its
+    #    negatives too. Queries spread over many labels (few queries, many candidates)
+    #    would make that span long: then each query's own range is scored on its own.
+    full_off = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+    dense = scorer.metric not in _CONNECTIVITY and \
+        span1 - span0 <= max(2 * candidate_block, DENSE_SPAN)
+    if dense and span1 > span0:
+        s = scorer.scores(queries, rows, span0, span1)
+        flat = np.empty(full_off[-1], np.float32)
+        gather_ranges(s, span0, lo, hi, full_off, flat)
+    else:
+        flat = scorer.range_scores(rows, lo, hi, full_off)
+    positives(flat, full_off, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+               pos_val, pos_bin, pos_order, row_min, bin_first, bin_last, hist, above)
+    if dense and span1 > span0:
+        count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_min,
+                    pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above)
+        ranges = ((0, span0), (span1, n_c))
+    else:
+        ranges = ((0, n_c),)
+    # 2. Every other candidate, one tile at a time (a row's own range is skipped).
+    for a, z in ranges:
+        for c0 in range(a, z, candidate_block):
+            c1 = min(c0 + candidate_block, z)
+            s = scorer.scores(queries, rows, c0, c1,
+                              out=buffer[:b * (c1 - c0)].reshape(b, c1 - c0))
+            count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
+                        row_min, pos_val, pos_order, bin_first, bin_last, hist, greater,
+                        equal, above)
+    finish(hist, pos_bin, offsets, greater)
+    self_neg = (self_pos >= 0) & ~((self_pos >= lo) & (self_pos < hi))
+    n_neg = n_c - (hi - lo) - self_neg
+    owner = np.repeat(np.arange(b), n_pos)
+    q = (greater + 0.5 * equal) / np.maximum(n_neg[owner], 1)
+    keep = n_neg[owner] > 0
+    tp, fp = int(above[:, 0].sum()), int(above[:, 1].sum())
+    conf = np.array([tp, fp, int(n_neg.sum()) - fp, int(n_pos.sum()) - tp])
+    return q[keep], rows[owner[keep]], conf
+
+
+def _sampled_block(scorer, rows, lo, hi, self_pos, threshold, n_sampled, seed):
+    n_c = len(scorer)
+    out_q, out_rows = [], []
+    conf = np.zeros(4, np.int64)
+    for i, row in enumerate(rows):
+        l, h, sp = int(lo[i]), int(hi[i]), int(self_pos[i])
+        pos = np.arange(l, h)
+        pos = pos[pos != sp]
+        width = h - l
+        self_outside = sp >= 0 and not (l <= sp < h)
+        n_neg = n_c - width - int(self_outside)
+        if n_neg <= 0:
+            continue
+        rng = np.random.default_rng([seed, int(row)])
+        k = rng.choice(n_neg, min(n_sampled, n_neg), replace=False)
+        # Map 0..n_neg-1 onto the candidates outside [l, h) and other than the query.
+        if self_outside:
+            sp_reduced = sp if sp < l else sp - width
+            k = k + (k >= sp_reduced)
+        neg = np.where(k < l, k, k + width)
+        ps = scorer.pair_scores(int(row), pos)
+        ns = np.sort(scorer.pair_scores(int(row), neg))
+        below_eq = np.searchsorted(ns, ps, side="right")
+        below = np.searchsorted(ns, ps, side="left")
+        out_q.append(((len(ns) - below_eq) + 0.5 * (below_eq - below)) / len(ns))
+        out_rows.append(np.full(len(ps), row, dtype=np.int64))
+        tp = int((ps > threshold).sum())
+        fp = int(len(ns) - np.searchsorted(ns, threshold, side="right"))
+        conf += (tp, fp, len(ns) - fp, len(ps) - tp)
+    if not out_q:
+        return np.empty(0), np.empty(0, np.int64), conf
+    return np.concatenate(out_q), np.concatenate(out_rows), conf

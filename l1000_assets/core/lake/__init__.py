@@ -1,0 +1,6 @@
+"""The landmark-profile lake: one Parquet file per (cell line, release).
+
+``schema`` (the constants and Arrow schemas every later stage imports), ``ingest`` (release
+matrix -> lake files, streamed), ``parquet_pages`` (the fast page writer of the landmark
+column), ``read`` (the lake's read API).
+"""

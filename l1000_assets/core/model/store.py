@@ -1,0 +1,83 @@
+"""Saving and loading the trained model: ``.keras`` files, a JSON card, history and plot.
+
+Layout of a model directory::
+
+    embedding.keras   inference model: raw landmark z-scores (978, genes order) -> unit vectors
+    training.keras    the training model (embedding + margin head), for further training
+    card.json         config, data version, gene order, normalization hash, split seed, figures
+    history.csv       one row per checkpoint chunk
+    training.png      loss, accuracy, margin, scale and validation AUC against step
+
+The directory is written to a temporary sibling and swapped in, so a failed save keeps the
+previous model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from l1000_assets.core.atomic import atomic_dir
+
+EMBEDDING_FILE = "embedding.keras"
+TRAINING_FILE = "training.keras"
+CARD_FILE = "card.json"
+
+
+def save_model(model_dir: Path, embedding, card: dict, history: list[dict],
+               training_model=None) -> Path:
+    with atomic_dir(model_dir) as tmp:
+        embedding.save(tmp / EMBEDDING_FILE)
+        if training_model is not None:
+            training_model.save(tmp / TRAINING_FILE)
+        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=_jsonable) + "\n")
+        if history:
+            with open(tmp / "history.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(history[0]))
+                writer.writeheader()
+                writer.writerows(history)
+            plot_history(history, tmp / "training.png")
+    return model_dir
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def load_card(model_dir: Path) -> dict:
+    return json.loads((Path(model_dir) / CARD_FILE).read_text())
+
+
+def load_embedding(model_dir: Path):
+    """The inference model (registers the custom layers by importing ``core.model``)."""
+    import keras
+
+    import l1000_assets.core.model.network  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(Path(model_dir) / EMBEDDING_FILE)
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    panels = [("loss", "loss"), ("accuracy", "training accuracy"),
+              ("validation_auc", "validation AUC"), ("margin", "margin"), ("scale", "scale")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
+    for ax, (key, title) in zip(axes, panels):
+        ax.plot(steps, [h[key] for h in history], marker=".")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

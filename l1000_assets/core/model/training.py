@@ -1,0 +1,366 @@
+"""Training the embedding on the landmark lake: data, normalization, loop, checkpoints.
+
+* :func:`normalization_stats` streams the lake once (float64 sums) for the per-gene mean
+  and SD of the training profiles.
+* :func:`load_split_profiles` reads the profiles of chosen perturbagens into memory when
+  they fit a memory budget; :func:`streaming_dataset` otherwise streams the lake files into
+  ``tf.data`` with a shuffle buffer.
+* :func:`train` runs the loop in chunks of ``checkpoint_every`` steps. After each chunk it
+  scores same-perturbagen retrieval on the validation perturbagens (training-split
+  perturbagens the model never trains on), keeps the best weights, and writes a checkpoint
+  (weights, optimizer state, history) atomically. Started again with the same
+  configuration and data, it resumes from the last checkpoint.
+
+TensorFlow is imported lazily inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from l1000_assets.core.atomic import atomic_dir
+from l1000_assets.core.evaluation.metrics import RetrievalSummary, same_label_quantiles
+from l1000_assets.core.lake.read import landmark_matrix
+from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
+from l1000_assets.core.model.normalization import NormalizationStats, _batches
+from l1000_assets.core.progress import Log
+
+
+@dataclass
+class SplitProfiles:
+    values: np.ndarray       # (n, 978) float32, raw z-scores
+    pert_ids: np.ndarray     # (n,) str
+    pert_types: np.ndarray   # (n,) str
+
+
+def count_rows(files: Sequence[Path], pert_ids: set[str] | None = None) -> int:
+    """Rows in the lake files (only those of ``pert_ids`` when given: reads one column)."""
+    if pert_ids is None:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+    return sum(b.num_rows for b in _batches(files, pert_ids, ["pert_id"]))
+
+
+def load_split_profiles(files: Sequence[Path], pert_ids: set[str],
+                        max_profiles: int | None = None, seed: int = 0) -> SplitProfiles:
+    """Profiles of ``pert_ids`` in memory (optionally a seeded subsample of ``max_profiles``)."""
+    values, perts, types = [], [], []
+    for batch in _batches(files, pert_ids, ["pert_id", "pert_type", VALUES_COLUMN]):
+        values.append(landmark_matrix(batch))
+        perts.append(batch.column("pert_id").to_numpy(zero_copy_only=False))
+        types.append(batch.column("pert_type").to_numpy(zero_copy_only=False))
+    if not values:
+        return SplitProfiles(np.zeros((0, N_LANDMARKS), np.float32), np.array([]), np.array([]))
+    out = SplitProfiles(np.concatenate(values), np.concatenate(perts).astype(str),
+                        np.concatenate(types).astype(str))
+    if max_profiles is not None and len(out.values) > max_profiles:
+        keep = np.sort(np.random.default_rng(seed).choice(len(out.values), max_profiles,
+                                                          replace=False))
+        out = SplitProfiles(out.values[keep], out.pert_ids[keep], out.pert_types[keep])
+    return out
+
+
+def _as_dataset(generate, batch_size: int | None):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_generator(generate, output_signature=(
+        tf.TensorSpec((batch_size, N_LANDMARKS), tf.float32),
+        tf.TensorSpec((batch_size,), tf.int32)))
+    return ds
+
+
+def streaming_dataset(files: Sequence[Path], label_of: dict[str, int], batch_size: int,
+                      shuffle_buffer: int, seed: int):
+    """An endless ``tf.data`` stream of ``((profiles, labels), labels)`` batches from the
+    lake, for training sets larger than the memory budget.
+
+    Every lake file (one per cell line and release) is open at once and the next small
+    record batch is drawn from a random file, weighted by its rows left, so batches mix
+    cell lines as a full shuffle would; a shuffle buffer then mixes the records.
+    Memory: one 1,024-row batch per file plus the shuffle buffer.
+    """
+    import tensorflow as tf
+
+    wanted = set(label_of)
+    rng = np.random.default_rng(seed)
+    rows = np.array([count_rows([f]) for f in files], dtype=np.float64)
+
+    def generate():
+        while True:
+            readers = [iter(_batches([f], wanted, ["pert_id", VALUES_COLUMN], 1024))
+                       for f in files]
+            left = rows.copy()
+            while left.sum() > 0:
+                i = rng.choice(len(files), p=left / left.sum())
+                batch = next(readers[i], None)
+                if batch is None:
+                    left[i] = 0
+                    continue
+                left[i] = max(left[i] - batch.num_rows, 1)
+                ids = batch.column("pert_id").to_numpy(zero_copy_only=False)
+                yield landmark_matrix(batch), np.array([label_of[p] for p in ids], np.int32)
+
+    ds = _as_dataset(generate, None).unbatch().shuffle(shuffle_buffer, seed=seed)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds.map(lambda x, y: ((x, y), y)).prefetch(tf.data.AUTOTUNE)
+
+
+def memory_dataset(values: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """An endless stream of shuffled batches gathered from arrays in memory.
+
+    Shuffles row indices, not rows: the only copy of the data is ``values`` itself (plus
+    the batches in flight), so the memory budget means what it says.
+    """
+
+    rng = np.random.default_rng(seed)
+    labels = labels.astype(np.int32)
+
+    def generate():
+        while True:
+            order = rng.permutation(len(values))
+            for b0 in range(0, len(order) - batch_size + 1, batch_size):
+                idx = np.sort(order[b0:b0 + batch_size])
+                yield values[idx], labels[idx]
+
+    ds = _as_dataset(generate, batch_size)
+    return ds.map(lambda x, y: ((x, y), y)).prefetch(4)
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation schedule. The paper does not state its optimizer: Adam with a
+    cosine-decayed learning rate (5% warm-up) is used here."""
+
+    steps: int = 8_000                  # rounded up to whole checkpoint chunks
+    batch_size: int = 0                 # 0: 8,192 on a GPU, 512 on CPU
+    learning_rate: float = 1e-3
+    warmup_fraction: float = 0.05
+    checkpoint_every: int = 250
+    validation_profiles: int = 4_000    # validation retrieval sample per evaluation
+    memory_budget_mb: int = 4_096       # above this the lake is streamed, not loaded
+    shuffle_buffer: int = 200_000
+    mixed_precision: bool = False       # mixed_float16, on a GPU only
+    seed: int = 0
+
+    def resolved_batch_size(self, gpus: int) -> int:
+        if self.batch_size:
+            return self.batch_size
+        return 8_192 if gpus else 512
+
+
+@dataclass
+class TrainResult:
+    embedding: object                    # keras.Model, best validation weights
+    training_model: object               # keras.Model: embedding + margin head, last weights
+    history: list[dict]
+    best_step: int
+    best_validation_auc: float
+    resumed_from_step: int
+    device: str
+    batch_size: int
+    seconds: float
+    n_train_profiles: int
+    n_classes: int
+    extra: dict = field(default_factory=dict)
+
+
+def _fingerprint(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _devices():
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        device = f"{len(gpus)} x {name}"
+    else:
+        device = "CPU"
+    return strategy, len(gpus), device
+
+
+def _lr_schedule(cfg: TrainConfig):
+    import keras
+
+    warmup = max(1, int(cfg.steps * cfg.warmup_fraction))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.learning_rate / 10, decay_steps=max(1, cfg.steps - warmup),
+        warmup_target=cfg.learning_rate, warmup_steps=warmup, alpha=0.01)
+
+
+def _save_checkpoint(ckpt_dir: Path, training_model, optimizer, state: dict,
+                     best_weights: list[np.ndarray] | None) -> None:
+    with atomic_dir(ckpt_dir) as tmp:
+        training_model.save_weights(tmp / "model.weights.h5")
+        np.savez(tmp / "optimizer.npz", *[v.numpy() for v in optimizer.variables])
+        if best_weights is not None:
+            np.savez(tmp / "best_embedding.npz", *best_weights)
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+
+
+def _validation_auc(embedding, validation: SplitProfiles) -> float:
+    from l1000_assets.core.model.network import embed
+
+    if len(np.unique(validation.pert_ids)) < 2:
+        return float("nan")
+    q = same_label_quantiles(embed(embedding, validation.values), validation.pert_ids)
+    return RetrievalSummary.from_quantiles(q, len(validation.values)).auc
+
+
+def train(
+    files: Sequence[Path],
+    train_perts: Sequence[str],
+    validation: SplitProfiles,
+    stats: NormalizationStats,
+    model_config,
+    train_config: TrainConfig,
+    checkpoint_dir: Path,
+    *,
+    log: Log = print,
+    data_fingerprint: str = "",
+) -> TrainResult:
+    """Train the embedding; resume from ``checkpoint_dir`` when it holds a compatible run."""
+    import keras
+
+    mixed = False
+    try:
+        _, n_gpus, _ = _devices()
+        mixed = bool(train_config.mixed_precision and n_gpus)
+        if mixed:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        return _train(files, train_perts, validation, stats, model_config, train_config,
+                      checkpoint_dir, log=log, data_fingerprint=data_fingerprint)
+    finally:
+        if mixed:  # the policy is global: leave the process as it was
+            keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(files, train_perts, validation, stats, model_config, train_config, checkpoint_dir,
+           *, log, data_fingerprint) -> TrainResult:
+    import keras
+
+    from l1000_assets.core.model.network import (
+        MarginSchedule,
+        build_embedding_model,
+        build_training_model,
+        margin_at,
+    )
+
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(train_config.seed)
+    strategy, n_gpus, device = _devices()
+    batch = train_config.resolved_batch_size(n_gpus)
+    classes = sorted(set(train_perts))
+    label_of = {p: i for i, p in enumerate(classes)}
+    n_train = count_rows(files, set(classes))
+    in_memory = n_train * N_LANDMARKS * 4 <= train_config.memory_budget_mb * 2**20
+    if in_memory:
+        data = load_split_profiles(files, set(classes))
+        labels = np.array([label_of[p] for p in data.pert_ids], np.int32)
+    log(f"training on {device}: {n_train:,} profiles of {len(classes):,} perturbagens, "
+        f"batch {batch}, {'in memory' if in_memory else 'streamed from the lake'}")
+
+    with strategy.scope():
+        embedding = build_embedding_model(model_config, stats.mean, stats.sd)
+        training_model, head = build_training_model(embedding, len(classes), model_config)
+        training_model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=_lr_schedule(train_config)),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        # Under mixed precision compile() wraps Adam in a LossScaleOptimizer: checkpoint
+        # the wrapper's variables (loss scale included), not the inner Adam's only.
+        optimizer = training_model.optimizer
+        optimizer.build(training_model.trainable_variables)
+
+    fingerprint = _fingerprint({"model": model_config.to_dict(), "train": asdict(train_config),
+                                "classes": _fingerprint({"c": classes}), "data": data_fingerprint,
+                                "stats": stats.digest})
+    state = {"fingerprint": fingerprint, "step": 0, "chunks": 0, "history": [],
+             "best_step": 0, "best_validation_auc": -1.0}
+    best_weights = None
+    state_file = checkpoint_dir / "state.json"
+    if state_file.exists():
+        saved = json.loads(state_file.read_text())
+        if saved.get("fingerprint") == fingerprint:
+            training_model.load_weights(checkpoint_dir / "model.weights.h5")
+            opt = np.load(checkpoint_dir / "optimizer.npz")
+            for var, key in zip(optimizer.variables, opt.files):
+                var.assign(opt[key])
+            if (checkpoint_dir / "best_embedding.npz").exists():
+                best = np.load(checkpoint_dir / "best_embedding.npz")
+                best_weights = [best[k] for k in best.files]
+            state = saved
+            log(f"resuming from the checkpoint at step {int(saved['step']):,}")
+        else:
+            log("checkpoint is from another configuration or data: starting afresh")
+    resumed_from = int(state["step"])
+
+    # Training runs in chunks of `checkpoint_every` steps (Keras epochs). Chunks, not the
+    # optimizer's step count, say where to resume: a loss-scale optimizer skips steps.
+    chunk = max(1, train_config.checkpoint_every)
+    n_chunks = math.ceil(train_config.steps / chunk)
+    done_chunks = int(state["chunks"])
+    shuffle_seed = train_config.seed + done_chunks  # a resumed run draws fresh batches
+    dataset = (memory_dataset(data.values, labels, batch, shuffle_seed) if in_memory else
+               streaming_dataset(files, label_of, batch, train_config.shuffle_buffer,
+                                 shuffle_seed))
+
+    class _Chunk(keras.callbacks.Callback):
+        """After every chunk: validation retrieval, best weights, checkpoint, progress."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            nonlocal best_weights
+            step = int(optimizer.iterations.numpy())
+            seconds = time.perf_counter() - self.t
+            auc = _validation_auc(embedding, validation)
+            if auc > state["best_validation_auc"]:
+                state["best_validation_auc"] = float(auc)
+                state["best_step"] = step
+                best_weights = [w.copy() for w in embedding.get_weights()]
+            row = {"step": step, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]),
+                   "margin": float(head.margin.numpy()), "scale": float(head.scale.numpy()),
+                   "validation_auc": float(auc), "profiles_per_second": chunk * batch / seconds,
+                   "learning_rate": float(optimizer.learning_rate.numpy())}
+            state["history"].append(row)
+            state["step"] = step
+            state["chunks"] = epoch + 1
+            _save_checkpoint(checkpoint_dir, training_model, optimizer, state, best_weights)
+            log(f"step {step:,}/{n_chunks * chunk:,}: loss {row['loss']:.3f}, "
+                f"accuracy {row['accuracy']:.3f}, margin {row['margin']:.3f} "
+                f"(schedule {margin_at(step, model_config):.3f}), scale {row['scale']:.1f}, "
+                f"validation AUC {auc:.3f}, {row['profiles_per_second']:,.0f} profiles/s")
+
+    if done_chunks < n_chunks:
+        training_model.fit(dataset, steps_per_epoch=chunk, epochs=n_chunks,
+                           initial_epoch=done_chunks, verbose=0, shuffle=False,
+                           callbacks=[MarginSchedule(head, model_config), _Chunk()])
+    if best_weights is not None:
+        embedding.set_weights(best_weights)
+    return TrainResult(
+        embedding=embedding, training_model=training_model, history=state["history"],
+        best_step=int(state["best_step"]),
+        best_validation_auc=float(state["best_validation_auc"]), resumed_from_step=resumed_from,
+        device=device, batch_size=batch, seconds=time.perf_counter() - t0,
+        n_train_profiles=n_train, n_classes=len(classes),
+        extra={"in_memory": in_memory, "parameters": int(sum(
+            np.prod(w.shape) for w in embedding.trainable_weights))},
+    )

@@ -1,0 +1,65 @@
+"""The watched queries folder: which files are new or changed since the last scan.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from l1000_assets.core.readacross.query_files import is_query_file
+
+
+def file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def scan_queries(folder: str | Path, seen: dict[str, str], *, settle_seconds: float = 2.0,
+                 now: float | None = None) -> tuple[list[Path], list[Path], dict[str, str]]:
+    """Query files in ``folder`` (not recursive) that are new or changed since ``seen``
+    (path -> size:mtime fingerprint), and files of other types.
+
+    Files modified in the last ``settle_seconds`` (still being copied) wait for the next
+    scan. Returns ``(changed, unsupported, fingerprints)``: the fingerprints of every file
+    handled now or before, to pass as ``seen`` next time (removed files drop out).
+    """
+    folder = Path(folder)
+    now = time.time() if now is None else now
+    changed, unsupported, current = [], [], {}
+    if not folder.is_dir():
+        return changed, unsupported, current
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        key = str(path.resolve())
+        fingerprint = file_fingerprint(path)
+        if now - path.stat().st_mtime < settle_seconds:
+            if key in seen:
+                current[key] = seen[key]
+            continue
+        current[key] = fingerprint
+        if seen.get(key) == fingerprint:
+            continue
+        (changed if is_query_file(path) else unsupported).append(path)
+    return changed, unsupported, current
+
+
+def dumps_cursor(state: dict) -> str:
+    return json.dumps(state, sort_keys=True)
+
+
+def loads_cursor(cursor: str | None) -> dict:
+    if not cursor:
+        return {}
+    try:
+        state = json.loads(cursor)
+    except json.JSONDecodeError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def queries_in(folder: str | Path) -> list[Path]:
+    """Every query file in ``folder`` (sorted)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if is_query_file(p)) if folder.is_dir() else []

@@ -1,0 +1,295 @@
+"""Query files: parsing, gene mapping, validation, ranking, the folder scan and the results
+tables (no model needed: embeddings are made up here)."""
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from l1000_assets.core.embeddings.vectors import vector_array
+from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.formats.gctx import GctxWriter
+from l1000_assets.core.lake.schema import N_LANDMARKS
+from l1000_assets.core.readacross.folder import scan_queries
+from l1000_assets.core.readacross.genes import GeneIndex
+from l1000_assets.core.readacross.query_files import (
+    QueryOptions,
+    QueryProfiles,
+    read_query_file,
+)
+from l1000_assets.core.readacross.ranking import (
+    ReadAcrossResult,
+    load_references,
+    rank,
+    read_annotations,
+    top_k,
+)
+from l1000_assets.core.readacross.results import write_results
+
+LANDMARKS = [str(1000 + i) for i in range(N_LANDMARKS)]
+OTHERS = [str(5000 + i) for i in range(40)]
+
+
+def symbol(gene_id: str) -> str:
+    return f"SYM{gene_id}"
+
+
+@pytest.fixture(scope="module")
+def genes() -> GeneIndex:
+    table = pd.DataFrame({"gene_id": LANDMARKS + OTHERS,
+                          "symbol": [symbol(g) for g in LANDMARKS + OTHERS],
+                          "is_landmark": [True] * N_LANDMARKS + [False] * len(OTHERS)})
+    # The model's input order differs from the genes table's order.
+    order = list(np.random.default_rng(0).permutation(LANDMARKS))
+    return GeneIndex.from_genes(table, order, "card.json")
+
+
+def profiles(n: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Genes (rows, by Entrez id) x profiles of z-score-like values."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(N_LANDMARKS, n)).round(4), index=LANDMARKS,
+                        columns=[f"P{i}" for i in range(n)])
+
+
+def expected_values(df: pd.DataFrame, genes: GeneIndex) -> np.ndarray:
+    return df.reindex(list(genes.gene_order)).fillna(0).to_numpy(np.float32).T
+
+
+def test_csv_genes_as_rows_by_entrez_id(tmp_path, genes):
+    df = profiles()
+    df.index.name = "gene_id"
+    df.to_csv(tmp_path / "q.csv")
+    q = read_query_file(tmp_path / "q.csv", genes)
+    assert q.profile_ids == ["P0", "P1", "P2"]
+    np.testing.assert_allclose(q.values, expected_values(df, genes), atol=1e-6)
+    assert q.missing == [] and q.n_landmarks_used == N_LANDMARKS and q.warnings == []
+
+
+def test_tsv_profiles_as_rows_by_symbol_with_extra_genes_and_missing_ones(tmp_path, genes):
+    df = profiles(2)
+    dropped = LANDMARKS[:7]
+    kept = df.drop(index=dropped)
+    extra = pd.DataFrame(1.0, index=OTHERS[:5], columns=df.columns)   # known, not landmarks
+    both = pd.concat([kept, extra])
+    both.index = [symbol(g).lower() for g in both.index]               # symbols, any case
+    both.T.to_csv(tmp_path / "q.tsv", sep="\t", index_label="profile")
+    q = read_query_file(tmp_path / "q.tsv", genes)
+    assert q.profile_ids == ["P0", "P1"]
+    assert sorted(q.missing) == sorted(dropped)
+    assert q.ignored == 5
+    expected = expected_values(df.drop(index=dropped), genes)
+    np.testing.assert_allclose(q.values, expected, atol=1e-6)
+
+
+def test_gct_and_gctx(tmp_path, genes):
+    df = profiles(4, seed=1)
+    lines = ["#1.2", f"{N_LANDMARKS}\t{df.shape[1]}",
+             "\t".join(["Name", "Description", *df.columns])]
+    lines += ["\t".join([g, "na", *map(str, row)]) for g, row in zip(df.index, df.to_numpy())]
+    (tmp_path / "q.gct").write_text("\n".join(lines) + "\n")
+    q = read_query_file(tmp_path / "q.gct", genes)
+    np.testing.assert_allclose(q.values, expected_values(df, genes), atol=1e-6)
+
+    path = tmp_path / "q.gctx"
+    rows = LANDMARKS + OTHERS[:3]
+    values = np.vstack([df.to_numpy(), np.ones((3, 4))]).T.astype(np.float32)
+    with GctxWriter(path, rows, 4, chunks=(2, 100)) as w:
+        w.write_block(list(df.columns), values)
+    calls = []
+    q = read_query_file(path, genes, progress=lambda d, t, e: calls.append((d, t)))
+    np.testing.assert_allclose(q.values, expected_values(df, genes), atol=1e-6)
+    assert q.ignored == 3 and calls and calls[-1] == (4, 4)
+
+
+def with_value(df: pd.DataFrame, gene: str, value, profile: str | None = None) -> pd.DataFrame:
+    df = df.astype(object) if isinstance(value, str) else df.copy()
+    df.loc[gene, profile if profile else df.columns] = value
+    return df
+
+
+def write_csv(path, df):
+    df.to_csv(path, index_label="gene")
+    return path
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda df: df.rename(index={LANDMARKS[0]: "NOT_A_GENE", LANDMARKS[1]: "ALSO_NOT"}),
+     r"2 unknown gene identifier\(s\).*'NOT_A_GENE', 'ALSO_NOT'"),
+    (lambda df: df.iloc[100:], r"100 of 978 landmark genes missing, more than the 50 allowed"),
+    (lambda df: df.rename(index={LANDMARKS[1]: symbol(LANDMARKS[0])}),
+     r"1 landmark gene\(s\) given more than once: 1000 \(SYM1000\) as '1000' and 'SYM1000'"),
+    (lambda df: with_value(df, LANDMARKS[5], "high", "P0"),
+     r"non-numeric value\(s\): 'high' \(row '1005', column 'P0'\)"),
+    (lambda df: with_value(df, LANDMARKS[3], np.inf),
+     r"non-finite values \(NaN, inf or empty\) in profile\(s\) 'P0', 'P1', 'P2'"),
+    (lambda df: with_value(df, LANDMARKS[3], np.nan, "P1"),
+     r"non-finite values .* in profile\(s\) 'P1'$"),
+    (lambda df: df.set_axis(["A", "A", "B"], axis=1), r"duplicate profile id\(s\): 'A'"),
+    (lambda df: df.iloc[:, :0], r"one column only: expected a gene column and one column per"),
+])
+def test_bad_csv_is_refused_naming_file_and_problem(tmp_path, genes, mutate, message):
+    path = write_csv(tmp_path / "bad.csv", mutate(profiles()))
+    with pytest.raises(L1000InputError, match=message) as err:
+        read_query_file(path, genes)
+    assert str(err.value).startswith(str(path))
+
+
+def test_empty_and_unsupported_files(tmp_path, genes):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(L1000InputError, match="empty.csv: empty file"):
+        read_query_file(tmp_path / "empty.csv", genes)
+    (tmp_path / "header.tsv").write_text("gene\tP0\n")
+    with pytest.raises(L1000InputError, match="header.tsv: .*no (data|genes)"):
+        read_query_file(tmp_path / "header.tsv", genes)
+    (tmp_path / "q.xlsx").write_bytes(b"PK")
+    with pytest.raises(L1000InputError, match=r"unsupported file type '\.xlsx'"):
+        read_query_file(tmp_path / "q.xlsx", genes)
+    (tmp_path / "broken.gctx").write_bytes(b"not hdf5 at all")
+    with pytest.raises(L1000InputError, match="broken.gctx: not a readable HDF5"):
+        read_query_file(tmp_path / "broken.gctx", genes)
+    (tmp_path / "broken.gct").write_text("#1.2\nnonsense\n")
+    with pytest.raises(L1000InputError, match="broken.gct: not a valid GCT"):
+        read_query_file(tmp_path / "broken.gct", genes)
+
+
+def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
+    df = profiles().iloc[30:]
+    df = pd.concat([df, pd.DataFrame(0.5, index=["MYSTERY"], columns=df.columns)])
+    path = write_csv(tmp_path / "q.csv", df)
+    with pytest.raises(L1000InputError, match="unknown gene"):
+        read_query_file(path, genes)
+    with pytest.raises(L1000InputError, match="30 of 978 landmark genes missing, more than "
+                                              "the 20 allowed"):
+        read_query_file(path, genes, QueryOptions(max_missing=20, allow_unknown=True))
+    q = read_query_file(path, genes, QueryOptions(max_missing=30, allow_unknown=True))
+    assert len(q.missing) == 30 and q.unknown == ["MYSTERY"]
+    assert (q.values[:, [genes.position[g] for g in q.missing]] == 0).all()
+
+
+def test_values_that_are_not_z_scores_get_a_warning(tmp_path, genes):
+    df = profiles(2)
+    df["P0"] = np.abs(df["P0"]) * 100 + 5      # like raw expression
+    q = read_query_file(write_csv(tmp_path / "q.csv", df), genes)
+    assert len(q.warnings) == 1 and "no negative value" in q.warnings[0] and "'P0'" in q.warnings[0]
+
+
+def test_model_gene_order_must_be_the_landmark_genes():
+    table = pd.DataFrame({"gene_id": LANDMARKS + OTHERS, "symbol": LANDMARKS + OTHERS,
+                          "is_landmark": [True] * N_LANDMARKS + [False] * len(OTHERS)})
+    with pytest.raises(L1000InputError, match=r"card.json: model/gene-order mismatch.*2 differ: "
+                                              r"'1000', '5000'"):
+        GeneIndex.from_genes(table, [OTHERS[0], *LANDMARKS[1:]], "card.json")
+    with pytest.raises(L1000InputError, match="gene_order has 977 entries"):
+        GeneIndex.from_genes(table, LANDMARKS[1:], "card.json")
+
+
+def test_top_k_matches_a_full_sort():
+    rng = np.random.default_rng(3)
+    refs = rng.normal(size=(500, 16)).astype(np.float32)
+    queries = rng.normal(size=(37, 16)).astype(np.float32)
+    idx, sims = top_k(queries, refs, 10, block=8)
+    full = queries @ refs.T
+    np.testing.assert_array_equal(idx, np.argsort(-full, axis=1)[:, :10])
+    np.testing.assert_allclose(sims, np.take_along_axis(full, idx, axis=1), rtol=1e-5)
+    idx, _ = top_k(queries, refs[:4], 10)
+    assert idx.shape == (37, 4)
+
+
+def write_references(path, dim=4):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    table = pa.table({"pert_id": ["a", "b", "c", "a", "b", "c"],
+                      "pert_iname": ["A", "B", "C", "A", "B", "C"],
+                      "pert_type": ["trt_cp", "trt_cp", "trt_sh"] * 2,
+                      "cell_id": [None, None, None, "X", "X", "X"],
+                      "embedding": vector_array(x)})
+    pq.write_table(table.replace_schema_metadata({b"l1000.model_version": b"m1",
+                                                  b"l1000.embedding_dim": str(dim).encode()}),
+                   path)
+    return x
+
+
+def test_references_by_scope_and_type_with_annotations(tmp_path):
+    x = write_references(tmp_path / "perts.parquet")
+    pq.write_table(pa.table({"pert_id": ["a", "b", "c"], "moa": ["HDAC inhibitor", "-666", None],
+                             "target": ["HDAC1", "", "TP53"]}), tmp_path / "pt.parquet")
+    ann = read_annotations([tmp_path / "pt.parquet"])
+    refs = load_references(tmp_path / "perts.parquet", ann)
+    assert list(refs.pert_id) == ["a", "b", "c"] and refs.model_version == "m1"
+    assert list(refs.moa) == ["HDAC inhibitor", None, None]
+    assert list(refs.target) == ["HDAC1", None, "TP53"]
+    np.testing.assert_allclose(refs.vectors, x[:3], atol=1e-6)
+    cell = load_references(tmp_path / "perts.parquet", ann, cell="X", pert_type="trt_cp")
+    assert list(cell.pert_id) == ["a", "b"]
+    with pytest.raises(L1000InputError, match="no perturbagen embeddings for cell line 'Y'"):
+        load_references(tmp_path / "perts.parquet", ann, cell="Y")
+
+    query = QueryProfiles(tmp_path / "q.csv", ["q1", "q2"], np.zeros((2, N_LANDMARKS)), 978,
+                          [], 0)
+    hits = rank(query, x[[1, 2]].astype(np.float32), refs, k=2)
+    second = hits["pert_id"]
+    assert hits[["query_id", "rank", "pert_id"]].values.tolist() == [
+        ["q1", 1, "b"], ["q1", 2, second[1]], ["q2", 1, "c"], ["q2", 2, second[3]]]
+    assert hits["similarity"][0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_scan_remembers_files_by_size_and_mtime(tmp_path):
+    folder = tmp_path / "queries"
+    folder.mkdir()
+    now = time.time()
+    for name in ("a.csv", "b.gct", "notes.md", ".hidden.csv"):
+        (folder / name).write_text("x")
+        os.utime(folder / name, (now - 60, now - 60))
+    changed, unsupported, seen = scan_queries(folder, {}, now=now)
+    assert [p.name for p in changed] == ["a.csv", "b.gct"]
+    assert [p.name for p in unsupported] == ["notes.md"]
+    # Nothing changed: nothing to do (a bad file is not tried again every tick).
+    assert scan_queries(folder, seen, now=now)[:2] == ([], [])
+    # A change of content (size, mtime) makes the file new again; a removed file drops out.
+    (folder / "a.csv").write_text("xy")
+    os.utime(folder / "a.csv", (now - 30, now - 30))
+    (folder / "b.gct").unlink()
+    changed, _, seen2 = scan_queries(folder, seen, now=now)
+    assert [p.name for p in changed] == ["a.csv"]
+    assert not any(k.endswith("b.gct") for k in seen2)
+    # A file still being written waits for the next scan.
+    (folder / "c.tsv").write_text("x")
+    changed, _, seen3 = scan_queries(folder, seen2, now=time.time())
+    assert changed == [] and not any(k.endswith("c.tsv") for k in seen3)
+    assert [p.name for p in scan_queries(folder, seen3, now=time.time() + 10)[0]] == ["c.tsv"]
+    assert scan_queries(tmp_path / "nowhere", {}) == ([], [], {})
+
+
+def test_results_are_merged_per_query_file(tmp_path):
+    x = write_references(tmp_path / "perts.parquet")
+    refs = load_references(tmp_path / "perts.parquet", read_annotations([]))
+    files = {}
+    for name in ("one.csv", "two.csv"):
+        files[name] = tmp_path / name
+        files[name].write_text("x")
+
+    def result(name, n):
+        q = QueryProfiles(files[name], [f"{name}-{i}" for i in range(n)],
+                          np.zeros((n, N_LANDMARKS)), 978, ["1000"], 0)
+        z = x[:n].astype(np.float32)
+        return ReadAcrossResult(q, z, rank(q, z, refs, 2))
+
+    out, queries = tmp_path / "r" / "results.parquet", tmp_path / "r" / "queries.parquet"
+    assert write_results(out, queries, [result("one.csv", 2), result("two.csv", 1)],
+                         replaced=files.values(), version="m1", dim=4) == (6, 3)
+    # one.csv again with one profile: its old rows go, two.csv's stay.
+    assert write_results(out, queries, [result("one.csv", 1)], replaced=[files["one.csv"]],
+                         version="m1", dim=4) == (4, 2)
+    table = pq.read_table(queries)
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 4)
+    assert sorted(table.column("query_id").to_pylist()) == ["one.csv-0", "two.csv-0"]
+    assert table.column("missing_genes").to_pylist() == [["1000"], ["1000"]]
+    # A failed file loses its old results; a deleted file's results go on the next write.
+    files["two.csv"].unlink()
+    assert write_results(out, queries, [], replaced=[files["one.csv"]], version="m1",
+                         dim=4) == (0, 0)
