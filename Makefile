@@ -9,7 +9,7 @@ DATA   ?= data
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export L1000_DATA_ROOT ?= $(CURDIR)/$(DATA)
 
-.PHONY: demo test test-all install install-gpu ui chromium test-ui check bench clean-data
+.PHONY: demo test test-all lint format install install-gpu ui chromium test-ui check bench clean-data
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -36,11 +36,20 @@ install-gpu: $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/l1000 demo --data-root "$(L1000_DATA_ROOT)"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
+# ruff: lint and format check (configured in pyproject.toml); `make format` rewrites.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
 # The whole suite, slow tests included.
-test-all: $(STAMP)
+test-all: $(STAMP) lint
 	$(BIN)/python -m pytest -m ""
 
 check: $(STAMP)

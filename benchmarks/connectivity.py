@@ -2,7 +2,8 @@
 
 Random 978-gene float32 profiles (standard normal, seeded) stand in for level-5 signatures:
 ``--queries`` query profiles give up/down sets of ``--k`` genes, scored against
-``--candidates`` candidate profiles with :func:`l1000_assets.core.evaluation.connectivity.iter_wtcs_blocks`
+``--candidates`` candidate profiles with
+:func:`l1000_assets.core.evaluation.connectivity.iter_wtcs_blocks`
 (blocks of ``--candidate-block`` candidates; every block is consumed, never all scores kept).
 The kernel is compiled (or loaded from numba's cache) on a tiny input before timing; the
 timed part includes ranking every candidate once.
@@ -50,24 +51,30 @@ def main() -> None:
     t0 = time.perf_counter()
     best = np.full(args.queries, -np.inf, dtype=np.float32)
     nonzero = 0
-    for qs, _, scores in iter_wtcs_blocks(up, down, candidates,
-                                          candidate_block=args.candidate_block):
+    for qs, _, scores in iter_wtcs_blocks(
+        up, down, candidates, candidate_block=args.candidate_block
+    ):
         np.maximum(best[qs], scores.max(axis=1), out=best[qs])
         nonzero += int(np.count_nonzero(scores))
     seconds = time.perf_counter() - t0
 
     pairs = args.queries * args.candidates
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"WTCS {args.queries:,} queries x {args.candidates:,} candidates "
-          f"({args.genes} genes, k = {args.k}, candidate block {args.candidate_block:,}, "
-          f"{numba.get_num_threads()} threads)")
+    print(
+        f"WTCS {args.queries:,} queries x {args.candidates:,} candidates "
+        f"({args.genes} genes, k = {args.k}, candidate block {args.candidate_block:,}, "
+        f"{numba.get_num_threads()} threads)"
+    )
     print(f"seconds              {seconds:,.1f}")
     print(f"candidate profiles/s {args.candidates / seconds:,.0f}")
     print(f"pairs/s              {pairs / seconds:,.0f}")
-    print(f"peak RSS MB          {peak_mb:,.0f} "
-          f"(candidates alone {candidates.nbytes / 2**20:,.0f})")
-    print(f"non-zero WTCS        {nonzero / pairs:.3f}; mean best WTCS per query "
-          f"{float(best.mean()):.3f}")
+    print(
+        f"peak RSS MB          {peak_mb:,.0f} (candidates alone {candidates.nbytes / 2**20:,.0f})"
+    )
+    print(
+        f"non-zero WTCS        {nonzero / pairs:.3f}; mean best WTCS per query "
+        f"{float(best.mean()):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def bare_product(q: np.ndarray, c: np.ndarray, block: int = 1024) -> float:
     t0 = time.perf_counter()
     for b0 in range(0, len(q), block):
         b1 = min(b0 + block, len(q))
-        np.matmul(q[b0:b1], c.T, out=out[:b1 - b0])
+        np.matmul(q[b0:b1], c.T, out=out[: b1 - b0])
     return time.perf_counter() - t0
 
 
@@ -67,27 +67,40 @@ def part_speed(n: int, d: int, repeats: int) -> None:
         bare.append(bare_product(x, x))
         t, result = exact(x, y, x, y, np.arange(n))
         ours.append(t)
-        print(f"  repeat {r + 1}: bare {bare[-1]:.2f} s, exact protocol {t:.2f} s "
-              f"({t / bare[-1]:.2f}x)", flush=True)
+        print(
+            f"  repeat {r + 1}: bare {bare[-1]:.2f} s, exact protocol {t:.2f} s "
+            f"({t / bare[-1]:.2f}x)",
+            flush=True,
+        )
     s = result.summary()
-    print(f"  bare product      best {min(bare):.2f} s, median {statistics.median(bare):.2f} s "
-          f"({n * n / min(bare) / 1e9:.2f} G scores/s)")
-    print(f"  exact protocol    best {min(ours):.2f} s, median {statistics.median(ours):.2f} s "
-          f"({n * n / min(ours) / 1e9:.2f} G scores/s)")
-    print(f"  ratio (exact / bare): best-to-best {min(ours) / min(bare):.2f}x, median "
-          f"{statistics.median(ours) / statistics.median(bare):.2f}x   (target <= 2x)")
-    print(f"  result: {s.n_positives:,} positives, AUC {s.auc:.4f}, median q "
-          f"{s.median_quantile:.4f}, top-0.01 {s.recall_top_001:.4f}, MCC {result.mcc:.4f}")
+    print(
+        f"  bare product      best {min(bare):.2f} s, median {statistics.median(bare):.2f} s "
+        f"({n * n / min(bare) / 1e9:.2f} G scores/s)"
+    )
+    print(
+        f"  exact protocol    best {min(ours):.2f} s, median {statistics.median(ours):.2f} s "
+        f"({n * n / min(ours) / 1e9:.2f} G scores/s)"
+    )
+    print(
+        f"  ratio (exact / bare): best-to-best {min(ours) / min(bare):.2f}x, median "
+        f"{statistics.median(ours) / statistics.median(bare):.2f}x   (target <= 2x)"
+    )
+    print(
+        f"  result: {s.n_positives:,} positives, AUC {s.auc:.4f}, median q "
+        f"{s.median_quantile:.4f}, top-0.01 {s.recall_top_001:.4f}, MCC {result.mcc:.4f}"
+    )
 
 
 def part_memory(n_queries: int, candidate_counts: list[int], d: int) -> None:
-    print(f"\n== working memory: {n_queries:,} queries, candidates "
-          f"{', '.join(f'{c:,}' for c in candidate_counts)} (tracemalloc peak during the call)")
+    print(
+        f"\n== working memory: {n_queries:,} queries, candidates "
+        f"{', '.join(f'{c:,}' for c in candidate_counts)} (tracemalloc peak during the call)"
+    )
     peaks = []
     for n_c in candidate_counts:
         x, y = embeddings(n_c, d, per_label=10, seed=1)
         q, qy = x[:n_queries], y[:n_queries]
-        retrieval(q[:64], qy[:64], x, y, self_index=np.arange(64))   # one-time allocations
+        retrieval(q[:64], qy[:64], x, y, self_index=np.arange(64))  # one-time allocations
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         t0 = time.perf_counter()
@@ -100,19 +113,25 @@ def part_memory(n_queries: int, candidate_counts: list[int], d: int) -> None:
         # each) and two int64 index entries per candidate: O(candidates), never
         # O(queries x candidates).
         own = (d * 4 + 2 * 8) * n_c
-        print(f"  {n_c:>9,} candidates: peak {peak / 2**20:7.1f} MiB, of which "
-              f"{own / 2**20:6.1f} MiB the candidates' ordered copy and index "
-              f"({dt:.1f} s)")
+        print(
+            f"  {n_c:>9,} candidates: peak {peak / 2**20:7.1f} MiB, of which "
+            f"{own / 2**20:6.1f} MiB the candidates' ordered copy and index "
+            f"({dt:.1f} s)"
+        )
     slope = (peaks[-1] - peaks[0]) / (candidate_counts[-1] - candidate_counts[0])
-    print(f"  growth: {slope:.0f} bytes per added candidate (one row of an N x N float32 "
-          f"matrix would be {4 * candidate_counts[-1]:,} bytes per candidate; the whole "
-          f"matrix at {candidate_counts[-1]:,} would be "
-          f"{candidate_counts[-1] ** 2 * 4 / 2**30:.1f} GiB)")
+    print(
+        f"  growth: {slope:.0f} bytes per added candidate (one row of an N x N float32 "
+        f"matrix would be {4 * candidate_counts[-1]:,} bytes per candidate; the whole "
+        f"matrix at {candidate_counts[-1]:,} would be "
+        f"{candidate_counts[-1] ** 2 * 4 / 2**30:.1f} GiB)"
+    )
 
 
 def part_wtcs(n_queries: int, n_candidates: int) -> None:
-    print(f"\n== WTCS retrieval: {n_queries:,} queries x {n_candidates:,} candidate profiles "
-          f"(978 landmarks, top/bottom 150 genes)")
+    print(
+        f"\n== WTCS retrieval: {n_queries:,} queries x {n_candidates:,} candidate profiles "
+        f"(978 landmarks, top/bottom 150 genes)"
+    )
     rng = np.random.default_rng(2)
     n_labels = n_candidates // 20
     labels = rng.integers(0, n_labels, n_candidates)
@@ -120,18 +139,34 @@ def part_wtcs(n_queries: int, n_candidates: int) -> None:
     profiles = np.empty((n_candidates, 978), np.float32)
     for b0 in range(0, n_candidates, 10_000):
         b1 = min(b0 + 10_000, n_candidates)
-        profiles[b0:b1] = centers[labels[b0:b1]] + 2.0 * rng.standard_normal(
-            (b1 - b0, 978)).astype(np.float32)
-    retrieval(profiles[:50], labels[:50], profiles[:2000], labels[:2000], metric="wtcs",
-              self_index=np.arange(50))   # compile
+        profiles[b0:b1] = centers[labels[b0:b1]] + 2.0 * rng.standard_normal((b1 - b0, 978)).astype(
+            np.float32
+        )
+    retrieval(
+        profiles[:50],
+        labels[:50],
+        profiles[:2000],
+        labels[:2000],
+        metric="wtcs",
+        self_index=np.arange(50),
+    )  # compile
     t0 = time.perf_counter()
-    result = retrieval(profiles[:n_queries], labels[:n_queries], profiles, labels,
-                       metric="wtcs", self_index=np.arange(n_queries), block_size=n_queries,
-                       candidate_block=4096)
+    result = retrieval(
+        profiles[:n_queries],
+        labels[:n_queries],
+        profiles,
+        labels,
+        metric="wtcs",
+        self_index=np.arange(n_queries),
+        block_size=n_queries,
+        candidate_block=4096,
+    )
     dt = time.perf_counter() - t0
     pairs = n_queries * n_candidates
-    print(f"  {dt:.1f} s ({pairs / dt / 1e6:.2f} M pairs/s, candidates ranked once); AUC "
-          f"{result.summary().auc:.4f}")
+    print(
+        f"  {dt:.1f} s ({pairs / dt / 1e6:.2f} M pairs/s, candidates ranked once); AUC "
+        f"{result.summary().auc:.4f}"
+    )
 
 
 def main() -> int:
@@ -140,8 +175,9 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-queries", type=int, default=2_000)
-    parser.add_argument("--memory-candidates", type=int, nargs="+",
-                        default=[25_000, 50_000, 200_000])
+    parser.add_argument(
+        "--memory-candidates", type=int, nargs="+", default=[25_000, 50_000, 200_000]
+    )
     parser.add_argument("--wtcs-queries", type=int, default=1_000)
     parser.add_argument("--wtcs-candidates", type=int, default=100_000)
     parser.add_argument("--skip-wtcs", action="store_true")

@@ -52,7 +52,8 @@ SEED = 0
 
 CHILD_RELEASE = """
 import json, sys, time
-from l1000_assets.core.releases.synthetic import ReleaseFiles, default_config, write_synthetic_release
+from l1000_assets.core.releases.synthetic import (ReleaseFiles, default_config,
+                                                 write_synthetic_release)
 root, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 files = ReleaseFiles.for_release(root, n)
 t0 = time.perf_counter()
@@ -131,8 +132,9 @@ print(json.dumps({"seconds": dt, "rows": report.total, "cell_lines": len(cells),
 
 
 def _child(code: str, *args: object) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         sys.exit(f"benchmark child failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -142,8 +144,10 @@ def _release(parent: Path, n: int) -> dict:
     """Paths of the synthetic release of ``n`` profiles under ``parent``, generated if missing."""
     files = _child(CHILD_RELEASE, parent / f"n{n}", n, SEED)
     if files["generated"]:
-        print(f"generated the release of {n:,} profiles in {files['seconds']:.0f} s (untimed)",
-              flush=True)
+        print(
+            f"generated the release of {n:,} profiles in {files['seconds']:.0f} s (untimed)",
+            flush=True,
+        )
     else:
         print(f"reusing the release of {n:,} profiles in {files['root']}", flush=True)
     return files
@@ -155,15 +159,25 @@ def _bare(files: dict, block_size: int) -> dict:
 
 def _metadata(files: dict, scratch: Path) -> Path:
     """The canonical metadata tables of a release, written (untimed) under ``scratch``."""
-    return Path(_child(CHILD_METADATA, files["root"],
-                       scratch / f"metadata-{Path(files['root']).name}")["dir"])
+    return Path(
+        _child(CHILD_METADATA, files["root"], scratch / f"metadata-{Path(files['root']).name}")[
+            "dir"
+        ]
+    )
 
 
 def _ingest(files: dict, meta: Path, args: argparse.Namespace, scratch: Path) -> dict:
     out = Path(tempfile.mkdtemp(prefix="lake-", dir=scratch))
     try:
-        return _child(CHILD_INGEST, files["root"], meta, out, args.block_size, args.compression,
-                      args.write_threads)
+        return _child(
+            CHILD_INGEST,
+            files["root"],
+            meta,
+            out,
+            args.block_size,
+            args.compression,
+            args.write_threads,
+        )
     finally:
         shutil.rmtree(out)
 
@@ -183,20 +197,45 @@ def _best(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", type=int, default=200_000,
-                        help="profiles in the larger release (default: 200,000)")
-    parser.add_argument("--dir", type=Path, default=Path("/tmp"),
-                        help="parent of the scratch directory (default: /tmp)")
-    parser.add_argument("--reuse", type=Path, default=None,
-                        help="keep the releases in DIR: reuse them, generate missing ones there")
-    parser.add_argument("--block-size", type=int, default=8192,
-                        help="samples per block, for both readers (default: 8192)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs of each measurement; the best is reported (default: 3)")
-    parser.add_argument("--compression", default="none",
-                        help="Parquet codec of the lake files (default: none)")
-    parser.add_argument("--write-threads", type=int, default=2,
-                        help="threads writing Parquet beside the matrix reads (default: 2)")
+    parser.add_argument(
+        "--profiles",
+        type=int,
+        default=200_000,
+        help="profiles in the larger release (default: 200,000)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/tmp"),
+        help="parent of the scratch directory (default: /tmp)",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="keep the releases in DIR: reuse them, generate missing ones there",
+    )
+    parser.add_argument(
+        "--block-size",
+        type=int,
+        default=8192,
+        help="samples per block, for both readers (default: 8192)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed runs of each measurement; the best is reported (default: 3)",
+    )
+    parser.add_argument(
+        "--compression", default="none", help="Parquet codec of the lake files (default: none)"
+    )
+    parser.add_argument(
+        "--write-threads",
+        type=int,
+        default=2,
+        help="threads writing Parquet beside the matrix reads (default: 2)",
+    )
     args = parser.parse_args()
     full_n = args.profiles
     half_n = full_n // 2
@@ -216,39 +255,58 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     bare, half_r, full_r = (_best(runs[k]) for k in ("bare", "half", "full"))
 
-    print(f"\nblock size {args.block_size:,} samples; Parquet compression {args.compression}, "
-          f"{args.write_threads} writer thread(s); page cache warmed by one untimed bare read "
-          f"of each release; bare read and ingest alternated, best of {args.repeats} runs "
-          f"each (peak RSS: the highest), each run in a fresh process\n")
-    print(f"{'what':<16}{'n':>10}{'seconds':>10}{'profiles/s':>13}{'MB/s':>9}"
-          f"{'user s':>9}{'sys s':>8}{'peak RSS MB':>13}")
-    for what, n, r in (("bare h5py read", full_n, bare), ("ingest", half_n, half_r),
-                       ("ingest", full_n, full_r)):
+    print(
+        f"\nblock size {args.block_size:,} samples; Parquet compression {args.compression}, "
+        f"{args.write_threads} writer thread(s); page cache warmed by one untimed bare read "
+        f"of each release; bare read and ingest alternated, best of {args.repeats} runs "
+        f"each (peak RSS: the highest), each run in a fresh process\n"
+    )
+    print(
+        f"{'what':<16}{'n':>10}{'seconds':>10}{'profiles/s':>13}{'MB/s':>9}"
+        f"{'user s':>9}{'sys s':>8}{'peak RSS MB':>13}"
+    )
+    for what, n, r in (
+        ("bare h5py read", full_n, bare),
+        ("ingest", half_n, half_r),
+        ("ingest", full_n, full_r),
+    ):
         mb = n * N_LANDMARKS * 4 / 1e6
-        print(f"{what:<16}{n:>10,}{r['seconds']:>10.2f}{n / r['seconds']:>13,.0f}"
-              f"{mb / r['seconds']:>9,.0f}{r['user_s']:>9.2f}{r['sys_s']:>8.2f}"
-              f"{r['peak_rss_mb']:>13,.0f}")
+        print(
+            f"{what:<16}{n:>10,}{r['seconds']:>10.2f}{n / r['seconds']:>13,.0f}"
+            f"{mb / r['seconds']:>9,.0f}{r['user_s']:>9.2f}{r['sys_s']:>8.2f}"
+            f"{r['peak_rss_mb']:>13,.0f}"
+        )
     every = {k: ", ".join(f"{r['seconds']:.2f}" for r in rs) for k, rs in runs.items()}
-    print(f"every run, seconds: bare {every['bare']}; ingest {half_n:,} {every['half']}; "
-          f"ingest {full_n:,} {every['full']}")
+    print(
+        f"every run, seconds: bare {every['bare']}; ingest {half_n:,} {every['half']}; "
+        f"ingest {full_n:,} {every['full']}"
+    )
     every = {k: ", ".join(f"{r['peak_rss_mb']:.0f}" for r in rs) for k, rs in runs.items()}
-    print(f"every run, peak RSS MB: bare {every['bare']}; ingest {half_n:,} {every['half']}; "
-          f"ingest {full_n:,} {every['full']}")
+    print(
+        f"every run, peak RSS MB: bare {every['bare']}; ingest {half_n:,} {every['half']}; "
+        f"ingest {full_n:,} {every['full']}"
+    )
     for n, r in ((half_n, half_r), (full_n, full_r)):
-        print(f"parquet output, {n:,} profiles: {r['parquet_bytes'] / 1e6:,.0f} MB "
-              f"({r['rows']:,} non-control profiles, {r['cell_lines']} cell lines)")
+        print(
+            f"parquet output, {n:,} profiles: {r['parquet_bytes'] / 1e6:,.0f} MB "
+            f"({r['rows']:,} non-control profiles, {r['cell_lines']} cell lines)"
+        )
     pairs = sorted(b["seconds"] / f["seconds"] for b, f in zip(runs["bare"], runs["full"]))
     median = _median(pairs)
-    print(f"\ningest / bare read throughput: {bare['seconds'] / full_r['seconds']:.2f}x, best "
-          f"against best (target >= 0.8); run by run (each ingest against the bare read just "
-          f"before it): median {median:.2f}x, range {pairs[0]:.2f}-{pairs[-1]:.2f}x")
+    print(
+        f"\ningest / bare read throughput: {bare['seconds'] / full_r['seconds']:.2f}x, best "
+        f"against best (target >= 0.8); run by run (each ingest against the bare read just "
+        f"before it): median {median:.2f}x, range {pairs[0]:.2f}-{pairs[-1]:.2f}x"
+    )
     print(f"peak memory ingest {full_n:,}: {full_r['peak_rss_mb']:,.0f} MB (target < 1500)")
     med_half, med_full = (_median([r["peak_rss_mb"] for r in runs[k]]) for k in ("half", "full"))
-    print(f"peak memory {full_n:,} vs {half_n:,}: "
-          f"{full_r['peak_rss_mb'] / half_r['peak_rss_mb']:.2f}x, highest against highest "
-          f"({full_r['peak_rss_mb']:,.0f} / {half_r['peak_rss_mb']:,.0f} MB; target within "
-          f"1.2x); median against median {med_full / med_half:.2f}x "
-          f"({med_full:,.0f} / {med_half:,.0f} MB)")
+    print(
+        f"peak memory {full_n:,} vs {half_n:,}: "
+        f"{full_r['peak_rss_mb'] / half_r['peak_rss_mb']:.2f}x, highest against highest "
+        f"({full_r['peak_rss_mb']:,.0f} / {half_r['peak_rss_mb']:,.0f} MB; target within "
+        f"1.2x); median against median {med_full / med_half:.2f}x "
+        f"({med_full:,.0f} / {med_half:,.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,23 +41,38 @@ def write_lake(lake: Path, x: np.ndarray, rng: np.random.Generator) -> None:
     n, dim = x.shape
     ids = pa.array([f"P{i:07d}" for i in range(n)])
     types = pa.array(TYPES[rng.integers(0, 3, n)])
-    embeddings = pa.table({
-        "pert_id": ids, "pert_iname": ids, "pert_type": types,
-        "cell_id": pa.nulls(n, pa.string()), "n_profiles": pa.array(np.full(n, 3)),
-        "n_signatures": pa.array(np.ones(n, np.int64)),
-        "n_cell_lines": pa.array(np.ones(n, np.int64)),
-        "embedding": vector_array(x)})
-    embeddings = embeddings.replace_schema_metadata({MODEL_VERSION_KEY: b"benchmark",
-                                                     DIM_KEY: str(dim).encode()})
+    embeddings = pa.table(
+        {
+            "pert_id": ids,
+            "pert_iname": ids,
+            "pert_type": types,
+            "cell_id": pa.nulls(n, pa.string()),
+            "n_profiles": pa.array(np.full(n, 3)),
+            "n_signatures": pa.array(np.ones(n, np.int64)),
+            "n_cell_lines": pa.array(np.ones(n, np.int64)),
+            "embedding": vector_array(x),
+        }
+    )
+    embeddings = embeddings.replace_schema_metadata(
+        {MODEL_VERSION_KEY: b"benchmark", DIM_KEY: str(dim).encode()}
+    )
     (lake / "embeddings").mkdir(parents=True)
     pq.write_table(embeddings, lake / "embeddings" / "perturbagens.parquet")
     meta = lake / "metadata" / "release=benchmark"
     meta.mkdir(parents=True)
-    pq.write_table(pa.table({"pert_id": ids, "pert_iname": ids, "pert_type": types,
-                             "moa": pa.array([f"MOA {i % 500}" for i in range(n)]),
-                             "target": pa.array([f"T{i % 700}" for i in range(n)]),
-                             "release": pa.array(["benchmark"] * n)}),
-                   meta / "perturbagens.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "pert_id": ids,
+                "pert_iname": ids,
+                "pert_type": types,
+                "moa": pa.array([f"MOA {i % 500}" for i in range(n)]),
+                "target": pa.array([f"T{i % 700}" for i in range(n)]),
+                "release": pa.array(["benchmark"] * n),
+            }
+        ),
+        meta / "perturbagens.parquet",
+    )
 
 
 def numpy_top_k(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
@@ -90,13 +105,18 @@ def run(n: int, dim: int, k: int, repeats: int, seed: int) -> dict:
                 t2 = time.perf_counter()
                 if [r[2] for r in rows] != [f"P{j:07d}" for j in top]:
                     raise SystemExit(f"SQL and numpy disagree at n={n}, query {i}")
-                if i:      # the first query warms caches
+                if i:  # the first query warms caches
                     sql_ms.append((t1 - t0) * 1e3)
                     np_ms.append((t2 - t1) * 1e3)
-    return {"n": n, "sql": statistics.median(sql_ms), "numpy": statistics.median(np_ms),
-            "sql_p90": float(np.percentile(sql_ms, 90)),
-            "numpy_p90": float(np.percentile(np_ms, 90)), "build_s": build_s,
-            "threads": threads}
+    return {
+        "n": n,
+        "sql": statistics.median(sql_ms),
+        "numpy": statistics.median(np_ms),
+        "sql_p90": float(np.percentile(sql_ms, 90)),
+        "numpy_p90": float(np.percentile(np_ms, 90)),
+        "build_s": build_s,
+        "threads": threads,
+    }
 
 
 def main() -> None:
@@ -107,15 +127,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"top-{args.k} nearest perturbagens of one {args.dim}-d query vector, "
-          f"median of {args.repeats} queries (after one warm-up)")
-    print(f"{'embeddings':>12} {'SQL macro ms':>13} {'numpy ms':>9} {'ratio':>6} "
-          f"{'SQL p90':>8} {'numpy p90':>10} {'catalog build s':>16} {'threads':>8}")
+    print(
+        f"top-{args.k} nearest perturbagens of one {args.dim}-d query vector, "
+        f"median of {args.repeats} queries (after one warm-up)"
+    )
+    print(
+        f"{'embeddings':>12} {'SQL macro ms':>13} {'numpy ms':>9} {'ratio':>6} "
+        f"{'SQL p90':>8} {'numpy p90':>10} {'catalog build s':>16} {'threads':>8}"
+    )
     for n in args.sizes:
         r = run(n, args.dim, args.k, args.repeats, args.seed)
-        print(f"{r['n']:>12,} {r['sql']:>13.1f} {r['numpy']:>9.1f} "
-              f"{r['sql'] / r['numpy']:>6.2f} {r['sql_p90']:>8.1f} {r['numpy_p90']:>10.1f} "
-              f"{r['build_s']:>16.1f} {r['threads']:>8}", flush=True)
+        print(
+            f"{r['n']:>12,} {r['sql']:>13.1f} {r['numpy']:>9.1f} "
+            f"{r['sql'] / r['numpy']:>6.2f} {r['sql_p90']:>8.1f} {r['numpy_p90']:>10.1f} "
+            f"{r['build_s']:>16.1f} {r['threads']:>8}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ n, out = int(sys.argv[1]), sys.argv[2]
 t0 = time.perf_counter()
 files = write_synthetic_release(out, default_config(n_profiles=n))
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": dt, "peak_rss_mb": peak,
                   "bytes": files.level4.stat().st_size}))
 """
 
@@ -42,22 +43,28 @@ with h5py.File(out, "w") as f:
         e = min(s + 1000, n)
         d[s:e] = block[: e - s]
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": dt, "peak_rss_mb": peak,
                   "bytes": __import__("os").path.getsize(out)}))
 """
 
 
 def _child(code: str, n: int, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, str(n), str(out)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(n), str(out)], capture_output=True, text=True, check=True
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=200_000)
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="scratch directory (needs ~50 KB per profile; default: a temp dir)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="scratch directory (needs ~50 KB per profile; default: a temp dir)",
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="l1000-bench-", dir=args.dir))
     rows = []
@@ -73,16 +80,21 @@ def main() -> None:
             r = _child(code, n, out)
             rows.append((label, n, r))
             shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
-            print(f"{label:<18} n={n:>9,}  {r['seconds']:8.1f} s  {n / r['seconds']:9,.0f} profiles/s"
-                  f"  {r['bytes'] / r['seconds'] / 1e6:7.0f} MB/s  peak RSS {r['peak_rss_mb']:7.0f} MB",
-                  flush=True)
+            print(
+                f"{label:<18} n={n:>9,}  {r['seconds']:8.1f} s"
+                f"  {n / r['seconds']:9,.0f} profiles/s"
+                f"  {r['bytes'] / r['seconds'] / 1e6:7.0f} MB/s"
+                f"  peak RSS {r['peak_rss_mb']:7.0f} MB",
+                flush=True,
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     half, full, bare = rows
-    print(f"\npeak memory, {full[1]:,} vs {half[1]:,} profiles: "
-          f"{full[2]['peak_rss_mb'] / half[2]['peak_rss_mb']:.2f}x")
-    print(f"synthetic throughput / bare h5py write: "
-          f"{bare[2]['seconds'] / full[2]['seconds']:.2f}x")
+    print(
+        f"\npeak memory, {full[1]:,} vs {half[1]:,} profiles: "
+        f"{full[2]['peak_rss_mb'] / half[2]['peak_rss_mb']:.2f}x"
+    )
+    print(f"synthetic throughput / bare h5py write: {bare[2]['seconds'] / full[2]['seconds']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -55,14 +55,18 @@ print(json.dumps({"device": device, "batch": batch, "seconds": dt,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-CONFIGS = {"paper (64 x 16, 36k classes)": (64, 16, 36_000),
-           "demo (16 x 32, 900 classes)": (16, 32, 900)}
+CONFIGS = {
+    "paper (64 x 16, 36k classes)": (64, 16, 36_000),
+    "demo (16 x 32, 900 classes)": (16, 32, 900),
+}
 
 
 def _run(depth, growth, classes, batch, warmup, steps) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, *map(str, (depth, growth, classes, batch,
-                                                                    warmup, steps))],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, *map(str, (depth, growth, classes, batch, warmup, steps))],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,16 +81,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.paper_schedule:
         r = _run(64, 16, 36_000, 8192, 1, 8000)
-        print(f"paper schedule: 8,000 steps at batch 8,192 on {r['device']}: "
-              f"{r['seconds'] / 60:.1f} min ({r['profiles_per_second']:,.0f} profiles/s, "
-              f"final margin {r['margin']:.3f}, peak RSS {r['peak_rss_mb']:,.0f} MB)")
+        print(
+            f"paper schedule: 8,000 steps at batch 8,192 on {r['device']}: "
+            f"{r['seconds'] / 60:.1f} min ({r['profiles_per_second']:,.0f} profiles/s, "
+            f"final margin {r['margin']:.3f}, peak RSS {r['peak_rss_mb']:,.0f} MB)"
+        )
         return
-    print(f"{'configuration':<30} {'device':<8} {'batch':>6} {'params':>10} "
-          f"{'profiles/s':>11} {'peak RSS MB':>12}")
+    print(
+        f"{'configuration':<30} {'device':<8} {'batch':>6} {'params':>10} "
+        f"{'profiles/s':>11} {'peak RSS MB':>12}"
+    )
     for name, (depth, growth, classes) in CONFIGS.items():
         r = _run(depth, growth, classes, args.batch, args.warmup, args.steps)
-        print(f"{name:<30} {r['device']:<8} {r['batch']:>6} {r['parameters']:>10,} "
-              f"{r['profiles_per_second']:>11,.0f} {r['peak_rss_mb']:>12,.0f}", flush=True)
+        print(
+            f"{name:<30} {r['device']:<8} {r['batch']:>6} {r['parameters']:>10,} "
+            f"{r['profiles_per_second']:>11,.0f} {r['peak_rss_mb']:>12,.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,15 @@ def _synth(args: argparse.Namespace) -> int:
     config = default_config(n_profiles=args.profiles, seed=args.seed)
     t0 = time.perf_counter()
     files = write_synthetic_release(
-        args.out, config,
+        args.out,
+        config,
         progress=ProgressReporter(lambda m: print(m, file=sys.stderr, flush=True)),
     )
     dt = time.perf_counter() - t0
-    print(f"wrote {config.n_profiles:,} profiles x 12,328 genes in {dt:.1f} s "
-          f"({config.n_profiles / dt:,.0f} profiles/s)")
+    print(
+        f"wrote {config.n_profiles:,} profiles x 12,328 genes in {dt:.1f} s "
+        f"({config.n_profiles / dt:,.0f} profiles/s)"
+    )
     for name in ("level4", "inst_info", "gene_info", "pert_info", "cell_info", "manifest"):
         print(f"  {getattr(files, name)}")
     return 0
@@ -39,11 +42,15 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     for seed in args.seeds:
         config = default_config(n_profiles=args.profiles, seed=seed)
-        print(f"\nsynthetic release: {args.profiles:,} profiles, seed {seed}; "
-              f"held-out perturbagens (20%), same-perturbagen positives\n")
+        print(
+            f"\nsynthetic release: {args.profiles:,} profiles, seed {seed}; "
+            f"held-out perturbagens (20%), same-perturbagen positives\n"
+        )
         print(format_rows(calibrate(config)))
-    print("\nreal L1000 (Donner et al. 2018, all): z-score cosine AUC 0.696, "
-          "median q 0.170, top-0.01 recall 0.265")
+    print(
+        "\nreal L1000 (Donner et al. 2018, all): z-score cosine AUC 0.696, "
+        "median q 0.170, top-0.01 recall 0.265"
+    )
     return 0
 
 
@@ -62,20 +69,27 @@ def _read_across(args: argparse.Namespace) -> int:
     def err(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up chatter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     lake = LakeResource(root=str(args.data_root))
-    engine = ReadAcross(lake.model_dir, lake.metadata_files("genes"),
-                        lake.metadata_files("perturbagens"), lake.perturbagen_embeddings_path,
-                        cell=args.cell, pert_type=args.pert_type)
+    engine = ReadAcross(
+        lake.model_dir,
+        lake.metadata_files("genes"),
+        lake.metadata_files("perturbagens"),
+        lake.perturbagen_embeddings_path,
+        cell=args.cell,
+        pert_type=args.pert_type,
+    )
     options = QueryOptions(max_missing=args.max_missing, allow_unknown=args.allow_unknown_genes)
     scope = f"cell line {args.cell}" if args.cell else "all cell lines"
     frames, failed = [], 0
     for path in args.files:
+
         def progress(stage: str, name: str = path.name):
             reporter = ProgressReporter(lambda m: err(f"{name}: {stage} {m}"), interval=2.0)
             # Only big inputs get a progress line.
-            return lambda done, total, elapsed: reporter(done, total, elapsed) \
-                if total >= args.progress_from else None
+            return lambda done, total, elapsed: (
+                reporter(done, total, elapsed) if total >= args.progress_from else None
+            )
 
         try:
             result = engine.run(path, top=args.top, options=options, progress=progress)
@@ -84,17 +98,32 @@ def _read_across(args: argparse.Namespace) -> int:
             failed += 1
             continue
         q = result.query
-        err(f"{path}: {len(q.profile_ids):,} profile(s), {q.n_landmarks_used}/978 landmark genes"
-            + (f"; missing (set to 0): {', '.join(q.missing[:10])}"
-               f"{f' and {len(q.missing) - 10} more' if len(q.missing) > 10 else ''}"
-               if q.missing else "")
-            + (f"; {len(q.unknown)} unknown gene id(s) skipped" if q.unknown else ""))
+        err(
+            f"{path}: {len(q.profile_ids):,} profile(s), {q.n_landmarks_used}/978 landmark genes"
+            + (
+                f"; missing (set to 0): {', '.join(q.missing[:10])}"
+                f"{f' and {len(q.missing) - 10} more' if len(q.missing) > 10 else ''}"
+                if q.missing
+                else ""
+            )
+            + (f"; {len(q.unknown)} unknown gene id(s) skipped" if q.unknown else "")
+        )
         for warning in q.warnings:
             err(f"warning: {path}: {warning}")
         hits = result.hits
         print(f"\n{path.name}: top {args.top} perturbagens ({scope}, model {engine.version})")
-        table = hits[["query_id", "rank", "similarity", "pert_id", "pert_iname", "pert_type",
-                      "moa", "target"]].fillna("")
+        table = hits[
+            [
+                "query_id",
+                "rank",
+                "similarity",
+                "pert_id",
+                "pert_iname",
+                "pert_type",
+                "moa",
+                "target",
+            ]
+        ].fillna("")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         frames.append(hits)
     if args.out and frames:
@@ -112,12 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="write a synthetic LINCS release in GEO layout")
     synth.add_argument("--out", required=True, type=Path, help="output directory")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--profiles", type=int, default=36_000,
-                       help="number of level-4 profiles, controls included (default 36,000)")
+    synth.add_argument(
+        "--profiles",
+        type=int,
+        default=36_000,
+        help="number of level-4 profiles, controls included (default 36,000)",
+    )
     synth.set_defaults(func=_synth)
 
-    cal = sub.add_parser("calibrate",
-                         help="z-score baselines on a synthetic release (the paper's protocol)")
+    cal = sub.add_parser(
+        "calibrate", help="z-score baselines on a synthetic release (the paper's protocol)"
+    )
     cal.add_argument("--profiles", type=int, default=36_000)
     cal.add_argument("--seeds", type=int, nargs="+", default=[0])
     cal.set_defaults(func=_calibrate)
@@ -129,26 +163,42 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     ra = sub.add_parser(
-        "read-across", help="rank known perturbagens against your own profiles",
+        "read-across",
+        help="rank known perturbagens against your own profiles",
         description="Embed the profiles of FILE(s) with the current model and print the most "
-                    "similar perturbagens. Input: GCT, GCTX, CSV or TSV of level-4-like "
-                    "landmark z-scores (robust z-scores against the plate or experiment "
-                    "population), genes as Entrez ids or symbols, one or many profiles.")
+        "similar perturbagens. Input: GCT, GCTX, CSV or TSV of level-4-like "
+        "landmark z-scores (robust z-scores against the plate or experiment "
+        "population), genes as Entrez ids or symbols, one or many profiles.",
+    )
     ra.add_argument("files", nargs="+", type=Path, metavar="FILE", help="query file(s)")
     ra.add_argument("--top", type=int, default=20, help="perturbagens per profile (default 20)")
-    ra.add_argument("--data-root", default=os.environ.get("L1000_DATA_ROOT", "data"),
-                    help="data root with the model and embeddings (default $L1000_DATA_ROOT "
-                         "or ./data)")
-    ra.add_argument("--cell", default=None,
-                    help="rank against one cell line's perturbagen embeddings")
+    ra.add_argument(
+        "--data-root",
+        default=os.environ.get("L1000_DATA_ROOT", "data"),
+        help="data root with the model and embeddings (default $L1000_DATA_ROOT or ./data)",
+    )
+    ra.add_argument(
+        "--cell", default=None, help="rank against one cell line's perturbagen embeddings"
+    )
     ra.add_argument("--pert-type", default=None, help="only this type (trt_cp, trt_sh, ...)")
-    ra.add_argument("--max-missing", type=int, default=50,
-                    help="landmark genes a file may lack, set to 0 (default 50 of 978)")
-    ra.add_argument("--allow-unknown-genes", action="store_true",
-                    help="skip gene ids the genes table does not know instead of refusing")
+    ra.add_argument(
+        "--max-missing",
+        type=int,
+        default=50,
+        help="landmark genes a file may lack, set to 0 (default 50 of 978)",
+    )
+    ra.add_argument(
+        "--allow-unknown-genes",
+        action="store_true",
+        help="skip gene ids the genes table does not know instead of refusing",
+    )
     ra.add_argument("--out", type=Path, default=None, help="also write the hits as CSV")
-    ra.add_argument("--progress-from", type=int, default=1000,
-                    help="show progress for inputs of at least this many profiles")
+    ra.add_argument(
+        "--progress-from",
+        type=int,
+        default=1000,
+        help="show progress for inputs of at least this many profiles",
+    )
     ra.set_defaults(func=_read_across)
     return parser
 

@@ -19,7 +19,9 @@ SMALL_PROFILES = 2_000
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
     if not REAL.is_dir():
-        pytest.fail(f"real L1000 fixtures not found at {REAL} (CI places ../shared beside the repo)")
+        pytest.fail(
+            f"real L1000 fixtures not found at {REAL} (CI places ../shared beside the repo)"
+        )
     return REAL
 
 
@@ -44,7 +46,9 @@ def small_lake(tmp_path_factory, small_release):
     root = tmp_path_factory.mktemp("lake")
     release = open_release("synthetic", small_release.root)
     rec = reconcile(release)
-    cells = sorted(rec.instances.loc[rec.instances["profile_class"] != "control", "cell_id"].unique())
+    cells = sorted(
+        rec.instances.loc[rec.instances["profile_class"] != "control", "cell_id"].unique()
+    )
     paths = {c: root / f"cell_id={c}" / "synthetic.parquet" for c in cells}
     write_landmark_profiles(release, rec, paths)
     return sorted(paths.values())

@@ -43,8 +43,11 @@ class Site:
 
     def listing(self, prefix: str) -> bytes | None:
         """An HTML index of the files directly under ``prefix`` (None when there are none)."""
-        names = sorted(p[len(prefix):] for p in self.files
-                       if p.startswith(prefix) and "/" not in p[len(prefix):])
+        names = sorted(
+            p[len(prefix) :]
+            for p in self.files
+            if p.startswith(prefix) and "/" not in p[len(prefix) :]
+        )
         if not names:
             return None
         links = "".join(f'<a href="{n}">{n}</a>\n' for n in names)
@@ -100,15 +103,17 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                data = data[:int(last) + 1] if last else data
+                data = data[: int(last) + 1] if last else data
                 status = 206
             body = data[start:]
             self.send_response(status)
             if not (head and site.head_without_length):
                 self.send_header("Content-Length", str(len(body)))
             if status == 206:
-                self.send_header("Content-Range",
-                                 f"bytes {start}-{len(data) - 1}/{len(site.files[self.path][0])}")
+                self.send_header(
+                    "Content-Range",
+                    f"bytes {start}-{len(data) - 1}/{len(site.files[self.path][0])}",
+                )
             self.send_header("ETag", etag)
             self.send_header("Last-Modified", modified)
             self.send_header("Accept-Ranges", "bytes")
@@ -125,8 +130,9 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 def serving(site: Site) -> Iterator[Site]:
     """Serve ``site`` on a free loopback port for the duration of the block."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     site.base = f"http://127.0.0.1:{server.server_address[1]}"
     try:

@@ -73,8 +73,14 @@ def test_definitions_load_in_process(tmp_path, monkeypatch):
 def _modules_after(code: str, env: dict[str, str]) -> set[str]:
     """Run ``code`` in a fresh interpreter; return the names in its ``sys.modules`` afterwards."""
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return set(json.loads(out.stdout.splitlines()[-1]))
 
@@ -112,8 +118,15 @@ def test_keras_modules_import_no_dagster(isolated_env):
 
 
 def test_dg_check_defs_passes(isolated_env):
-    out = subprocess.run([DG, "check", "defs"], cwd=REPO, env=isolated_env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=120)
+    out = subprocess.run(
+        [DG, "check", "defs"],
+        cwd=REPO,
+        env=isolated_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout
     assert "All definitions loaded successfully" in out.stdout, out.stdout
 
@@ -131,8 +144,11 @@ def _get(url: str) -> str:
 
 
 def _graphql(url: str, query: str) -> dict:
-    request = urllib.request.Request(url, data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         body = json.load(response)
     assert "errors" not in body, body["errors"]
@@ -181,9 +197,14 @@ def dg_dev(env: dict, log_path: Path):
     base = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         # A new session, so that the whole process tree can be signalled as one group.
-        server = subprocess.Popen([DG, "dev", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [DG, "dev", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         _wait_until_serving(f"{base}/server_info", server)
         yield base

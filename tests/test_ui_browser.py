@@ -29,10 +29,18 @@ from tests.test_definitions import DG, _tail, dg_dev
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1",
-    "--remote-debugging-port=0", "--window-size=1600,1000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+    "--window-size=1600,1000",
 ]
 PAGE_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 180
@@ -78,7 +86,10 @@ class Page:
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (port_file.is_file() and port_file.read_text().strip()):
@@ -90,7 +101,8 @@ class Page:
             target = next(t for t in json.load(r) if t["type"] == "page")
         self._stack = contextlib.ExitStack()
         self.ws = self._stack.enter_context(
-            connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10))
+            connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        )
         self._ids = itertools.count(1)
 
     def call(self, method: str, **params):
@@ -126,8 +138,9 @@ class Page:
                 return text
             if time.monotonic() > deadline:
                 missing = [n for n in needles if n not in text]
-                raise AssertionError(f"not rendered within {timeout} s: {missing}\n"
-                                     f"page text: {text[:2000]}")
+                raise AssertionError(
+                    f"not rendered within {timeout} s: {missing}\npage text: {text[:2000]}"
+                )
             time.sleep(0.5)
 
     def wait_until_loaded(self, timeout: float = 15) -> None:
@@ -166,10 +179,14 @@ def ui(tmp_path_factory):
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
     (tmp / "data").mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "L1000_DATA_ROOT": str(tmp / "data"),
-           "VIRTUAL_ENV": str(Path(DG).parent.parent),
-           # Sensors start stopped: the test launches its own run and nothing else.
-           "L1000_AUTOMATION": "off"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "L1000_DATA_ROOT": str(tmp / "data"),
+        "VIRTUAL_ENV": str(Path(DG).parent.parent),
+        # Sensors start stopped: the test launches its own run and nothing else.
+        "L1000_AUTOMATION": "off",
+    }
     log = tmp / "dg-dev.log"
     with dg_dev(env, log) as base:
         yield base, log
@@ -184,8 +201,10 @@ def page(chromium, tmp_path):
 
 def graphql(base: str, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
-        f"{base}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"})
+        f"{base}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         body = json.load(response)
     assert "errors" not in body, body["errors"]
@@ -217,8 +236,13 @@ def test_asset_graph_renders_every_asset(ui, page):
     base, log = ui
     nodes = graphql(base, ASSETS)["assetNodes"]
     names = sorted("/".join(n["assetKey"]["path"]) for n in nodes)
-    assert {"synthetic_release", "release_files", "release_metadata", "landmark_profiles",
-            "warehouse"} <= set(names)
+    assert {
+        "synthetic_release",
+        "release_files",
+        "release_metadata",
+        "landmark_profiles",
+        "warehouse",
+    } <= set(names)
     for node in nodes:  # what the UI shows beside each asset
         assert node["description"] and node["groupName"] != "default" and node["kinds"], node
     groups = sorted({n["groupName"] for n in nodes})
@@ -227,12 +251,19 @@ def test_asset_graph_renders_every_asset(ui, page):
     page.dismiss_dialogs()
     page.screenshot(ARTIFACTS / "ui-asset-lineage.png")
     repo = _repository(base)
-    address = (repo["location"]["name"] if repo["name"] == "__repository__"
-               else f"{repo['name']}@{repo['location']['name']}")
+    address = (
+        repo["location"]["name"]
+        if repo["name"] == "__repository__"
+        else f"{repo['name']}@{repo['location']['name']}"
+    )
     for group in groups:  # each group's graph shows its assets by name
-        members = [name for name, n in zip(names, sorted(
-            nodes, key=lambda n: "/".join(n["assetKey"]["path"])), strict=True)
-            if n["groupName"] == group]
+        members = [
+            name
+            for name, n in zip(
+                names, sorted(nodes, key=lambda n: "/".join(n["assetKey"]["path"])), strict=True
+            )
+            if n["groupName"] == group
+        ]
         page.goto(f"{base}/locations/{address}/asset-groups/{group}")
         try:
             page.wait_for_text(members)
@@ -248,11 +279,15 @@ def test_launch_a_synthetic_release_and_see_it_succeed(ui, page):
     base, log = ui
     repo = _repository(base)
     params = {
-        "selector": {"repositoryLocationName": repo["location"]["name"],
-                     "repositoryName": repo["name"], "pipelineName": "__ASSET_JOB",
-                     "assetSelection": [{"path": ["synthetic_release"]}]},
-        "runConfigData": {"ops": {"synthetic_release": {"config": {"n_profiles": N_PROFILES,
-                                                                   "seed": 1}}}},
+        "selector": {
+            "repositoryLocationName": repo["location"]["name"],
+            "repositoryName": repo["name"],
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [{"path": ["synthetic_release"]}],
+        },
+        "runConfigData": {
+            "ops": {"synthetic_release": {"config": {"n_profiles": N_PROFILES, "seed": 1}}}
+        },
         "mode": "default",
         "executionMetadata": {"tags": [{"key": "l1000/test", "value": "browser"}]},
     }

@@ -24,8 +24,7 @@ class ProgressReporter:
     count, percentage, rate and estimated time left.
     """
 
-    def __init__(self, emit: Callable[[str], None], what: str = "profiles",
-                 interval: float = 5.0):
+    def __init__(self, emit: Callable[[str], None], what: str = "profiles", interval: float = 5.0):
         self.emit = emit
         self.what = what
         self.interval = interval
@@ -42,5 +41,7 @@ class ProgressReporter:
             self.emit(f"{done:,} {self.what}, {rate:,.0f} {self.what}/s")
             return
         eta = (total - done) / rate if rate > 0 else float("nan")
-        self.emit(f"{done:,}/{total:,} {self.what} ({100 * done / total:.0f}%), "
-                  f"{rate:,.0f} {self.what}/s, ETA {eta:,.0f} s")
+        self.emit(
+            f"{done:,}/{total:,} {self.what} ({100 * done / total:.0f}%), "
+            f"{rate:,.0f} {self.what}/s, ETA {eta:,.0f} s"
+        )

@@ -8,5 +8,10 @@ from l1000_assets.lib.resources import lake_from_env
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"lake": lake_from_env(), "releases": registry_from_env(),
-                                     "release_watch": watch_from_env()})
+    return dg.Definitions(
+        resources={
+            "lake": lake_from_env(),
+            "releases": registry_from_env(),
+            "release_watch": watch_from_env(),
+        }
+    )

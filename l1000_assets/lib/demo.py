@@ -29,15 +29,27 @@ def _stages(instance: dg.DagsterInstance):
     cells = instance.get_dynamic_partitions("cell_line")
     if cells:
         # One run for all cell lines: landmark_profiles reads each release once.
-        yield "landmark lake", ["landmark_profiles"], None, {
-            ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]}
-    yield "embedding model", ["perturbagen_split", "normalization_stats", "embedding_model"], \
-        None, {}
+        yield (
+            "landmark lake",
+            ["landmark_profiles"],
+            None,
+            {ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]},
+        )
+    yield (
+        "embedding model",
+        ["perturbagen_split", "normalization_stats", "embedding_model"],
+        None,
+        {},
+    )
     yield "evaluation", ["evaluation_metrics"], None, {}
     if cells:
         # Partitioned and unpartitioned assets in separate runs; one run for all cell lines.
-        yield "embeddings", ["profile_embeddings", "zscore_signatures"], None, {
-            ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]}
+        yield (
+            "embeddings",
+            ["profile_embeddings", "zscore_signatures"],
+            None,
+            {ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]},
+        )
     yield "embedding aggregates", ["signature_embeddings", "perturbagen_embeddings"], None, {}
     yield "read-across", ["read_across_results", "perturbagen_map"], None, {}
     yield "DuckDB catalog", ["warehouse"], None, {}
@@ -55,30 +67,43 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
         os.environ["DAGSTER_HOME"] = str(Path(__file__).resolve().parents[2] / "dagster_home")
     definitions = load_definitions()
     everything = [*definitions.assets, *definitions.asset_checks]
-    run_config = {"ops": {"synthetic_release": {"config": {"n_profiles": n_profiles,
-                                                           "seed": seed}}},
-                  "loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    print(f"l1000 demo: {n_profiles:,} synthetic profiles (seed {seed}) -> {data_root}",
-          flush=True)
+    run_config = {
+        "ops": {"synthetic_release": {"config": {"n_profiles": n_profiles, "seed": seed}}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
+    print(f"l1000 demo: {n_profiles:,} synthetic profiles (seed {seed}) -> {data_root}", flush=True)
     t0 = time.perf_counter()
     materialized: dict[str, str] = {}
     checks: list[tuple[str, str]] = []
     with dg.DagsterInstance.get() as instance:
         for title, names, partition, tags in _stages(instance):
             print(f"\n== {title}", flush=True)
-            config = run_config if "synthetic_release" in names else {
-                "loggers": run_config["loggers"]}
+            config = (
+                run_config if "synthetic_release" in names else {"loggers": run_config["loggers"]}
+            )
             result = dg.materialize(
-                everything, selection=names, instance=instance, resources=definitions.resources,
-                partition_key=partition, tags=tags, run_config=config, raise_on_error=False)
+                everything,
+                selection=names,
+                instance=instance,
+                resources=definitions.resources,
+                partition_key=partition,
+                tags=tags,
+                run_config=config,
+                raise_on_error=False,
+            )
             if not result.success:
-                print(f"demo failed in stage '{title}': see the errors above and run "
-                      f"{result.run_id} in `make ui`", file=sys.stderr)
+                print(
+                    f"demo failed in stage '{title}': see the errors above and run "
+                    f"{result.run_id} in `make ui`",
+                    file=sys.stderr,
+                )
                 return 1
             for event in result.get_asset_materialization_events():
                 mat = event.event_specific_data.materialization
-                path = next((v.value for v in mat.metadata.values()
-                             if isinstance(v, dg.PathMetadataValue)), "")
+                path = next(
+                    (v.value for v in mat.metadata.values() if isinstance(v, dg.PathMetadataValue)),
+                    "",
+                )
                 materialized[mat.asset_key.to_user_string()] = path
             for check in result.get_asset_check_evaluations():
                 status = "passed" if check.passed else f"FAILED ({check.severity.value})"
@@ -92,9 +117,10 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
         print(f"  {name:<40} {status}")
     table1 = data_root / "lake" / "evaluation" / "table1.md"
     if table1.exists():
-        print("\nevaluation (Table 1 of Donner et al. 2018, ours beside the published "
-              "figures):\n")
+        print("\nevaluation (Table 1 of Donner et al. 2018, ours beside the published figures):\n")
         print(table1.read_text())
-    print(f"\noutputs under {data_root}; run history in {os.environ['DAGSTER_HOME']} "
-          "(open it with `make ui`)")
+    print(
+        f"\noutputs under {data_root}; run history in {os.environ['DAGSTER_HOME']} "
+        "(open it with `make ui`)"
+    )
     return 0

@@ -16,15 +16,18 @@ def landmark_files(lake: LakeResource) -> list[Path]:
     """Every landmark profile file in the lake; fails when there is none."""
     files = lake.landmark_files()
     if not files:
-        raise dg.Failure(f"no landmark profiles under {lake.path / 'lake'}: materialize "
-                         "landmark_profiles first")
+        raise dg.Failure(
+            f"no landmark profiles under {lake.path / 'lake'}: materialize landmark_profiles first"
+        )
     return files
 
 
 def lake_fingerprint(files) -> str:
     """Names, sizes and row counts of the lake files: the model's data version."""
-    parts = [(str(f.parent.name), f.name, f.stat().st_size, pq.ParquetFile(f).metadata.num_rows)
-             for f in files]
+    parts = [
+        (str(f.parent.name), f.name, f.stat().st_size, pq.ParquetFile(f).metadata.num_rows)
+        for f in files
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -52,6 +55,8 @@ def profile_embedding_files(lake: LakeResource) -> list[Path]:
     """Every profile embeddings file; fails when there is none."""
     files = lake.profile_embedding_files()
     if not files:
-        raise dg.Failure(f"no profile embeddings under {lake.embeddings_dir}: materialize "
-                         "profile_embeddings first")
+        raise dg.Failure(
+            f"no profile embeddings under {lake.embeddings_dir}: materialize "
+            "profile_embeddings first"
+        )
     return files

@@ -28,8 +28,9 @@ def valid_release(key: str) -> bool:
     return bool(RELEASE_NAME.match(key)) and ".." not in key
 
 
-def missing_partitions(instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition,
-                       keys) -> list[str]:
+def missing_partitions(
+    instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, keys
+) -> list[str]:
     """The valid keys among ``keys`` that ``partitions`` does not have yet, in order."""
     check = valid_release if partitions.name == release_partitions.name else valid_cell_line
     existing = set(instance.get_dynamic_partitions(partitions.name))

@@ -36,35 +36,54 @@ class ReleaseRegistry(dg.ConfigurableResource):
     """
 
     local_releases: dict[str, str] = Field(
-        default_factory=dict, description="Local release name -> directory of its files.")
+        default_factory=dict, description="Local release name -> directory of its files."
+    )
     mirrors: dict[str, str] = Field(
-        default_factory=dict, description="Public release name -> base URL of a mirror.")
+        default_factory=dict, description="Public release name -> base URL of a mirror."
+    )
     timeout_seconds: float = Field(default=60.0, description="HTTP timeout per request.")
     retries: int = Field(default=5, description="HTTP retries, with exponential backoff.")
 
     def source(self, name: str, synthetic_dir: str) -> ReleaseSource:
         if name == SYNTHETIC:
-            return ReleaseSource(name=SYNTHETIC, kind="local", path=synthetic_dir,
-                                 description="the embedded synthetic release")
+            return ReleaseSource(
+                name=SYNTHETIC,
+                kind="local",
+                path=synthetic_dir,
+                description="the embedded synthetic release",
+            )
         if name in self.local_releases:
-            return ReleaseSource(name=name, kind="local", path=self.local_releases[name],
-                                 description=f"local directory {self.local_releases[name]}")
+            return ReleaseSource(
+                name=name,
+                kind="local",
+                path=self.local_releases[name],
+                description=f"local directory {self.local_releases[name]}",
+            )
         # Drop-in directories: <data root>/releases/incoming/<name>/ (beside the synthetic
         # release's directory), picked up by release_sensor.
         incoming = incoming_releases(Path(synthetic_dir).parent)
         if name in incoming:
-            return ReleaseSource(name=name, kind="local", path=str(incoming[name]),
-                                 description=f"drop-in directory {incoming[name]}")
+            return ReleaseSource(
+                name=name,
+                kind="local",
+                path=str(incoming[name]),
+                description=f"drop-in directory {incoming[name]}",
+            )
         if name in KNOWN_RELEASES:
             known = KNOWN_RELEASES[name]
             if name in self.mirrors:
-                return replace(known, base_url=self.mirrors[name],
-                               description=f"{known.description} (mirror {self.mirrors[name]})")
+                return replace(
+                    known,
+                    base_url=self.mirrors[name],
+                    description=f"{known.description} (mirror {self.mirrors[name]})",
+                )
             return known
-        raise dg.Failure(f"unknown release {name!r}: not a known public release "
-                         f"({', '.join(KNOWN_RELEASES)}), not '{SYNTHETIC}', not in "
-                         f"{LOCAL_RELEASES_ENV} and not a directory under "
-                         f"{Path(synthetic_dir).parent / 'incoming'}")
+        raise dg.Failure(
+            f"unknown release {name!r}: not a known public release "
+            f"({', '.join(KNOWN_RELEASES)}), not '{SYNTHETIC}', not in "
+            f"{LOCAL_RELEASES_ENV} and not a directory under "
+            f"{Path(synthetic_dir).parent / 'incoming'}"
+        )
 
 
 def _json_env(name: str) -> dict[str, str]:
@@ -98,14 +117,21 @@ class ReleaseWatch(dg.ConfigurableResource):
     ``L1000_RELEASE_MIRRORS`` is watched instead of the original when one is configured.
     """
 
-    public: list[str] = Field(default_factory=list,
-                              description="Public releases to watch (GSE92742, GSE70138, LINCS2020).")
+    public: list[str] = Field(
+        default_factory=list,
+        description="Public releases to watch (GSE92742, GSE70138, LINCS2020).",
+    )
     http_interval_seconds: int = Field(
-        default=3600, ge=0, description="Seconds between checks of an HTTP source (HEAD requests).")
+        default=3600, ge=0, description="Seconds between checks of an HTTP source (HEAD requests)."
+    )
     timeout_seconds: float = Field(default=30.0, gt=0, description="HTTP timeout per request.")
-    settle: bool = Field(default=True, description=(
-        "Local directories: request a version only once two checks in a row saw it (a copy in "
-        "progress is not ingested half-way)."))
+    settle: bool = Field(
+        default=True,
+        description=(
+            "Local directories: request a version only once two checks in a row saw it (a copy in "
+            "progress is not ingested half-way)."
+        ),
+    )
 
 
 def watch_from_env() -> ReleaseWatch:
@@ -115,12 +141,14 @@ def watch_from_env() -> ReleaseWatch:
         names = list(KNOWN_RELEASES)
     unknown = [n for n in names if n not in KNOWN_RELEASES]
     if unknown:
-        raise ValueError(f"{WATCH_ENV}: {unknown} are not known public releases "
-                         f"({', '.join(KNOWN_RELEASES)}); local releases are always watched")
+        raise ValueError(
+            f"{WATCH_ENV}: {unknown} are not known public releases "
+            f"({', '.join(KNOWN_RELEASES)}); local releases are always watched"
+        )
     interval = os.environ.get(HTTP_INTERVAL_ENV, "").strip()
-    return ReleaseWatch(public=names,
-                        **({"http_interval_seconds": int(interval)} if interval else {}))
-
+    return ReleaseWatch(
+        public=names, **({"http_interval_seconds": int(interval)} if interval else {})
+    )
 
 
 def local_name(remote: str) -> str:

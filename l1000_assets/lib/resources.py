@@ -94,13 +94,17 @@ class LakeResource(dg.ConfigurableResource):
 
     def zscore_signatures_path(self, cell_line: str) -> Path:
         """MODZ z-score signatures of one cell line."""
-        return self.path / "lake" / "zscore_signatures" / f"cell_id={cell_line}" / \
-            "signatures.parquet"
+        return (
+            self.path / "lake" / "zscore_signatures" / f"cell_id={cell_line}" / "signatures.parquet"
+        )
 
     def metadata_files(self, table: str) -> list[Path]:
         """One canonical metadata table (``genes``, ``perturbagens``...) of every release."""
-        return [p for r in self.metadata_releases()
-                if (p := self.metadata_dir(r) / f"{table}.parquet").exists()]
+        return [
+            p
+            for r in self.metadata_releases()
+            if (p := self.metadata_dir(r) / f"{table}.parquet").exists()
+        ]
 
     @property
     def read_across_dir(self) -> Path:

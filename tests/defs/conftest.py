@@ -16,12 +16,19 @@ class Graph:
     everything: list
     resources: dict
     cells: list[str] = field(default_factory=list)
-    results: dict = field(default_factory=dict)   # stage -> ExecuteInProcessResult
+    results: dict = field(default_factory=dict)  # stage -> ExecuteInProcessResult
 
     def run(self, names, partition=None, tags=None, config=None, **kwargs):
-        return dg.materialize(self.everything, selection=names, instance=self.instance,
-                              resources=self.resources, partition_key=partition,
-                              tags=tags or {}, run_config=config or {}, **kwargs)
+        return dg.materialize(
+            self.everything,
+            selection=names,
+            instance=self.instance,
+            resources=self.resources,
+            partition_key=partition,
+            tags=tags or {},
+            run_config=config or {},
+            **kwargs,
+        )
 
 
 def build_lake_graph(root: Path, n_profiles: int, seed: int) -> Graph:
@@ -31,16 +38,25 @@ def build_lake_graph(root: Path, n_profiles: int, seed: int) -> Graph:
     from l1000_assets.lib.resources import LakeResource
 
     definitions = defs()
-    graph = Graph(root, dg.DagsterInstance.ephemeral(),
-                  [*definitions.assets, *definitions.asset_checks],
-                  {"lake": LakeResource(root=str(root)), "releases": ReleaseRegistry()})
-    graph.run(["synthetic_release"], config={"ops": {"synthetic_release": {"config": {
-        "n_profiles": n_profiles, "seed": seed}}}})
-    graph.results["meta"] = graph.run(["release_files", "release_metadata"],
-                                      partition="synthetic")
+    graph = Graph(
+        root,
+        dg.DagsterInstance.ephemeral(),
+        [*definitions.assets, *definitions.asset_checks],
+        {"lake": LakeResource(root=str(root)), "releases": ReleaseRegistry()},
+    )
+    graph.run(
+        ["synthetic_release"],
+        config={"ops": {"synthetic_release": {"config": {"n_profiles": n_profiles, "seed": seed}}}},
+    )
+    graph.results["meta"] = graph.run(["release_files", "release_metadata"], partition="synthetic")
     graph.cells = graph.instance.get_dynamic_partitions("cell_line")
-    graph.results["lake"] = graph.run(["landmark_profiles"], tags={
-        ASSET_PARTITION_RANGE_START: graph.cells[0], ASSET_PARTITION_RANGE_END: graph.cells[-1]})
+    graph.results["lake"] = graph.run(
+        ["landmark_profiles"],
+        tags={
+            ASSET_PARTITION_RANGE_START: graph.cells[0],
+            ASSET_PARTITION_RANGE_END: graph.cells[-1],
+        },
+    )
     return graph
 
 

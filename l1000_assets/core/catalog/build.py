@@ -26,7 +26,7 @@ def sql_literal(value: str) -> str:
 class CatalogReport:
     path: Path
     statements: int
-    skipped: dict[str, str]     # statement head -> reason (files not there yet)
+    skipped: dict[str, str]  # statement head -> reason (files not there yet)
 
 
 def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path) -> CatalogReport:

@@ -40,15 +40,48 @@ from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import VALUES_COLUMN
 from l1000_assets.core.progress import Log, Progress
 
-PROFILE_COLUMNS = ["inst_id", "pert_id", "pert_iname", "pert_type", "cell_id", "pert_dose",
-                   "pert_dose_unit", "pert_time", "pert_time_unit", "release"]
+PROFILE_COLUMNS = [
+    "inst_id",
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "cell_id",
+    "pert_dose",
+    "pert_dose_unit",
+    "pert_time",
+    "pert_time_unit",
+    "release",
+]
 # A signature: the replicates of one perturbagen in one cell line at one dose and time.
-SIGNATURE_KEYS = ["cell_id", "pert_id", "pert_dose", "pert_dose_unit", "pert_time",
-                  "pert_time_unit"]
-SIGNATURE_COLUMNS = ["sig_id", "pert_id", "pert_iname", "pert_type", "cell_id", "pert_dose",
-                     "pert_dose_unit", "pert_time", "pert_time_unit", "n_replicates"]
-PERTURBAGEN_COLUMNS = ["pert_id", "pert_iname", "pert_type", "cell_id", "n_profiles",
-                       "n_signatures", "n_cell_lines"]
+SIGNATURE_KEYS = [
+    "cell_id",
+    "pert_id",
+    "pert_dose",
+    "pert_dose_unit",
+    "pert_time",
+    "pert_time_unit",
+]
+SIGNATURE_COLUMNS = [
+    "sig_id",
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "cell_id",
+    "pert_dose",
+    "pert_dose_unit",
+    "pert_time",
+    "pert_time_unit",
+    "n_replicates",
+]
+PERTURBAGEN_COLUMNS = [
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "cell_id",
+    "n_profiles",
+    "n_signatures",
+    "n_cell_lines",
+]
 
 
 def _format_number(x: float | None) -> str:
@@ -64,11 +97,20 @@ def signature_ids(table: pa.Table | pa.RecordBatch) -> np.ndarray:
     embeddings and MODZ z-score signatures can be joined on ``sig_id``.
     """
     cols = {k: table.column(k).to_pylist() for k in SIGNATURE_KEYS}
-    return np.array([
-        f"{c}:{p}:{_format_number(d)}{du or ''}:{_format_number(t)}{tu or ''}"
-        for c, p, d, du, t, tu in zip(cols["cell_id"], cols["pert_id"], cols["pert_dose"],
-                                      cols["pert_dose_unit"], cols["pert_time"],
-                                      cols["pert_time_unit"])], dtype=object)
+    return np.array(
+        [
+            f"{c}:{p}:{_format_number(d)}{du or ''}:{_format_number(t)}{tu or ''}"
+            for c, p, d, du, t, tu in zip(
+                cols["cell_id"],
+                cols["pert_id"],
+                cols["pert_dose"],
+                cols["pert_dose_unit"],
+                cols["pert_time"],
+                cols["pert_time_unit"],
+            )
+        ],
+        dtype=object,
+    )
 
 
 def _grouped_sums(keys: np.ndarray, x: np.ndarray):
@@ -77,8 +119,11 @@ def _grouped_sums(keys: np.ndarray, x: np.ndarray):
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    sums = np.add.reduceat(x[order].astype(np.float64), starts, axis=0) if len(x) else \
-        np.zeros((0, x.shape[1]))
+    sums = (
+        np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+        if len(x)
+        else np.zeros((0, x.shape[1]))
+    )
     counts = np.diff(np.r_[starts, len(keys)])
     return sorted_keys[starts], order[starts], sums, counts
 
@@ -86,9 +131,15 @@ def _grouped_sums(keys: np.ndarray, x: np.ndarray):
 # --------------------------------------------------------------------------------------
 # Profile embeddings
 # --------------------------------------------------------------------------------------
-def write_profile_embeddings(files: Sequence[str | Path], embed: EmbedFn, out_path: str | Path,
-                             *, version: str, batch_size: int = 16_384,
-                             progress: Progress | None = None) -> int:
+def write_profile_embeddings(
+    files: Sequence[str | Path],
+    embed: EmbedFn,
+    out_path: str | Path,
+    *,
+    version: str,
+    batch_size: int = 16_384,
+    progress: Progress | None = None,
+) -> int:
     """Embed every profile of ``files`` (lake Parquet) into one Parquet file, atomically.
 
     ``embed`` maps ``(n, 978)`` float32 z-scores to ``(n, d)`` unit vectors.
@@ -103,18 +154,22 @@ def write_profile_embeddings(files: Sequence[str | Path], embed: EmbedFn, out_pa
             for path in files:
                 pf = pq.ParquetFile(path)
                 columns = [c for c in PROFILE_COLUMNS if c in pf.schema_arrow.names]
-                for batch in pf.iter_batches(batch_size=batch_size,
-                                             columns=[*columns, VALUES_COLUMN]):
+                for batch in pf.iter_batches(
+                    batch_size=batch_size, columns=[*columns, VALUES_COLUMN]
+                ):
                     z = np.asarray(embed(landmark_matrix(batch)), np.float32)
                     if writer is None:
-                        schema = _with_embedding([_field(c) for c in PROFILE_COLUMNS],
-                                                 z.shape[1], version)
+                        schema = _with_embedding(
+                            [_field(c) for c in PROFILE_COLUMNS], z.shape[1], version
+                        )
                         writer = pq.ParquetWriter(tmp, schema)
-                    arrays = [batch.column(c).cast(schema.field(c).type) if c in columns
-                              else pa.nulls(batch.num_rows, schema.field(c).type)
-                              for c in PROFILE_COLUMNS]
-                    writer.write_batch(pa.record_batch([*arrays, vector_array(z)],
-                                                       schema=schema))
+                    arrays = [
+                        batch.column(c).cast(schema.field(c).type)
+                        if c in columns
+                        else pa.nulls(batch.num_rows, schema.field(c).type)
+                        for c in PROFILE_COLUMNS
+                    ]
+                    writer.write_batch(pa.record_batch([*arrays, vector_array(z)], schema=schema))
                     done += batch.num_rows
                     if progress:
                         progress(done, total, time.perf_counter() - t0)
@@ -126,8 +181,9 @@ def write_profile_embeddings(files: Sequence[str | Path], embed: EmbedFn, out_pa
     return done
 
 
-def write_signature_embeddings(profile_files: Sequence[str | Path], out_path: str | Path,
-                               *, log: Log | None = None) -> int:
+def write_signature_embeddings(
+    profile_files: Sequence[str | Path], out_path: str | Path, *, log: Log | None = None
+) -> int:
     """One row per signature: re-normalized mean of its profile embeddings, atomically.
 
     Each file (one cell line) is read whole: memory ~ ``d`` floats per profile of the
@@ -137,8 +193,16 @@ def write_signature_embeddings(profile_files: Sequence[str | Path], out_path: st
         raise L1000InputError(out_path, "no profile embeddings: materialize profile_embeddings")
     version, dim = _versions(profile_files), _dims(profile_files)
     schema = _with_embedding([_field(c) for c in SIGNATURE_COLUMNS], dim, version)
-    meta_columns = ["pert_id", "pert_iname", "pert_type", "cell_id", "pert_dose",
-                    "pert_dose_unit", "pert_time", "pert_time_unit"]
+    meta_columns = [
+        "pert_id",
+        "pert_iname",
+        "pert_type",
+        "cell_id",
+        "pert_dose",
+        "pert_dose_unit",
+        "pert_time",
+        "pert_time_unit",
+    ]
     n = 0
     with atomic_file(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for path in profile_files:
@@ -148,17 +212,24 @@ def write_signature_embeddings(profile_files: Sequence[str | Path], out_path: st
             arrays = {c: rows.column(c) for c in meta_columns}
             arrays["sig_id"] = pa.array(keys.astype(str).tolist(), pa.string())
             arrays["n_replicates"] = pa.array(counts, pa.int64())
-            writer.write_table(pa.table(
-                [*(arrays[c].cast(schema.field(c).type) for c in SIGNATURE_COLUMNS),
-                 vector_array(normalize_rows(sums))], schema=schema))
+            writer.write_table(
+                pa.table(
+                    [
+                        *(arrays[c].cast(schema.field(c).type) for c in SIGNATURE_COLUMNS),
+                        vector_array(normalize_rows(sums)),
+                    ],
+                    schema=schema,
+                )
+            )
             n += len(keys)
             if log:
                 log(f"{Path(path).parent.name}: {len(z):,} profiles -> {len(keys):,} signatures")
     return n
 
 
-def write_perturbagen_embeddings(profile_files: Sequence[str | Path], out_path: str | Path,
-                                 *, log: Log | None = None) -> int:
+def write_perturbagen_embeddings(
+    profile_files: Sequence[str | Path], out_path: str | Path, *, log: Log | None = None
+) -> int:
     """Per perturbagen and cell line, and per perturbagen over all cell lines (``cell_id``
     null): the re-normalized mean of its profile embeddings, atomically.
 
@@ -168,8 +239,9 @@ def write_perturbagen_embeddings(profile_files: Sequence[str | Path], out_path: 
         raise L1000InputError(out_path, "no profile embeddings: materialize profile_embeddings")
     version, dim = _versions(profile_files), _dims(profile_files)
     schema = _with_embedding([_field(c) for c in PERTURBAGEN_COLUMNS], dim, version)
-    parts: dict[str, list] = {c: [] for c in ("pert_id", "pert_iname", "pert_type", "cell_id",
-                                              "sums", "counts")}
+    parts: dict[str, list] = {
+        c: [] for c in ("pert_id", "pert_iname", "pert_type", "cell_id", "sums", "counts")
+    }
     for path in profile_files:
         table, z = read_embeddings(path, [*SIGNATURE_KEYS, "pert_iname", "pert_type"])
         pert = np.array(table.column("pert_id").to_pylist(), dtype=object)
@@ -187,18 +259,35 @@ def write_perturbagen_embeddings(profile_files: Sequence[str | Path], out_path: 
     per_cell = {c: np.concatenate(v) for c, v in parts.items()}
     keys, first, sums, n_cells = _grouped_sums(per_cell["pert_id"], per_cell["sums"])
     _, _, counts, _ = _grouped_sums(per_cell["pert_id"], per_cell["counts"])
-    overall = {"pert_id": keys, "pert_iname": per_cell["pert_iname"][first],
-               "pert_type": per_cell["pert_type"][first],
-               "cell_id": np.full(len(keys), None, object), "sums": sums,
-               "counts": counts.astype(np.int64), "n_cell_lines": n_cells}
+    overall = {
+        "pert_id": keys,
+        "pert_iname": per_cell["pert_iname"][first],
+        "pert_type": per_cell["pert_type"][first],
+        "cell_id": np.full(len(keys), None, object),
+        "sums": sums,
+        "counts": counts.astype(np.int64),
+        "n_cell_lines": n_cells,
+    }
     per_cell["n_cell_lines"] = np.ones(len(per_cell["pert_id"]), np.int64)
     with atomic_file(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for part in (overall, per_cell):
-            columns = {"pert_id": part["pert_id"], "pert_iname": part["pert_iname"],
-                       "pert_type": part["pert_type"], "cell_id": part["cell_id"],
-                       "n_profiles": part["counts"][:, 0], "n_signatures": part["counts"][:, 1],
-                       "n_cell_lines": part["n_cell_lines"]}
-            writer.write_table(pa.table(
-                [pa.array(columns[c].tolist(), schema.field(c).type) for c in PERTURBAGEN_COLUMNS]
-                + [vector_array(normalize_rows(part["sums"]))], schema=schema))
+            columns = {
+                "pert_id": part["pert_id"],
+                "pert_iname": part["pert_iname"],
+                "pert_type": part["pert_type"],
+                "cell_id": part["cell_id"],
+                "n_profiles": part["counts"][:, 0],
+                "n_signatures": part["counts"][:, 1],
+                "n_cell_lines": part["n_cell_lines"],
+            }
+            writer.write_table(
+                pa.table(
+                    [
+                        pa.array(columns[c].tolist(), schema.field(c).type)
+                        for c in PERTURBAGEN_COLUMNS
+                    ]
+                    + [vector_array(normalize_rows(part["sums"]))],
+                    schema=schema,
+                )
+            )
     return len(keys) + len(per_cell["pert_id"])

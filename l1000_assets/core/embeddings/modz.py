@@ -75,9 +75,14 @@ def modz(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (weights @ x).astype(dtype), weights
 
 
-def write_zscore_signatures(landmark_files: Sequence[str | Path], out_path: str | Path, *,
-                            memory_limit_mb: int = 1024, batch_size: int = 8192,
-                            progress: Progress | None = None) -> int:
+def write_zscore_signatures(
+    landmark_files: Sequence[str | Path],
+    out_path: str | Path,
+    *,
+    memory_limit_mb: int = 1024,
+    batch_size: int = 8192,
+    progress: Progress | None = None,
+) -> int:
     """MODZ level-5 signatures of the lake profiles in ``landmark_files`` (one cell line),
     in one Parquet file with a ``fixed_size_list<float32>[978]`` ``signature`` column.
 
@@ -92,12 +97,20 @@ def write_zscore_signatures(landmark_files: Sequence[str | Path], out_path: str 
     fields = [_field(c) for c in SIGNATURE_COLUMNS]
     schema = pa.schema([*fields, pa.field(SIGNATURE_COLUMN, pa.list_(pa.float32(), N_LANDMARKS))])
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in landmark_files)
-    meta_columns = ["pert_id", "pert_iname", "pert_type", "cell_id", "pert_dose",
-                    "pert_dose_unit", "pert_time", "pert_time_unit"]
+    meta_columns = [
+        "pert_id",
+        "pert_iname",
+        "pert_type",
+        "cell_id",
+        "pert_dose",
+        "pert_dose_unit",
+        "pert_time",
+        "pert_time_unit",
+    ]
     t0 = time.perf_counter()
     done = 0
     n = 0
-    pending: list[tuple[pa.Table, np.ndarray]] = []   # the replicates of the open signature
+    pending: list[tuple[pa.Table, np.ndarray]] = []  # the replicates of the open signature
     pending_id = None
     out: dict[str, list] = {c: [] for c in SIGNATURE_COLUMNS}
     vectors: list[np.ndarray] = []
@@ -114,23 +127,35 @@ def write_zscore_signatures(landmark_files: Sequence[str | Path], out_path: str 
 
     def flush(writer: pq.ParquetWriter) -> None:
         if vectors:
-            writer.write_table(pa.table([*(pa.array(out[c], schema.field(c).type)
-                                           for c in SIGNATURE_COLUMNS),
-                                         vector_array(np.stack(vectors))], schema=schema))
+            writer.write_table(
+                pa.table(
+                    [
+                        *(pa.array(out[c], schema.field(c).type) for c in SIGNATURE_COLUMNS),
+                        vector_array(np.stack(vectors)),
+                    ],
+                    schema=schema,
+                )
+            )
             for values in out.values():
                 values.clear()
             vectors.clear()
 
-    with tempfile.TemporaryDirectory(prefix="l1000-modz-") as spill, \
-            atomic_file(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer, \
-            duckdb.connect() as con:
+    with (
+        tempfile.TemporaryDirectory(prefix="l1000-modz-") as spill,
+        atomic_file(out_path) as tmp,
+        pq.ParquetWriter(tmp, schema) as writer,
+        duckdb.connect() as con,
+    ):
         con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
         con.execute(f"SET temp_directory = {sql_literal(spill)}")
-        query = (f"SELECT {', '.join(meta_columns)}, {VALUES_COLUMN} "
-                 "FROM read_parquet($files, union_by_name = true) "
-                 f"ORDER BY {', '.join(SIGNATURE_KEYS)} NULLS LAST")
-        reader = con.sql(query, params={"files": [str(f) for f in landmark_files]}
-                         ).to_arrow_reader(batch_size)
+        query = (
+            f"SELECT {', '.join(meta_columns)}, {VALUES_COLUMN} "
+            "FROM read_parquet($files, union_by_name = true) "
+            f"ORDER BY {', '.join(SIGNATURE_KEYS)} NULLS LAST"
+        )
+        reader = con.sql(query, params={"files": [str(f) for f in landmark_files]}).to_arrow_reader(
+            batch_size
+        )
         for batch in reader:
             table = pa.Table.from_batches([batch])
             ids = signature_ids(table)

@@ -45,8 +45,9 @@ def vector_array(x: np.ndarray) -> pa.FixedSizeListArray:
 def vector_matrix(column: pa.Array | pa.ChunkedArray, dim: int | None = None) -> np.ndarray:
     """A list or fixed-size-list column as an ``(n, d)`` float32 matrix."""
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks else pa.array(
-            [], pa.list_(pa.float32()))
+        column = (
+            column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32()))
+        )
     n = len(column)
     flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     if dim is None:
@@ -70,10 +71,13 @@ def recorded_model_version(path: str | Path) -> str:
     return meta[MODEL_VERSION_KEY].decode()
 
 
-def _with_embedding(fields: Sequence[pa.Field], dim: int, version: str,
-                    column: str = EMBEDDING_COLUMN) -> pa.Schema:
-    return pa.schema([*fields, pa.field(column, pa.list_(pa.float32(), dim))],
-                     metadata={MODEL_VERSION_KEY: version.encode(), DIM_KEY: str(dim).encode()})
+def _with_embedding(
+    fields: Sequence[pa.Field], dim: int, version: str, column: str = EMBEDDING_COLUMN
+) -> pa.Schema:
+    return pa.schema(
+        [*fields, pa.field(column, pa.list_(pa.float32(), dim))],
+        metadata={MODEL_VERSION_KEY: version.encode(), DIM_KEY: str(dim).encode()},
+    )
 
 
 def _field(name: str) -> pa.Field:
@@ -88,21 +92,25 @@ def read_embeddings(path: str | Path, columns: Sequence[str]) -> tuple[pa.Table,
     """Metadata ``columns`` and the ``(n, d)`` embedding matrix of an embeddings file."""
     table = pq.read_table(path, columns=[*columns, EMBEDDING_COLUMN])
     return table.drop_columns([EMBEDDING_COLUMN]), vector_matrix(
-        table.column(EMBEDDING_COLUMN), embedding_dim(path))
+        table.column(EMBEDDING_COLUMN), embedding_dim(path)
+    )
 
 
 def _versions(files: Sequence[str | Path]) -> str:
     versions = {recorded_model_version(f) for f in files}
     if len(versions) != 1:
-        raise L1000InputError(Path(files[0]).parent.parent,
-                              f"profile embeddings from {len(versions)} different models "
-                              f"({', '.join(sorted(versions))}): embed every cell line again")
+        raise L1000InputError(
+            Path(files[0]).parent.parent,
+            f"profile embeddings from {len(versions)} different models "
+            f"({', '.join(sorted(versions))}): embed every cell line again",
+        )
     return versions.pop()
 
 
 def _dims(files: Sequence[str | Path]) -> int:
     dims = {embedding_dim(f) for f in files}
     if len(dims) != 1:
-        raise L1000InputError(Path(files[0]).parent.parent,
-                              f"profile embeddings of different widths {sorted(dims)}")
+        raise L1000InputError(
+            Path(files[0]).parent.parent, f"profile embeddings of different widths {sorted(dims)}"
+        )
     return dims.pop()

@@ -59,7 +59,6 @@ DEFAULT_CANDIDATE_BLOCK = 4096
 """Candidates ranked and scored together (their rank tables take 6 bytes per gene)."""
 
 
-
 _MAX_GENES = np.iinfo(np.int16).max  # ranks are stored as int16
 _RANK_CHUNK = 512  # profiles sorted at a time
 
@@ -225,7 +224,8 @@ def wtcs_from_es(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
     es_up = np.asarray(es_up)
     es_down = np.asarray(es_down)
     return np.where(es_up * es_down < 0, (es_up - es_down) / 2, 0).astype(
-        np.result_type(es_up, es_down, np.float32))
+        np.result_type(es_up, es_down, np.float32)
+    )
 
 
 def iter_wtcs_blocks(
@@ -302,11 +302,13 @@ def wtcs(
     n_c, n = _candidate_shape(candidates)
     n_q = len(np.atleast_2d(np.asarray(up)))
     if n_q * n_c > max_pairs:
-        raise ValueError(f"{n_q} x {n_c} scores exceed max_pairs={max_pairs:,}; "
-                         "use iter_wtcs_blocks")
+        raise ValueError(
+            f"{n_q} x {n_c} scores exceed max_pairs={max_pairs:,}; use iter_wtcs_blocks"
+        )
     out = np.zeros((n_q, n_c), dtype=np.float32)
-    for qs, cs, scores in iter_wtcs_blocks(up, down, candidates, p=p,
-                                           candidate_block=candidate_block):
+    for qs, cs, scores in iter_wtcs_blocks(
+        up, down, candidates, p=p, candidate_block=candidate_block
+    ):
         out[qs, cs] = scores
     return out
 
@@ -361,11 +363,12 @@ def ncs(
         ref = np.asarray(reference, dtype=np.float64)
         ref_groups = np.asarray(reference_groups)
         if ref.ndim == 0 or ref_groups.shape != ref.shape[-1:]:
-            raise ValueError(f"reference_groups {ref_groups.shape} must match the last axis "
-                             f"of reference {ref.shape}")
+            raise ValueError(
+                f"reference_groups {ref_groups.shape} must match the last axis "
+                f"of reference {ref.shape}"
+            )
         if ref.ndim > 1 and ref.shape[:-1] != s.shape[:-1]:
-            raise ValueError(f"reference {ref.shape} and scores {s.shape} differ in leading "
-                             "shape")
+            raise ValueError(f"reference {ref.shape} and scores {s.shape} differ in leading shape")
     n = s.shape[-1]
     _, codes = np.unique(np.concatenate([groups, ref_groups]), return_inverse=True)
     codes = codes.ravel()
@@ -379,13 +382,14 @@ def ncs(
             r = r2[i if len(r2) > 1 else 0]
             if i == 0 or len(r2) > 1:
                 pos, neg = r > 0, r < 0
-                mu_pos = (np.bincount(g_r, weights=np.where(pos, r, 0.0), minlength=n_groups)
-                          / np.bincount(g_r, weights=pos, minlength=n_groups))
-                mu_neg = (np.bincount(g_r, weights=np.where(neg, -r, 0.0), minlength=n_groups)
-                          / np.bincount(g_r, weights=neg, minlength=n_groups))
+                mu_pos = np.bincount(
+                    g_r, weights=np.where(pos, r, 0.0), minlength=n_groups
+                ) / np.bincount(g_r, weights=pos, minlength=n_groups)
+                mu_neg = np.bincount(
+                    g_r, weights=np.where(neg, -r, 0.0), minlength=n_groups
+                ) / np.bincount(g_r, weights=neg, minlength=n_groups)
             row = s2[i]
-            out[i] = np.where(row > 0, row / mu_pos[g_s],
-                              np.where(row < 0, row / mu_neg[g_s], row))
+            out[i] = np.where(row > 0, row / mu_pos[g_s], np.where(row < 0, row / mu_neg[g_s], row))
     return out.reshape(s.shape).astype(dtype, copy=False)
 
 
@@ -450,8 +454,7 @@ def _as_gene_sets(sets: np.ndarray, n: int, name: str) -> np.ndarray:
     if s.ndim != 2 or not (np.issubdtype(s.dtype, np.integer) or s.size == 0):
         raise ValueError(f"{name} must be a 2-D integer array, got {s.dtype} {s.shape}")
     if not 1 <= s.shape[1] < n:
-        raise ValueError(f"{name}: set size must be in [1, N - 1] = [1, {n - 1}], "
-                         f"got {s.shape[1]}")
+        raise ValueError(f"{name}: set size must be in [1, N - 1] = [1, {n - 1}], got {s.shape[1]}")
     if s.size and (s.min() < 0 or s.max() >= n):
         raise ValueError(f"{name}: gene indices must be in [0, {n})")
     if s.shape[1] > 1 and (np.diff(np.sort(s, axis=1), axis=1) == 0).any():
@@ -470,17 +473,20 @@ def _candidate_shape(candidates: np.ndarray | RankedProfiles) -> tuple[int, int]
     return shape[0], shape[1]
 
 
-def _candidate_blocks(candidates: np.ndarray | RankedProfiles, p: float,
-                      block: int) -> Iterator[tuple[slice, RankedProfiles]]:
+def _candidate_blocks(
+    candidates: np.ndarray | RankedProfiles, p: float, block: int
+) -> Iterator[tuple[slice, RankedProfiles]]:
     block = _positive(block, "candidate_block")
     n_c = len(candidates)
     for c0 in range(0, n_c, block):
         cs = slice(c0, min(c0 + block, n_c))
         if isinstance(candidates, RankedProfiles):
             part = candidates[cs]
-            ranked = RankedProfiles(np.ascontiguousarray(part.ranks, dtype=np.int16),
-                                    np.ascontiguousarray(part.weights, dtype=np.float32),
-                                    part.p)
+            ranked = RankedProfiles(
+                np.ascontiguousarray(part.ranks, dtype=np.int16),
+                np.ascontiguousarray(part.weights, dtype=np.float32),
+                part.p,
+            )
         else:
             ranked = rank_profiles(candidates[cs], p=p)
         yield cs, ranked

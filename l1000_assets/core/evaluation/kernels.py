@@ -116,8 +116,26 @@ def gather_ranges(s, c0, lo, hi, full_off, flat):
 
 
 @numba.njit(nogil=True, cache=True)
-def positives(flat, full_off, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-               pos_val, pos_bin, pos_order, row_min, bin_first, bin_last, hist, above):
+def positives(
+    flat,
+    full_off,
+    lo,
+    hi,
+    self_pos,
+    offsets,
+    lower,
+    scale,
+    n_bins,
+    thr,
+    pos_val,
+    pos_bin,
+    pos_order,
+    row_min,
+    bin_first,
+    bin_last,
+    hist,
+    above,
+):
     """Scores and bins of each row's positives (its range's scores in ``flat``, the query
     itself left out), grouped by bin:
     ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``; each row's
@@ -134,7 +152,7 @@ def positives(flat, full_off, lo, hi, self_pos, offsets, lower, scale, n_bins, t
                 if v > thr:
                     above[i, 0] += 1
                 k += 1
-        order = np.argsort(pos_bin[o:o + k], kind="mergesort")
+        order = np.argsort(pos_bin[o : o + k], kind="mergesort")
         for t in range(k):
             m = order[t]
             pos_order[o + t] = o + m
@@ -146,8 +164,27 @@ def positives(flat, full_off, lo, hi, self_pos, offsets, lower, scale, n_bins, t
 
 
 @numba.njit(nogil=True, cache=True)
-def count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_min,
-                pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above):
+def count_tile(
+    s,
+    c0,
+    lo,
+    hi,
+    self_pos,
+    offsets,
+    lower,
+    scale,
+    n_bins,
+    thr,
+    row_min,
+    pos_val,
+    pos_order,
+    bin_first,
+    bin_last,
+    hist,
+    greater,
+    equal,
+    above,
+):
     """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``).
 
     Per row, two passes the compiler vectorizes: the negatives above the MCC threshold,
@@ -163,11 +200,11 @@ def count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_
         h = hist[i]
         o = offsets[i]
         smin, sc, vmin = lower[i], scale[i], row_min[i]
-        l = min(max(lo[i] - c0, 0), t)
-        r = min(max(hi[i] - c0, 0), t)
+        left = min(max(lo[i] - c0, 0), t)
+        right = min(max(hi[i] - c0, 0), t)
         n_above = 0
         for part in range(2):
-            seg = row[0:l] if part == 0 else row[r:t]
+            seg = row[0:left] if part == 0 else row[right:t]
             n = seg.shape[0]
             for base in range(0, n, 64):
                 mask = np.uint64(0)
@@ -189,7 +226,7 @@ def count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_
                     bb = bin_of(v, smin, sc, n_bins)
                     count = h[bb] + 1
                     h[bb] = count
-                    if count < 0:   # a flagged bin: compare with its positives exactly
+                    if count < 0:  # a flagged bin: compare with its positives exactly
                         for w in range(o + bin_first[i, bb], o + bin_last[i, bb]):
                             m = pos_order[w]
                             if v > pos_val[m]:
@@ -197,7 +234,7 @@ def count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_
                             elif v == pos_val[m]:
                                 equal[m] += 1
         sp = self_pos[i] - c0
-        if 0 <= sp < t and not (l <= sp < r):   # the query itself is no negative
+        if 0 <= sp < t and not (left <= sp < right):  # the query itself is no negative
             v = row[sp]
             n_above -= v > thr
             if v >= vmin:

@@ -27,7 +27,7 @@ class RetrievalSummary:
     auc: float
 
     @classmethod
-    def from_quantiles(cls, q: np.ndarray, n_queries: int) -> "RetrievalSummary":
+    def from_quantiles(cls, q: np.ndarray, n_queries: int) -> RetrievalSummary:
         if len(q) == 0:
             nan = float("nan")
             return cls(n_queries, 0, nan, nan, nan, nan, nan)

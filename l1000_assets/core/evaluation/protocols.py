@@ -52,8 +52,15 @@ from l1000_assets.core.releases.schema import GENETIC_PERT_TYPES
 PROTOCOLS = ("same_perturbagen", "replicates", "moa", "target")
 METHODS = ("embedding", "zscore_cosine", "zscore_euclidean", "wtcs", "ncs")
 DEFAULT_METHODS = ("embedding", "zscore_cosine", "zscore_euclidean", "wtcs")
-META_COLUMNS = ["inst_id", "pert_id", "pert_iname", "pert_type", "cell_id", "pert_dose",
-                "pert_time"]
+META_COLUMNS = [
+    "inst_id",
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "cell_id",
+    "pert_dose",
+    "pert_time",
+]
 
 
 @dataclass
@@ -64,8 +71,14 @@ class HeldOut:
     meta: pd.DataFrame
 
 
-def load_heldout(files: Sequence[Path], pert_ids: set[str], perturbagens: pd.DataFrame,
-                 *, max_profiles: int | None = None, seed: int = 0) -> HeldOut:
+def load_heldout(
+    files: Sequence[Path],
+    pert_ids: set[str],
+    perturbagens: pd.DataFrame,
+    *,
+    max_profiles: int | None = None,
+    seed: int = 0,
+) -> HeldOut:
     """Profiles of ``pert_ids`` from the lake with MOA and target from ``perturbagens``
     (streamed by batch; a seeded subsample of ``max_profiles`` when there are more)."""
     wanted = pa.array(sorted(pert_ids), type=pa.string())
@@ -82,8 +95,7 @@ def load_heldout(files: Sequence[Path], pert_ids: set[str], perturbagens: pd.Dat
     if max_profiles is not None and len(x) > max_profiles:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_profiles, replace=False))
         x, meta = x[keep], meta.iloc[keep].reset_index(drop=True)
-    annotations = (perturbagens.drop_duplicates("pert_id")
-                   .set_index("pert_id")[["moa", "target"]])
+    annotations = perturbagens.drop_duplicates("pert_id").set_index("pert_id")[["moa", "target"]]
     meta = meta.join(annotations, on="pert_id")
     return HeldOut(x, meta)
 
@@ -91,8 +103,11 @@ def load_heldout(files: Sequence[Path], pert_ids: set[str], perturbagens: pd.Dat
 def pert_group(pert_type: pd.Series) -> np.ndarray:
     """``small_molecules``, ``genetic`` or ``other`` for each perturbagen type."""
     t = pert_type.astype(str).to_numpy()
-    return np.where(t == "trt_cp", "small_molecules",
-                    np.where(np.isin(t, sorted(GENETIC_PERT_TYPES)), "genetic", "other"))
+    return np.where(
+        t == "trt_cp",
+        "small_molecules",
+        np.where(np.isin(t, sorted(GENETIC_PERT_TYPES)), "genetic", "other"),
+    )
 
 
 @dataclass
@@ -102,8 +117,8 @@ class ProtocolRun:
     protocol: str
     method: str
     result: RetrievalResult
-    query_groups: dict[str, np.ndarray]    # group -> boolean mask over queries
-    query_clusters: np.ndarray             # perturbagen of each query (bootstrap unit)
+    query_groups: dict[str, np.ndarray]  # group -> boolean mask over queries
+    query_clusters: np.ndarray  # perturbagen of each query (bootstrap unit)
 
 
 @dataclass
@@ -118,8 +133,12 @@ class EvaluationConfig:
     seed: int = 0
 
 
-def run_protocols(heldout: HeldOut, embeddings: np.ndarray | None, config: EvaluationConfig,
-                  log: Log = lambda m: None) -> list[ProtocolRun]:
+def run_protocols(
+    heldout: HeldOut,
+    embeddings: np.ndarray | None,
+    config: EvaluationConfig,
+    log: Log = lambda m: None,
+) -> list[ProtocolRun]:
     """Every protocol x method on one split's held-out profiles.
 
     ``embeddings`` are the model's (n, d) vectors of ``heldout.values`` (None: the
@@ -131,22 +150,38 @@ def run_protocols(heldout: HeldOut, embeddings: np.ndarray | None, config: Evalu
     if n == 0:
         return runs
     kinds = pert_group(meta["pert_type"])
-    vectors = {"embedding": embeddings, "zscore_cosine": heldout.values,
-               "zscore_euclidean": heldout.values, "wtcs": heldout.values,
-               "ncs": heldout.values}
-    metric_of = {"embedding": "cosine", "zscore_cosine": "cosine",
-                 "zscore_euclidean": "euclidean", "wtcs": "wtcs", "ncs": "ncs"}
+    vectors = {
+        "embedding": embeddings,
+        "zscore_cosine": heldout.values,
+        "zscore_euclidean": heldout.values,
+        "wtcs": heldout.values,
+        "ncs": heldout.values,
+    }
+    metric_of = {
+        "embedding": "cosine",
+        "zscore_cosine": "cosine",
+        "zscore_euclidean": "euclidean",
+        "wtcs": "wtcs",
+        "ncs": "ncs",
+    }
     ncs_groups = (meta["cell_id"].astype(str) + "|" + meta["pert_type"].astype(str)).to_numpy()
     for protocol in config.protocols:
         if protocol in ("same_perturbagen", "replicates"):
             if protocol == "same_perturbagen":
                 labels = meta["pert_id"].astype(str).to_numpy()
             else:
-                labels = (meta["pert_id"].astype(str) + "|" + meta["cell_id"].astype(str) + "|"
-                          + meta["pert_dose"].astype(str) + "|"
-                          + meta["pert_time"].astype(str)).to_numpy()
-            groups = _groups(kinds, meta["cell_id"].astype(str).to_numpy()
-                             if config.per_cell_line else None)
+                labels = (
+                    meta["pert_id"].astype(str)
+                    + "|"
+                    + meta["cell_id"].astype(str)
+                    + "|"
+                    + meta["pert_dose"].astype(str)
+                    + "|"
+                    + meta["pert_time"].astype(str)
+                ).to_numpy()
+            groups = _groups(
+                kinds, meta["cell_id"].astype(str).to_numpy() if config.per_cell_line else None
+            )
             clusters = meta["pert_id"].astype(str).to_numpy()
             for method in config.methods:
                 x = vectors[method]
@@ -154,22 +189,37 @@ def run_protocols(heldout: HeldOut, embeddings: np.ndarray | None, config: Evalu
                     continue
                 queries = np.arange(n)
                 if method in ("wtcs", "ncs") and n > config.max_wtcs_queries:
-                    queries = np.sort(np.random.default_rng(config.seed).choice(
-                        n, config.max_wtcs_queries, replace=False))
+                    queries = np.sort(
+                        np.random.default_rng(config.seed).choice(
+                            n, config.max_wtcs_queries, replace=False
+                        )
+                    )
                 log(f"{protocol} / {method}: {len(queries):,} queries x {n:,} candidates")
-                result = retrieval(x[queries], labels[queries], x, labels,
-                                   metric=metric_of[method], self_index=queries,
-                                   mode=config.mode, n_sampled=config.n_sampled,
-                                   seed=config.seed, wtcs_k=config.wtcs_k,
-                                   candidate_groups=ncs_groups if method == "ncs" else None,
-                                   block_size=len(queries) if method in ("wtcs", "ncs")
-                                   else 256)
-                runs.append(ProtocolRun(protocol, method, result,
-                                        {g: m[queries] for g, m in groups.items()},
-                                        clusters[queries]))
+                result = retrieval(
+                    x[queries],
+                    labels[queries],
+                    x,
+                    labels,
+                    metric=metric_of[method],
+                    self_index=queries,
+                    mode=config.mode,
+                    n_sampled=config.n_sampled,
+                    seed=config.seed,
+                    wtcs_k=config.wtcs_k,
+                    candidate_groups=ncs_groups if method == "ncs" else None,
+                    block_size=len(queries) if method in ("wtcs", "ncs") else 256,
+                )
+                runs.append(
+                    ProtocolRun(
+                        protocol,
+                        method,
+                        result,
+                        {g: m[queries] for g, m in groups.items()},
+                        clusters[queries],
+                    )
+                )
         elif protocol in ("moa", "target"):
-            runs.extend(_drug_level(heldout, embeddings, protocol, kinds, config, log,
-                                    metric_of))
+            runs.extend(_drug_level(heldout, embeddings, protocol, kinds, config, log, metric_of))
         else:
             raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
     return runs
@@ -186,8 +236,9 @@ def _groups(kinds: np.ndarray, cells: np.ndarray | None) -> dict[str, np.ndarray
     return groups
 
 
-def perturbagen_means(values: np.ndarray, pert_ids: np.ndarray, *, normalize: bool
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def perturbagen_means(
+    values: np.ndarray, pert_ids: np.ndarray, *, normalize: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean vector of each perturbagen's rows (re-normalized when ``normalize``)."""
     ids, inverse = np.unique(pert_ids, return_inverse=True)
     sums = np.zeros((len(ids), values.shape[1]), np.float64)
@@ -215,9 +266,17 @@ def _drug_level(heldout, embeddings, protocol, kinds, config, log, metric_of):
         vecs = means[ok]
         log(f"{protocol} / {method}: {len(vecs):,} perturbagens")
         pkinds = pert_group(per_pert.loc[ids[ok], "pert_type"])
-        result = retrieval(vecs, labels, vecs, labels, metric=metric_of[method],
-                           self_index=np.arange(len(vecs)), mode="exact",
-                           seed=config.seed, wtcs_k=config.wtcs_k,
-                           candidate_groups=pkinds if method == "ncs" else None)
+        result = retrieval(
+            vecs,
+            labels,
+            vecs,
+            labels,
+            metric=metric_of[method],
+            self_index=np.arange(len(vecs)),
+            mode="exact",
+            seed=config.seed,
+            wtcs_k=config.wtcs_k,
+            candidate_groups=pkinds if method == "ncs" else None,
+        )
         runs.append(ProtocolRun(protocol, method, result, _groups(pkinds, None), ids[ok]))
     return runs

@@ -13,25 +13,39 @@ import pandas as pd
 
 from l1000_assets.core.evaluation.protocols import METHODS, PROTOCOLS, ProtocolRun
 
-METRICS = ("median_quantile", "recall_top_0.001", "recall_top_0.01", "recall_top_0.1",
-           "auc", "mcc")
+METRICS = ("median_quantile", "recall_top_0.001", "recall_top_0.01", "recall_top_0.1", "auc", "mcc")
 QUANTILE_GRID = np.concatenate([[0.0], np.logspace(-4, 0, 81)])
 
 
 # Donner et al. 2018, GSE92742 + GSE70138, 41 splits, held-out perturbagens.
 PUBLISHED = pd.DataFrame(
-    [("all", "zscore_cosine", 0.170, 0.064, 0.265, 0.430, 0.696),
-     ("all", "embedding", 0.0056, 0.360, 0.557, 0.782, 0.902),
-     ("small_molecules", "zscore_cosine", 0.196, 0.051, 0.265, 0.412, 0.682),
-     ("small_molecules", "embedding", 0.0120, 0.295, 0.480, 0.738, 0.904)],
-    columns=["group", "method", "median_quantile", "recall_top_0.001", "recall_top_0.01",
-             "recall_top_0.1", "auc"])
-PUBLISHED_AUC = {("replicates", "zscore_cosine"): 0.843, ("replicates", "embedding"): 0.965,
-                 ("target", "zscore_cosine"): 0.826, ("target", "embedding"): 0.906}
+    [
+        ("all", "zscore_cosine", 0.170, 0.064, 0.265, 0.430, 0.696),
+        ("all", "embedding", 0.0056, 0.360, 0.557, 0.782, 0.902),
+        ("small_molecules", "zscore_cosine", 0.196, 0.051, 0.265, 0.412, 0.682),
+        ("small_molecules", "embedding", 0.0120, 0.295, 0.480, 0.738, 0.904),
+    ],
+    columns=[
+        "group",
+        "method",
+        "median_quantile",
+        "recall_top_0.001",
+        "recall_top_0.01",
+        "recall_top_0.1",
+        "auc",
+    ],
+)
+PUBLISHED_AUC = {
+    ("replicates", "zscore_cosine"): 0.843,
+    ("replicates", "embedding"): 0.965,
+    ("target", "zscore_cosine"): 0.826,
+    ("target", "embedding"): 0.906,
+}
 
 
-def run_metrics(run: ProtocolRun, mask: np.ndarray, n_boot: int, seed: int
-                ) -> dict[str, tuple[float, float, float]]:
+def run_metrics(
+    run: ProtocolRun, mask: np.ndarray, n_boot: int, seed: int
+) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, bootstrap low, bootstrap high) over the queries in ``mask``."""
     r = run.result
     sel = mask[r.query_index]
@@ -53,8 +67,11 @@ def run_metrics(run: ProtocolRun, mask: np.ndarray, n_boot: int, seed: int
                 continue
             cw = np.cumsum(w)
             draws["median_quantile"].append(qs[np.searchsorted(cw, total / 2)])
-            for x, name in ((0.001, "recall_top_0.001"), (0.01, "recall_top_0.01"),
-                            (0.1, "recall_top_0.1")):
+            for x, name in (
+                (0.001, "recall_top_0.001"),
+                (0.01, "recall_top_0.01"),
+                (0.1, "recall_top_0.1"),
+            ):
                 draws[name].append(w[qs <= x].sum() / total)
             draws["auc"].append(1.0 - (w * qs).sum() / total)
         for m, d in draws.items():
@@ -67,15 +84,18 @@ def run_metrics(run: ProtocolRun, mask: np.ndarray, n_boot: int, seed: int
 def _point(q: np.ndarray) -> dict[str, float]:
     if len(q) == 0:
         return {m: math.nan for m in METRICS if m != "mcc"}
-    return {"median_quantile": float(np.median(q)),
-            "recall_top_0.001": float(np.mean(q <= 0.001)),
-            "recall_top_0.01": float(np.mean(q <= 0.01)),
-            "recall_top_0.1": float(np.mean(q <= 0.1)),
-            "auc": float(1.0 - np.mean(q))}
+    return {
+        "median_quantile": float(np.median(q)),
+        "recall_top_0.001": float(np.mean(q <= 0.001)),
+        "recall_top_0.01": float(np.mean(q <= 0.01)),
+        "recall_top_0.1": float(np.mean(q <= 0.1)),
+        "auc": float(1.0 - np.mean(q)),
+    }
 
 
-def metrics_table(splits: Sequence[list[ProtocolRun]], *, n_boot: int = 200, seed: int = 0
-                  ) -> pd.DataFrame:
+def metrics_table(
+    splits: Sequence[list[ProtocolRun]], *, n_boot: int = 200, seed: int = 0
+) -> pd.DataFrame:
     """The tidy table: protocol, group, method, metric, value, ci_low, ci_high, ci_method,
     n_splits, n_queries, n_positives.
 
@@ -89,8 +109,7 @@ def metrics_table(splits: Sequence[list[ProtocolRun]], *, n_boot: int = 200, see
                 sel = mask[run.result.query_index]
                 values = run_metrics(run, mask, n_boot if len(splits) == 1 else 0, seed)
                 key = (run.protocol, group, run.method)
-                per_split.setdefault(key, []).append(
-                    (values, int(mask.sum()), int(sel.sum())))
+                per_split.setdefault(key, []).append((values, int(mask.sum()), int(sel.sum())))
     rows = []
     for (protocol, group, method), entries in per_split.items():
         k = len(entries)
@@ -105,22 +124,36 @@ def metrics_table(splits: Sequence[list[ProtocolRun]], *, n_boot: int = 200, see
                 if len(finite) > 1:
                     from scipy.stats import t as student_t
 
-                    half = (student_t.ppf(0.975, len(finite) - 1) * finite.std(ddof=1)
-                            / math.sqrt(len(finite)))
+                    half = (
+                        student_t.ppf(0.975, len(finite) - 1)
+                        * finite.std(ddof=1)
+                        / math.sqrt(len(finite))
+                    )
                     lo, hi = value - half, value + half
                 else:
                     lo = hi = math.nan
                 ci_method = f"t95 over {len(finite)} splits"
-            rows.append({"protocol": protocol, "group": group, "method": method,
-                         "metric": metric, "value": value, "ci_low": lo, "ci_high": hi,
-                         "ci_method": ci_method, "n_splits": k,
-                         "n_queries": int(np.mean([e[1] for e in entries])),
-                         "n_positives": int(np.mean([e[2] for e in entries]))})
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "group": group,
+                    "method": method,
+                    "metric": metric,
+                    "value": value,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "ci_method": ci_method,
+                    "n_splits": k,
+                    "n_queries": int(np.mean([e[1] for e in entries])),
+                    "n_positives": int(np.mean([e[2] for e in entries])),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def recall_curves(runs: Sequence[ProtocolRun], protocol: str = "same_perturbagen",
-                  group: str = "all") -> pd.DataFrame:
+def recall_curves(
+    runs: Sequence[ProtocolRun], protocol: str = "same_perturbagen", group: str = "all"
+) -> pd.DataFrame:
     """Recall (fraction of positives with q <= x) on :data:`QUANTILE_GRID`, per method."""
     rows = []
     for run in runs:
@@ -130,8 +163,10 @@ def recall_curves(runs: Sequence[ProtocolRun], protocol: str = "same_perturbagen
         if len(q) == 0:
             continue
         recall = np.searchsorted(q, QUANTILE_GRID, side="right") / len(q)
-        rows += [{"method": run.method, "quantile": float(x), "recall": float(y)}
-                 for x, y in zip(QUANTILE_GRID, recall)]
+        rows += [
+            {"method": run.method, "quantile": float(x), "recall": float(y)}
+            for x, y in zip(QUANTILE_GRID, recall)
+        ]
     return pd.DataFrame(rows, columns=["method", "quantile", "recall"])
 
 
@@ -143,8 +178,9 @@ def plot_recall_curves(runs: Sequence[ProtocolRun], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     protocols = [p for p in PROTOCOLS if any(r.protocol == p for r in runs)]
-    fig, axes = plt.subplots(1, max(len(protocols), 1), figsize=(4.2 * max(len(protocols), 1),
-                                                                  3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(protocols), 1), figsize=(4.2 * max(len(protocols), 1), 3.6), squeeze=False
+    )
     for ax, protocol in zip(axes[0], protocols):
         curves = recall_curves(runs, protocol)
         for method, df in curves.groupby("method", sort=False):
@@ -175,30 +211,53 @@ def table1_markdown(table: pd.DataFrame) -> str:
     """A summary laid out like the paper's Table 1, the published figures beside ours."""
     cols = ["median_quantile", "recall_top_0.001", "recall_top_0.01", "recall_top_0.1", "auc"]
     head = ["group", "method", "source", "median q", "top-0.001", "top-0.01", "top-0.1", "AUC"]
-    lines = ["Held-out perturbagens, same-perturbagen positives (95% interval in brackets).",
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        "Held-out perturbagens, same-perturbagen positives (95% interval in brackets).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     same = table[(table["protocol"] == "same_perturbagen")]
     for group in ("all", "small_molecules", "genetic"):
         for method in METHODS:
             sub = same[(same["group"] == group) & (same["method"] == method)].set_index("metric")
             if sub.empty:
                 continue
-            cells = [_fmt(sub.loc[c, "value"], sub.loc[c, "ci_low"], sub.loc[c, "ci_high"],
-                          4 if c == "median_quantile" else 3) for c in cols]
+            cells = [
+                _fmt(
+                    sub.loc[c, "value"],
+                    sub.loc[c, "ci_low"],
+                    sub.loc[c, "ci_high"],
+                    4 if c == "median_quantile" else 3,
+                )
+                for c in cols
+            ]
             lines.append(f"| {group} | {method} | ours | " + " | ".join(cells) + " |")
             pub = PUBLISHED[(PUBLISHED["group"] == group) & (PUBLISHED["method"] == method)]
             if len(pub):
                 p = pub.iloc[0]
-                lines.append(f"| {group} | {method} | paper | " + " | ".join(
-                    f"{p[c]:.4f}" if c == "median_quantile" else f"{p[c]:.3f}" for c in cols)
-                    + " |")
-    other = table[(table["protocol"] != "same_perturbagen") & (table["group"] == "all")
-                  & (table["metric"] == "auc")]
+                lines.append(
+                    f"| {group} | {method} | paper | "
+                    + " | ".join(
+                        f"{p[c]:.4f}" if c == "median_quantile" else f"{p[c]:.3f}" for c in cols
+                    )
+                    + " |"
+                )
+    other = table[
+        (table["protocol"] != "same_perturbagen")
+        & (table["group"] == "all")
+        & (table["metric"] == "auc")
+    ]
     methods = [m for m in METHODS if m in set(other["method"])]
     if len(other):
-        lines += ["", "Other protocols, all queries: AUC (paper in parentheses; its drug-level "
-                  "figure is for ChEMBL targets).", "",
-                  "| protocol | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+        lines += [
+            "",
+            "Other protocols, all queries: AUC (paper in parentheses; its drug-level "
+            "figure is for ChEMBL targets).",
+            "",
+            "| protocol | " + " | ".join(methods) + " |",
+            "|" + "---|" * (len(methods) + 1),
+        ]
         for protocol in [p for p in PROTOCOLS if p != "same_perturbagen"]:
             sub = other[other["protocol"] == protocol].set_index("method")
             if sub.empty:
@@ -213,9 +272,15 @@ def table1_markdown(table: pd.DataFrame) -> str:
                     cell += f" ({PUBLISHED_AUC[(protocol, m)]:.3f})"
                 cells.append(cell)
             lines.append(f"| {protocol} | " + " | ".join(cells) + " |")
-    mcc_rows = table[(table["metric"] == "mcc") & (table["group"] == "all")
-                     & (table["protocol"] == "same_perturbagen")]
+    mcc_rows = table[
+        (table["metric"] == "mcc")
+        & (table["group"] == "all")
+        & (table["protocol"] == "same_perturbagen")
+    ]
     if len(mcc_rows):
-        lines += ["", "MCC at the median similarity (same perturbagen, all): " + ", ".join(
-            f"{r.method} {r.value:.3f}" for r in mcc_rows.itertuples())]
+        lines += [
+            "",
+            "MCC at the median similarity (same perturbagen, all): "
+            + ", ".join(f"{r.method} {r.value:.3f}" for r in mcc_rows.itertuples()),
+        ]
     return "\n".join(lines) + "\n"

@@ -14,8 +14,9 @@ counted by one compiled pass per row (numba): each negative score goes into one 
 ``n_bins`` bins (monotone in the score, so a negative in a higher bin than a positive is
 higher), and only negatives that share a bin with a positive are compared with it exactly.
 Counts are exact, ties included (for equal computed scores: two scores of identical
-vectors that two BLAS kernels round differently in the last bit are not a tie). Memory is ``O(block_size x (candidate_block + n_bins))``
-plus the positives: independent of the number of candidates. Blocks of queries run on
+vectors that two BLAS kernels round differently in the last bit are not a tie). Memory is
+``O(block_size x (candidate_block + n_bins))`` plus the positives: independent of the number
+of candidates. Blocks of queries run on
 ``n_threads`` threads, each with single-threaded BLAS, so a tile is counted while it is
 still in the core's cache.
 
@@ -58,10 +59,10 @@ _CONNECTIVITY = ("wtcs", "ncs")
 class RetrievalResult:
     """Quantiles of every positive, the query each belongs to, and MCC counts."""
 
-    quantiles: np.ndarray        # (n_positives,) float64
-    query_index: np.ndarray      # (n_positives,) int64, in the caller's query order
+    quantiles: np.ndarray  # (n_positives,) float64
+    query_index: np.ndarray  # (n_positives,) int64, in the caller's query order
     n_queries: int
-    confusion: tuple[int, int, int, int]   # tp, fp, tn, fn at the median threshold
+    confusion: tuple[int, int, int, int]  # tp, fp, tn, fn at the median threshold
     threshold: float
 
     @property
@@ -90,9 +91,15 @@ class _Scorer:
     (label order in :func:`retrieval`): one copy of them for vectors (normalized in
     place); for profiles (WTCS, NCS) no copy, each tile gathered when it is scored."""
 
-    def __init__(self, queries, candidates, metric: str, wtcs_k: int,
-                 candidate_groups: np.ndarray | None = None,
-                 order: np.ndarray | None = None):
+    def __init__(
+        self,
+        queries,
+        candidates,
+        metric: str,
+        wtcs_k: int,
+        candidate_groups: np.ndarray | None = None,
+        order: np.ndarray | None = None,
+    ):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
         self.metric = metric
@@ -108,14 +115,16 @@ class _Scorer:
             self.n_queries = len(self.up)
             if metric == "ncs":
                 if candidate_groups is None or len(candidate_groups) != n_c:
-                    raise ValueError("ncs needs one candidate_groups label per candidate "
-                                     "(e.g. cell line|perturbagen type)")
+                    raise ValueError(
+                        "ncs needs one candidate_groups label per candidate "
+                        "(e.g. cell line|perturbagen type)"
+                    )
                 _, self.group = np.unique(np.asarray(candidate_groups), return_inverse=True)
                 self.norm = self._ncs_normalizers()
         else:
             self.q = _prepare(queries, metric)
             self.c = _prepare(candidates, metric, order)
-            self.order = None   # self.c is already in order
+            self.order = None  # self.c is already in order
             self.n_queries = len(self.q)
             if metric == "euclidean":
                 self.q_sq = (self.q * self.q).sum(axis=1)
@@ -137,8 +146,7 @@ class _Scorer:
         n_groups = int(self.group.max()) + 1 if len(self.group) else 0
         sums = np.zeros((self.n_queries, n_groups, 2))
         counts = np.zeros((self.n_queries, n_groups, 2))
-        for qs, cs, block in iter_wtcs_blocks(self.up, self.down, self.c,
-                                              query_block=1024):
+        for qs, cs, block in iter_wtcs_blocks(self.up, self.down, self.c, query_block=1024):
             onehot = np.zeros((cs.stop - cs.start, n_groups))
             onehot[np.arange(cs.stop - cs.start), self.group[cs]] = 1.0
             pos, neg = block > 0, block < 0
@@ -157,10 +165,11 @@ class _Scorer:
             c_max = float(np.sqrt(self.c_sq.max())) if len(self.c_sq) else 0.0
             reach = (np.sqrt(self.q_sq[rows]) + c_max) ** 2
             return (-1.0001 * reach - 1e-6).astype(np.float32), np.full(n, 1e-6, np.float32)
-        if self.metric == "ncs":   # |NCS| is at most 1 / (smallest group mean)
+        if self.metric == "ncs":  # |NCS| is at most 1 / (smallest group mean)
             with np.errstate(divide="ignore"):
-                reach = np.nan_to_num(1.0 / np.nanmin(self.norm[rows], axis=(1, 2)),
-                                      nan=1.0, posinf=1.0)
+                reach = np.nan_to_num(
+                    1.0 / np.nanmin(self.norm[rows], axis=(1, 2)), nan=1.0, posinf=1.0
+                )
             reach = np.maximum(reach, 1.0) * 1.0001 + 1e-6
             return (-reach).astype(np.float32), reach.astype(np.float32)
         return np.full(n, -1.0001, np.float32), np.full(n, 1.0001, np.float32)
@@ -171,8 +180,9 @@ class _Scorer:
             return self.up[rows], self.down[rows]
         return np.ascontiguousarray(self.q[rows])
 
-    def scores(self, queries, rows: np.ndarray, c0: int, c1: int,
-               out: np.ndarray | None = None) -> np.ndarray:
+    def scores(
+        self, queries, rows: np.ndarray, c0: int, c1: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """``(len(rows), c1 - c0)`` float32 similarities (into ``out`` when given)."""
         if self.metric in _CONNECTIVITY:
             from l1000_assets.core.evaluation.connectivity import iter_wtcs_blocks
@@ -180,8 +190,7 @@ class _Scorer:
             up, down = queries
             out = np.empty((len(rows), c1 - c0), np.float32) if out is None else out
             cols = self._rows_of(slice(c0, c1))
-            for qs, cs, block in iter_wtcs_blocks(up, down, self.c[cols],
-                                                  candidate_block=c1 - c0):
+            for qs, cs, block in iter_wtcs_blocks(up, down, self.c[cols], candidate_block=c1 - c0):
                 out[qs, cs] = block
             if self.metric == "ncs":
                 self._normalize(out, rows, self.group[cols])
@@ -196,14 +205,14 @@ class _Scorer:
     def _normalize(self, out: np.ndarray, rows, groups: np.ndarray) -> None:
         """WTCS to NCS in place: divide by the query's mean same-sign score in the
         candidate's group; where there is no such reference, 0 (no evidence)."""
-        norm = self.norm[rows][:, groups]   # (b, t, 2)
+        norm = self.norm[rows][:, groups]  # (b, t, 2)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:] = np.where(out > 0, out / norm[..., 0],
-                              np.where(out < 0, out / norm[..., 1], 0))
+            out[:] = np.where(out > 0, out / norm[..., 0], np.where(out < 0, out / norm[..., 1], 0))
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def range_scores(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                     full_off: np.ndarray) -> np.ndarray:
+    def range_scores(
+        self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, full_off: np.ndarray
+    ) -> np.ndarray:
         """Each query's scores over its own candidate positions ``[lo, hi)``,
         concatenated (``full_off`` are the offsets)."""
         flat = np.empty(full_off[-1], np.float32)
@@ -211,10 +220,11 @@ class _Scorer:
             if hi[i] > lo[i]:
                 cols = np.arange(lo[i], hi[i])
                 if self.metric in _CONNECTIVITY:
-                    flat[full_off[i]:full_off[i + 1]] = self.block_scores(
-                        np.array([row]), cols)[0]
+                    flat[full_off[i] : full_off[i + 1]] = self.block_scores(np.array([row]), cols)[
+                        0
+                    ]
                 else:
-                    flat[full_off[i]:full_off[i + 1]] = self.pair_scores(int(row), cols)
+                    flat[full_off[i] : full_off[i + 1]] = self.pair_scores(int(row), cols)
         return flat
 
     def block_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -250,7 +260,7 @@ def _prepare(x: np.ndarray, metric: str, order: np.ndarray | None = None) -> np.
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
     x = x[order] if order is not None else x.copy()
-    if metric == "cosine":   # in place, norms without an (n, d) temporary
+    if metric == "cosine":  # in place, norms without an (n, d) temporary
         norms = np.sqrt(np.einsum("ij,ij->i", x, x))
         x /= np.maximum(norms, np.float32(1e-12))[:, None]
     return x
@@ -280,10 +290,17 @@ def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
         return float(np.median(scorer.block_scores(qi, ci)))
     qi = rng.integers(0, scorer.n_queries, n_pairs)
     ci = rng.integers(0, len(scorer), n_pairs)
-    chunk = 16_384   # bounded gathers
-    return float(np.median(np.concatenate([
-        scorer.pair_sample(qi[k:k + chunk], ci[k:k + chunk])
-        for k in range(0, n_pairs, chunk)])))
+    chunk = 16_384  # bounded gathers
+    return float(
+        np.median(
+            np.concatenate(
+                [
+                    scorer.pair_sample(qi[k : k + chunk], ci[k : k + chunk])
+                    for k in range(0, n_pairs, chunk)
+                ]
+            )
+        )
+    )
 
 
 # ------------------------------------------------------------------------ retrieval
@@ -343,8 +360,10 @@ def retrieval(
     query_labels = np.asarray(query_labels)
     candidate_labels = np.asarray(candidate_labels)
     if len(query_labels) != len(queries) or len(candidate_labels) != len(candidates):
-        raise ValueError(f"{len(queries)} queries with {len(query_labels)} labels, "
-                         f"{len(candidates)} candidates with {len(candidate_labels)} labels")
+        raise ValueError(
+            f"{len(queries)} queries with {len(query_labels)} labels, "
+            f"{len(candidates)} candidates with {len(candidate_labels)} labels"
+        )
     # Candidates in label order: each query's positives are one contiguous range.
     codes, order, starts, stops = _label_ranges(candidate_labels)
     scorer = _Scorer(queries, candidates, metric, wtcs_k, candidate_groups, order=order)
@@ -362,24 +381,33 @@ def retrieval(
     self_pos = np.where(self_index >= 0, position[np.maximum(self_index, 0)], -1)
     code = np.searchsorted(codes, query_labels)
     safe = np.minimum(code, max(len(codes) - 1, 0))
-    known = (code < len(codes)) & (codes[safe] == query_labels) if len(codes) else \
-        np.zeros(n_q, bool)
+    known = (
+        (code < len(codes)) & (codes[safe] == query_labels) if len(codes) else np.zeros(n_q, bool)
+    )
     lo = np.where(known, starts[safe] if len(codes) else 0, 0).astype(np.int64)
     hi = np.where(known, stops[safe] if len(codes) else 0, 0).astype(np.int64)
     threshold = _median(scorer, 200_000, seed) if n_q and n_c else 0.0
 
     # Queries in label order: a block's positives lie in one short span of candidates.
     query_order = np.lexsort((np.arange(n_q), lo))
-    blocks = [query_order[b0:b0 + block_size] for b0 in range(0, n_q, block_size)]
+    blocks = [query_order[b0 : b0 + block_size] for b0 in range(0, n_q, block_size)]
     if mode == "exact":
-        work = lambda rows: _exact_block(scorer, rows, lo[rows], hi[rows], self_pos[rows],  # noqa: E731
-                                         threshold, candidate_block, n_bins)
+
+        def work(rows):
+            return _exact_block(
+                scorer, rows, lo[rows], hi[rows], self_pos[rows], threshold, candidate_block, n_bins
+            )
+
     else:
-        work = lambda rows: _sampled_block(scorer, rows, lo[rows], hi[rows], self_pos[rows],  # noqa: E731
-                                           threshold, n_sampled, seed)
+
+        def work(rows):
+            return _sampled_block(
+                scorer, rows, lo[rows], hi[rows], self_pos[rows], threshold, n_sampled, seed
+            )
+
     threads = max(1, n_threads or len(os.sched_getaffinity(0)))
     if metric in _CONNECTIVITY or mode == "sampled":
-        threads = 1   # the WTCS kernel and the sampled gathers run their own parallel code
+        threads = 1  # the WTCS kernel and the sampled gathers run their own parallel code
     quantiles, owners = [], []
     confusion = np.zeros(4, np.int64)
     done = 0
@@ -392,12 +420,17 @@ def retrieval(
             progress(min(done * block_size, n_q), n_q)
     if quantiles:
         q_all, o_all = np.concatenate(quantiles), np.concatenate(owners)
-        back = np.argsort(o_all, kind="stable")   # positives grouped by query, caller order
+        back = np.argsort(o_all, kind="stable")  # positives grouped by query, caller order
         q_all, o_all = q_all[back], o_all[back]
     else:
         q_all, o_all = np.empty(0), np.empty(0, np.int64)
-    return RetrievalResult(quantiles=q_all, query_index=o_all, n_queries=n_q,
-                           confusion=tuple(int(v) for v in confusion), threshold=threshold)
+    return RetrievalResult(
+        quantiles=q_all,
+        query_index=o_all,
+        n_queries=n_q,
+        confusion=tuple(int(v) for v in confusion),
+        threshold=threshold,
+    )
 
 
 def _run_blocks(work, blocks, threads):
@@ -409,8 +442,10 @@ def _run_blocks(work, blocks, threads):
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"), \
-            ThreadPoolExecutor(max_workers=threads) as pool:
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=threads) as pool,
+    ):
         pending = []
         for rows in blocks:
             pending.append(pool.submit(work, rows))
@@ -423,7 +458,6 @@ def _run_blocks(work, blocks, threads):
 # Longest span of candidates scored as one tile to find a block's positives (see
 # _exact_block); beyond it each query's range is scored on its own.
 DENSE_SPAN = 4096
-
 
 
 def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_bins):
@@ -445,8 +479,8 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     hist = np.zeros((b, n_bins), np.int32)
     greater = np.zeros(n_entries, np.int64)
     equal = np.zeros(n_entries, np.int64)
-    above = np.zeros((b, 2), np.int64)   # positives, negatives above the MCC threshold
-    row_min = np.full(b, np.inf, np.float32)   # each row's lowest positive score
+    above = np.zeros((b, 2), np.int64)  # positives, negatives above the MCC threshold
+    row_min = np.full(b, np.inf, np.float32)  # each row's lowest positive score
     thr = np.float32(threshold)
     queries = scorer.query_rows(rows)
     buffer = np.empty(b * min(candidate_block, max(n_c, 1)), np.float32)
@@ -456,19 +490,57 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     #    negatives too. Queries spread over many labels (few queries, many candidates)
     #    would make that span long: then each query's own range is scored on its own.
     full_off = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
-    dense = scorer.metric not in _CONNECTIVITY and \
-        span1 - span0 <= max(2 * candidate_block, DENSE_SPAN)
+    dense = scorer.metric not in _CONNECTIVITY and span1 - span0 <= max(
+        2 * candidate_block, DENSE_SPAN
+    )
     if dense and span1 > span0:
         s = scorer.scores(queries, rows, span0, span1)
         flat = np.empty(full_off[-1], np.float32)
         gather_ranges(s, span0, lo, hi, full_off, flat)
     else:
         flat = scorer.range_scores(rows, lo, hi, full_off)
-    positives(flat, full_off, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-               pos_val, pos_bin, pos_order, row_min, bin_first, bin_last, hist, above)
+    positives(
+        flat,
+        full_off,
+        lo,
+        hi,
+        self_pos,
+        offsets,
+        lower,
+        scale,
+        n_bins,
+        thr,
+        pos_val,
+        pos_bin,
+        pos_order,
+        row_min,
+        bin_first,
+        bin_last,
+        hist,
+        above,
+    )
     if dense and span1 > span0:
-        count_tile(s, span0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr, row_min,
-                    pos_val, pos_order, bin_first, bin_last, hist, greater, equal, above)
+        count_tile(
+            s,
+            span0,
+            lo,
+            hi,
+            self_pos,
+            offsets,
+            lower,
+            scale,
+            n_bins,
+            thr,
+            row_min,
+            pos_val,
+            pos_order,
+            bin_first,
+            bin_last,
+            hist,
+            greater,
+            equal,
+            above,
+        )
         ranges = ((0, span0), (span1, n_c))
     else:
         ranges = ((0, n_c),)
@@ -476,11 +548,30 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     for a, z in ranges:
         for c0 in range(a, z, candidate_block):
             c1 = min(c0 + candidate_block, z)
-            s = scorer.scores(queries, rows, c0, c1,
-                              out=buffer[:b * (c1 - c0)].reshape(b, c1 - c0))
-            count_tile(s, c0, lo, hi, self_pos, offsets, lower, scale, n_bins, thr,
-                        row_min, pos_val, pos_order, bin_first, bin_last, hist, greater,
-                        equal, above)
+            s = scorer.scores(
+                queries, rows, c0, c1, out=buffer[: b * (c1 - c0)].reshape(b, c1 - c0)
+            )
+            count_tile(
+                s,
+                c0,
+                lo,
+                hi,
+                self_pos,
+                offsets,
+                lower,
+                scale,
+                n_bins,
+                thr,
+                row_min,
+                pos_val,
+                pos_order,
+                bin_first,
+                bin_last,
+                hist,
+                greater,
+                equal,
+                above,
+            )
     finish(hist, pos_bin, offsets, greater)
     self_neg = (self_pos >= 0) & ~((self_pos >= lo) & (self_pos < hi))
     n_neg = n_c - (hi - lo) - self_neg
@@ -497,21 +588,21 @@ def _sampled_block(scorer, rows, lo, hi, self_pos, threshold, n_sampled, seed):
     out_q, out_rows = [], []
     conf = np.zeros(4, np.int64)
     for i, row in enumerate(rows):
-        l, h, sp = int(lo[i]), int(hi[i]), int(self_pos[i])
-        pos = np.arange(l, h)
+        start, stop, sp = int(lo[i]), int(hi[i]), int(self_pos[i])
+        pos = np.arange(start, stop)
         pos = pos[pos != sp]
-        width = h - l
-        self_outside = sp >= 0 and not (l <= sp < h)
+        width = stop - start
+        self_outside = sp >= 0 and not (start <= sp < stop)
         n_neg = n_c - width - int(self_outside)
         if n_neg <= 0:
             continue
         rng = np.random.default_rng([seed, int(row)])
         k = rng.choice(n_neg, min(n_sampled, n_neg), replace=False)
-        # Map 0..n_neg-1 onto the candidates outside [l, h) and other than the query.
+        # Map 0..n_neg-1 onto the candidates outside [start, stop) and other than the query.
         if self_outside:
-            sp_reduced = sp if sp < l else sp - width
+            sp_reduced = sp if sp < start else sp - width
             k = k + (k >= sp_reduced)
-        neg = np.where(k < l, k, k + width)
+        neg = np.where(k < start, k, k + width)
         ps = scorer.pair_scores(int(row), pos)
         ns = np.sort(scorer.pair_scores(int(row), neg))
         below_eq = np.searchsorted(ns, ps, side="right")

@@ -42,10 +42,14 @@ def read_gct(path: str | Path) -> GctMatrix:
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         raise L1000InputError(
-            path, f"non-finite or missing values in sample(s) {preview_ids(data.columns[bad])}")
+            path, f"non-finite or missing values in sample(s) {preview_ids(data.columns[bad])}"
+        )
     return GctMatrix(
-        row_ids=data.index.astype(str).to_numpy(), col_ids=data.columns.astype(str).to_numpy(),
-        values=values, row_metadata=gctoo.row_metadata_df, col_metadata=gctoo.col_metadata_df,
+        row_ids=data.index.astype(str).to_numpy(),
+        col_ids=data.columns.astype(str).to_numpy(),
+        values=values,
+        row_metadata=gctoo.row_metadata_df,
+        col_metadata=gctoo.col_metadata_df,
     )
 
 
@@ -60,7 +64,9 @@ class GctMatrixSource:
         meta = gct.row_metadata
         # Some GCT files key rows by probe id and carry the gene id as row metadata.
         if "pr_gene_id" in meta.columns and meta["pr_gene_id"].notna().all():
-            self.row_ids = meta["pr_gene_id"].astype(str).str.replace(r"\.0$", "", regex=True).to_numpy()
+            self.row_ids = (
+                meta["pr_gene_id"].astype(str).str.replace(r"\.0$", "", regex=True).to_numpy()
+            )
         else:
             self.row_ids = gct.row_ids
         self.row_metadata = meta.assign(pr_gene_id=self.row_ids)
@@ -76,6 +82,8 @@ class GctMatrixSource:
     def row_positions(self, row_ids: Sequence[str]) -> np.ndarray:
         missing = [r for r in row_ids if r not in self._index]
         if missing:
-            raise L1000InputError(self.path, f"{len(missing)} requested row id(s) are not in "
-                                             f"the file: {preview_ids(missing)}")
+            raise L1000InputError(
+                self.path,
+                f"{len(missing)} requested row id(s) are not in the file: {preview_ids(missing)}",
+            )
         return np.array([self._index[r] for r in row_ids], dtype=np.int64)

@@ -113,7 +113,7 @@ class GctxReader:
         self._row_index: dict[str, int] | None = None
 
     # -- context manager -------------------------------------------------------------
-    def __enter__(self) -> "GctxReader":
+    def __enter__(self) -> GctxReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -147,8 +147,9 @@ class GctxReader:
                 self.path,
                 f"{len(missing)} requested row id(s) are not in the file: {preview_ids(missing)}",
             )
-        return np.fromiter((self._row_index[str(r)] for r in row_ids), dtype=np.int64,
-                           count=len(row_ids))
+        return np.fromiter(
+            (self._row_index[str(r)] for r in row_ids), dtype=np.int64, count=len(row_ids)
+        )
 
     def col_metadata(self, fields: Sequence[str] | None = None) -> pd.DataFrame:
         """Column (sample) metadata stored in the file, indexed by column id; ``-666`` -> NA."""
@@ -275,19 +276,24 @@ class GctxWriter:
         self._h5.attrs[VERSION_ATTR] = np.bytes_(VERSION)
         chunk_shape = (max(1, min(chunks[0], self.n_cols)), max(1, min(chunks[1], self.n_rows)))
         self._matrix = self._h5.create_dataset(
-            MATRIX_NODE, shape=(self.n_cols, self.n_rows), dtype="float32",
-            chunks=chunk_shape, compression=compression,
+            MATRIX_NODE,
+            shape=(self.n_cols, self.n_rows),
+            dtype="float32",
+            chunks=chunk_shape,
+            compression=compression,
         )
         _write_strings(self._h5, ROW_IDS_NODE, row_ids)
         self._col_ids = self._h5.create_dataset(
-            COL_IDS_NODE, shape=(self.n_cols,), dtype=h5py.string_dtype("utf-8"),
+            COL_IDS_NODE,
+            shape=(self.n_cols,),
+            dtype=h5py.string_dtype("utf-8"),
         )
         if row_metadata is not None:
             self._write_metadata(ROW_META_NODE, row_metadata)
         self._written = 0
         self._closed = False
 
-    def __enter__(self) -> "GctxWriter":
+    def __enter__(self) -> GctxWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -318,16 +324,18 @@ class GctxWriter:
         self._write_metadata(COL_META_NODE, metadata)
 
     def _write_metadata(self, node: str, metadata: Mapping[str, Sequence] | pd.DataFrame) -> None:
-        for name, values in dict(metadata).items() if not isinstance(metadata, pd.DataFrame) \
-                else metadata.items():
+        for name, values in (
+            dict(metadata).items() if not isinstance(metadata, pd.DataFrame) else metadata.items()
+        ):
             if name == "id":
                 continue
             arr = np.asarray(values)
             if arr.dtype.kind in "iuf":
                 self._h5.create_dataset(f"{node}/{name}", data=arr)
             else:
-                _write_strings(self._h5, f"{node}/{name}",
-                               [MISSING if pd.isna(v) else str(v) for v in arr])
+                _write_strings(
+                    self._h5, f"{node}/{name}", [MISSING if pd.isna(v) else str(v) for v in arr]
+                )
 
     def close(self) -> None:
         if self._closed:

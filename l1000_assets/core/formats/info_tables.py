@@ -60,8 +60,12 @@ def read_info_table(
         raise L1000InputError(path, "file is empty")
     try:
         df = pd.read_csv(
-            io.StringIO(_decode(raw)), sep="\t", dtype="string", keep_default_na=False,
-            na_values=list(MISSING_VALUES), quoting=3,
+            io.StringIO(_decode(raw)),
+            sep="\t",
+            dtype="string",
+            keep_default_na=False,
+            na_values=list(MISSING_VALUES),
+            quoting=3,
         )
     except pd.errors.ParserError as exc:
         raise L1000InputError(path, f"not a tab-separated table: {exc}") from exc

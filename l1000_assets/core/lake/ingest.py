@@ -79,20 +79,24 @@ class _GctxLandmarks:
             self._h5 = h5py.File(path, "r")
         except OSError as exc:
             raise L1000InputError(
-                path, f"not a readable HDF5/GCTX file (truncated or corrupt?): {exc}") from exc
+                path, f"not a readable HDF5/GCTX file (truncated or corrupt?): {exc}"
+            ) from exc
         try:
             missing = [n for n in (MATRIX_NODE, ROW_IDS_NODE, COL_IDS_NODE) if n not in self._h5]
             if missing:
                 raise L1000InputError(
-                    path, f"HDF5 file lacks the GCTX node(s) {', '.join(missing)}")
+                    path, f"HDF5 file lacks the GCTX node(s) {', '.join(missing)}"
+                )
             self._matrix = self._h5[MATRIX_NODE]
             row_ids = decode_strings(self._h5[ROW_IDS_NODE][()])
             self.col_ids = _arrow_ids(self._h5[COL_IDS_NODE])
             if self._matrix.shape != (len(self.col_ids), len(row_ids)):
                 raise L1000InputError(
-                    path, f"id vectors ({len(row_ids)} row ids, {len(self.col_ids)} column ids) "
-                          f"do not match the matrix (shape {self._matrix.shape}, samples x genes "
-                          "on disk)")
+                    path,
+                    f"id vectors ({len(row_ids)} row ids, {len(self.col_ids)} column ids) "
+                    f"do not match the matrix (shape {self._matrix.shape}, samples x genes "
+                    "on disk)",
+                )
             rows = _row_positions(path, row_ids, gene_ids)
         except BaseException:
             self._h5.close()
@@ -119,7 +123,7 @@ class _GctxLandmarks:
         """Samples ``start..stop`` x the gene span, read into ``buffer``."""
         out = buffer[: stop - start]
         try:
-            self._matrix.read_direct(out, np.s_[start:stop, self._lo:self._hi])
+            self._matrix.read_direct(out, np.s_[start:stop, self._lo : self._hi])
         except (OSError, RuntimeError) as exc:
             raise L1000InputError(
                 self.path, f"cannot read samples {start}..{stop} (truncated or corrupt?): {exc}"
@@ -152,8 +156,9 @@ class _GctLandmarks:
         return None
 
 
-def _open_landmarks(path: Path, gene_ids: Sequence[str],
-                    block_size: int) -> _GctxLandmarks | _GctLandmarks:
+def _open_landmarks(
+    path: Path, gene_ids: Sequence[str], block_size: int
+) -> _GctxLandmarks | _GctLandmarks:
     if path.suffix == ".gct":
         return _GctLandmarks(path, gene_ids, block_size)
     if not path.exists():
@@ -165,7 +170,7 @@ def _arrow_ids(dataset: h5py.Dataset, step: int = 1 << 15) -> pa.Array:
     """The HDF5 id strings of ``dataset`` as one Arrow string array, latin-1 where not
     UTF-8. Read ``step`` ids at a time: variable-length ids come as Python ``bytes``
     objects (about 80 bytes each), so only a slice of them is alive at once."""
-    chunks = [_arrow_id_chunk(dataset[s:s + step]) for s in range(0, len(dataset), step)]
+    chunks = [_arrow_id_chunk(dataset[s : s + step]) for s in range(0, len(dataset), step)]
     if len(chunks) == 1:
         return chunks[0]
     return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
@@ -185,8 +190,9 @@ def _row_positions(path: Path, row_ids: np.ndarray, wanted: Sequence[str]) -> np
     index = {r: i for i, r in enumerate(row_ids)}
     missing = [g for g in wanted if g not in index]
     if missing:
-        raise L1000InputError(path, f"{len(missing)} requested row id(s) are not in the file: "
-                                    f"{preview_ids(missing)}")
+        raise L1000InputError(
+            path, f"{len(missing)} requested row id(s) are not in the file: {preview_ids(missing)}"
+        )
     return np.array([index[g] for g in wanted], dtype=np.int64)
 
 
@@ -204,8 +210,9 @@ def _as_slice(columns: np.ndarray) -> slice | np.ndarray:
 def _preview(ids: pa.Array, limit: int = 5) -> str:
     """:func:`preview_ids` of an Arrow array, converting only the ids shown."""
     more = len(ids) - limit
-    return (preview_ids(ids.slice(0, limit).to_pylist(), limit)
-            + (f" (and {more} more)" if more > 0 else ""))
+    return preview_ids(ids.slice(0, limit).to_pylist(), limit) + (
+        f" (and {more} more)" if more > 0 else ""
+    )
 
 
 def _duplicates(ids: pa.Array) -> pa.Array:
@@ -213,8 +220,14 @@ def _duplicates(ids: pa.Array) -> pa.Array:
     return counts.filter(pc.greater(counts["id_count"], 1)).column("id").combine_chunks()
 
 
-def _match(instances: pa.Table, col_ids: pa.Array, *, on_bad_input: str, matrix_path: Path,
-           metadata_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+def _match(
+    instances: pa.Table,
+    col_ids: pa.Array,
+    *,
+    on_bad_input: str,
+    matrix_path: Path,
+    metadata_path: Path,
+) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     """Metadata row and matrix position of every matrix column that has metadata.
 
     Returns ``(rows, positions, report)``, ascending by position; ``report`` as
@@ -245,12 +258,16 @@ def _match(instances: pa.Table, col_ids: pa.Array, *, on_bad_input: str, matrix_
     if on_bad_input == STRICT:
         if len(no_meta):
             raise L1000InputError(
-                matrix_path, f"{len(no_meta)} profile(s) have no row in {metadata_path.name}: "
-                             f"{_preview(no_meta)}")
+                matrix_path,
+                f"{len(no_meta)} profile(s) have no row in {metadata_path.name}: "
+                f"{_preview(no_meta)}",
+            )
         if len(no_profile):
             raise L1000InputError(
-                metadata_path, f"{len(no_profile)} inst_id(s) have no column in "
-                               f"{matrix_path.name}: {_preview(no_profile)}")
+                metadata_path,
+                f"{len(no_profile)} inst_id(s) have no column in "
+                f"{matrix_path.name}: {_preview(no_profile)}",
+            )
     report = {
         "n_matrix_columns": len(col_ids),
         "n_profiles_without_metadata": len(no_meta),
@@ -275,8 +292,9 @@ def _codes(column: pa.ChunkedArray, values: Sequence[str]) -> np.ndarray:
     array = _one_chunk(column)
     if not pa.types.is_dictionary(array.type):
         return pc.index_in(array, value_set=value_set).fill_null(-1).to_numpy()
-    of_value = np.append(pc.index_in(array.dictionary, value_set=value_set)
-                         .fill_null(-1).to_numpy(), -1)
+    of_value = np.append(
+        pc.index_in(array.dictionary, value_set=value_set).fill_null(-1).to_numpy(), -1
+    )
     # A null index picks the -1 appended after the dictionary's values.
     return of_value[array.indices.fill_null(len(array.dictionary)).to_numpy()]
 
@@ -294,8 +312,9 @@ class _CellSplit:
     controls_removed: dict[str, int]
 
 
-def _split_cells(instances: pa.Table, rows: np.ndarray, positions: np.ndarray,
-                 cells: Sequence[str]) -> _CellSplit:
+def _split_cells(
+    instances: pa.Table, rows: np.ndarray, positions: np.ndarray, cells: Sequence[str]
+) -> _CellSplit:
     """Drop controls and profiles of other cell lines; group the rest by cell line.
 
     Only row numbers are kept per profile: the profile columns are taken from
@@ -309,10 +328,18 @@ def _split_cells(instances: pa.Table, rows: np.ndarray, positions: np.ndarray,
     bounds = np.searchsorted(cell[keep], np.arange(len(cells) + 1))
     columns = instances.select(PROFILE_META_COLUMNS)
     meta = pa.record_batch([_one_chunk(c) for c in columns.columns], schema=columns.schema)
-    index = np.int32 if max(len(instances), len(positions) and int(positions.max()) + 1) \
-        < 2**31 else np.int64
-    return _CellSplit(meta, rows[keep].astype(index), positions[keep].astype(index), bounds,
-                      {c: int(n) for c, n in zip(cells, removed)})
+    index = (
+        np.int32
+        if max(len(instances), len(positions) and int(positions.max()) + 1) < 2**31
+        else np.int64
+    )
+    return _CellSplit(
+        meta,
+        rows[keep].astype(index),
+        positions[keep].astype(index),
+        bounds,
+        {c: int(n) for c, n in zip(cells, removed)},
+    )
 
 
 class _CellWriters:
@@ -332,17 +359,24 @@ class _CellWriters:
     Written pages are dropped from the page cache once on disk (``_drop_behind``).
     """
 
-    def __init__(self, paths: Mapping[str, Path], schema: pa.Schema, meta: pa.RecordBatch, *,
-                 row_group_rows: int, compression: str | None, threads: int,
-                 matrix_path: Path):
+    def __init__(
+        self,
+        paths: Mapping[str, Path],
+        schema: pa.Schema,
+        meta: pa.RecordBatch,
+        *,
+        row_group_rows: int,
+        compression: str | None,
+        threads: int,
+        matrix_path: Path,
+    ):
         self._paths = dict(paths)
         self._schema = schema
         self._source = meta
         self._meta_schema = pa.schema([f for f in schema if f.name != VALUES_COLUMN])
         self._compression = (compression or "none").lower()
         if self._compression not in _CODECS:
-            raise ValueError(f"compression must be one of {sorted(_CODECS)}, "
-                             f"not {compression!r}")
+            raise ValueError(f"compression must be one of {sorted(_CODECS)}, not {compression!r}")
         self._matrix_path = matrix_path
         self._row_group_rows = max(1, row_group_rows)
         self._page_rows = max(1, min(self._row_group_rows, _PAGE_BYTES // (N_LANDMARKS * 4)))
@@ -356,13 +390,20 @@ class _CellWriters:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake-writer")
         self.written = dict.fromkeys(self._paths, 0)
 
-    def add(self, cell: str, block: np.ndarray, rows: np.ndarray,
-            columns: slice | np.ndarray, meta_rows: np.ndarray) -> Future:
+    def add(
+        self,
+        cell: str,
+        block: np.ndarray,
+        rows: np.ndarray,
+        columns: slice | np.ndarray,
+        meta_rows: np.ndarray,
+    ) -> Future:
         """Write ``block[rows]``'s landmark ``columns`` to ``cell``'s file, with the
         profile columns of rows ``meta_rows`` of ``meta``; the block must stay as it is
         until the job is done."""
-        future = self._pool.submit(self._job, cell, block, rows, columns, meta_rows,
-                                   self._last.get(cell))
+        future = self._pool.submit(
+            self._job, cell, block, rows, columns, meta_rows, self._last.get(cell)
+        )
         self._last[cell] = future
         return future
 
@@ -389,13 +430,20 @@ class _CellWriters:
             # Float z-scores barely compress (snappy: 1.2 % smaller), and dictionary
             # encoding or min/max statistics over 978 floats a row buy nothing: only the
             # profile columns get them.
-            self._writers[cell] = _LakeFile(self._paths[cell], self._schema,
-                                            self._compression, PROFILE_META_COLUMNS)
+            self._writers[cell] = _LakeFile(
+                self._paths[cell], self._schema, self._compression, PROFILE_META_COLUMNS
+            )
         return self._writers[cell]
 
-    def _job(self, cell: str, block: np.ndarray, rows: np.ndarray,
-             columns: slice | np.ndarray, meta_rows: np.ndarray,
-             previous: Future | None) -> None:
+    def _job(
+        self,
+        cell: str,
+        block: np.ndarray,
+        rows: np.ndarray,
+        columns: slice | np.ndarray,
+        meta_rows: np.ndarray,
+        previous: Future | None,
+    ) -> None:
         # The profile columns of these rows only, as text: dictionary-encoded columns are
         # decoded a block at a time, not held decoded for the whole release.
         meta = self._source.take(meta_rows).cast(self._meta_schema)
@@ -405,14 +453,16 @@ class _CellWriters:
         writer = self._writer(cell)
         done = 0
         while done < len(rows):
-            n = min(len(rows) - done, self._page_rows,
-                    self._row_group_rows - self._grouped[cell])
-            page = rows[done:done + n]
+            n = min(len(rows) - done, self._page_rows, self._row_group_rows - self._grouped[cell])
+            page = rows[done : done + n]
             values = self._page_values(block, page, columns)
             if values is None:
                 bad = int(np.flatnonzero(~np.isfinite(block[page][:, columns]).all(axis=1))[0])
-                raise L1000InputError(self._matrix_path, "non-finite values (NaN or inf) in "
-                                      f"sample {meta.column('inst_id')[done + bad].as_py()!r}")
+                raise L1000InputError(
+                    self._matrix_path,
+                    "non-finite values (NaN or inf) in "
+                    f"sample {meta.column('inst_id')[done + bad].as_py()!r}",
+                )
             writer.write_page(n, [values])
             self._meta[cell].append(meta.slice(done, n))
             self._grouped[cell] += n
@@ -423,8 +473,9 @@ class _CellWriters:
         self.written[cell] += len(rows)
         _drop_behind(writer.file, writer.position)
 
-    def _page_values(self, block: np.ndarray, rows: np.ndarray,
-                     columns: slice | np.ndarray) -> memoryview | None:
+    def _page_values(
+        self, block: np.ndarray, rows: np.ndarray, columns: slice | np.ndarray
+    ) -> memoryview | None:
         """The values of ``block[rows]``'s landmark ``columns`` gathered into this
         thread's page buffer, as bytes, or None if any is NaN or inf.
 
@@ -434,16 +485,15 @@ class _CellWriters:
         """
         scratch = getattr(self._scratch, "values", None)
         if scratch is None:
-            scratch = self._scratch.values = np.empty((self._page_rows, N_LANDMARKS),
-                                                      np.float32)
-        out = scratch[:len(rows)]
+            scratch = self._scratch.values = np.empty((self._page_rows, N_LANDMARKS), np.float32)
+        out = scratch[: len(rows)]
         if isinstance(columns, slice):
             breaks = np.flatnonzero(np.diff(rows) != 1) + 1
             # Runs (profiles of one plate) are long in practice; a temporary beats a
             # Python loop over very short ones.
             if len(breaks) * 16 < len(rows):
                 for s, e in zip([0, *breaks.tolist()], [*breaks.tolist(), len(rows)]):
-                    out[s:e] = block[rows[s]:rows[e - 1] + 1, columns]
+                    out[s:e] = block[rows[s] : rows[e - 1] + 1, columns]
             else:
                 out[:] = block[rows, columns]
         else:
@@ -495,9 +545,14 @@ class LandmarkIngestReport:
     def n_skipped(self) -> int:
         """Ids dropped in ``skip`` mode: profiles without metadata, metadata rows without
         a profile and repeated ``inst_id`` rows."""
-        return sum(int(self.reconciliation.get(k, 0)) for k in (
-            "n_profiles_without_metadata", "n_metadata_rows_without_profile",
-            "n_duplicate_inst_ids"))
+        return sum(
+            int(self.reconciliation.get(k, 0))
+            for k in (
+                "n_profiles_without_metadata",
+                "n_metadata_rows_without_profile",
+                "n_duplicate_inst_ids",
+            )
+        )
 
 
 def write_landmark_profiles_from_metadata(
@@ -573,8 +628,13 @@ def write_landmark_profiles_from_metadata(
     instances = _compact_instances(instances)
     matrix = _open_landmarks(matrix_path, landmark_gene_ids, block_size)
     try:
-        rows, positions, report = _match(instances, matrix.col_ids, on_bad_input=on_bad_input,
-                                         matrix_path=matrix_path, metadata_path=metadata_path)
+        rows, positions, report = _match(
+            instances,
+            matrix.col_ids,
+            on_bad_input=on_bad_input,
+            matrix_path=matrix_path,
+            metadata_path=metadata_path,
+        )
         split = _split_cells(instances, rows, positions, list(out_paths))
         # Only the split is needed from here: give back the column ids and what the
         # match's hash tables took (Arrow's allocator keeps freed memory otherwise, beside
@@ -582,14 +642,23 @@ def write_landmark_profiles_from_metadata(
         del rows, positions, instances
         matrix.col_ids = None
         pa.default_memory_pool().release_unused()
-        written = _write_blocks(matrix, split, landmark_gene_ids, out_paths,
-                                row_group_rows=row_group_rows,
-                                budget_bytes=budget_bytes, compression=compression,
-                                write_threads=write_threads, progress=progress, t0=t0)
+        written = _write_blocks(
+            matrix,
+            split,
+            landmark_gene_ids,
+            out_paths,
+            row_group_rows=row_group_rows,
+            budget_bytes=budget_bytes,
+            compression=compression,
+            write_threads=write_threads,
+            progress=progress,
+            t0=t0,
+        )
     finally:
         matrix.close()
-    return LandmarkIngestReport(release, written, split.controls_removed,
-                                time.perf_counter() - t0, report)
+    return LandmarkIngestReport(
+        release, written, split.controls_removed, time.perf_counter() - t0, report
+    )
 
 
 def write_landmark_profiles(
@@ -614,29 +683,56 @@ def write_landmark_profiles(
     split = _split_cells(instances, rows, inst["position"].to_numpy(np.int64), list(out_paths))
     matrix = _open_landmarks(release.matrix_path, reconciliation.landmark_gene_ids, block_size)
     try:
-        written = _write_blocks(matrix, split, reconciliation.landmark_gene_ids, out_paths,
-                                row_group_rows=row_group_rows,
-                                budget_bytes=budget_bytes, compression=compression,
-                                write_threads=write_threads, progress=progress, t0=t0)
+        written = _write_blocks(
+            matrix,
+            split,
+            reconciliation.landmark_gene_ids,
+            out_paths,
+            row_group_rows=row_group_rows,
+            budget_bytes=budget_bytes,
+            compression=compression,
+            write_threads=write_threads,
+            progress=progress,
+            t0=t0,
+        )
     finally:
         matrix.close()
-    return LandmarkIngestReport(release.name, written, split.controls_removed,
-                                time.perf_counter() - t0, reconciliation.report())
+    return LandmarkIngestReport(
+        release.name,
+        written,
+        split.controls_removed,
+        time.perf_counter() - t0,
+        reconciliation.report(),
+    )
 
 
-def _write_blocks(matrix: _GctxLandmarks | _GctLandmarks, split: _CellSplit,
-                  gene_ids: Sequence[str], out_paths: Mapping[str, Path], *,
-                  row_group_rows: int, budget_bytes: int, compression: str | None,
-                  write_threads: int, progress: Progress | None,
-                  t0: float) -> dict[str, int]:
+def _write_blocks(
+    matrix: _GctxLandmarks | _GctLandmarks,
+    split: _CellSplit,
+    gene_ids: Sequence[str],
+    out_paths: Mapping[str, Path],
+    *,
+    row_group_rows: int,
+    budget_bytes: int,
+    compression: str | None,
+    write_threads: int,
+    progress: Progress | None,
+    t0: float,
+) -> dict[str, int]:
     """Read the blocks of the matrix that hold wanted profiles and hand each cell line's
     rows of a block to the writers, which write them to the file straight from the block.
     Blocks are read ahead while earlier ones are written, into at most
     ``max(2, budget_bytes // block bytes)`` buffers. Returns rows written per cell line."""
     cells = list(out_paths)
-    writers = _CellWriters(out_paths, profile_schema(gene_ids), split.meta,
-                           row_group_rows=row_group_rows, compression=compression,
-                           threads=write_threads, matrix_path=matrix.path)
+    writers = _CellWriters(
+        out_paths,
+        profile_schema(gene_ids),
+        split.meta,
+        row_group_rows=row_group_rows,
+        compression=compression,
+        threads=write_threads,
+        matrix_path=matrix.path,
+    )
     n_buffers = max(2, budget_bytes // max(1, matrix.block_bytes))
     held: deque[tuple[np.ndarray | None, list[Future]]] = deque()  # buffer, its jobs
     wanted = np.sort(split.positions)
@@ -656,12 +752,19 @@ def _write_blocks(matrix: _GctxLandmarks | _GctLandmarks, split: _CellSplit,
             block = matrix.read(start, stop, buffer)
             jobs = []
             for k, cell in enumerate(cells):
-                end = cursor[k] + int(np.searchsorted(
-                    split.positions[cursor[k]:split.bounds[k + 1]], stop))
+                end = cursor[k] + int(
+                    np.searchsorted(split.positions[cursor[k] : split.bounds[k + 1]], stop)
+                )
                 if end > cursor[k]:
-                    jobs.append(writers.add(
-                        cell, block, split.positions[cursor[k]:end] - start, matrix.columns,
-                        split.rows[cursor[k]:end]))
+                    jobs.append(
+                        writers.add(
+                            cell,
+                            block,
+                            split.positions[cursor[k] : end] - start,
+                            matrix.columns,
+                            split.rows[cursor[k] : end],
+                        )
+                    )
                     cursor[k] = end
             held.append((buffer, jobs))
             lo = hi

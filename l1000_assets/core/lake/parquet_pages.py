@@ -32,16 +32,21 @@ from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
 # ``{field id: (compact type, value)}`` dicts: lists are ``(element type, [values])``,
 # maps ``(key type, value type, [(k, v)])``. Decoding then encoding a struct gives back
 # its bytes exactly.
-_TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = \
-    range(1, 13)
+_TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
 _INTS = (_I16, _I32, _I64)
 # Parquet enum values used for the landmark column chunk.
 _DATA_PAGE, _FLOAT, _PLAIN, _RLE = 0, 4, 0, 3
 _REQUIRED, _OPTIONAL, _REPEATED = 0, 1, 2
 # Codec names as pyarrow takes them -> (Parquet CompressionCodec, pyarrow.Codec name).
 # Parquet's "LZ4" in pyarrow is the raw block format (LZ4_RAW).
-_CODECS = {"none": (0, None), "snappy": (1, "snappy"), "gzip": (2, "gzip"),
-           "brotli": (4, "brotli"), "zstd": (6, "zstd"), "lz4": (7, "lz4_raw")}
+_CODECS = {
+    "none": (0, None),
+    "snappy": (1, "snappy"),
+    "gzip": (2, "gzip"),
+    "brotli": (4, "brotli"),
+    "zstd": (6, "zstd"),
+    "lz4": (7, "lz4_raw"),
+}
 _PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
 _IOV_MAX = 1024  # pieces one writev takes (POSIX allows no fewer than 16; Linux, macOS: 1024)
 
@@ -64,7 +69,7 @@ def _thrift_read(buf, pos: int, t: int) -> tuple[object, int]:
         return (v >> 1) ^ -(v & 1), pos
     if t == _BINARY:
         n, pos = _read_varint(buf, pos)
-        return bytes(buf[pos:pos + n]), pos + n
+        return bytes(buf[pos : pos + n]), pos + n
     if t == _STRUCT:
         fields: dict[int, tuple[int, object]] = {}
         last = 0
@@ -211,8 +216,9 @@ class _LakeFile:
     chunks in schema order, with their offsets.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, compression: str,
-                 dictionary_columns: Sequence[str]):
+    def __init__(
+        self, path: Path, schema: pa.Schema, compression: str, dictionary_columns: Sequence[str]
+    ):
         self._codec_id, name = _CODECS[compression]
         self._codec = pa.Codec(name) if name else None
         self._compression = compression
@@ -225,7 +231,7 @@ class _LakeFile:
         elements = self._footer[2][1][1]
         names = [e[4][1] for e in elements]
         lm = names.index(VALUES_COLUMN.encode())
-        if names[lm + 1:] != [b"list", b"element"] or elements[lm + 2][1][1] != _FLOAT:
+        if names[lm + 1 :] != [b"list", b"element"] or elements[lm + 2][1][1] != _FLOAT:
             raise ValueError(f"{VALUES_COLUMN!r} must be the last column, a list of float32")
         self._path = names[lm:]
         # Every value is defined (non-null): the deepest definition level.
@@ -263,8 +269,9 @@ class _LakeFile:
         if rows not in self._levels:
             rep = self._row_rep * rows
             dfn = _rle_run(rows * N_LANDMARKS, self._max_def)
-            self._levels[rows] = (struct.pack("<i", len(rep)) + rep
-                                  + struct.pack("<i", len(dfn)) + dfn)
+            self._levels[rows] = (
+                struct.pack("<i", len(rep)) + rep + struct.pack("<i", len(dfn)) + dfn
+            )
         return self._levels[rows]
 
     def write_page(self, rows: int, values: Sequence) -> None:
@@ -280,10 +287,22 @@ class _LakeFile:
         else:
             payload = [self._codec.compress(b"".join([levels, *values]), asbytes=True)]
             compressed = len(payload[0])
-        header = _thrift_struct({
-            1: (_I32, _DATA_PAGE), 2: (_I32, size), 3: (_I32, compressed),
-            5: (_STRUCT, {1: (_I32, rows * N_LANDMARKS), 2: (_I32, _PLAIN),
-                          3: (_I32, _RLE), 4: (_I32, _RLE)})})
+        header = _thrift_struct(
+            {
+                1: (_I32, _DATA_PAGE),
+                2: (_I32, size),
+                3: (_I32, compressed),
+                5: (
+                    _STRUCT,
+                    {
+                        1: (_I32, rows * N_LANDMARKS),
+                        2: (_I32, _PLAIN),
+                        3: (_I32, _RLE),
+                        4: (_I32, _RLE),
+                    },
+                ),
+            }
+        )
         self._put([header, *payload])
         self._uncompressed += len(header) + size
         self._pages += 1
@@ -295,18 +314,38 @@ class _LakeFile:
         n = self._group_rows
         if meta.num_rows != n:
             raise ValueError(f"{meta.num_rows} profile rows for {n} landmark rows")
-        landmarks = {2: (_I64, 0), 3: (_STRUCT, {
-            1: (_I32, _FLOAT), 2: (_LIST, (_I32, [_PLAIN, _RLE])),
-            3: (_LIST, (_BINARY, self._path)), 4: (_I32, self._codec_id),
-            5: (_I64, n * N_LANDMARKS), 6: (_I64, self._uncompressed),
-            7: (_I64, self.position - self._group_start), 9: (_I64, self._group_start),
-            13: (_LIST, (_STRUCT, [{1: (_I32, _DATA_PAGE), 2: (_I32, _PLAIN),
-                                    3: (_I32, self._pages)}]))})}
+        landmarks = {
+            2: (_I64, 0),
+            3: (
+                _STRUCT,
+                {
+                    1: (_I32, _FLOAT),
+                    2: (_LIST, (_I32, [_PLAIN, _RLE])),
+                    3: (_LIST, (_BINARY, self._path)),
+                    4: (_I32, self._codec_id),
+                    5: (_I64, n * N_LANDMARKS),
+                    6: (_I64, self._uncompressed),
+                    7: (_I64, self.position - self._group_start),
+                    9: (_I64, self._group_start),
+                    13: (
+                        _LIST,
+                        (
+                            _STRUCT,
+                            [{1: (_I32, _DATA_PAGE), 2: (_I32, _PLAIN), 3: (_I32, self._pages)}],
+                        ),
+                    ),
+                },
+            ),
+        }
         sink = pa.BufferOutputStream()
-        with pq.ParquetWriter(sink, self._meta_schema, compression=self._compression,
-                              use_dictionary=self._dictionary_columns,
-                              write_statistics=self._dictionary_columns,
-                              store_schema=False) as writer:
+        with pq.ParquetWriter(
+            sink,
+            self._meta_schema,
+            compression=self._compression,
+            use_dictionary=self._dictionary_columns,
+            write_statistics=self._dictionary_columns,
+            store_schema=False,
+        ) as writer:
             writer.write_batch(meta, row_group_size=max(n, 1))
         encoded = sink.getvalue()
         small, end = _parquet_footer(encoded)
@@ -317,11 +356,16 @@ class _LakeFile:
             _shift_offsets(chunk, self.position - 4)  # they land here, not after "PAR1"
         self._put([encoded.slice(4, end - 4)])
         columns.append(landmarks)
-        self._row_groups.append({
-            1: (_LIST, (_STRUCT, columns)),
-            2: (_I64, sum(c[3][1][6][1] for c in columns)), 3: (_I64, n),
-            5: (_I64, self._group_start), 6: (_I64, self.position - self._group_start),
-            7: (_I16, len(self._row_groups))})
+        self._row_groups.append(
+            {
+                1: (_LIST, (_STRUCT, columns)),
+                2: (_I64, sum(c[3][1][6][1] for c in columns)),
+                3: (_I64, n),
+                5: (_I64, self._group_start),
+                6: (_I64, self.position - self._group_start),
+                7: (_I16, len(self._row_groups)),
+            }
+        )
         self._rows += n
         self._group_rows = self._pages = self._uncompressed = 0
 

@@ -1,5 +1,4 @@
-"""Reading the lake: canonical metadata tables and landmark profile files, streamed.
-"""
+"""Reading the lake: canonical metadata tables and landmark profile files, streamed."""
 
 from __future__ import annotations
 
@@ -22,8 +21,9 @@ from l1000_assets.core.lake.schema import (
 from l1000_assets.core.releases.schema import INSTANCE_COLUMNS
 
 #: Instance columns read dictionary-encoded: all but the unique ``inst_id`` and the numbers.
-_DICTIONARY_COLUMNS = [c for c in INSTANCE_COLUMNS
-                       if c not in ("inst_id", "pert_dose", "pert_time")]
+_DICTIONARY_COLUMNS = [
+    c for c in INSTANCE_COLUMNS if c not in ("inst_id", "pert_dose", "pert_time")
+]
 
 
 def read_canonical_instances(path: str | Path) -> pa.Table:
@@ -50,7 +50,8 @@ def read_canonical_instances(path: str | Path) -> pa.Table:
         raise L1000InputError(path, f"instances: no column for {missing}")
     # One thread: the decoded row group is held only once (about a third of the peak).
     table = pq.ParquetFile(path, read_dictionary=_DICTIONARY_COLUMNS).read(
-        columns=schema.names, use_threads=False)
+        columns=schema.names, use_threads=False
+    )
     return _compact_instances(table)
 
 
@@ -62,8 +63,11 @@ def _compact_instances(table: pa.Table) -> pa.Table:
     for target in instance_schema():
         column = table.column(target.name)
         kind = target.type
-        if (pa.types.is_dictionary(column.type) and target.type == pa.string()
-                and target.name != "inst_id"):
+        if (
+            pa.types.is_dictionary(column.type)
+            and target.type == pa.string()
+            and target.name != "inst_id"
+        ):
             kind = pa.dictionary(column.type.index_type, pa.string())
         columns.append(column if column.type == kind else column.cast(kind))
         fields.append(pa.field(target.name, kind))
@@ -88,8 +92,9 @@ def read_canonical_landmarks(path: str | Path) -> list[str]:
     genes = pq.read_table(path, columns=["gene_id", "is_landmark", "landmark_index"])
     landmarks = genes.filter(pc.fill_null(genes["is_landmark"], False))
     if landmarks.num_rows != N_LANDMARKS:
-        raise L1000InputError(path, f"genes: {landmarks.num_rows} landmark genes marked, "
-                                    f"expected {N_LANDMARKS}")
+        raise L1000InputError(
+            path, f"genes: {landmarks.num_rows} landmark genes marked, expected {N_LANDMARKS}"
+        )
     return landmarks.sort_by("landmark_index").column("gene_id").cast(pa.string()).to_pylist()
 
 
@@ -101,8 +106,9 @@ def read_profile_gene_ids(path: str | Path) -> list[str]:
     return json.loads(meta[GENE_IDS_KEY])
 
 
-def iter_profile_batches(paths: Iterable[str | Path], columns: Sequence[str] | None = None,
-                         batch_size: int = 16_384) -> Iterator[pa.RecordBatch]:
+def iter_profile_batches(
+    paths: Iterable[str | Path], columns: Sequence[str] | None = None, batch_size: int = 16_384
+) -> Iterator[pa.RecordBatch]:
     """Stream record batches from lake files (bounded memory)."""
     for path in paths:
         pf = pq.ParquetFile(path)

@@ -38,8 +38,8 @@ class ModelConfig:
     growth: int = 16
     embedding_dim: int = 32
     noise_sd: float = 0.3
-    head: str = "cosface"            # "cosface" or "arcface"
-    scale: str = "trainable"         # "trainable" or "adacos" (fixed sqrt(2) ln(C-1))
+    head: str = "cosface"  # "cosface" or "arcface"
+    scale: str = "trainable"  # "trainable" or "adacos" (fixed sqrt(2) ln(C-1))
     initial_scale: float = 30.0
     max_margin: float = 0.25
     margin_ramp: float = 0.0002
@@ -63,18 +63,19 @@ class Standardize(layers.Layer):
     def __init__(self, n_genes: int, **kwargs):
         super().__init__(**kwargs)
         self.n_genes = n_genes
-        self.mean = self.add_weight(shape=(n_genes,), initializer="zeros", trainable=False,
-                                    name="mean")
-        self.sd = self.add_weight(shape=(n_genes,), initializer="ones", trainable=False,
-                                  name="sd")
+        self.mean = self.add_weight(
+            shape=(n_genes,), initializer="zeros", trainable=False, name="mean"
+        )
+        self.sd = self.add_weight(shape=(n_genes,), initializer="ones", trainable=False, name="sd")
 
     def set_statistics(self, mean: np.ndarray, sd: np.ndarray) -> None:
         self.mean.assign(np.asarray(mean, np.float32))
         self.sd.assign(np.asarray(sd, np.float32))
 
     def call(self, x):
-        return (ops.cast(x, self.compute_dtype) - ops.cast(self.mean, self.compute_dtype)) / \
-            ops.cast(self.sd, self.compute_dtype)
+        return (
+            ops.cast(x, self.compute_dtype) - ops.cast(self.mean, self.compute_dtype)
+        ) / ops.cast(self.sd, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "n_genes": self.n_genes}
@@ -98,8 +99,14 @@ class MarginHead(layers.Layer):
     ``s * cos t_j``. At inference no margin is applied.
     """
 
-    def __init__(self, n_classes: int, kind: str = "cosface", scale: str = "trainable",
-                 initial_scale: float = 30.0, **kwargs):
+    def __init__(
+        self,
+        n_classes: int,
+        kind: str = "cosface",
+        scale: str = "trainable",
+        initial_scale: float = 30.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.n_classes = n_classes
         self.kind = kind
@@ -108,19 +115,24 @@ class MarginHead(layers.Layer):
 
     def build(self, input_shape):
         dim = input_shape[0][-1]
-        self.centers = self.add_weight(shape=(dim, self.n_classes), name="centers",
-                                       initializer="glorot_normal")
+        self.centers = self.add_weight(
+            shape=(dim, self.n_classes), name="centers", initializer="glorot_normal"
+        )
         fixed = math.sqrt(2.0) * math.log(max(self.n_classes - 1, 2))
         self.scale = self.add_weight(
-            shape=(), name="scale", trainable=self.scale_mode == "trainable",
+            shape=(),
+            name="scale",
+            trainable=self.scale_mode == "trainable",
             initializer=keras.initializers.Constant(
-                self.initial_scale if self.scale_mode == "trainable" else fixed))
-        self.margin = self.add_weight(shape=(), name="margin", trainable=False,
-                                      initializer="zeros")
+                self.initial_scale if self.scale_mode == "trainable" else fixed
+            ),
+        )
+        self.margin = self.add_weight(shape=(), name="margin", trainable=False, initializer="zeros")
 
     def cosines(self, embeddings):
-        w = self.centers / ops.sqrt(ops.maximum(ops.sum(self.centers ** 2, axis=0,
-                                                        keepdims=True), 1e-12))
+        w = self.centers / ops.sqrt(
+            ops.maximum(ops.sum(self.centers**2, axis=0, keepdims=True), 1e-12)
+        )
         return ops.clip(ops.matmul(ops.cast(embeddings, "float32"), w), -1.0, 1.0)
 
     def call(self, inputs, training=False):
@@ -136,8 +148,13 @@ class MarginHead(layers.Layer):
         return self.scale * cos
 
     def get_config(self):
-        return {**super().get_config(), "n_classes": self.n_classes, "kind": self.kind,
-                "scale": self.scale_mode, "initial_scale": self.initial_scale}
+        return {
+            **super().get_config(),
+            "n_classes": self.n_classes,
+            "kind": self.kind,
+            "scale": self.scale_mode,
+            "initial_scale": self.initial_scale,
+        }
 
 
 def margin_at(step: int, config: ModelConfig) -> float:
@@ -158,8 +175,12 @@ class MarginSchedule(keras.callbacks.Callback):
         self.head.margin.assign(margin_at(step, self.config))
 
 
-def build_embedding_model(config: ModelConfig, mean: np.ndarray | None = None,
-                          sd: np.ndarray | None = None, name: str = "embedding") -> keras.Model:
+def build_embedding_model(
+    config: ModelConfig,
+    mean: np.ndarray | None = None,
+    sd: np.ndarray | None = None,
+    name: str = "embedding",
+) -> keras.Model:
     """Raw level-4 landmark z-scores ``(batch, n_genes)`` -> unit embeddings."""
     inputs = keras.Input(shape=(config.n_genes,), name="landmarks")
     standardize = Standardize(config.n_genes, name="standardize")
@@ -170,16 +191,22 @@ def build_embedding_model(config: ModelConfig, mean: np.ndarray | None = None,
     features = [x]
     for i in range(config.depth):
         h = features[0] if len(features) == 1 else layers.Concatenate(name=f"concat_{i}")(features)
-        features.append(layers.Dense(config.growth, activation="selu",
-                                     kernel_initializer="lecun_normal", name=f"dense_{i}")(h))
+        features.append(
+            layers.Dense(
+                config.growth,
+                activation="selu",
+                kernel_initializer="lecun_normal",
+                name=f"dense_{i}",
+            )(h)
+        )
     h = layers.Concatenate(name="concat_out")(features)
-    z = layers.Dense(config.embedding_dim, kernel_initializer="lecun_normal",
-                     name="projection")(h)
+    z = layers.Dense(config.embedding_dim, kernel_initializer="lecun_normal", name="projection")(h)
     return keras.Model(inputs, L2Normalize(name="l2_normalize")(z), name=name)
 
 
-def build_training_model(embedding: keras.Model, n_classes: int,
-                         config: ModelConfig) -> tuple[keras.Model, MarginHead]:
+def build_training_model(
+    embedding: keras.Model, n_classes: int, config: ModelConfig
+) -> tuple[keras.Model, MarginHead]:
     """``[profiles, labels]`` -> margin logits, sharing ``embedding``'s layers."""
     profiles = keras.Input(shape=(config.n_genes,), name="profiles")
     labels = keras.Input(shape=(), dtype="int32", name="labels")
@@ -190,8 +217,10 @@ def build_training_model(embedding: keras.Model, n_classes: int,
 
 def embed(model: keras.Model, values: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """Embeddings ``(n, embedding_dim)`` float32 of raw landmark z-scores (no noise)."""
-    out = [np.asarray(model(values[i:i + batch_size], training=False))
-           for i in range(0, len(values), batch_size)]
+    out = [
+        np.asarray(model(values[i : i + batch_size], training=False))
+        for i in range(0, len(values), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 

@@ -1,5 +1,4 @@
-"""Per-gene standardization statistics of the training profiles, streamed from the lake.
-"""
+"""Per-gene standardization statistics of the training profiles, streamed from the lake."""
 
 from __future__ import annotations
 
@@ -18,12 +17,17 @@ from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
 
 
-def _batches(files: Sequence[Path], pert_ids: set[str] | None, columns: Sequence[str],
-             batch_size: int = 32_768) -> Iterable[pa.RecordBatch]:
+def _batches(
+    files: Sequence[Path],
+    pert_ids: set[str] | None,
+    columns: Sequence[str],
+    batch_size: int = 32_768,
+) -> Iterable[pa.RecordBatch]:
     wanted = pa.array(sorted(pert_ids)) if pert_ids is not None else None
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size,
-                                                       columns=list(columns)):
+        for batch in pq.ParquetFile(path).iter_batches(
+            batch_size=batch_size, columns=list(columns)
+        ):
             if wanted is not None:
                 batch = batch.filter(pc.is_in(batch.column("pert_id"), value_set=wanted))
             if batch.num_rows:
@@ -40,7 +44,7 @@ class NormalizationStats:
     mean: np.ndarray
     sd: np.ndarray
     n_profiles: int
-    train_digest: str = ""   # perturbagen_set_digest of the training perturbagens used
+    train_digest: str = ""  # perturbagen_set_digest of the training perturbagens used
 
     @property
     def digest(self) -> str:
@@ -51,15 +55,27 @@ class NormalizationStats:
         return h.hexdigest()
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"mean": self.mean.tolist(), "sd": self.sd.tolist(),
-                                    "n_profiles": self.n_profiles, "sha256": self.digest,
-                                    "train_perturbagens_sha256": self.train_digest}))
+        path.write_text(
+            json.dumps(
+                {
+                    "mean": self.mean.tolist(),
+                    "sd": self.sd.tolist(),
+                    "n_profiles": self.n_profiles,
+                    "sha256": self.digest,
+                    "train_perturbagens_sha256": self.train_digest,
+                }
+            )
+        )
 
     @classmethod
-    def load(cls, path: Path) -> "NormalizationStats":
+    def load(cls, path: Path) -> NormalizationStats:
         d = json.loads(path.read_text())
-        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["sd"], np.float64),
-                   int(d["n_profiles"]), d.get("train_perturbagens_sha256", ""))
+        return cls(
+            np.asarray(d["mean"], np.float64),
+            np.asarray(d["sd"], np.float64),
+            int(d["n_profiles"]),
+            d.get("train_perturbagens_sha256", ""),
+        )
 
 
 def normalization_stats(files: Sequence[Path], train_perts: set[str]) -> NormalizationStats:
@@ -76,5 +92,6 @@ def normalization_stats(files: Sequence[Path], train_perts: set[str]) -> Normali
         raise ValueError("fewer than 2 training profiles: nothing to normalize")
     mean = total / n
     var = np.maximum(total_sq / n - mean**2, 0.0) * n / (n - 1)
-    return NormalizationStats(mean, np.maximum(np.sqrt(var), 1e-6), n,
-                              perturbagen_set_digest(train_perts))
+    return NormalizationStats(
+        mean, np.maximum(np.sqrt(var), 1e-6), n, perturbagen_set_digest(train_perts)
+    )

@@ -25,8 +25,14 @@ def _unit_hash(values: list[str], seed: int, salt: str) -> np.ndarray:
     return out
 
 
-def assign_splits(pert_ids, *, seed: int = 0, n_folds: int = 5, test_fold: int = 0,
-                  validation_fraction: float = 0.1) -> pd.DataFrame:
+def assign_splits(
+    pert_ids,
+    *,
+    seed: int = 0,
+    n_folds: int = 5,
+    test_fold: int = 0,
+    validation_fraction: float = 0.1,
+) -> pd.DataFrame:
     """One row per unique perturbagen: ``pert_id``, ``fold``, ``split``.
 
     Parameters

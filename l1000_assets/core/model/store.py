@@ -27,8 +27,9 @@ TRAINING_FILE = "training.keras"
 CARD_FILE = "card.json"
 
 
-def save_model(model_dir: Path, embedding, card: dict, history: list[dict],
-               training_model=None) -> Path:
+def save_model(
+    model_dir: Path, embedding, card: dict, history: list[dict], training_model=None
+) -> Path:
     with atomic_dir(model_dir) as tmp:
         embedding.save(tmp / EMBEDDING_FILE)
         if training_model is not None:
@@ -71,8 +72,13 @@ def plot_history(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     steps = [h["step"] for h in history]
-    panels = [("loss", "loss"), ("accuracy", "training accuracy"),
-              ("validation_auc", "validation AUC"), ("margin", "margin"), ("scale", "scale")]
+    panels = [
+        ("loss", "loss"),
+        ("accuracy", "training accuracy"),
+        ("validation_auc", "validation AUC"),
+        ("margin", "margin"),
+        ("scale", "scale"),
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
     for ax, (key, title) in zip(axes, panels):
         ax.plot(steps, [h[key] for h in history], marker=".")

@@ -37,9 +37,9 @@ from l1000_assets.core.progress import Log
 
 @dataclass
 class SplitProfiles:
-    values: np.ndarray       # (n, 978) float32, raw z-scores
-    pert_ids: np.ndarray     # (n,) str
-    pert_types: np.ndarray   # (n,) str
+    values: np.ndarray  # (n, 978) float32, raw z-scores
+    pert_ids: np.ndarray  # (n,) str
+    pert_types: np.ndarray  # (n,) str
 
 
 def count_rows(files: Sequence[Path], pert_ids: set[str] | None = None) -> int:
@@ -49,8 +49,9 @@ def count_rows(files: Sequence[Path], pert_ids: set[str] | None = None) -> int:
     return sum(b.num_rows for b in _batches(files, pert_ids, ["pert_id"]))
 
 
-def load_split_profiles(files: Sequence[Path], pert_ids: set[str],
-                        max_profiles: int | None = None, seed: int = 0) -> SplitProfiles:
+def load_split_profiles(
+    files: Sequence[Path], pert_ids: set[str], max_profiles: int | None = None, seed: int = 0
+) -> SplitProfiles:
     """Profiles of ``pert_ids`` in memory (optionally a seeded subsample of ``max_profiles``)."""
     values, perts, types = [], [], []
     for batch in _batches(files, pert_ids, ["pert_id", "pert_type", VALUES_COLUMN]):
@@ -59,11 +60,13 @@ def load_split_profiles(files: Sequence[Path], pert_ids: set[str],
         types.append(batch.column("pert_type").to_numpy(zero_copy_only=False))
     if not values:
         return SplitProfiles(np.zeros((0, N_LANDMARKS), np.float32), np.array([]), np.array([]))
-    out = SplitProfiles(np.concatenate(values), np.concatenate(perts).astype(str),
-                        np.concatenate(types).astype(str))
+    out = SplitProfiles(
+        np.concatenate(values), np.concatenate(perts).astype(str), np.concatenate(types).astype(str)
+    )
     if max_profiles is not None and len(out.values) > max_profiles:
-        keep = np.sort(np.random.default_rng(seed).choice(len(out.values), max_profiles,
-                                                          replace=False))
+        keep = np.sort(
+            np.random.default_rng(seed).choice(len(out.values), max_profiles, replace=False)
+        )
         out = SplitProfiles(out.values[keep], out.pert_ids[keep], out.pert_types[keep])
     return out
 
@@ -71,14 +74,19 @@ def load_split_profiles(files: Sequence[Path], pert_ids: set[str],
 def _as_dataset(generate, batch_size: int | None):
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_generator(generate, output_signature=(
-        tf.TensorSpec((batch_size, N_LANDMARKS), tf.float32),
-        tf.TensorSpec((batch_size,), tf.int32)))
+    ds = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.TensorSpec((batch_size, N_LANDMARKS), tf.float32),
+            tf.TensorSpec((batch_size,), tf.int32),
+        ),
+    )
     return ds
 
 
-def streaming_dataset(files: Sequence[Path], label_of: dict[str, int], batch_size: int,
-                      shuffle_buffer: int, seed: int):
+def streaming_dataset(
+    files: Sequence[Path], label_of: dict[str, int], batch_size: int, shuffle_buffer: int, seed: int
+):
     """An endless ``tf.data`` stream of ``((profiles, labels), labels)`` batches from the
     lake, for training sets larger than the memory budget.
 
@@ -95,8 +103,7 @@ def streaming_dataset(files: Sequence[Path], label_of: dict[str, int], batch_siz
 
     def generate():
         while True:
-            readers = [iter(_batches([f], wanted, ["pert_id", VALUES_COLUMN], 1024))
-                       for f in files]
+            readers = [iter(_batches([f], wanted, ["pert_id", VALUES_COLUMN], 1024)) for f in files]
             left = rows.copy()
             while left.sum() > 0:
                 i = rng.choice(len(files), p=left / left.sum())
@@ -127,7 +134,7 @@ def memory_dataset(values: np.ndarray, labels: np.ndarray, batch_size: int, seed
         while True:
             order = rng.permutation(len(values))
             for b0 in range(0, len(order) - batch_size + 1, batch_size):
-                idx = np.sort(order[b0:b0 + batch_size])
+                idx = np.sort(order[b0 : b0 + batch_size])
                 yield values[idx], labels[idx]
 
     ds = _as_dataset(generate, batch_size)
@@ -142,15 +149,15 @@ class TrainConfig:
     """The optimisation schedule. The paper does not state its optimizer: Adam with a
     cosine-decayed learning rate (5% warm-up) is used here."""
 
-    steps: int = 8_000                  # rounded up to whole checkpoint chunks
-    batch_size: int = 0                 # 0: 8,192 on a GPU, 512 on CPU
+    steps: int = 8_000  # rounded up to whole checkpoint chunks
+    batch_size: int = 0  # 0: 8,192 on a GPU, 512 on CPU
     learning_rate: float = 1e-3
     warmup_fraction: float = 0.05
     checkpoint_every: int = 250
-    validation_profiles: int = 4_000    # validation retrieval sample per evaluation
-    memory_budget_mb: int = 4_096       # above this the lake is streamed, not loaded
+    validation_profiles: int = 4_000  # validation retrieval sample per evaluation
+    memory_budget_mb: int = 4_096  # above this the lake is streamed, not loaded
     shuffle_buffer: int = 200_000
-    mixed_precision: bool = False       # mixed_float16, on a GPU only
+    mixed_precision: bool = False  # mixed_float16, on a GPU only
     seed: int = 0
 
     def resolved_batch_size(self, gpus: int) -> int:
@@ -161,8 +168,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    embedding: object                    # keras.Model, best validation weights
-    training_model: object               # keras.Model: embedding + margin head, last weights
+    embedding: object  # keras.Model, best validation weights
+    training_model: object  # keras.Model: embedding + margin head, last weights
     history: list[dict]
     best_step: int
     best_validation_auc: float
@@ -200,12 +207,17 @@ def _lr_schedule(cfg: TrainConfig):
 
     warmup = max(1, int(cfg.steps * cfg.warmup_fraction))
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate / 10, decay_steps=max(1, cfg.steps - warmup),
-        warmup_target=cfg.learning_rate, warmup_steps=warmup, alpha=0.01)
+        initial_learning_rate=cfg.learning_rate / 10,
+        decay_steps=max(1, cfg.steps - warmup),
+        warmup_target=cfg.learning_rate,
+        warmup_steps=warmup,
+        alpha=0.01,
+    )
 
 
-def _save_checkpoint(ckpt_dir: Path, training_model, optimizer, state: dict,
-                     best_weights: list[np.ndarray] | None) -> None:
+def _save_checkpoint(
+    ckpt_dir: Path, training_model, optimizer, state: dict, best_weights: list[np.ndarray] | None
+) -> None:
     with atomic_dir(ckpt_dir) as tmp:
         training_model.save_weights(tmp / "model.weights.h5")
         np.savez(tmp / "optimizer.npz", *[v.numpy() for v in optimizer.variables])
@@ -244,15 +256,34 @@ def train(
         mixed = bool(train_config.mixed_precision and n_gpus)
         if mixed:
             keras.mixed_precision.set_global_policy("mixed_float16")
-        return _train(files, train_perts, validation, stats, model_config, train_config,
-                      checkpoint_dir, log=log, data_fingerprint=data_fingerprint)
+        return _train(
+            files,
+            train_perts,
+            validation,
+            stats,
+            model_config,
+            train_config,
+            checkpoint_dir,
+            log=log,
+            data_fingerprint=data_fingerprint,
+        )
     finally:
         if mixed:  # the policy is global: leave the process as it was
             keras.mixed_precision.set_global_policy("float32")
 
 
-def _train(files, train_perts, validation, stats, model_config, train_config, checkpoint_dir,
-           *, log, data_fingerprint) -> TrainResult:
+def _train(
+    files,
+    train_perts,
+    validation,
+    stats,
+    model_config,
+    train_config,
+    checkpoint_dir,
+    *,
+    log,
+    data_fingerprint,
+) -> TrainResult:
     import keras
 
     from l1000_assets.core.model.network import (
@@ -273,8 +304,10 @@ def _train(files, train_perts, validation, stats, model_config, train_config, ch
     if in_memory:
         data = load_split_profiles(files, set(classes))
         labels = np.array([label_of[p] for p in data.pert_ids], np.int32)
-    log(f"training on {device}: {n_train:,} profiles of {len(classes):,} perturbagens, "
-        f"batch {batch}, {'in memory' if in_memory else 'streamed from the lake'}")
+    log(
+        f"training on {device}: {n_train:,} profiles of {len(classes):,} perturbagens, "
+        f"batch {batch}, {'in memory' if in_memory else 'streamed from the lake'}"
+    )
 
     with strategy.scope():
         embedding = build_embedding_model(model_config, stats.mean, stats.sd)
@@ -282,17 +315,30 @@ def _train(files, train_perts, validation, stats, model_config, train_config, ch
         training_model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=_lr_schedule(train_config)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
         # Under mixed precision compile() wraps Adam in a LossScaleOptimizer: checkpoint
         # the wrapper's variables (loss scale included), not the inner Adam's only.
         optimizer = training_model.optimizer
         optimizer.build(training_model.trainable_variables)
 
-    fingerprint = _fingerprint({"model": model_config.to_dict(), "train": asdict(train_config),
-                                "classes": _fingerprint({"c": classes}), "data": data_fingerprint,
-                                "stats": stats.digest})
-    state = {"fingerprint": fingerprint, "step": 0, "chunks": 0, "history": [],
-             "best_step": 0, "best_validation_auc": -1.0}
+    fingerprint = _fingerprint(
+        {
+            "model": model_config.to_dict(),
+            "train": asdict(train_config),
+            "classes": _fingerprint({"c": classes}),
+            "data": data_fingerprint,
+            "stats": stats.digest,
+        }
+    )
+    state = {
+        "fingerprint": fingerprint,
+        "step": 0,
+        "chunks": 0,
+        "history": [],
+        "best_step": 0,
+        "best_validation_auc": -1.0,
+    }
     best_weights = None
     state_file = checkpoint_dir / "state.json"
     if state_file.exists():
@@ -317,9 +363,11 @@ def _train(files, train_perts, validation, stats, model_config, train_config, ch
     n_chunks = math.ceil(train_config.steps / chunk)
     done_chunks = int(state["chunks"])
     shuffle_seed = train_config.seed + done_chunks  # a resumed run draws fresh batches
-    dataset = (memory_dataset(data.values, labels, batch, shuffle_seed) if in_memory else
-               streaming_dataset(files, label_of, batch, train_config.shuffle_buffer,
-                                 shuffle_seed))
+    dataset = (
+        memory_dataset(data.values, labels, batch, shuffle_seed)
+        if in_memory
+        else streaming_dataset(files, label_of, batch, train_config.shuffle_buffer, shuffle_seed)
+    )
 
     class _Chunk(keras.callbacks.Callback):
         """After every chunk: validation retrieval, best weights, checkpoint, progress."""
@@ -336,31 +384,53 @@ def _train(files, train_perts, validation, stats, model_config, train_config, ch
                 state["best_validation_auc"] = float(auc)
                 state["best_step"] = step
                 best_weights = [w.copy() for w in embedding.get_weights()]
-            row = {"step": step, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]),
-                   "margin": float(head.margin.numpy()), "scale": float(head.scale.numpy()),
-                   "validation_auc": float(auc), "profiles_per_second": chunk * batch / seconds,
-                   "learning_rate": float(optimizer.learning_rate.numpy())}
+            row = {
+                "step": step,
+                "loss": float(logs["loss"]),
+                "accuracy": float(logs["accuracy"]),
+                "margin": float(head.margin.numpy()),
+                "scale": float(head.scale.numpy()),
+                "validation_auc": float(auc),
+                "profiles_per_second": chunk * batch / seconds,
+                "learning_rate": float(optimizer.learning_rate.numpy()),
+            }
             state["history"].append(row)
             state["step"] = step
             state["chunks"] = epoch + 1
             _save_checkpoint(checkpoint_dir, training_model, optimizer, state, best_weights)
-            log(f"step {step:,}/{n_chunks * chunk:,}: loss {row['loss']:.3f}, "
+            log(
+                f"step {step:,}/{n_chunks * chunk:,}: loss {row['loss']:.3f}, "
                 f"accuracy {row['accuracy']:.3f}, margin {row['margin']:.3f} "
                 f"(schedule {margin_at(step, model_config):.3f}), scale {row['scale']:.1f}, "
-                f"validation AUC {auc:.3f}, {row['profiles_per_second']:,.0f} profiles/s")
+                f"validation AUC {auc:.3f}, {row['profiles_per_second']:,.0f} profiles/s"
+            )
 
     if done_chunks < n_chunks:
-        training_model.fit(dataset, steps_per_epoch=chunk, epochs=n_chunks,
-                           initial_epoch=done_chunks, verbose=0, shuffle=False,
-                           callbacks=[MarginSchedule(head, model_config), _Chunk()])
+        training_model.fit(
+            dataset,
+            steps_per_epoch=chunk,
+            epochs=n_chunks,
+            initial_epoch=done_chunks,
+            verbose=0,
+            shuffle=False,
+            callbacks=[MarginSchedule(head, model_config), _Chunk()],
+        )
     if best_weights is not None:
         embedding.set_weights(best_weights)
     return TrainResult(
-        embedding=embedding, training_model=training_model, history=state["history"],
+        embedding=embedding,
+        training_model=training_model,
+        history=state["history"],
         best_step=int(state["best_step"]),
-        best_validation_auc=float(state["best_validation_auc"]), resumed_from_step=resumed_from,
-        device=device, batch_size=batch, seconds=time.perf_counter() - t0,
-        n_train_profiles=n_train, n_classes=len(classes),
-        extra={"in_memory": in_memory, "parameters": int(sum(
-            np.prod(w.shape) for w in embedding.trainable_weights))},
+        best_validation_auc=float(state["best_validation_auc"]),
+        resumed_from_step=resumed_from,
+        device=device,
+        batch_size=batch,
+        seconds=time.perf_counter() - t0,
+        n_train_profiles=n_train,
+        n_classes=len(classes),
+        extra={
+            "in_memory": in_memory,
+            "parameters": int(sum(np.prod(w.shape) for w in embedding.trainable_weights)),
+        },
     )

@@ -1,5 +1,4 @@
-"""The watched queries folder: which files are new or changed since the last scan.
-"""
+"""The watched queries folder: which files are new or changed since the last scan."""
 
 from __future__ import annotations
 
@@ -15,8 +14,13 @@ def file_fingerprint(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def scan_queries(folder: str | Path, seen: dict[str, str], *, settle_seconds: float = 2.0,
-                 now: float | None = None) -> tuple[list[Path], list[Path], dict[str, str]]:
+def scan_queries(
+    folder: str | Path,
+    seen: dict[str, str],
+    *,
+    settle_seconds: float = 2.0,
+    now: float | None = None,
+) -> tuple[list[Path], list[Path], dict[str, str]]:
     """Query files in ``folder`` (not recursive) that are new or changed since ``seen``
     (path -> size:mtime fingerprint), and files of other types.
 

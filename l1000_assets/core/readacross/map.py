@@ -34,15 +34,26 @@ def layout(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     if len(x) < 3 or method == "pca":
-        return PCA(n_components=2, random_state=seed).fit_transform(x) if len(x) >= 2 else \
-            np.zeros((len(x), 2))
+        return (
+            PCA(n_components=2, random_state=seed).fit_transform(x)
+            if len(x) >= 2
+            else np.zeros((len(x), 2))
+        )
     perplexity = float(min(30.0, (len(x) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca",
-                random_state=seed).fit_transform(x)
+    return TSNE(
+        n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed
+    ).fit_transform(x)
 
 
-def plot_map(perts: pd.DataFrame, xy: np.ndarray, queries: pd.DataFrame, qxy: np.ndarray,
-          path: Path, method: str, n_moas: int = 10) -> None:
+def plot_map(
+    perts: pd.DataFrame,
+    xy: np.ndarray,
+    queries: pd.DataFrame,
+    qxy: np.ndarray,
+    path: Path,
+    method: str,
+    n_moas: int = 10,
+) -> None:
     """The map as a PNG, coloured by perturbagen type and by MOA, queries as stars (atomic)."""
     import matplotlib
 
@@ -52,29 +63,47 @@ def plot_map(perts: pd.DataFrame, xy: np.ndarray, queries: pd.DataFrame, qxy: np
     fig, axes = plt.subplots(1, 2, figsize=(13, 6))
     moa = perts["moa"].fillna("unknown")
     top = moa[moa != "unknown"].value_counts().index[:n_moas]
-    colour_by = {"perturbagen type": perts["pert_type"].fillna("unknown"),
-                 f"MOA (top {n_moas})": moa.where(moa.isin(top), "other / unknown")}
+    colour_by = {
+        "perturbagen type": perts["pert_type"].fillna("unknown"),
+        f"MOA (top {n_moas})": moa.where(moa.isin(top), "other / unknown"),
+    }
     for ax, (title, labels) in zip(axes, colour_by.items()):
         cmap = plt.get_cmap("tab10" if labels.nunique() <= 10 else "tab20")
         groups = sorted(labels.unique(), key=lambda g: (g in ("other / unknown", "unknown"), g))
         for i, group in enumerate(groups):
             sel = (labels == group).to_numpy()
             grey = group in ("other / unknown", "unknown")
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=10 if grey else 20,
-                       alpha=0.5 if grey else 0.9, color="lightgrey" if grey else cmap(i % cmap.N),
-                       label=f"{group} ({sel.sum()})", linewidths=0)
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=10 if grey else 20,
+                alpha=0.5 if grey else 0.9,
+                color="lightgrey" if grey else cmap(i % cmap.N),
+                label=f"{group} ({sel.sum()})",
+                linewidths=0,
+            )
         if len(qxy):
-            ax.scatter(qxy[:, 0], qxy[:, 1], marker="*", s=160, color="black",
-                       edgecolors="white", linewidths=0.6, label="query profiles", zorder=5)
+            ax.scatter(
+                qxy[:, 0],
+                qxy[:, 1],
+                marker="*",
+                s=160,
+                color="black",
+                edgecolors="white",
+                linewidths=0.6,
+                label="query profiles",
+                zorder=5,
+            )
             for (x0, y0), name in list(zip(qxy, queries["query_id"].astype(str)))[:20]:
-                ax.annotate(name, (x0, y0), fontsize=7, xytext=(4, 4),
-                            textcoords="offset points")
+                ax.annotate(name, (x0, y0), fontsize=7, xytext=(4, 4), textcoords="offset points")
         ax.set_title(f"perturbagens by {title}")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=7, markerscale=1.2, loc="best", framealpha=0.8)
-    fig.suptitle(f"perturbagen embeddings ({method.upper() if method == 'pca' else 't-SNE'}, "
-                 f"{len(xy)} perturbagens)")
+    fig.suptitle(
+        f"perturbagen embeddings ({method.upper() if method == 'pca' else 't-SNE'}, "
+        f"{len(xy)} perturbagens)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:

@@ -38,7 +38,7 @@ from l1000_assets.core.progress import Progress
 from l1000_assets.core.readacross.genes import GeneIndex
 
 QUERY_SUFFIXES = (".gct", ".gctx", ".csv", ".tsv", ".txt")
-DEFAULT_MAX_MISSING = 50          # of 978 landmark genes (about 5%)
+DEFAULT_MAX_MISSING = 50  # of 978 landmark genes (about 5%)
 
 
 @dataclass
@@ -47,11 +47,11 @@ class QueryProfiles:
 
     path: Path
     profile_ids: list[str]
-    values: np.ndarray                          # (n, 978) float32 in gene_order
+    values: np.ndarray  # (n, 978) float32 in gene_order
     n_genes_in_file: int
-    missing: list[str]                          # landmark gene ids absent (set to 0)
-    ignored: int                                # known non-landmark genes skipped
-    unknown: list[str] = field(default_factory=list)   # skipped when allowed
+    missing: list[str]  # landmark gene ids absent (set to 0)
+    ignored: int  # known non-landmark genes skipped
+    unknown: list[str] = field(default_factory=list)  # skipped when allowed
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -62,16 +62,22 @@ class QueryProfiles:
 @dataclass(frozen=True)
 class QueryOptions:
     max_missing: int = DEFAULT_MAX_MISSING
-    allow_unknown: bool = False     # skip unknown gene identifiers instead of refusing
+    allow_unknown: bool = False  # skip unknown gene identifiers instead of refusing
 
 
 def is_query_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in QUERY_SUFFIXES and \
-        not path.name.startswith(".")
+    return (
+        path.is_file() and path.suffix.lower() in QUERY_SUFFIXES and not path.name.startswith(".")
+    )
 
 
-def read_query_file(path: str | Path, genes: GeneIndex, options: QueryOptions = QueryOptions(),
-                    *, progress: Progress | None = None) -> QueryProfiles:
+def read_query_file(
+    path: str | Path,
+    genes: GeneIndex,
+    options: QueryOptions = QueryOptions(),
+    *,
+    progress: Progress | None = None,
+) -> QueryProfiles:
     """Parse, map and validate one query file (see the module docstring).
 
     Raises
@@ -86,8 +92,10 @@ def read_query_file(path: str | Path, genes: GeneIndex, options: QueryOptions = 
         raise L1000InputError(path, "file not found")
     suffix = path.suffix.lower()
     if suffix not in QUERY_SUFFIXES:
-        raise L1000InputError(path, f"unsupported file type {suffix or '(none)'!r}: expected "
-                                    f"{', '.join(QUERY_SUFFIXES)}")
+        raise L1000InputError(
+            path,
+            f"unsupported file type {suffix or '(none)'!r}: expected {', '.join(QUERY_SUFFIXES)}",
+        )
     if path.stat().st_size == 0:
         raise L1000InputError(path, "empty file")
     if suffix == ".gctx":
@@ -96,8 +104,14 @@ def read_query_file(path: str | Path, genes: GeneIndex, options: QueryOptions = 
         from l1000_assets.core.formats.gct import read_gct
 
         gct = read_gct(path)
-        return _assemble(path, gct.row_ids.tolist(), [str(c) for c in gct.col_ids],
-                         lambda rows: gct.values[:, rows], genes, options)
+        return _assemble(
+            path,
+            gct.row_ids.tolist(),
+            [str(c) for c in gct.col_ids],
+            lambda rows: gct.values[:, rows],
+            genes,
+            options,
+        )
     return _read_table(path, genes, options)
 
 
@@ -123,28 +137,41 @@ def _map_genes(path: Path, labels: Sequence[object], genes: GeneIndex, options: 
         rows.append(row)
         positions.append(pos)
     if unknown and not options.allow_unknown:
-        raise L1000InputError(path, f"{len(unknown)} unknown gene identifier(s), neither an "
-                                    "Entrez gene id nor a symbol of the genes table: "
-                                    f"{preview_ids(unknown)} (allow them to skip these rows)")
+        raise L1000InputError(
+            path,
+            f"{len(unknown)} unknown gene identifier(s), neither an "
+            "Entrez gene id nor a symbol of the genes table: "
+            f"{preview_ids(unknown)} (allow them to skip these rows)",
+        )
     duplicates = {pos: names for pos, names in seen.items() if len(names) > 1}
     if duplicates:
-        shown = [f"{genes.describe(genes.gene_order[p])} as {' and '.join(map(repr, n))}"
-                 for p, n in list(duplicates.items())[:5]]
-        raise L1000InputError(path, f"{len(duplicates)} landmark gene(s) given more than once: "
-                                    + "; ".join(shown))
+        shown = [
+            f"{genes.describe(genes.gene_order[p])} as {' and '.join(map(repr, n))}"
+            for p, n in list(duplicates.items())[:5]
+        ]
+        raise L1000InputError(
+            path, f"{len(duplicates)} landmark gene(s) given more than once: " + "; ".join(shown)
+        )
     missing = [g for i, g in enumerate(genes.gene_order) if i not in seen]
     if len(missing) > options.max_missing:
         shown = preview_ids(genes.describe(g) for g in missing)
         raise L1000InputError(
-            path, f"{len(missing)} of {N_LANDMARKS} landmark genes missing, more than the "
-                  f"{options.max_missing} allowed: {shown}"
-                  f"{' (no gene identifier matched the genes table)' if not rows else ''}")
+            path,
+            f"{len(missing)} of {N_LANDMARKS} landmark genes missing, more than the "
+            f"{options.max_missing} allowed: {shown}"
+            f"{' (no gene identifier matched the genes table)' if not rows else ''}",
+        )
     return np.asarray(rows, np.int64), np.asarray(positions, np.int64), missing, ignored, unknown
 
 
-def _assemble(path: Path, gene_labels: Sequence[object], profile_ids: list[str],
-              take: Callable[[np.ndarray], np.ndarray], genes: GeneIndex,
-              options: QueryOptions) -> QueryProfiles:
+def _assemble(
+    path: Path,
+    gene_labels: Sequence[object],
+    profile_ids: list[str],
+    take: Callable[[np.ndarray], np.ndarray],
+    genes: GeneIndex,
+    options: QueryOptions,
+) -> QueryProfiles:
     if not profile_ids:
         raise L1000InputError(path, "no profiles in the file (only gene identifiers)")
     _check_unique(path, profile_ids)
@@ -152,8 +179,16 @@ def _assemble(path: Path, gene_labels: Sequence[object], profile_ids: list[str],
     values = np.zeros((len(profile_ids), N_LANDMARKS), np.float32)
     values[:, positions] = take(rows)
     _check_finite(path, values, profile_ids)
-    return QueryProfiles(path, profile_ids, values, len(gene_labels), missing, ignored, unknown,
-                         scale_warnings(values, profile_ids))
+    return QueryProfiles(
+        path,
+        profile_ids,
+        values,
+        len(gene_labels),
+        missing,
+        ignored,
+        unknown,
+        scale_warnings(values, profile_ids),
+    )
 
 
 def _check_unique(path: Path, profile_ids: Sequence[str]) -> None:
@@ -166,8 +201,11 @@ def _check_unique(path: Path, profile_ids: Sequence[str]) -> None:
 def _check_finite(path: Path, values: np.ndarray, profile_ids: Sequence[str]) -> None:
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
-        raise L1000InputError(path, "non-finite values (NaN, inf or empty) in profile(s) "
-                                    f"{preview_ids(np.asarray(profile_ids, object)[bad])}")
+        raise L1000InputError(
+            path,
+            "non-finite values (NaN, inf or empty) in profile(s) "
+            f"{preview_ids(np.asarray(profile_ids, object)[bad])}",
+        )
 
 
 def _read_table(path: Path, genes: GeneIndex, options: QueryOptions) -> QueryProfiles:
@@ -183,11 +221,21 @@ def _read_table(path: Path, genes: GeneIndex, options: QueryOptions) -> QueryPro
             raise L1000InputError(path, "empty file")
         if len(header) < 2:
             separator = "commas" if sep == "," else "tabs"
-            raise L1000InputError(path, "one column only: expected a gene column and one "
-                                        f"column per profile, separated by {separator}")
-        body = pd.read_csv(path, sep=sep, header=None, skiprows=1, index_col=0,
-                           dtype={0: str}, keep_default_na=False,
-                           na_values=["", "NA", "NaN", "nan", "-nan", "N/A"])
+            raise L1000InputError(
+                path,
+                "one column only: expected a gene column and one "
+                f"column per profile, separated by {separator}",
+            )
+        body = pd.read_csv(
+            path,
+            sep=sep,
+            header=None,
+            skiprows=1,
+            index_col=0,
+            dtype={0: str},
+            keep_default_na=False,
+            na_values=["", "NA", "NaN", "nan", "-nan", "N/A"],
+        )
     except pd.errors.EmptyDataError as exc:
         raise L1000InputError(path, "empty file (a header and no data)") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
@@ -195,25 +243,28 @@ def _read_table(path: Path, genes: GeneIndex, options: QueryOptions) -> QueryPro
     if body.shape[0] == 0:
         raise L1000InputError(path, "empty file (a header and no data)")
     if body.shape[1] != len(header) - 1:
-        raise L1000InputError(path, f"{len(header)} header fields but {body.shape[1] + 1} "
-                                    "fields in the data rows")
+        raise L1000InputError(
+            path, f"{len(header)} header fields but {body.shape[1] + 1} fields in the data rows"
+        )
     if all(pd.api.types.is_numeric_dtype(t) for t in body.dtypes):
         values = body.to_numpy(np.float32)
     else:
-        text = pd.read_csv(path, sep=sep, header=None, skiprows=1, index_col=0, dtype=str,
-                           keep_default_na=False).to_numpy()
+        text = pd.read_csv(
+            path, sep=sep, header=None, skiprows=1, index_col=0, dtype=str, keep_default_na=False
+        ).to_numpy()
         values = _parse_numbers(path, text, [str(x) for x in body.index], header[1:])
     first = [str(x) for x in body.index]
     header = header[1:]
-    if genes.matches(header) > genes.matches(first):       # profiles as rows, genes as columns
+    if genes.matches(header) > genes.matches(first):  # profiles as rows, genes as columns
         labels, profile_ids = header, first
     else:
         labels, profile_ids, values = first, header, values.T
     return _assemble(path, labels, profile_ids, lambda rows: values[:, rows], genes, options)
 
 
-def _parse_numbers(path: Path, text: np.ndarray, row_ids: Sequence[str],
-                   column_ids: Sequence[object]) -> np.ndarray:
+def _parse_numbers(
+    path: Path, text: np.ndarray, row_ids: Sequence[str], column_ids: Sequence[object]
+) -> np.ndarray:
     """``text`` (a table of str, as in the file) as float32; non-numeric cells are an
     error naming the cell's row and column."""
     flat = pd.Series(text.reshape(-1)).str.strip()
@@ -221,15 +272,19 @@ def _parse_numbers(path: Path, text: np.ndarray, row_ids: Sequence[str],
     bad = numbers.isna() & (flat != "") & ~flat.str.lower().isin(["nan", "na", "-nan"])
     if bad.any():
         idx = np.flatnonzero(bad.to_numpy())
-        shown = [f"{flat.iloc[i]!r} (row {row_ids[i // text.shape[1]]!r}, "
-                 f"column {str(column_ids[i % text.shape[1]])!r})" for i in idx[:3]]
+        shown = [
+            f"{flat.iloc[i]!r} (row {row_ids[i // text.shape[1]]!r}, "
+            f"column {str(column_ids[i % text.shape[1]])!r})"
+            for i in idx[:3]
+        ]
         more = f" and {len(idx) - 3} more" if len(idx) > 3 else ""
         raise L1000InputError(path, f"{len(idx)} non-numeric value(s): {', '.join(shown)}{more}")
     return numbers.to_numpy(np.float64).astype(np.float32).reshape(text.shape)
 
 
-def _read_gctx(path: Path, genes: GeneIndex, options: QueryOptions,
-               progress: Progress | None) -> QueryProfiles:
+def _read_gctx(
+    path: Path, genes: GeneIndex, options: QueryOptions, progress: Progress | None
+) -> QueryProfiles:
     from l1000_assets.core.formats.gctx import GctxReader
 
     with GctxReader(path) as reader:
@@ -242,14 +297,22 @@ def _read_gctx(path: Path, genes: GeneIndex, options: QueryOptions,
         values = np.zeros((len(profile_ids), N_LANDMARKS), np.float32)
         t0 = time.perf_counter()
         if len(rows):
-            order = np.argsort(rows)   # read the rows in file order, place them by position
+            order = np.argsort(rows)  # read the rows in file order, place them by position
             for block in reader.iter_blocks(rows[order], check_finite=False):
-                values[block.start:block.stop, positions[order]] = block.values
+                values[block.start : block.stop, positions[order]] = block.values
                 if progress:
                     progress(block.stop, len(profile_ids), time.perf_counter() - t0)
     _check_finite(path, values, profile_ids)
-    return QueryProfiles(path, profile_ids, values, len(labels), missing, ignored, unknown,
-                         scale_warnings(values, profile_ids))
+    return QueryProfiles(
+        path,
+        profile_ids,
+        values,
+        len(labels),
+        missing,
+        ignored,
+        unknown,
+        scale_warnings(values, profile_ids),
+    )
 
 
 def scale_warnings(values: np.ndarray, profile_ids: Sequence[str]) -> list[str]:
@@ -260,12 +323,16 @@ def scale_warnings(values: np.ndarray, profile_ids: Sequence[str]) -> list[str]:
     spread = values.std(axis=1)
     ids = np.asarray(profile_ids, object)
     if nonneg.any():
-        out.append(f"{nonneg.sum()} profile(s) have no negative value, like raw or log "
-                   f"expression rather than z-scores: {preview_ids(ids[nonneg])}")
+        out.append(
+            f"{nonneg.sum()} profile(s) have no negative value, like raw or log "
+            f"expression rather than z-scores: {preview_ids(ids[nonneg])}"
+        )
     far = ~nonneg & ((center > 2) | (spread > 10))
     if far.any():
-        out.append(f"{far.sum()} profile(s) are far from level-4 z-scores (|median| > 2 or "
-                   f"SD > 10): {preview_ids(ids[far])}")
+        out.append(
+            f"{far.sum()} profile(s) are far from level-4 z-scores (|median| > 2 or "
+            f"SD > 10): {preview_ids(ids[far])}"
+        )
     flat = spread == 0
     if flat.any():
         out.append(f"{flat.sum()} profile(s) are constant: {preview_ids(ids[flat])}")

@@ -27,8 +27,20 @@ from l1000_assets.core.readacross.query_files import (
 
 DEFAULT_TOP = 20
 MISSING_ANNOTATION = ("", "-666", "NA", "nan", "None")
-RESULT_COLUMNS = ["query_file", "query_path", "query_id", "rank", "pert_id", "pert_iname",
-                  "pert_type", "cell_id", "similarity", "moa", "target", "model_version"]
+RESULT_COLUMNS = [
+    "query_file",
+    "query_path",
+    "query_id",
+    "rank",
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "cell_id",
+    "similarity",
+    "moa",
+    "target",
+    "model_version",
+]
 
 
 def _clean(value: object) -> str | None:
@@ -47,8 +59,7 @@ def read_annotations(paths: Sequence[str | Path]) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True).astype(object)
     for c in ("moa", "target"):
         df[c] = [_clean(v) for v in df[c]]
-    return df.groupby("pert_id", sort=False).agg(
-        {"moa": "first", "target": "first"}).reset_index()
+    return df.groupby("pert_id", sort=False).agg({"moa": "first", "target": "first"}).reset_index()
 
 
 @dataclass(frozen=True)
@@ -61,21 +72,27 @@ class References:
     moa: np.ndarray
     target: np.ndarray
     cell_id: str | None
-    vectors: np.ndarray              # (n, d) float32, unit rows
+    vectors: np.ndarray  # (n, d) float32, unit rows
     model_version: str
 
     def __len__(self) -> int:
         return len(self.pert_id)
 
 
-def load_references(path: str | Path, annotations: pd.DataFrame, *, cell: str | None = None,
-                    pert_type: str | None = None) -> References:
+def load_references(
+    path: str | Path,
+    annotations: pd.DataFrame,
+    *,
+    cell: str | None = None,
+    pert_type: str | None = None,
+) -> References:
     """Perturbagen embeddings of ``cell`` (None: over all cell lines), optionally of one
     ``pert_type``, from the ``perturbagen_embeddings`` Parquet file."""
     path = Path(path)
     if not path.exists():
-        raise L1000InputError(path, "perturbagen embeddings not found: materialize "
-                                    "perturbagen_embeddings first")
+        raise L1000InputError(
+            path, "perturbagen embeddings not found: materialize perturbagen_embeddings first"
+        )
     table, vectors = read_embeddings(path, ["pert_id", "pert_iname", "pert_type", "cell_id"])
     mask = pc.is_null(table["cell_id"]) if cell is None else pc.equal(table["cell_id"], cell)
     if pert_type is not None:
@@ -88,16 +105,24 @@ def load_references(path: str | Path, annotations: pd.DataFrame, *, cell: str | 
     meta = table.filter(pa.array(mask)).to_pandas()
     ann = meta[["pert_id"]].merge(annotations, on="pert_id", how="left")
 
-    def objects(column: pd.Series) -> np.ndarray:     # missing -> None, not NaN
+    def objects(column: pd.Series) -> np.ndarray:  # missing -> None, not NaN
         return np.array([_clean(v) for v in column], dtype=object)
 
-    return References(meta["pert_id"].to_numpy(object), objects(meta["pert_iname"]),
-                      objects(meta["pert_type"]), objects(ann["moa"]), objects(ann["target"]),
-                      cell, vectors[mask], recorded_model_version(path))
+    return References(
+        meta["pert_id"].to_numpy(object),
+        objects(meta["pert_iname"]),
+        objects(meta["pert_type"]),
+        objects(ann["moa"]),
+        objects(ann["target"]),
+        cell,
+        vectors[mask],
+        recorded_model_version(path),
+    )
 
 
-def top_k(queries: np.ndarray, references: np.ndarray, k: int,
-          block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    queries: np.ndarray, references: np.ndarray, k: int, block: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices and inner products of the ``k`` most similar references of each query,
     best first. Memory: ``block x n`` similarities at a time; no full sort."""
     q = np.asarray(queries, np.float32)
@@ -106,13 +131,16 @@ def top_k(queries: np.ndarray, references: np.ndarray, k: int,
     idx = np.zeros((len(q), k), np.int64)
     sims = np.zeros((len(q), k), np.float32)
     for b0 in range(0, len(q), block):
-        s = q[b0:b0 + block] @ r.T
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < len(r) else \
-            np.tile(np.arange(len(r)), (len(s), 1))
+        s = q[b0 : b0 + block] @ r.T
+        part = (
+            np.argpartition(-s, k - 1, axis=1)[:, :k]
+            if k < len(r)
+            else np.tile(np.arange(len(r)), (len(s), 1))
+        )
         top = np.take_along_axis(s, part, axis=1)
         order = np.argsort(-top, axis=1, kind="stable")
-        idx[b0:b0 + block] = np.take_along_axis(part, order, axis=1)
-        sims[b0:b0 + block] = np.take_along_axis(top, order, axis=1)
+        idx[b0 : b0 + block] = np.take_along_axis(part, order, axis=1)
+        sims[b0 : b0 + block] = np.take_along_axis(top, order, axis=1)
     return idx, sims
 
 
@@ -121,17 +149,23 @@ def rank(query: QueryProfiles, embeddings: np.ndarray, refs: References, k: int)
     idx, sims = top_k(embeddings, refs.vectors, k)
     n, kk = idx.shape
     flat = idx.reshape(-1)
-    return pd.DataFrame({
-        "query_file": query.path.name,
-        "query_path": str(query.path.resolve()),
-        "query_id": np.repeat(np.asarray(query.profile_ids, object), kk),
-        "rank": np.tile(np.arange(1, kk + 1), n).astype(np.int64),
-        "pert_id": refs.pert_id[flat], "pert_iname": refs.pert_iname[flat],
-        "pert_type": refs.pert_type[flat], "cell_id": refs.cell_id,
-        "similarity": sims.reshape(-1).astype(np.float64),
-        "moa": refs.moa[flat], "target": refs.target[flat],
-        "model_version": refs.model_version,
-    }, columns=RESULT_COLUMNS)
+    return pd.DataFrame(
+        {
+            "query_file": query.path.name,
+            "query_path": str(query.path.resolve()),
+            "query_id": np.repeat(np.asarray(query.profile_ids, object), kk),
+            "rank": np.tile(np.arange(1, kk + 1), n).astype(np.int64),
+            "pert_id": refs.pert_id[flat],
+            "pert_iname": refs.pert_iname[flat],
+            "pert_type": refs.pert_type[flat],
+            "cell_id": refs.cell_id,
+            "similarity": sims.reshape(-1).astype(np.float64),
+            "moa": refs.moa[flat],
+            "target": refs.target[flat],
+            "model_version": refs.model_version,
+        },
+        columns=RESULT_COLUMNS,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -140,8 +174,8 @@ def rank(query: QueryProfiles, embeddings: np.ndarray, refs: References, k: int)
 @dataclass
 class ReadAcrossResult:
     query: QueryProfiles
-    embeddings: np.ndarray          # (n, d)
-    hits: pd.DataFrame              # RESULT_COLUMNS
+    embeddings: np.ndarray  # (n, d)
+    hits: pd.DataFrame  # RESULT_COLUMNS
 
 
 class ReadAcross:
@@ -157,56 +191,79 @@ class ReadAcross:
         The ``perturbagen_embeddings`` Parquet file, made by this model.
     """
 
-    def __init__(self, model_dir: str | Path, genes_paths: Sequence[str | Path],
-                 perturbagens_paths: Sequence[str | Path], perturbagen_embeddings: str | Path,
-                 *, cell: str | None = None, pert_type: str | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        genes_paths: Sequence[str | Path],
+        perturbagens_paths: Sequence[str | Path],
+        perturbagen_embeddings: str | Path,
+        *,
+        cell: str | None = None,
+        pert_type: str | None = None,
+    ):
         from l1000_assets.core.embeddings.vectors import model_version
         from l1000_assets.core.model.store import CARD_FILE, load_card, load_embedding
 
         self.model_dir = Path(model_dir)
         card_path = self.model_dir / CARD_FILE
         if not card_path.exists():
-            raise L1000InputError(self.model_dir, "no trained model: materialize "
-                                                  "embedding_model first")
+            raise L1000InputError(
+                self.model_dir, "no trained model: materialize embedding_model first"
+            )
         self.card = load_card(self.model_dir)
         self.version = model_version(card_path)
-        self.genes = GeneIndex.from_genes(read_genes(genes_paths),
-                                          self.card.get("gene_order", []), card_path)
-        self.references = load_references(perturbagen_embeddings,
-                                          read_annotations(perturbagens_paths),
-                                          cell=cell, pert_type=pert_type)
+        self.genes = GeneIndex.from_genes(
+            read_genes(genes_paths), self.card.get("gene_order", []), card_path
+        )
+        self.references = load_references(
+            perturbagen_embeddings,
+            read_annotations(perturbagens_paths),
+            cell=cell,
+            pert_type=pert_type,
+        )
         if self.references.model_version != self.version:
-            raise L1000InputError(perturbagen_embeddings,
-                                  f"made by model {self.references.model_version}, but the "
-                                  f"current model is {self.version}: materialize "
-                                  "profile_embeddings and perturbagen_embeddings again")
+            raise L1000InputError(
+                perturbagen_embeddings,
+                f"made by model {self.references.model_version}, but the "
+                f"current model is {self.version}: materialize "
+                "profile_embeddings and perturbagen_embeddings again",
+            )
         self.model = load_embedding(self.model_dir)
         n_in, dim = self.model.input_shape[-1], self.model.output_shape[-1]
         if n_in != len(self.genes.gene_order):
-            raise L1000InputError(self.model_dir, f"model/gene-order mismatch: the model takes "
-                                                  f"{n_in} inputs, its card lists "
-                                                  f"{len(self.genes.gene_order)} genes")
+            raise L1000InputError(
+                self.model_dir,
+                f"model/gene-order mismatch: the model takes "
+                f"{n_in} inputs, its card lists "
+                f"{len(self.genes.gene_order)} genes",
+            )
         if dim != self.references.vectors.shape[1]:
-            raise L1000InputError(perturbagen_embeddings,
-                                  f"{self.references.vectors.shape[1]}-d embeddings, the model "
-                                  f"makes {dim}-d ones")
+            raise L1000InputError(
+                perturbagen_embeddings,
+                f"{self.references.vectors.shape[1]}-d embeddings, the model makes {dim}-d ones",
+            )
 
-    def embed(self, values: np.ndarray, *, batch_size: int = 4096,
-              progress: Progress | None = None) -> np.ndarray:
+    def embed(
+        self, values: np.ndarray, *, batch_size: int = 4096, progress: Progress | None = None
+    ) -> np.ndarray:
         from l1000_assets.core.model.network import embed
 
         out = np.zeros((len(values), self.model.output_shape[-1]), np.float32)
         t0 = time.perf_counter()
         for b0 in range(0, len(values), batch_size):
-            out[b0:b0 + batch_size] = embed(self.model, values[b0:b0 + batch_size])
+            out[b0 : b0 + batch_size] = embed(self.model, values[b0 : b0 + batch_size])
             if progress:
-                progress(min(b0 + batch_size, len(values)), len(values),
-                         time.perf_counter() - t0)
+                progress(min(b0 + batch_size, len(values)), len(values), time.perf_counter() - t0)
         return out
 
-    def run(self, path: str | Path, *, top: int = DEFAULT_TOP,
-            options: QueryOptions = QueryOptions(),
-            progress: Callable[[str], Progress | None] | None = None) -> ReadAcrossResult:
+    def run(
+        self,
+        path: str | Path,
+        *,
+        top: int = DEFAULT_TOP,
+        options: QueryOptions = QueryOptions(),
+        progress: Callable[[str], Progress | None] | None = None,
+    ) -> ReadAcrossResult:
         """Read, check, embed and rank one query file. ``progress(stage)`` may return a
         progress callback for the stages ``"read"`` (GCTX blocks) and ``"embedded"``."""
         stage = progress or (lambda _: None)

@@ -69,14 +69,23 @@ def zscore_baselines(
             continue
         for method in methods:
             q = same_label_quantiles(values[sel], inst["pert_id"].to_numpy()[sel], metric=method)
-            rows.append(CalibrationRow(group, f"z-score {method}",
-                                       RetrievalSummary.from_quantiles(q, int(sel.sum()))))
+            rows.append(
+                CalibrationRow(
+                    group, f"z-score {method}", RetrievalSummary.from_quantiles(q, int(sel.sum()))
+                )
+            )
     return rows
 
 
-def release_baselines(level4: Path, inst: pd.DataFrame, landmark_ids: list[str], *,
-                      max_profiles: int = 20_000, split_seed: int = 0,
-                      methods: tuple[str, ...] = ("cosine",)) -> list[CalibrationRow]:
+def release_baselines(
+    level4: Path,
+    inst: pd.DataFrame,
+    landmark_ids: list[str],
+    *,
+    max_profiles: int = 20_000,
+    split_seed: int = 0,
+    methods: tuple[str, ...] = ("cosine",),
+) -> list[CalibrationRow]:
     """The z-score baselines on a written release, in bounded memory.
 
     The held-out perturbagens (whole perturbagens, so positives stay together) are
@@ -87,8 +96,12 @@ def release_baselines(level4: Path, inst: pd.DataFrame, landmark_ids: list[str],
     held = holdout_perturbagens(treated["pert_id"].to_numpy(), 0.2, split_seed)
     sizes = treated[treated["pert_id"].isin(held)].groupby("pert_id").size()
     order = np.random.default_rng(split_seed).permutation(sizes.index.to_numpy())
-    keep_perts = order[:max(2, int(np.searchsorted(sizes.loc[order].cumsum().to_numpy(),
-                                                   max_profiles, side="right")))]
+    keep_perts = order[
+        : max(
+            2,
+            int(np.searchsorted(sizes.loc[order].cumsum().to_numpy(), max_profiles, side="right")),
+        )
+    ]
     chosen = inst[inst["pert_id"].isin(keep_perts)]
     with GctxReader(level4) as reader:
         position = pd.Series(np.arange(len(reader.col_ids)), index=reader.col_ids)
@@ -101,8 +114,9 @@ def release_baselines(level4: Path, inst: pd.DataFrame, landmark_ids: list[str],
                 parts.append(block.values[inside - block.start])
     values = np.concatenate(parts)
     ordered = inst.set_index("inst_id").loc[reader.col_ids[wanted]].reset_index()
-    return zscore_baselines(ordered, values, holdout_fraction=1.0, split_seed=split_seed,
-                            methods=methods)
+    return zscore_baselines(
+        ordered, values, holdout_fraction=1.0, split_seed=split_seed, methods=methods
+    )
 
 
 def calibrate(config: SyntheticConfig, **kwargs) -> list[CalibrationRow]:
@@ -113,11 +127,15 @@ def calibrate(config: SyntheticConfig, **kwargs) -> list[CalibrationRow]:
 
 def format_rows(rows: list[CalibrationRow]) -> str:
     """A markdown table of the rows, laid out like the paper's Table 1."""
-    lines = ["| group | method | queries | median q | top-0.001 | top-0.01 | top-0.1 | AUC |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| group | method | queries | median q | top-0.001 | top-0.01 | top-0.1 | AUC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         s = r.summary
-        lines.append(f"| {r.group} | {r.method} | {s.n_queries} | {s.median_quantile:.3f} | "
-                     f"{s.recall_top_0001:.3f} | {s.recall_top_001:.3f} | {s.recall_top_01:.3f} | "
-                     f"{s.auc:.3f} |")
+        lines.append(
+            f"| {r.group} | {r.method} | {s.n_queries} | {s.median_quantile:.3f} | "
+            f"{s.recall_top_0001:.3f} | {s.recall_top_001:.3f} | {s.recall_top_01:.3f} | "
+            f"{s.auc:.3f} |"
+        )
     return "\n".join(lines)

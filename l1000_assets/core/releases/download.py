@@ -58,8 +58,9 @@ class DownloadError(OSError):
     answered one; ``transient`` says whether a retry might succeed.
     """
 
-    def __init__(self, url: str, problem: str, *, status: int | None = None,
-                 transient: bool = False):
+    def __init__(
+        self, url: str, problem: str, *, status: int | None = None, transient: bool = False
+    ):
         self.url = url
         self.problem = problem
         self.status = status
@@ -141,16 +142,28 @@ def probe(url: str, *, timeout: float = 60.0) -> RemoteVersion:
         if exc.status not in _HEAD_REFUSED:
             raise
     with _open(url, headers={"Range": "bytes=0-0"}, timeout=timeout) as response:
-        length = (_content_range(response.headers)[2] if response.status == 206
-                  else _content_length(response.headers))
+        length = (
+            _content_range(response.headers)[2]
+            if response.status == 206
+            else _content_length(response.headers)
+        )
         return _version(url, response.headers, length)
 
 
-def download(url: str, dest: str | Path, *, expected_size: int | None = None,
-             sha512: str | None = None, gunzip: bool | None = None,
-             keep_compressed: bool = False, retries: int = 5, backoff: float = 1.0,
-             timeout: float = 60.0, chunk_size: int = 1 << 20,
-             progress: Progress | None = None) -> DownloadResult:
+def download(
+    url: str,
+    dest: str | Path,
+    *,
+    expected_size: int | None = None,
+    sha512: str | None = None,
+    gunzip: bool | None = None,
+    keep_compressed: bool = False,
+    retries: int = 5,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+    chunk_size: int = 1 << 20,
+    progress: Progress | None = None,
+) -> DownloadResult:
     """Download ``url`` to ``dest``, resuming, retrying and verifying; skip it if unchanged.
 
     Parameters
@@ -222,51 +235,84 @@ def download(url: str, dest: str | Path, *, expected_size: int | None = None,
     sidecar = dest.with_name(dest.name + ".source.json")
     partial = _Partial((compressed or dest).with_name((compressed or dest).name + ".part"))
 
-    remote = _with_retries(lambda: probe(url, timeout=timeout), url=url, retries=retries,
-                           backoff=backoff)
+    remote = _with_retries(
+        lambda: probe(url, timeout=timeout), url=url, retries=retries, backoff=backoff
+    )
     recorded = _read_json(sidecar)
-    if recorded is not None and _up_to_date(recorded, remote, dest, compressed if keep else None,
-                                            sha512=sha512, expected_size=expected_size,
-                                            gunzip=gunzip):
+    if recorded is not None and _up_to_date(
+        recorded,
+        remote,
+        dest,
+        compressed if keep else None,
+        sha512=sha512,
+        expected_size=expected_size,
+        gunzip=gunzip,
+    ):
         return DownloadResult(
-            path=dest, size=recorded["size"], sha256=recorded["sha256"], etag=remote.etag,
-            last_modified=remote.last_modified, url=url, skipped=True, resumed_from=0,
-            compressed_path=compressed if keep else None)
+            path=dest,
+            size=recorded["size"],
+            sha256=recorded["sha256"],
+            etag=remote.etag,
+            last_modified=remote.last_modified,
+            url=url,
+            skipped=True,
+            resumed_from=0,
+            compressed_path=compressed if keep else None,
+        )
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial.discard_unless_resumable(remote)
     meter = _Meter(progress)
     resumed_from = _with_retries(
-        lambda: _fetch_rest(url, partial, remote, timeout=timeout, chunk_size=chunk_size,
-                            meter=meter),
-        url=url, retries=retries, backoff=backoff, position=partial.size)
+        lambda: _fetch_rest(
+            url, partial, remote, timeout=timeout, chunk_size=chunk_size, meter=meter
+        ),
+        url=url,
+        retries=retries,
+        backoff=backoff,
+        position=partial.size,
+    )
 
     meta = partial.meta() or {}
     size = partial.size()
-    for expected, source in ((meta.get("total"), "the server's Content-Length"),
-                             (expected_size, "expected_size")):
+    for expected, source in (
+        (meta.get("total"), "the server's Content-Length"),
+        (expected_size, "expected_size"),
+    ):
         if expected is not None and size != expected:
             partial.discard()
-            raise L1000InputError(dest, f"downloaded {size:,} bytes from {url}, but {source} "
-                                        f"says {expected:,}; deleted the download")
+            raise L1000InputError(
+                dest,
+                f"downloaded {size:,} bytes from {url}, but {source} "
+                f"says {expected:,}; deleted the download",
+            )
 
     # A gunzipped result is hashed while decompressing; only the compressed SHA-512 is read here.
     algorithms = (["sha512"] if sha512 else []) + ([] if gunzip else ["sha256"])
     hashes = _hash_file(partial.path, algorithms, chunk_size=chunk_size)
     if sha512 and hashes["sha512"] != sha512.lower():
         partial.discard()
-        raise L1000InputError(dest, f"SHA-512 of the bytes from {url} is {hashes['sha512']}, "
-                                    f"expected {sha512.lower()}; deleted the download")
+        raise L1000InputError(
+            dest,
+            f"SHA-512 of the bytes from {url} is {hashes['sha512']}, "
+            f"expected {sha512.lower()}; deleted the download",
+        )
 
     if gunzip:
         try:
-            out_size, sha256 = _gunzip(partial.path, dest, chunk_size=chunk_size,
-                                       before_replace=lambda: sidecar.unlink(missing_ok=True))
+            out_size, sha256 = _gunzip(
+                partial.path,
+                dest,
+                chunk_size=chunk_size,
+                before_replace=lambda: sidecar.unlink(missing_ok=True),
+            )
         except _CorruptGzip as exc:
             partial.discard()
-            raise L1000InputError(compressed, f"gzip data from {url} is truncated or corrupt "
-                                              f"({exc}); deleted it, {dest.name} not written"
-                                  ) from None
+            raise L1000InputError(
+                compressed,
+                f"gzip data from {url} is truncated or corrupt "
+                f"({exc}); deleted it, {dest.name} not written",
+            ) from None
         if keep:
             os.replace(partial.path, compressed)
             partial.meta_path.unlink(missing_ok=True)
@@ -279,14 +325,29 @@ def download(url: str, dest: str | Path, *, expected_size: int | None = None,
         partial.meta_path.unlink(missing_ok=True)
 
     etag, last_modified = meta.get("etag"), meta.get("last_modified")
-    record = {"url": url, "etag": etag, "last_modified": last_modified,
-              "content_length": size, "size": out_size, "sha256": sha256,
-              "sha512": hashes.get("sha512"), "gunzip": gunzip}
+    record = {
+        "url": url,
+        "etag": etag,
+        "last_modified": last_modified,
+        "content_length": size,
+        "size": out_size,
+        "sha256": sha256,
+        "sha512": hashes.get("sha512"),
+        "gunzip": gunzip,
+    }
     with atomic_file(sidecar) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
-    return DownloadResult(path=dest, size=out_size, sha256=sha256, etag=etag,
-                          last_modified=last_modified, url=url, skipped=False,
-                          resumed_from=resumed_from, compressed_path=compressed if keep else None)
+    return DownloadResult(
+        path=dest,
+        size=out_size,
+        sha256=sha256,
+        etag=etag,
+        last_modified=last_modified,
+        url=url,
+        skipped=False,
+        resumed_from=resumed_from,
+        compressed_path=compressed if keep else None,
+    )
 
 
 def parse_checksums(path: str | Path) -> dict[str, str]:
@@ -308,20 +369,23 @@ def parse_checksums(path: str | Path) -> dict[str, str]:
         gzipped = raw.read(2) == b"\x1f\x8b"
     sums: dict[str, str] = {}
     try:
-        with (gzip.open(path, "rt", encoding="utf-8") if gzipped
-              else open(path, encoding="utf-8")) as lines:
+        with (
+            gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")
+        ) as lines:
             for number, line in enumerate(lines, start=1):
                 line = line.rstrip("\r\n")
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
                 match = _CHECKSUM_LINE.fullmatch(line)
                 if match is None:
-                    raise L1000InputError(path, f"line {number} is not "
-                                                f"'<sha512 hex>  <file name>': {line[:80]!r}")
+                    raise L1000InputError(
+                        path, f"line {number} is not '<sha512 hex>  <file name>': {line[:80]!r}"
+                    )
                 digest, name = match.group(1).lower(), match.group(2)
                 if sums.setdefault(name, digest) != digest:
-                    raise L1000InputError(path, f"{name!r} is listed twice with different "
-                                                "checksums")
+                    raise L1000InputError(
+                        path, f"{name!r} is listed twice with different checksums"
+                    )
     except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError) as exc:
         raise L1000InputError(path, f"unreadable checksum file ({exc})") from None
     return sums
@@ -339,8 +403,11 @@ def local_version(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise L1000InputError(path, "file not found")
     stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "sha256": _hash_file(path, ["sha256"])["sha256"]}
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "sha256": _hash_file(path, ["sha256"])["sha256"],
+    }
 
 
 class _CorruptGzip(Exception):
@@ -358,15 +425,22 @@ class _KeepMethodRedirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
-def _open(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
-          timeout: float, pass_statuses: Iterable[int] = ()) -> Any:
+def _open(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    timeout: float,
+    pass_statuses: Iterable[int] = (),
+) -> Any:
     """Send one request; errors become :class:`DownloadError` (error responses whose status
     is in ``pass_statuses`` are returned instead, to be read like a response)."""
     if urlsplit(url).scheme not in ("http", "https"):
         raise DownloadError(url, "only http:// and https:// URLs can be downloaded")
     # Identity encoding: sizes, ranges and checksums must refer to the file's own bytes.
-    request = urllib.request.Request(url, method=method,
-                                     headers={"Accept-Encoding": "identity", **(headers or {})})
+    request = urllib.request.Request(
+        url, method=method, headers={"Accept-Encoding": "identity", **(headers or {})}
+    )
     opener = urllib.request.build_opener(_KeepMethodRedirects)
     try:
         return opener.open(request, timeout=timeout)
@@ -374,16 +448,26 @@ def _open(url: str, *, method: str = "GET", headers: dict[str, str] | None = Non
         if exc.code in pass_statuses:
             return exc
         exc.close()
-        raise DownloadError(url, f"HTTP {exc.code} {exc.reason}", status=exc.code,
-                            transient=exc.code >= 500 or exc.code in _RETRY_STATUSES) from None
+        raise DownloadError(
+            url,
+            f"HTTP {exc.code} {exc.reason}",
+            status=exc.code,
+            transient=exc.code >= 500 or exc.code in _RETRY_STATUSES,
+        ) from None
     except urllib.error.URLError as exc:
         raise DownloadError(url, f"cannot connect: {exc.reason}", transient=True) from None
     except (OSError, http.client.HTTPException) as exc:
         raise DownloadError(url, f"request failed: {exc!r}", transient=True) from None
 
 
-def _with_retries(attempt: Callable[[], T], *, url: str, retries: int, backoff: float,
-                  position: Callable[[], int] = lambda: 0) -> T:
+def _with_retries(
+    attempt: Callable[[], T],
+    *,
+    url: str,
+    retries: int,
+    backoff: float,
+    position: Callable[[], int] = lambda: 0,
+) -> T:
     """Call ``attempt`` until it succeeds, sleeping with exponential backoff after transient
     failures; ``position`` (bytes on disk) going up counts as progress and resets the count."""
     failures, mark = 0, position()
@@ -397,8 +481,11 @@ def _with_retries(attempt: Callable[[], T], *, url: str, retries: int, backoff: 
             failures = 1 if now > mark else failures + 1
             mark = now
             if failures > retries:
-                raise DownloadError(url, f"gave up after {failures} failed attempts in a row; "
-                                         f"last: {exc.problem}", status=exc.status) from None
+                raise DownloadError(
+                    url,
+                    f"gave up after {failures} failed attempts in a row; last: {exc.problem}",
+                    status=exc.status,
+                ) from None
             time.sleep(backoff * 2 ** (failures - 1))
 
 
@@ -415,12 +502,16 @@ class _Partial:
     def meta(self) -> dict[str, Any] | None:
         return _read_json(self.meta_path)
 
-    def start(self, url: str, etag: str | None, last_modified: str | None,
-              total: int | None) -> None:
+    def start(
+        self, url: str, etag: str | None, last_modified: str | None, total: int | None
+    ) -> None:
         # Sidecar first: a crash in between leaves a sidecar without data, which is harmless.
         with atomic_file(self.meta_path) as tmp:
-            tmp.write_text(json.dumps({"url": url, "etag": etag, "last_modified": last_modified,
-                                       "total": total}))
+            tmp.write_text(
+                json.dumps(
+                    {"url": url, "etag": etag, "last_modified": last_modified, "total": total}
+                )
+            )
         self.path.write_bytes(b"")
 
     def discard(self) -> None:
@@ -429,11 +520,15 @@ class _Partial:
 
     def discard_unless_resumable(self, remote: RemoteVersion) -> None:
         meta = self.meta()
-        if not (meta and self.path.exists() and meta.get("url") == remote.url
-                and _if_range(meta.get("etag"), meta.get("last_modified"))
-                and meta.get("etag") == remote.etag
-                and meta.get("last_modified") == remote.last_modified
-                and (remote.content_length is None or self.size() <= remote.content_length)):
+        if not (
+            meta
+            and self.path.exists()
+            and meta.get("url") == remote.url
+            and _if_range(meta.get("etag"), meta.get("last_modified"))
+            and meta.get("etag") == remote.etag
+            and meta.get("last_modified") == remote.last_modified
+            and (remote.content_length is None or self.size() <= remote.content_length)
+        ):
             self.discard()
 
 
@@ -453,12 +548,18 @@ class _Meter:
 
     def update(self, position: int) -> None:
         if self.progress is not None:
-            self.progress(position - (self.base or 0), self.total,
-                          time.monotonic() - self.started)
+            self.progress(position - (self.base or 0), self.total, time.monotonic() - self.started)
 
 
-def _fetch_rest(url: str, partial: _Partial, remote: RemoteVersion, *, timeout: float,
-                chunk_size: int, meter: _Meter) -> int:
+def _fetch_rest(
+    url: str,
+    partial: _Partial,
+    remote: RemoteVersion,
+    *,
+    timeout: float,
+    chunk_size: int,
+    meter: _Meter,
+) -> int:
     """One GET attempt that completes ``partial``; returns the offset it started at."""
     offset = partial.size()
     meta = partial.meta() or {}
@@ -476,22 +577,30 @@ def _fetch_rest(url: str, partial: _Partial, remote: RemoteVersion, *, timeout: 
             if total == offset:
                 return offset
             partial.discard()
-            raise DownloadError(url, f"range from byte {offset:,} not satisfiable "
-                                     f"(file is {total} bytes); restarting", status=416,
-                                transient=True)
+            raise DownloadError(
+                url,
+                f"range from byte {offset:,} not satisfiable (file is {total} bytes); restarting",
+                status=416,
+                transient=True,
+            )
         if response.status == 206:
             start, _, total = _content_range(response.headers)
             if start != offset:
                 partial.discard()
-                raise DownloadError(url, f"asked for bytes from {offset:,}, got them from {start}; "
-                                         "restarting", status=206, transient=True)
+                raise DownloadError(
+                    url,
+                    f"asked for bytes from {offset:,}, got them from {start}; restarting",
+                    status=206,
+                    transient=True,
+                )
         else:
             # A 200 to a ranged request: the server ignored the range or If-Range found the
             # file changed; either way the old bytes are useless.
             offset = 0
             total = _content_length(response.headers)
-            partial.start(url, response.headers.get("ETag"),
-                          response.headers.get("Last-Modified"), total)
+            partial.start(
+                url, response.headers.get("ETag"), response.headers.get("Last-Modified"), total
+            )
         meter.begin(offset, total)
         length = _content_length(response.headers)
         received = 0
@@ -502,8 +611,11 @@ def _fetch_rest(url: str, partial: _Partial, remote: RemoteVersion, *, timeout: 
                 meter.update(offset + received)
         if length is not None and received < length:
             # http.client reports a closed connection as a short read, not an error.
-            raise DownloadError(url, f"connection closed after {offset + received:,} of "
-                                     f"{offset + length:,} bytes", transient=True)
+            raise DownloadError(
+                url,
+                f"connection closed after {offset + received:,} of {offset + length:,} bytes",
+                transient=True,
+            )
     return offset
 
 
@@ -514,8 +626,9 @@ def _read(response: Any, size: int, url: str) -> bytes:
         raise DownloadError(url, f"transfer interrupted: {exc!r}", transient=True) from None
 
 
-def _gunzip(src: Path, dest: Path, *, chunk_size: int,
-            before_replace: Callable[[], None]) -> tuple[int, str]:
+def _gunzip(
+    src: Path, dest: Path, *, chunk_size: int, before_replace: Callable[[], None]
+) -> tuple[int, str]:
     """Decompress ``src`` into ``dest`` atomically in bounded memory; return size and SHA-256.
 
     ``before_replace`` runs once the output is complete, just before it replaces ``dest``.
@@ -541,8 +654,9 @@ def _gunzip(src: Path, dest: Path, *, chunk_size: int,
     return size, digest.hexdigest()
 
 
-def _hash_file(path: Path, algorithms: Iterable[str], *,
-               chunk_size: int = 1 << 20) -> dict[str, str]:
+def _hash_file(
+    path: Path, algorithms: Iterable[str], *, chunk_size: int = 1 << 20
+) -> dict[str, str]:
     hashers = {name: hashlib.new(name) for name in algorithms}
     if hashers:
         with open(path, "rb") as f:
@@ -552,9 +666,16 @@ def _hash_file(path: Path, algorithms: Iterable[str], *,
     return {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
 
-def _up_to_date(recorded: dict[str, Any], remote: RemoteVersion, dest: Path,
-                kept: Path | None, *, sha512: str | None, expected_size: int | None,
-                gunzip: bool) -> bool:
+def _up_to_date(
+    recorded: dict[str, Any],
+    remote: RemoteVersion,
+    dest: Path,
+    kept: Path | None,
+    *,
+    sha512: str | None,
+    expected_size: int | None,
+    gunzip: bool,
+) -> bool:
     return (remote.etag is not None or remote.last_modified is not None) and (
         recorded.get("url") == remote.url
         and recorded.get("etag") == remote.etag
@@ -563,8 +684,10 @@ def _up_to_date(recorded: dict[str, Any], remote: RemoteVersion, dest: Path,
         and recorded.get("gunzip") == gunzip
         and (sha512 is None or recorded.get("sha512") == sha512.lower())
         and (expected_size is None or recorded.get("content_length") == expected_size)
-        and dest.is_file() and dest.stat().st_size == recorded.get("size")
-        and (kept is None or (kept.is_file() and kept.stat().st_size == remote.content_length)))
+        and dest.is_file()
+        and dest.stat().st_size == recorded.get("size")
+        and (kept is None or (kept.is_file() and kept.stat().st_size == remote.content_length))
+    )
 
 
 def _if_range(etag: str | None, last_modified: str | None) -> str | None:
@@ -576,8 +699,12 @@ def _if_range(etag: str | None, last_modified: str | None) -> str | None:
 
 
 def _version(url: str, headers: Any, length: int | None) -> RemoteVersion:
-    return RemoteVersion(url=url, etag=headers.get("ETag"),
-                         last_modified=headers.get("Last-Modified"), content_length=length)
+    return RemoteVersion(
+        url=url,
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+        content_length=length,
+    )
 
 
 def _content_length(headers: Any) -> int | None:
@@ -591,8 +718,11 @@ def _content_range(headers: Any) -> tuple[int | None, int | None, int | None]:
     if match is None:
         return None, None, None
     first, last, total = match.groups()
-    return (int(first) if first else None, int(last) if last else None,
-            int(total) if total and total != "*" else None)
+    return (
+        int(first) if first else None,
+        int(last) if last else None,
+        int(total) if total and total != "*" else None,
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

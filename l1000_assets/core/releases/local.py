@@ -48,8 +48,12 @@ class LocalRelease:
 
 
 def _one(root: Path, kind: str, required: bool) -> Path | None:
-    found = sorted(p for p in root.iterdir()
-                   if re.search(rf"{kind}([_.][A-Za-z0-9.-]*)?\.txt(\.gz)?$", p.name) and not p.name.startswith("."))
+    found = sorted(
+        p
+        for p in root.iterdir()
+        if re.search(rf"{kind}([_.][A-Za-z0-9.-]*)?\.txt(\.gz)?$", p.name)
+        and not p.name.startswith(".")
+    )
     if len(found) > 1:
         raise L1000InputError(root, f"several {kind} files: {preview_ids(p.name for p in found)}")
     if not found:
@@ -64,16 +68,22 @@ def find_release_files(root: str | Path) -> LocalRelease:
     root = Path(root)
     if not root.is_dir():
         raise L1000InputError(root, "release directory not found")
-    level4 = sorted(p for p in root.iterdir() if LEVEL4_PATTERN.search(p.name)
-                    and not p.name.startswith("."))
+    level4 = sorted(
+        p for p in root.iterdir() if LEVEL4_PATTERN.search(p.name) and not p.name.startswith(".")
+    )
     if len(level4) != 1:
         raise L1000InputError(
-            root, f"expected one level-4 GCTX (…Level4_….gctx), found {len(level4)}"
-            + (f": {preview_ids(p.name for p in level4)}" if level4 else ""))
+            root,
+            f"expected one level-4 GCTX (…Level4_….gctx), found {len(level4)}"
+            + (f": {preview_ids(p.name for p in level4)}" if level4 else ""),
+        )
     return LocalRelease(
-        root=root, level4=level4[0],
-        inst_info=_one(root, "inst_info", True), gene_info=_one(root, "gene_info", True),
-        pert_info=_one(root, "pert_info", False), cell_info=_one(root, "cell_info", False),
+        root=root,
+        level4=level4[0],
+        inst_info=_one(root, "inst_info", True),
+        gene_info=_one(root, "gene_info", True),
+        pert_info=_one(root, "pert_info", False),
+        cell_info=_one(root, "cell_info", False),
     )
 
 
@@ -119,8 +129,9 @@ def open_release(name: str, root: str | Path, files: dict[str, str] | None = Non
         gct = _find_gct(root)
     if gct is not None:
         return _open_gct_release(name, gct, files)
-    found = find_release_files(root) if not {"level4", "inst_info", "gene_info"} <= set(files) \
-        else None
+    found = (
+        find_release_files(root) if not {"level4", "inst_info", "gene_info"} <= set(files) else None
+    )
     for role in ("level4", "inst_info", "gene_info", "pert_info", "cell_info"):
         if role not in files and found is not None and getattr(found, role) is not None:
             files[role] = getattr(found, role)
@@ -130,12 +141,16 @@ def open_release(name: str, root: str | Path, files: dict[str, str] | None = Non
     inst_raw = read_info_table(files["inst_info"])
     instances = canonical_instances(inst_raw, name, path=files["inst_info"])
     genes = canonical_genes(read_info_table(files["gene_info"]), path=files["gene_info"])
-    perts = (canonical_perturbagens(read_info_table(files["pert_info"]), name,
-                                            path=files["pert_info"])
-             if "pert_info" in files else perturbagens_from_instances(instances))
-    cells = (canonical_cell_lines(read_info_table(files["cell_info"]), name,
-                                          path=files["cell_info"])
-             if "cell_info" in files else cell_lines_from_instances(instances))
+    perts = (
+        canonical_perturbagens(read_info_table(files["pert_info"]), name, path=files["pert_info"])
+        if "pert_info" in files
+        else perturbagens_from_instances(instances)
+    )
+    cells = (
+        canonical_cell_lines(read_info_table(files["cell_info"]), name, path=files["cell_info"])
+        if "cell_info" in files
+        else cell_lines_from_instances(instances)
+    )
     return ReleaseData(name, files["level4"], instances, genes, perts, cells, files)
 
 

@@ -27,14 +27,12 @@ from l1000_assets.core.releases.local import (
 STRICT, SKIP = "strict", "skip"
 
 
-
-
 @dataclass(frozen=True)
 class Reconciliation:
     """Metadata aligned to the matrix and what was dropped (only in ``skip`` mode)."""
 
-    instances: pd.DataFrame          # one row per matrix column that has metadata, with `position`
-    landmark_rows: np.ndarray        # matrix row positions of the 978 landmarks, canonical order
+    instances: pd.DataFrame  # one row per matrix column that has metadata, with `position`
+    landmark_rows: np.ndarray  # matrix row positions of the 978 landmarks, canonical order
     landmark_gene_ids: list[str]
     n_matrix_columns: int
     profiles_without_metadata: list[str]
@@ -66,8 +64,9 @@ def reconcile(release: ReleaseData, *, on_bad_input: str = STRICT) -> Reconcilia
         col_ids = pd.Index(matrix.col_ids.astype(str))
         dup_cols = col_ids[col_ids.duplicated()].unique()
         if len(dup_cols):
-            raise L1000InputError(release.matrix_path,
-                                  f"duplicate column (sample) ids: {preview_ids(dup_cols)}")
+            raise L1000InputError(
+                release.matrix_path, f"duplicate column (sample) ids: {preview_ids(dup_cols)}"
+            )
         landmark_ids = release.genes.loc[release.genes["is_landmark"], "gene_id"].tolist()
         landmark_rows = matrix.row_positions(landmark_ids)  # names missing landmarks
     meta_ids = pd.Index(inst["inst_id"].astype(str))
@@ -76,18 +75,23 @@ def reconcile(release: ReleaseData, *, on_bad_input: str = STRICT) -> Reconcilia
     if on_bad_input == STRICT:
         if no_meta:
             raise L1000InputError(
-                release.matrix_path, f"{len(no_meta)} profile(s) have no row in "
-                f"{Path(inst_path).name}: {preview_ids(no_meta)}")
+                release.matrix_path,
+                f"{len(no_meta)} profile(s) have no row in "
+                f"{Path(inst_path).name}: {preview_ids(no_meta)}",
+            )
         if no_profile:
             raise L1000InputError(
-                inst_path, f"{len(no_profile)} inst_id(s) have no column in "
-                f"{release.matrix_path.name}: {preview_ids(no_profile)}")
+                inst_path,
+                f"{len(no_profile)} inst_id(s) have no column in "
+                f"{release.matrix_path.name}: {preview_ids(no_profile)}",
+            )
     position = pd.Series(np.arange(len(col_ids)), index=col_ids)
     aligned = inst[inst["inst_id"].isin(col_ids)].copy()
     aligned["position"] = position.loc[aligned["inst_id"].astype(str)].to_numpy()
     aligned = aligned.sort_values("position").reset_index(drop=True)
-    return Reconciliation(aligned, landmark_rows, landmark_ids, len(col_ids), no_meta,
-                          no_profile, dup)
+    return Reconciliation(
+        aligned, landmark_rows, landmark_ids, len(col_ids), no_meta, no_profile, dup
+    )
 
 
 def check_release(release: LocalRelease, *, inst_id_column: str = "inst_id") -> dict[str, int]:
@@ -115,25 +119,29 @@ def check_release(release: LocalRelease, *, inst_id_column: str = "inst_id") -> 
         raise L1000InputError(
             release.level4,
             f"{len(no_meta)} sample id(s) have no row in {release.inst_info.name}: "
-            f"{preview_ids(no_meta)}")
+            f"{preview_ids(no_meta)}",
+        )
     no_profile = inst_ids.difference(col_ids)
     if len(no_profile):
         raise L1000InputError(
             release.inst_info,
             f"{len(no_profile)} inst_id(s) have no column in {release.level4.name}: "
-            f"{preview_ids(no_profile)}")
+            f"{preview_ids(no_profile)}",
+        )
     gene_ids = pd.Index(genes["pr_gene_id"].astype(str))
     unknown_genes = row_ids.difference(gene_ids)
     if len(unknown_genes):
         raise L1000InputError(
             release.level4,
             f"{len(unknown_genes)} gene id(s) have no row in {release.gene_info.name}: "
-            f"{preview_ids(unknown_genes)}")
+            f"{preview_ids(unknown_genes)}",
+        )
     landmarks = landmark_gene_ids(genes, path=release.gene_info)
     missing_lm = pd.Index(landmarks).difference(row_ids)
     if len(landmarks) != N_LANDMARKS or len(missing_lm):
         raise L1000InputError(
             release.level4,
             f"expected {N_LANDMARKS} landmark genes, gene_info marks {len(landmarks)} and "
-            f"{len(missing_lm)} are missing from the matrix: {preview_ids(missing_lm)}")
+            f"{len(missing_lm)} are missing from the matrix: {preview_ids(missing_lm)}",
+        )
     return {"n_profiles": len(col_ids), "n_genes": len(row_ids), "n_landmarks": len(landmarks)}

@@ -25,7 +25,7 @@ class ReleaseSource:
     """
 
     name: str
-    kind: str                                  # "http" or "local"
+    kind: str  # "http" or "local"
     description: str = ""
     base_url: str | None = None
     path: str | None = None
@@ -44,7 +44,8 @@ class ReleaseSource:
 GEO = "https://ftp.ncbi.nlm.nih.gov/geo/series"
 KNOWN_RELEASES: dict[str, ReleaseSource] = {
     "GSE92742": ReleaseSource(
-        name="GSE92742", kind="http",
+        name="GSE92742",
+        kind="http",
         description="GEO GSE92742, LINCS Phase I (Broad), 1,319,138 level-4 profiles",
         base_url=f"{GEO}/GSE92nnn/GSE92742/suppl",
         files={
@@ -57,7 +58,8 @@ KNOWN_RELEASES: dict[str, ReleaseSource] = {
         },
     ),
     "GSE70138": ReleaseSource(
-        name="GSE70138", kind="http",
+        name="GSE70138",
+        kind="http",
         description="GEO GSE70138, LINCS Phase II (Broad), 345,976 level-4 profiles",
         base_url=f"{GEO}/GSE70nnn/GSE70138/suppl",
         files={
@@ -69,7 +71,8 @@ KNOWN_RELEASES: dict[str, ReleaseSource] = {
         },
     ),
     "LINCS2020": ReleaseSource(
-        name="LINCS2020", kind="http",
+        name="LINCS2020",
+        kind="http",
         description="CMap LINCS 2020 (beta), compound level-4 profiles",
         base_url="https://s3.amazonaws.com/macchiato.clue.io/builds/LINCS2020",
         files={

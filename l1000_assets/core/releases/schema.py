@@ -22,22 +22,48 @@ import pandas as pd
 from l1000_assets.core.errors import L1000InputError, preview_ids
 
 #: ``pert_type`` values that mark controls; such profiles never reach training.
-CONTROL_PERT_TYPES = frozenset({
-    "ctl_vehicle", "ctl_vector", "ctl_untrt",
-    "ctl_vehicle.cns", "ctl_vector.cns", "ctl_untrt.cns", "trt_sh.css",
-})
+CONTROL_PERT_TYPES = frozenset(
+    {
+        "ctl_vehicle",
+        "ctl_vector",
+        "ctl_untrt",
+        "ctl_vehicle.cns",
+        "ctl_vector.cns",
+        "ctl_untrt.cns",
+        "trt_sh.css",
+    }
+)
 # Ligands (trt_lig) are proteins added to the medium, not genetic perturbations.
-GENETIC_PERT_TYPES = frozenset({
-    "trt_sh", "trt_oe", "trt_xpr", "trt_sh.cgs", "trt_oe.mut", "trt_si",
-})
+GENETIC_PERT_TYPES = frozenset(
+    {
+        "trt_sh",
+        "trt_oe",
+        "trt_xpr",
+        "trt_sh.cgs",
+        "trt_oe.mut",
+        "trt_si",
+    }
+)
 
 
 #: Landmark genes an L1000 profile measures (``pr_is_lm == 1`` in ``gene_info``).
 N_LANDMARKS = 978
 
-INSTANCE_COLUMNS = ["inst_id", "pert_id", "pert_iname", "pert_type", "cell_id", "pert_dose",
-                    "pert_dose_unit", "pert_time", "pert_time_unit", "rna_plate", "det_plate",
-                    "release", "profile_class"]
+INSTANCE_COLUMNS = [
+    "inst_id",
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "cell_id",
+    "pert_dose",
+    "pert_dose_unit",
+    "pert_time",
+    "pert_time_unit",
+    "rna_plate",
+    "det_plate",
+    "release",
+    "profile_class",
+]
 GENE_COLUMNS = ["gene_id", "symbol", "title", "is_landmark", "landmark_index"]
 PERT_COLUMNS = ["pert_id", "pert_iname", "pert_type", "moa", "target", "release"]
 CELL_COLUMNS = ["cell_id", "primary_site", "subtype", "release"]
@@ -81,8 +107,9 @@ def _rename(df: pd.DataFrame, aliases: Mapping[str, tuple[str, ...]]) -> pd.Data
     out = {}
     for canonical, names in aliases.items():
         found = next((n for n in names if n in df.columns), None)
-        out[canonical] = df[found] if found is not None else pd.Series(pd.NA, index=df.index,
-                                                                        dtype="string")
+        out[canonical] = (
+            df[found] if found is not None else pd.Series(pd.NA, index=df.index, dtype="string")
+        )
     return pd.DataFrame(out)
 
 
@@ -90,19 +117,25 @@ def _require(df: pd.DataFrame, aliases, required, path, table: str) -> None:
     missing = [c for c in required if not any(a in df.columns for a in aliases[c])]
     if missing:
         raise L1000InputError(
-            path, f"{table}: no column for {missing} (accepted names: "
-                  f"{ {c: aliases[c] for c in missing} }); columns found: "
-                  f"{preview_ids(df.columns, 12)}")
+            path,
+            f"{table}: no column for {missing} (accepted names: "
+            f"{ {c: aliases[c] for c in missing} }); columns found: "
+            f"{preview_ids(df.columns, 12)}",
+        )
 
 
 def profile_class(pert_type: pd.Series) -> pd.Series:
     """control / compound / genetic / other, from ``pert_type``."""
     pt = pert_type.astype("string")
     out = np.select(
-        [pt.isin(CONTROL_PERT_TYPES).fillna(False).to_numpy(),
-         (pt == "trt_cp").fillna(False).to_numpy(),
-         pt.isin(GENETIC_PERT_TYPES).fillna(False).to_numpy()],
-        ["control", "compound", "genetic"], default="other")
+        [
+            pt.isin(CONTROL_PERT_TYPES).fillna(False).to_numpy(),
+            (pt == "trt_cp").fillna(False).to_numpy(),
+            pt.isin(GENETIC_PERT_TYPES).fillna(False).to_numpy(),
+        ],
+        ["control", "compound", "genetic"],
+        default="other",
+    )
     return pd.Series(out, index=pert_type.index, dtype="string")
 
 
@@ -122,7 +155,9 @@ def canonical_instances(df: pd.DataFrame, release: str, *, path="inst_info") -> 
     return out[INSTANCE_COLUMNS]
 
 
-def canonical_genes(df: pd.DataFrame, *, path="gene_info", n_landmarks: int = N_LANDMARKS) -> pd.DataFrame:
+def canonical_genes(
+    df: pd.DataFrame, *, path="gene_info", n_landmarks: int = N_LANDMARKS
+) -> pd.DataFrame:
     """Canonical ``genes``: landmarks first in ascending numeric gene id (``landmark_index``
     0..977, the column order of every profile vector in the lake), then the other genes.
 
@@ -137,8 +172,10 @@ def canonical_genes(df: pd.DataFrame, *, path="gene_info", n_landmarks: int = N_
     elif "feature_space" in df.columns:
         flag = df["feature_space"].astype("string").str.strip().eq("landmark")
     else:
-        raise L1000InputError(path, "genes: no pr_is_lm, pr_is_lmark or feature_space column "
-                                    "to identify landmark genes")
+        raise L1000InputError(
+            path,
+            "genes: no pr_is_lm, pr_is_lmark or feature_space column to identify landmark genes",
+        )
     out["is_landmark"] = flag.fillna(False).astype(bool).to_numpy()
     out["gene_id"] = out["gene_id"].astype("string").str.strip()
     dup = out["gene_id"][out["gene_id"].duplicated()].unique()
@@ -148,10 +185,10 @@ def canonical_genes(df: pd.DataFrame, *, path="gene_info", n_landmarks: int = N_
     if n_lm != n_landmarks:
         raise L1000InputError(path, f"genes: {n_lm} landmark genes marked, expected {n_landmarks}")
     numeric = pd.to_numeric(out["gene_id"], errors="coerce")
-    out = out.assign(_num=numeric).sort_values(["is_landmark", "_num", "gene_id"],
-                                               ascending=[False, True, True], kind="stable")
-    out["landmark_index"] = pd.array(
-        list(range(n_lm)) + [pd.NA] * (len(out) - n_lm), dtype="Int32")
+    out = out.assign(_num=numeric).sort_values(
+        ["is_landmark", "_num", "gene_id"], ascending=[False, True, True], kind="stable"
+    )
+    out["landmark_index"] = pd.array(list(range(n_lm)) + [pd.NA] * (len(out) - n_lm), dtype="Int32")
     for col in ("symbol", "title"):
         out[col] = out[col].astype("string")
     return out[GENE_COLUMNS].reset_index(drop=True)
@@ -164,9 +201,12 @@ def canonical_perturbagens(df: pd.DataFrame, release: str, *, path="pert_info") 
     # Beta's compoundinfo has one row per (compound, target): keep one row per pert_id,
     # joining the distinct annotations.
     if out["pert_id"].duplicated().any():
-        out = (out.groupby("pert_id", sort=False, dropna=False)
-               .agg(lambda s: "|".join(dict.fromkeys(s.dropna())) or pd.NA)
-               .reset_index().astype("string"))
+        out = (
+            out.groupby("pert_id", sort=False, dropna=False)
+            .agg(lambda s: "|".join(dict.fromkeys(s.dropna())) or pd.NA)
+            .reset_index()
+            .astype("string")
+        )
         out["release"] = release
     return out[PERT_COLUMNS]
 

@@ -1,8 +1,9 @@
 """The embedded synthetic LINCS release: GEO GSE92742 layout, known ground truth.
 
-:func:`write_synthetic_release` writes a level-4 GCTX (``..._Level4_ZSPCINF_mlr12k_n{N}x12328.gctx``)
-and the GEO metadata tables (``inst_info``, ``gene_info``, ``pert_info``, ``cell_info``) for
-a simulated L1000 experiment, streamed plate by plate so memory does not grow with ``N``.
+:func:`write_synthetic_release` writes a level-4 GCTX
+(``..._Level4_ZSPCINF_mlr12k_n{N}x12328.gctx``) and the GEO metadata tables (``inst_info``,
+``gene_info``, ``pert_info``, ``cell_info``) for a simulated L1000 experiment, streamed plate
+by plate so memory does not grow with ``N``.
 
 The generative model (why each part is there is in ``science.md`` section 6):
 
@@ -72,14 +73,41 @@ CELL_LINES = (
     ("NPC", "central nervous system", "neural progenitor cell"),
 )
 
-INST_COLUMNS = ["inst_id", "rna_plate", "rna_well", "pert_id", "pert_iname", "pert_type",
-                "pert_dose", "pert_dose_unit", "pert_time", "pert_time_unit", "cell_id"]
+INST_COLUMNS = [
+    "inst_id",
+    "rna_plate",
+    "rna_well",
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "pert_dose",
+    "pert_dose_unit",
+    "pert_time",
+    "pert_time_unit",
+    "cell_id",
+]
 GENE_COLUMNS = ["pr_gene_id", "pr_gene_symbol", "pr_gene_title", "pr_is_lm", "pr_is_bing"]
-PERT_COLUMNS = ["pert_id", "canonical_smiles", "inchi_key", "pert_iname", "pert_type",
-                "moa", "target"]
-CELL_COLUMNS = ["cell_id", "cell_type", "base_cell_id", "precursor_cell_id", "modification",
-                "sample_type", "primary_site", "subtype", "original_growth_pattern",
-                "donor_sex"]
+PERT_COLUMNS = [
+    "pert_id",
+    "canonical_smiles",
+    "inchi_key",
+    "pert_iname",
+    "pert_type",
+    "moa",
+    "target",
+]
+CELL_COLUMNS = [
+    "cell_id",
+    "cell_type",
+    "base_cell_id",
+    "precursor_cell_id",
+    "modification",
+    "sample_type",
+    "primary_site",
+    "subtype",
+    "original_growth_pattern",
+    "donor_sex",
+]
 
 # Purposes of the random streams: one integer each, so streams never collide.
 _GLOBAL, _PERT, _CELL, _MAP, _PLATE, _PAIR = range(6)
@@ -158,8 +186,10 @@ class SyntheticConfig:
         (at least 4 and 2), so controls stay about 6% of profiles, as in real releases.
         """
         scale = n_treatment / self.treatment_wells
-        return (max(4, round(self.controls_vehicle * scale)),
-                max(2, round(self.controls_untreated * scale)))
+        return (
+            max(4, round(self.controls_vehicle * scale)),
+            max(2, round(self.controls_untreated * scale)),
+        )
 
 
 @dataclass(frozen=True)
@@ -175,7 +205,7 @@ class ReleaseFiles:
     manifest: Path
 
     @classmethod
-    def for_release(cls, root: str | Path, n_profiles: int, prefix: str = PREFIX) -> "ReleaseFiles":
+    def for_release(cls, root: str | Path, n_profiles: int, prefix: str = PREFIX) -> ReleaseFiles:
         root = Path(root)
         return cls(
             root=root,
@@ -203,16 +233,16 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 class _World:
     config: SyntheticConfig
     genes: pd.DataFrame
-    programs: np.ndarray           # (K, 978) orthonormal rows
-    noise_programs: np.ndarray     # (K_s, 978), unit rows
-    noise_sds: np.ndarray          # (K_s,)
-    inference_a: np.ndarray        # (978, r)
-    inference_c: np.ndarray        # (r, 11350)
+    programs: np.ndarray  # (K, 978) orthonormal rows
+    noise_programs: np.ndarray  # (K_s, 978), unit rows
+    noise_sds: np.ndarray  # (K_s,)
+    inference_a: np.ndarray  # (978, r)
+    inference_c: np.ndarray  # (r, 11350)
     cells: pd.DataFrame
-    perts: pd.DataFrame            # one row per treatment perturbagen
-    pert_program: np.ndarray       # (P, K) own program-space deviation
-    pert_secondary: np.ndarray     # (P, K) time-dependent secondary direction
-    target_response: np.ndarray    # (T, 978) unit response vectors of the targets
+    perts: pd.DataFrame  # one row per treatment perturbagen
+    pert_program: np.ndarray  # (P, K) own program-space deviation
+    pert_secondary: np.ndarray  # (P, K) time-dependent secondary direction
+    target_response: np.ndarray  # (T, 978) unit response vectors of the targets
     cell_baseline_sd: float = 1.5
     extra: dict = field(default_factory=dict)
 
@@ -236,14 +266,18 @@ def _make_genes(rng: np.random.Generator) -> pd.DataFrame:
     is_lm[:N_LANDMARKS] = 1
     is_bing = is_lm.copy()
     is_bing[N_LANDMARKS + platform.choice(N_GENES - N_LANDMARKS, 9_196, replace=False)] = 1
-    return pd.DataFrame({
-        "pr_gene_id": ids.astype(str),
-        "pr_gene_symbol": [f"G{i}" for i in ids],
-        "pr_gene_title": [("synthetic landmark gene " if lm else "synthetic inferred gene ") + str(i)
-                          for i, lm in zip(ids, is_lm)],
-        "pr_is_lm": is_lm,
-        "pr_is_bing": is_bing,
-    })
+    return pd.DataFrame(
+        {
+            "pr_gene_id": ids.astype(str),
+            "pr_gene_symbol": [f"G{i}" for i in ids],
+            "pr_gene_title": [
+                ("synthetic landmark gene " if lm else "synthetic inferred gene ") + str(i)
+                for i, lm in zip(ids, is_lm)
+            ],
+            "pr_is_lm": is_lm,
+            "pr_is_bing": is_bing,
+        }
+    )
 
 
 def _sparse_programs(rng: np.random.Generator, k: int, density: float) -> np.ndarray:
@@ -259,12 +293,20 @@ def _make_cells(cfg: SyntheticConfig) -> pd.DataFrame:
             name, site, subtype = CELL_LINES[j]
         else:
             name, site, subtype = f"SYN-C{j:03d}", "-666", "-666"
-        rows.append({
-            "cell_id": name, "cell_type": "cell line", "base_cell_id": name,
-            "precursor_cell_id": "-666", "modification": "-666", "sample_type": "tumor",
-            "primary_site": site, "subtype": subtype, "original_growth_pattern": "adherent",
-            "donor_sex": "-666",
-        })
+        rows.append(
+            {
+                "cell_id": name,
+                "cell_type": "cell line",
+                "base_cell_id": name,
+                "precursor_cell_id": "-666",
+                "modification": "-666",
+                "sample_type": "tumor",
+                "primary_site": site,
+                "subtype": subtype,
+                "original_growth_pattern": "adherent",
+                "donor_sex": "-666",
+            }
+        )
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -304,47 +346,72 @@ def _build_world(cfg: SyntheticConfig, scale: float = 1.0) -> _World:
     pathway_coef = np.zeros((n_pathways, k))
     for p in range(n_pathways):
         chosen = rng.choice(k, size=min(cfg.programs_per_pathway, k), replace=False)
-        pathway_coef[p, chosen] = rng.standard_normal(len(chosen)) + np.sign(rng.standard_normal(len(chosen)))
+        pathway_coef[p, chosen] = rng.standard_normal(len(chosen)) + np.sign(
+            rng.standard_normal(len(chosen))
+        )
     target_pathway = rng.integers(0, n_pathways, n_targets)
     target_coef = pathway_coef[target_pathway] + 0.5 * rng.standard_normal((n_targets, k))
     target_response = _unit_rows(target_coef @ programs)
 
     symbols = genes["pr_gene_symbol"].to_numpy()
     # MOAs: a target and a direction; genetic perturbagens reuse targets (mostly those of MOAs).
-    moa_target = rng.permutation(n_targets)[:n_moa] if n_moa <= n_targets else rng.integers(0, n_targets, n_moa)
+    moa_target = (
+        rng.permutation(n_targets)[:n_moa]
+        if n_moa <= n_targets
+        else rng.integers(0, n_targets, n_moa)
+    )
     moa_sign = np.where(rng.random(n_moa) < 0.8, -1.0, 1.0)
-    moa_name = [f"{symbols[target_genes[t]]} {'inhibitor' if s < 0 else 'agonist'}"
-                for t, s in zip(moa_target, moa_sign)]
+    moa_name = [
+        f"{symbols[target_genes[t]]} {'inhibitor' if s < 0 else 'agonist'}"
+        for t, s in zip(moa_target, moa_sign)
+    ]
 
     rows = []
     for i in range(n_cp):
         m = i % n_moa
-        rows.append(("trt_cp", f"BRD-K{10_000_000 + i * 7919 % 90_000_000:08d}", f"synth-{i:05d}",
-                     int(moa_target[m]), float(moa_sign[m]), moa_name[m]))
+        rows.append(
+            (
+                "trt_cp",
+                f"BRD-K{10_000_000 + i * 7919 % 90_000_000:08d}",
+                f"synth-{i:05d}",
+                int(moa_target[m]),
+                float(moa_sign[m]),
+                moa_name[m],
+            )
+        )
     sh_targets = rng.integers(0, n_targets, n_gen_targets)
     for i in range(n_sh):
         t = int(sh_targets[i // cfg.hairpins_per_gene])
-        rows.append(("trt_sh", f"TRCN{1_000_000_000 + i:010d}", symbols[target_genes[t]],
-                     t, -1.0, "-666"))
+        rows.append(
+            ("trt_sh", f"TRCN{1_000_000_000 + i:010d}", symbols[target_genes[t]], t, -1.0, "-666")
+        )
     for i in range(n_oe):
         t = int(rng.integers(0, n_targets))
         rows.append(("trt_oe", f"ccsbBroad304_{i:05d}", symbols[target_genes[t]], t, 1.0, "-666"))
-    perts = pd.DataFrame(rows, columns=["pert_type", "pert_id", "pert_iname", "target_index",
-                                        "sign", "moa"])
+    perts = pd.DataFrame(
+        rows, columns=["pert_type", "pert_id", "pert_iname", "target_index", "sign", "moa"]
+    )
     perts["target_gene"] = target_genes[perts["target_index"].to_numpy()]
     perts["target"] = symbols[perts["target_gene"].to_numpy()]
     n_p = len(perts)
     inert_p = np.where(perts["pert_type"] == "trt_cp", cfg.inert_fraction, cfg.inert_fraction / 2)
     perts["potency"] = np.exp(cfg.potency_sd * rng.standard_normal(n_p)) * np.where(
-        rng.random(n_p) < inert_p, 0.08, 1.0)
+        rng.random(n_p) < inert_p, 0.08, 1.0
+    )
     perts["ec50_um"] = 10 ** (0.7 * rng.standard_normal(n_p))
-    pert_cells = np.stack([rng.choice(cfg.n_cell_lines, cfg.cells_per_perturbagen, replace=False)
-                           for _ in range(n_p)])
+    pert_cells = np.stack(
+        [rng.choice(cfg.n_cell_lines, cfg.cells_per_perturbagen, replace=False) for _ in range(n_p)]
+    )
     world = _World(
-        config=cfg, genes=genes, programs=programs.astype(np.float32),
-        noise_programs=noise_programs.astype(np.float32), noise_sds=noise_sds,
-        inference_a=inference_a.astype(np.float32), inference_c=inference_c.astype(np.float32),
-        cells=_make_cells(cfg), perts=perts,
+        config=cfg,
+        genes=genes,
+        programs=programs.astype(np.float32),
+        noise_programs=noise_programs.astype(np.float32),
+        noise_sds=noise_sds,
+        inference_a=inference_a.astype(np.float32),
+        inference_c=inference_c.astype(np.float32),
+        cells=_make_cells(cfg),
+        perts=perts,
         pert_program=rng.standard_normal((n_p, k)).astype(np.float32),
         pert_secondary=rng.standard_normal((n_p, k)).astype(np.float32),
         target_response=target_response.astype(np.float32),
@@ -352,8 +419,9 @@ def _build_world(cfg: SyntheticConfig, scale: float = 1.0) -> _World:
     world.extra["pert_cells"] = pert_cells
     # Well-inferred ("BING") genes get the configured noise, the rest three times as much.
     bing = genes["pr_is_bing"].to_numpy()[N_LANDMARKS:] == 1
-    world.extra["inference_noise_sd"] = (cfg.inference_noise_sd * np.where(bing, 1.0, 3.0)
-                                         ).astype(np.float32)
+    world.extra["inference_noise_sd"] = (cfg.inference_noise_sd * np.where(bing, 1.0, 3.0)).astype(
+        np.float32
+    )
     return world
 
 
@@ -380,11 +448,13 @@ def _pert_directions(world: _World, pert_idx: np.ndarray, early: bool) -> np.nda
     target = world.target_response[p["target_index"].to_numpy()[pert_idx]]
     is_sh = (p["pert_type"].to_numpy()[pert_idx] == "trt_sh")[:, None]
     own_prog = _unit_rows(world.pert_program[pert_idx] @ b)
-    own_gene = np.stack([_rng(cfg.seed, _PERT, int(i)).standard_normal(N_LANDMARKS)
-                         for i in pert_idx]).astype(np.float32) / math.sqrt(N_LANDMARKS)
+    own_gene = np.stack(
+        [_rng(cfg.seed, _PERT, int(i)).standard_normal(N_LANDMARKS) for i in pert_idx]
+    ).astype(np.float32) / math.sqrt(N_LANDMARKS)
     own_w = np.where(is_sh, cfg.shrna_seed_weight, cfg.own_program_weight)
-    primary = _unit_rows(cfg.moa_weight * sign * target + own_w * own_prog
-                         + cfg.own_gene_weight * own_gene)
+    primary = _unit_rows(
+        cfg.moa_weight * sign * target + own_w * own_prog + cfg.own_gene_weight * own_gene
+    )
     secondary = _unit_rows(world.pert_secondary[pert_idx] @ b)
     angle = cfg.secondary_angle_early if early else cfg.secondary_angle_late
     return math.cos(angle) * primary + math.sin(angle) * secondary
@@ -398,8 +468,8 @@ class _PlateMap:
     map_id: str
     cell: int
     time_h: int
-    kind: str                      # "cp" or "gen"
-    pert_idx: np.ndarray           # treatment wells
+    kind: str  # "cp" or "gen"
+    pert_idx: np.ndarray  # treatment wells
     dose: np.ndarray
 
 
@@ -426,7 +496,7 @@ def _design(world: _World) -> list[_PlateMap]:
                     dose = np.where(types[in_cell] == "trt_sh", 1.0, 2.0)
                 order = rng.permutation(len(idx))
                 n_maps = math.ceil(len(idx) / cfg.treatment_wells)
-                for j, part in enumerate(np.array_split(order, n_maps)):
+                for part in np.array_split(order, n_maps):
                     # Another seed is another release: its plates (and so its inst_ids)
                     # must not collide with seed 0's when both are in one lake.
                     tag = f"S{cfg.seed}" if cfg.seed else ""
@@ -455,8 +525,9 @@ class _Plate:
     level4: np.ndarray  # wells x 12,328
 
 
-def _plates(world: _World, maps: list[_PlateMap], limit: int,
-            landmarks_only: bool = False) -> Iterator[_Plate]:
+def _plates(
+    world: _World, maps: list[_PlateMap], limit: int, landmarks_only: bool = False
+) -> Iterator[_Plate]:
     """Simulate plates in design order until ``limit`` wells have been produced.
 
     With ``landmarks_only`` the inferred genes are skipped; landmark values are identical.
@@ -472,8 +543,9 @@ def _plates(world: _World, maps: list[_PlateMap], limit: int,
             return
         if pmap.cell not in cell_cache:
             t, resp = _cell_transform(world, pmap.cell)
-            baseline = 8.0 + world.cell_baseline_sd * _rng(cfg.seed, _CELL, pmap.cell, 1) \
-                .standard_normal(lm_n).astype(np.float32)
+            baseline = 8.0 + world.cell_baseline_sd * _rng(
+                cfg.seed, _CELL, pmap.cell, 1
+            ).standard_normal(lm_n).astype(np.float32)
             cell_cache[pmap.cell] = (t, resp, baseline)
         transform, resp, baseline = cell_cache[pmap.cell]
         early = pmap.time_h in (min(cfg.compound_times_h), min(cfg.genetic_times_h))
@@ -481,20 +553,23 @@ def _plates(world: _World, maps: list[_PlateMap], limit: int,
         # Signal of each treatment well (identical on the replicate plates of this map).
         pidx = pmap.pert_idx
         directions = _pert_directions(world, pidx, early) @ transform.T
-        pair = np.stack([_rng(cfg.seed, _PAIR, int(p), pmap.cell).standard_normal(lm_n)
-                         for p in pidx]).astype(np.float32) / math.sqrt(lm_n)
+        pair = np.stack(
+            [_rng(cfg.seed, _PAIR, int(p), pmap.cell).standard_normal(lm_n) for p in pidx]
+        ).astype(np.float32) / math.sqrt(lm_n)
         directions = _unit_rows(directions) + cfg.pert_cell_weight * pair
         ec50 = perts["ec50_um"].to_numpy()[pidx]
         is_cp = perts["pert_type"].to_numpy()[pidx] == "trt_cp"
         hill = np.where(is_cp, pmap.dose / (pmap.dose + ec50), 0.8)
-        amp = (cfg.effect_scale * resp * time_amp * hill * perts["potency"].to_numpy()[pidx])
+        amp = cfg.effect_scale * resp * time_amp * hill * perts["potency"].to_numpy()[pidx]
         signal = (amp[:, None] * directions * math.sqrt(lm_n)).astype(np.float32)
         # Genetic perturbagens move their own target gene strongly.
         tg = perts["target_gene"].to_numpy()[pidx]
         gen = ~is_cp
         signal[np.nonzero(gen)[0], tg[gen]] += (
-            perts["sign"].to_numpy()[pidx][gen] * cfg.target_knockdown
-            * perts["potency"].to_numpy()[pidx][gen])
+            perts["sign"].to_numpy()[pidx][gen]
+            * cfg.target_knockdown
+            * perts["potency"].to_numpy()[pidx][gen]
+        )
 
         n_ctl = sum(cfg.controls(len(pidx)))
         n_w = len(pidx) + n_ctl
@@ -506,14 +581,19 @@ def _plates(world: _World, maps: list[_PlateMap], limit: int,
             well_signal = np.zeros((n_w, lm_n), np.float32)
             well_signal[n_ctl:] = signal * plate_gain
             prog_amp = np.exp(cfg.plate_program_sd * rng.standard_normal(len(world.noise_sds)))
-            noise_coef = rng.standard_normal((n_w, len(world.noise_sds))) * (world.noise_sds * prog_amp)
+            noise_coef = rng.standard_normal((n_w, len(world.noise_sds))) * (
+                world.noise_sds * prog_amp
+            )
             structured = (noise_coef.astype(np.float32) @ world.noise_programs) * math.sqrt(lm_n)
             pos = np.arange(n_w)
             row_pos = (pos % 16) / 15.0 - 0.5
             col_pos = (pos // 16) / 23.0 - 0.5
             grad = rng.standard_normal((2, cfg.n_programs)).astype(np.float32) @ world.programs
-            gradient = cfg.plate_gradient_sd * math.sqrt(lm_n) * (
-                np.outer(row_pos, grad[0]) + np.outer(col_pos, grad[1]))
+            gradient = (
+                cfg.plate_gradient_sd
+                * math.sqrt(lm_n)
+                * (np.outer(row_pos, grad[0]) + np.outer(col_pos, grad[1]))
+            )
             quality = np.exp(cfg.well_quality_sd * rng.standard_normal(n_w)).astype(np.float32)
             well_noise = rng.standard_t(cfg.well_noise_df, (n_w, lm_n)).astype(np.float32)
             well_noise *= (cfg.well_noise_sd * quality)[:, None]
@@ -524,9 +604,11 @@ def _plates(world: _World, maps: list[_PlateMap], limit: int,
             else:
                 inferred = (level3_lm @ world.inference_a) @ world.inference_c
                 inferred += world.extra["inference_noise_sd"] * rng.standard_normal(
-                    inferred.shape, dtype=np.float32)
-                level4 = _robust_zscore(np.concatenate([level3_lm, inferred], axis=1),
-                                        cfg.mad_floor)
+                    inferred.shape, dtype=np.float32
+                )
+                level4 = _robust_zscore(
+                    np.concatenate([level3_lm, inferred], axis=1), cfg.mad_floor
+                )
 
             keep = min(n_w, limit - produced)
             inst = _plate_metadata(world, pmap, rep, cells[pmap.cell])
@@ -550,11 +632,19 @@ def _plate_metadata(world: _World, pmap: _PlateMap, rep: int, cell: str) -> pd.D
     ptypes = perts["pert_type"].to_numpy()[pmap.pert_idx]
     unit = np.where(ptypes == "trt_cp", "µM", "µL")
     dose = np.where(ptypes == "trt_cp", np.round(pmap.dose, 2).astype(str), "1")
-    treat = list(zip(perts["pert_id"].to_numpy()[pmap.pert_idx],
-                     perts["pert_iname"].to_numpy()[pmap.pert_idx], ptypes, dose, unit))
+    treat = list(
+        zip(
+            perts["pert_id"].to_numpy()[pmap.pert_idx],
+            perts["pert_iname"].to_numpy()[pmap.pert_idx],
+            ptypes,
+            dose,
+            unit,
+        )
+    )
     rows = ctl + treat
-    df = pd.DataFrame(rows, columns=["pert_id", "pert_iname", "pert_type", "pert_dose",
-                                     "pert_dose_unit"])
+    df = pd.DataFrame(
+        rows, columns=["pert_id", "pert_iname", "pert_type", "pert_dose", "pert_dose_unit"]
+    )
     df.insert(0, "rna_well", wells)
     df.insert(0, "rna_plate", rna_plate)
     df.insert(0, "inst_id", [f"{det_plate}:{w}" for w in wells])
@@ -576,8 +666,10 @@ def build_world(config: SyntheticConfig) -> tuple[_World, list[_PlateMap]]:
     while True:
         world = _build_world(config, scale)
         maps = _design(world)
-        total = sum((len(m.pert_idx) + sum(config.controls(len(m.pert_idx))))
-                    * config.replicates for m in maps)
+        total = sum(
+            (len(m.pert_idx) + sum(config.controls(len(m.pert_idx)))) * config.replicates
+            for m in maps
+        )
         if total >= config.n_profiles:
             return world, maps
         scale *= 1.1 * config.n_profiles / total
@@ -586,24 +678,38 @@ def build_world(config: SyntheticConfig) -> tuple[_World, list[_PlateMap]]:
 def pert_info_table(world: _World) -> pd.DataFrame:
     """GEO ``pert_info`` plus the ground truth (``moa``, ``target``), controls included."""
     p = world.perts
-    treat = pd.DataFrame({
-        "pert_id": p["pert_id"],
-        "canonical_smiles": np.where(p["pert_type"] == "trt_cp", "C" * 6, "-666"),
-        "inchi_key": np.where(p["pert_type"] == "trt_cp",
-                              [f"SYNTHINCHIKEY{i:09d}-N" for i in range(len(p))], "-666"),
-        "pert_iname": p["pert_iname"],
-        "pert_type": p["pert_type"],
-        "moa": p["moa"],
-        "target": p["target"],
-    })
-    controls = pd.DataFrame([
-        ("DMSO", "CS(C)=O", "IAZDPXIOMUYVGZ-UHFFFAOYSA-N", "DMSO", "ctl_vehicle", "-666", "-666"),
-        ("CMAP-VEC001", "-666", "-666", "EMPTY_VECTOR", "ctl_vector", "-666", "-666"),
-        ("CMAP-UNTRT", "-666", "-666", "UnTrt", "ctl_untrt", "-666", "-666"),
-    ], columns=PERT_COLUMNS)
+    treat = pd.DataFrame(
+        {
+            "pert_id": p["pert_id"],
+            "canonical_smiles": np.where(p["pert_type"] == "trt_cp", "C" * 6, "-666"),
+            "inchi_key": np.where(
+                p["pert_type"] == "trt_cp",
+                [f"SYNTHINCHIKEY{i:09d}-N" for i in range(len(p))],
+                "-666",
+            ),
+            "pert_iname": p["pert_iname"],
+            "pert_type": p["pert_type"],
+            "moa": p["moa"],
+            "target": p["target"],
+        }
+    )
+    controls = pd.DataFrame(
+        [
+            (
+                "DMSO",
+                "CS(C)=O",
+                "IAZDPXIOMUYVGZ-UHFFFAOYSA-N",
+                "DMSO",
+                "ctl_vehicle",
+                "-666",
+                "-666",
+            ),
+            ("CMAP-VEC001", "-666", "-666", "EMPTY_VECTOR", "ctl_vector", "-666", "-666"),
+            ("CMAP-UNTRT", "-666", "-666", "UnTrt", "ctl_untrt", "-666", "-666"),
+        ],
+        columns=PERT_COLUMNS,
+    )
     return pd.concat([controls, treat[PERT_COLUMNS]], ignore_index=True)
-
-
 
 
 def write_synthetic_release(
@@ -633,8 +739,11 @@ def write_synthetic_release(
     """
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists():
-        raise L1000InputError(out_dir, "not empty and not a synthetic release: refusing to "
-                                       "replace it (choose a new or empty directory)")
+        raise L1000InputError(
+            out_dir,
+            "not empty and not a synthetic release: refusing to "
+            "replace it (choose a new or empty directory)",
+        )
     world, maps = build_world(config)
     with atomic_dir(out_dir) as tmp:
         files = ReleaseFiles.for_release(tmp, config.n_profiles)
@@ -642,8 +751,9 @@ def write_synthetic_release(
         manifest = {
             "generator": "l1000_assets.core.releases.synthetic",
             "config": asdict(config),
-            "files": {k: Path(v).name for k, v in asdict(files).items()
-                      if k not in ("root", "manifest")},
+            "files": {
+                k: Path(v).name for k, v in asdict(files).items() if k not in ("root", "manifest")
+            },
             "n_perturbagens": int(len(world.perts)),
             "n_plates": n_plates,
         }
@@ -651,15 +761,23 @@ def write_synthetic_release(
     return ReleaseFiles.for_release(out_dir, config.n_profiles)
 
 
-def _write_release(files: ReleaseFiles, world: "_World", maps: list[_PlateMap],
-                   config: SyntheticConfig, progress: Progress | None) -> int:
+def _write_release(
+    files: ReleaseFiles,
+    world: _World,
+    maps: list[_PlateMap],
+    config: SyntheticConfig,
+    progress: Progress | None,
+) -> int:
     """Write the matrix and the tables into ``files``; return the number of plates."""
     t0 = time.perf_counter()
     genes = world.genes
     n_plates = 0
-    with GctxWriter(files.level4, genes["pr_gene_id"].tolist(), config.n_profiles,
-                    chunks=config.chunks) as writer, \
-            open(files.inst_info, "w", encoding="utf-8", newline="") as inst_out:
+    with (
+        GctxWriter(
+            files.level4, genes["pr_gene_id"].tolist(), config.n_profiles, chunks=config.chunks
+        ) as writer,
+        open(files.inst_info, "w", encoding="utf-8", newline="") as inst_out,
+    ):
         inst_out.write("\t".join(INST_COLUMNS) + "\n")
         buffered: list[_Plate] = []
         n_buffered = 0
@@ -672,12 +790,13 @@ def _write_release(files: ReleaseFiles, world: "_World", maps: list[_PlateMap],
                 _flush(writer, inst_out, buffered)
                 buffered, n_buffered = [], 0
             if progress is not None:
-                progress(writer.written + n_buffered, config.n_profiles,
-                         time.perf_counter() - t0)
+                progress(writer.written + n_buffered, config.n_profiles, time.perf_counter() - t0)
         _flush(writer, inst_out, buffered)
-    for path, table in ((files.gene_info, genes[GENE_COLUMNS]),
-                        (files.pert_info, pert_info_table(world)),
-                        (files.cell_info, world.cells)):
+    for path, table in (
+        (files.gene_info, genes[GENE_COLUMNS]),
+        (files.pert_info, pert_info_table(world)),
+        (files.cell_info, world.cells),
+    ):
         table.to_csv(path, sep="\t", index=False, encoding="utf-8")
     return n_plates
 

@@ -128,11 +128,17 @@ def local_signature(root: str | Path, previous: Mapping[str, Any] | None = None)
                 digest = old["sha256"]
             else:
                 digest = fingerprint(path)
-            files[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                                "sha256": digest}
+            files[path.name] = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "sha256": digest,
+            }
             if _TABLE.search(path.name):
-                columns[path.name] = (previous or {}).get("columns", {}).get(path.name) \
-                    if old and old["sha256"] == digest else _local_columns(path)
+                columns[path.name] = (
+                    (previous or {}).get("columns", {}).get(path.name)
+                    if old and old["sha256"] == digest
+                    else _local_columns(path)
+                )
     except OSError as exc:
         raise SourceUnavailable(f"{root}: cannot read ({exc})") from None
     return {"kind": "local", "path": str(root), "files": files, "columns": columns}
@@ -157,8 +163,11 @@ def incoming_releases(releases_dir: str | Path) -> dict[str, Path]:
     base = Path(releases_dir) / INCOMING
     if not base.is_dir():
         return {}
-    return {p.name: p for p in sorted(base.iterdir())
-            if p.is_dir() and not p.name.startswith(".") and RELEASE_NAME.match(p.name)}
+    return {
+        p.name: p
+        for p in sorted(base.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and RELEASE_NAME.match(p.name)
+    }
 
 
 def invalid_incoming(releases_dir: str | Path) -> list[str]:
@@ -166,8 +175,11 @@ def invalid_incoming(releases_dir: str | Path) -> list[str]:
     base = Path(releases_dir) / INCOMING
     if not base.is_dir():
         return []
-    return [p.name for p in sorted(base.iterdir())
-            if p.is_dir() and not p.name.startswith(".") and not RELEASE_NAME.match(p.name)]
+    return [
+        p.name
+        for p in sorted(base.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and not RELEASE_NAME.match(p.name)
+    ]
 
 
 # -- HTTP sources -----------------------------------------------------------------------------
@@ -207,19 +219,25 @@ def newest_dated_names(files: Mapping[str, str], listing: Iterable[str]) -> dict
         match = DATED_NAME.search(name)
         if not match:
             continue
-        pattern = re.compile(re.escape(name[:match.start(1)]) + r"(\d{4}-\d{2}-\d{2})"
-                             + re.escape(name[match.end(1):]) + "$")
+        pattern = re.compile(
+            re.escape(name[: match.start(1)])
+            + r"(\d{4}-\d{2}-\d{2})"
+            + re.escape(name[match.end(1) :])
+            + "$"
+        )
         dated = sorted((m.group(1), n) for n in listing if (m := pattern.match(n)))
         if dated:
             out[role] = dated[-1][1]
     return out
 
 
-def _request(url: str, *, timeout: float, method: str = "GET",
-             headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+def _request(
+    url: str, *, timeout: float, method: str = "GET", headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
     """One request; the status and up to HEADER_BYTES of the body."""
-    request = urllib.request.Request(url, method=method, headers={
-        "Accept-Encoding": "identity", **(headers or {})})
+    request = urllib.request.Request(
+        url, method=method, headers={"Accept-Encoding": "identity", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read(HEADER_BYTES)
@@ -239,8 +257,9 @@ def remote_columns(url: str, *, timeout: float) -> list[str] | None:
 
 def remote_listing(base_url: str, *, timeout: float) -> list[str] | None:
     """Names in the directory listing at ``base_url``, or None when it has none."""
-    request = urllib.request.Request(base_url.rstrip("/") + "/",
-                                     headers={"Accept-Encoding": "identity"})
+    request = urllib.request.Request(
+        base_url.rstrip("/") + "/", headers={"Accept-Encoding": "identity"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             kind = response.headers.get("Content-Type", "")
@@ -258,9 +277,13 @@ def remote_listing(base_url: str, *, timeout: float) -> list[str] | None:
     return listing_names(body.decode("utf-8", errors="replace"))
 
 
-def http_signature(source: ReleaseSource, previous: Mapping[str, Any] | None = None, *,
-                   timeout: float = 30.0,
-                   probe: Callable[..., Any] | None = None) -> dict[str, Any]:
+def http_signature(
+    source: ReleaseSource,
+    previous: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 30.0,
+    probe: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """Signature of an HTTP release source (see the module docstring).
 
     Raises
@@ -276,8 +299,12 @@ def http_signature(source: ReleaseSource, previous: Mapping[str, Any] | None = N
             remote = probe(source.url(role), timeout=timeout)
         except download.DownloadError as exc:
             raise SourceUnavailable(str(exc)) from None
-        files[role] = {"name": name, "etag": remote.etag, "last_modified": remote.last_modified,
-                       "content_length": remote.content_length}
+        files[role] = {
+            "name": name,
+            "etag": remote.etag,
+            "last_modified": remote.last_modified,
+            "content_length": remote.content_length,
+        }
     dated: dict[str, str] = {}
     if any(DATED_NAME.search(n) for n in source.files.values()):
         listing = remote_listing(source.base_url, timeout=timeout)
@@ -293,8 +320,13 @@ def http_signature(source: ReleaseSource, previous: Mapping[str, Any] | None = N
             columns[role] = before["columns"][role]
         else:
             columns[role] = remote_columns(source.url(role), timeout=timeout)
-    return {"kind": "http", "base_url": source.base_url, "files": files, "dated": dated,
-            "columns": columns}
+    return {
+        "kind": "http",
+        "base_url": source.base_url,
+        "files": files,
+        "dated": dated,
+        "columns": columns,
+    }
 
 
 # -- versions, cursor, decisions --------------------------------------------------------------
@@ -303,8 +335,10 @@ def http_signature(source: ReleaseSource, previous: Mapping[str, Any] | None = N
 def version(signature: Mapping[str, Any]) -> str:
     """A short hash of the parts of a signature that define the release's content."""
     if signature["kind"] == "local":
-        core = {"files": {n: [f["size"], f["sha256"]] for n, f in signature["files"].items()},
-                "columns": signature.get("columns", {})}
+        core = {
+            "files": {n: [f["size"], f["sha256"]] for n, f in signature["files"].items()},
+            "columns": signature.get("columns", {}),
+        }
     else:
         core = {k: signature.get(k) for k in ("files", "dated", "columns")}
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
@@ -323,8 +357,11 @@ def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> st
     old_files, new_files = old.get("files", {}), new.get("files", {})
     added = sorted(set(new_files) - set(old_files))
     removed = sorted(set(old_files) - set(new_files))
-    changed = sorted(k for k in set(new_files) & set(old_files)
-                     if _content(new_files[k]) != _content(old_files[k]))
+    changed = sorted(
+        k
+        for k in set(new_files) & set(old_files)
+        if _content(new_files[k]) != _content(old_files[k])
+    )
     for label, keys in (("new", added), ("removed", removed), ("changed", changed)):
         if keys:
             parts.append(f"{label}: {', '.join(keys)}")
@@ -353,15 +390,20 @@ def matches_manifest(signature: Mapping[str, Any], manifest: Mapping[str, Any] |
         return False
     recorded = manifest.get("files", {})
     if signature["kind"] == "local":
-        return ({n: _content(f) for n, f in signature["files"].items()}
-                == {n: {k: f.get(k) for k in ("size", "sha256")} for n, f in recorded.items()})
+        return {n: _content(f) for n, f in signature["files"].items()} == {
+            n: {k: f.get(k) for k in ("size", "sha256")} for n, f in recorded.items()
+        }
     for role, f in signature["files"].items():
         if role == "checksums":
             continue
         name = f["name"][:-3] if f["name"].endswith(".gz") else f["name"]
         got = recorded.get(name)
-        if (got is None or (f["etag"] is None and f["last_modified"] is None)
-                or got.get("etag") != f["etag"] or got.get("last_modified") != f["last_modified"]):
+        if (
+            got is None
+            or (f["etag"] is None and f["last_modified"] is None)
+            or got.get("etag") != f["etag"]
+            or got.get("last_modified") != f["last_modified"]
+        ):
             return False
         if signature.get("dated", {}).get(role, f["name"]) != f["name"]:
             return False
@@ -372,18 +414,20 @@ def matches_manifest(signature: Mapping[str, Any], manifest: Mapping[str, Any] |
 class WatchEntry:
     """What the sensor remembers about one release source."""
 
-    version: str | None = None             # the version last requested (or found ingested)
+    version: str | None = None  # the version last requested (or found ingested)
     signature: dict[str, Any] | None = None  # the signature last seen
-    pending: str | None = None             # local: a new version seen once, waiting to settle
-    checked: float = 0.0                   # when the source was last checked (epoch seconds)
+    pending: str | None = None  # local: a new version seen once, waiting to settle
+    checked: float = 0.0  # when the source was last checked (epoch seconds)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WatchEntry:
-        return cls(**{k: data.get(k) for k in ("version", "signature", "pending")},
-                   checked=float(data.get("checked") or 0.0))
+        return cls(
+            **{k: data.get(k) for k in ("version", "signature", "pending")},
+            checked=float(data.get("checked") or 0.0),
+        )
 
 
 @dataclass
@@ -391,9 +435,13 @@ class WatchCursor:
     entries: dict[str, WatchEntry] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"format": CURSOR_FORMAT,
-                           "releases": {k: v.to_json() for k, v in sorted(self.entries.items())}},
-                          sort_keys=True)
+        return json.dumps(
+            {
+                "format": CURSOR_FORMAT,
+                "releases": {k: v.to_json() for k, v in sorted(self.entries.items())},
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, raw: str | None) -> WatchCursor:
@@ -411,14 +459,20 @@ class WatchCursor:
 class Decision:
     """What to do about one source on one tick."""
 
-    action: str            # "request", "unchanged", "settling", "incomplete", "ingested", "later"
-    entry: WatchEntry      # the new cursor entry
+    action: str  # "request", "unchanged", "settling", "incomplete", "ingested", "later"
+    entry: WatchEntry  # the new cursor entry
     version: str | None = None
     message: str = ""
 
 
-def step(entry: WatchEntry | None, signature: Mapping[str, Any] | None, *, now: float,
-         ingested: bool = False, settle: bool = False) -> Decision:
+def step(
+    entry: WatchEntry | None,
+    signature: Mapping[str, Any] | None,
+    *,
+    now: float,
+    ingested: bool = False,
+    settle: bool = False,
+) -> Decision:
     """Decide what a tick does for one source, given its signature now.
 
     Parameters
@@ -437,8 +491,9 @@ def step(entry: WatchEntry | None, signature: Mapping[str, Any] | None, *, now: 
     if signature is None:
         return Decision("later", entry)
     new_version = version(signature)
-    updated = WatchEntry(version=entry.version, signature=dict(signature), pending=None,
-                         checked=now)
+    updated = WatchEntry(
+        version=entry.version, signature=dict(signature), pending=None, checked=now
+    )
     if new_version == entry.version:
         return Decision("unchanged", updated, new_version)
     if signature["kind"] == "local" and (problem := local_problem(signature)):
@@ -452,7 +507,11 @@ def step(entry: WatchEntry | None, signature: Mapping[str, Any] | None, *, now: 
         message = describe_change(entry.signature if entry.version else None, signature)
     if settle and entry.pending != new_version:
         updated.pending = new_version
-        return Decision("settling", updated, new_version,
-                        f"{message}; waiting one more check for the files to settle")
+        return Decision(
+            "settling",
+            updated,
+            new_version,
+            f"{message}; waiting one more check for the files to settle",
+        )
     updated.version = new_version
     return Decision("request", updated, new_version, message)

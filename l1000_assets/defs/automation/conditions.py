@@ -28,17 +28,19 @@ AUTOMATION_INTERVAL_S = 30
 
 
 def downstream_selection() -> dg.AssetSelection:
-    return (dg.AssetSelection.assets(RELEASE_METADATA).downstream(include_self=False)
-            & dg.AssetSelection.groups(*AUTOMATED_GROUPS))
+    return dg.AssetSelection.assets(RELEASE_METADATA).downstream(
+        include_self=False
+    ) & dg.AssetSelection.groups(*AUTOMATED_GROUPS)
 
 
 def on_new_release_data() -> dg.AutomationCondition:
     """New partition, or the release files' data version changed; not while they run."""
     AC = dg.AutomationCondition
     return (
-        (AC.newly_missing()
-         | AC.any_deps_match(AC.data_version_changed()).with_label("release_files_changed")
-         ).since_last_handled()
+        (
+            AC.newly_missing()
+            | AC.any_deps_match(AC.data_version_changed()).with_label("release_files_changed")
+        ).since_last_handled()
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()

@@ -23,4 +23,3 @@ release_files_job = dg.define_asset_job(
         "downstream follow only when the files' data version changed."
     ),
 )
-

@@ -28,6 +28,11 @@ def weekly_refresh_schedule(context: dg.ScheduleEvaluationContext):
     if not releases:
         return dg.SkipReason("no release partitions yet (release_sensor adds them)")
     week = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [dg.RunRequest(run_key=f"weekly:{week}:{name}", partition_key=name,
-                          tags={"l1000/release": name, "l1000/trigger": "weekly_refresh"})
-            for name in releases]
+    return [
+        dg.RunRequest(
+            run_key=f"weekly:{week}:{name}",
+            partition_key=name,
+            tags={"l1000/release": name, "l1000/trigger": "weekly_refresh"},
+        )
+        for name in releases
+    ]

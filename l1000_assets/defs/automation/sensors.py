@@ -40,27 +40,35 @@ RELEASE_TAG = "l1000/release"
 VERSION_TAG = "l1000/release_version"
 
 
-def watched_sources(lake: LakeResource, releases: ReleaseRegistry, settings: ReleaseWatch,
-                    log) -> list[ReleaseSource]:
+def watched_sources(
+    lake: LakeResource, releases: ReleaseRegistry, settings: ReleaseWatch, log
+) -> list[ReleaseSource]:
     """The release sources to check, in a stable order, each name once."""
     out: dict[str, ReleaseSource] = {}
     synthetic_dir = lake.release_dir(SYNTHETIC)
     if synthetic_dir.is_dir():
-        out[SYNTHETIC] = ReleaseSource(name=SYNTHETIC, kind="local", path=str(synthetic_dir),
-                                       description="the embedded synthetic release")
+        out[SYNTHETIC] = ReleaseSource(
+            name=SYNTHETIC,
+            kind="local",
+            path=str(synthetic_dir),
+            description="the embedded synthetic release",
+        )
     for name in sorted(releases.local_releases):
         out[name] = releases.source(name, str(synthetic_dir))
     releases_dir = synthetic_dir.parent
     bad = watch.invalid_incoming(releases_dir)
     if bad:
-        log.warning(f"{releases_dir / watch.INCOMING}: directory names not usable as release "
-                    f"names (letters, digits, '_', '.', '-'), ignored: {bad}")
+        log.warning(
+            f"{releases_dir / watch.INCOMING}: directory names not usable as release "
+            f"names (letters, digits, '_', '.', '-'), ignored: {bad}"
+        )
     for name, path in watch.incoming_releases(releases_dir).items():
         if name in out or name in KNOWN_RELEASES:
             log.warning(f"{path}: a release called {name!r} is already configured; ignored")
             continue
-        out[name] = ReleaseSource(name=name, kind="local", path=str(path),
-                                  description=f"drop-in directory {path}")
+        out[name] = ReleaseSource(
+            name=name, kind="local", path=str(path), description=f"drop-in directory {path}"
+        )
     for name in settings.public:
         out[name] = releases.source(name, str(synthetic_dir))
     return [s for s in out.values() if valid_release(s.name)]
@@ -92,8 +100,12 @@ def _manifest(lake: LakeResource, name: str) -> dict | None:
         "metadata column sets; local size, mtime and hash. Unreachable sources are skipped."
     ),
 )
-def release_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
-                   releases: ReleaseRegistry, release_watch: ReleaseWatch) -> dg.SensorResult:
+def release_sensor(
+    context: dg.SensorEvaluationContext,
+    lake: LakeResource,
+    releases: ReleaseRegistry,
+    release_watch: ReleaseWatch,
+) -> dg.SensorResult:
     cursor = watch.WatchCursor.from_json(context.cursor)
     now = time.time()
     requests: list[dg.RunRequest] = []
@@ -102,8 +114,9 @@ def release_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
         sources = watched_sources(lake, releases, release_watch, context.log)
     except Exception as exc:  # a broken configuration must not take the daemon down
         context.log.error(f"release_sensor: cannot list the release sources: {exc}")
-        return dg.SensorResult(skip_reason=f"cannot list the release sources: {exc}",
-                               cursor=context.cursor)
+        return dg.SensorResult(
+            skip_reason=f"cannot list the release sources: {exc}", cursor=context.cursor
+        )
     for source in sources:
         entry = cursor.entries.get(source.name)
         try:
@@ -115,42 +128,61 @@ def release_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
             cursor.entries[source.name] = watch.WatchEntry(
                 version=entry.version if entry else None,
                 signature=entry.signature if entry else None,
-                pending=entry.pending if entry else None, checked=now)
+                pending=entry.pending if entry else None,
+                checked=now,
+            )
             continue
         except Exception as exc:
-            context.log.error(f"{source.name}: check failed, skipped this tick: {exc!r}\n"
-                              f"{traceback.format_exc(limit=5)}")
+            context.log.error(
+                f"{source.name}: check failed, skipped this tick: {exc!r}\n"
+                f"{traceback.format_exc(limit=5)}"
+            )
             notes.append(f"{source.name}: check failed")
             continue
         cursor.entries[source.name] = decision.entry
         if decision.action == "request":
-            context.log.info(f"{source.name}: {decision.message}; requesting version "
-                             f"{decision.version}")
-            requests.append(dg.RunRequest(
-                run_key=watch.run_key(source.name, decision.version),
-                partition_key=source.name,
-                tags={RELEASE_TAG: source.name, VERSION_TAG: decision.version}))
+            context.log.info(
+                f"{source.name}: {decision.message}; requesting version {decision.version}"
+            )
+            requests.append(
+                dg.RunRequest(
+                    run_key=watch.run_key(source.name, decision.version),
+                    partition_key=source.name,
+                    tags={RELEASE_TAG: source.name, VERSION_TAG: decision.version},
+                )
+            )
         elif decision.action != "later":
             if decision.action != "unchanged":
                 context.log.info(f"{source.name}: {decision.action}: {decision.message}")
             notes.append(f"{source.name}: {decision.action}")
-    new_keys = missing_partitions(context.instance, release_partitions,
-                                  [r.partition_key for r in requests])
-    partition_requests = ([release_partitions.build_add_request(new_keys)] if new_keys else [])
+    new_keys = missing_partitions(
+        context.instance, release_partitions, [r.partition_key for r in requests]
+    )
+    partition_requests = [release_partitions.build_add_request(new_keys)] if new_keys else []
     if new_keys:
         context.log.info(f"adding release partitions: {new_keys}")
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=partition_requests,
         cursor=cursor.to_json(),
-        skip_reason=None if requests else (
-            "; ".join(notes) if notes else "no release sources to check (see L1000_WATCH_RELEASES, "
-            "L1000_LOCAL_RELEASES, <data root>/releases/incoming/)"),
+        skip_reason=None
+        if requests
+        else (
+            "; ".join(notes)
+            if notes
+            else "no release sources to check (see L1000_WATCH_RELEASES, "
+            "L1000_LOCAL_RELEASES, <data root>/releases/incoming/)"
+        ),
     )
 
 
-def _check(source: ReleaseSource, entry: watch.WatchEntry | None, now: float,
-           lake: LakeResource, settings: ReleaseWatch) -> watch.Decision:
+def _check(
+    source: ReleaseSource,
+    entry: watch.WatchEntry | None,
+    now: float,
+    lake: LakeResource,
+    settings: ReleaseWatch,
+) -> watch.Decision:
     previous = entry.signature if entry else None
     if source.kind == "local":
         signature = watch.local_signature(source.path, previous)
@@ -158,8 +190,11 @@ def _check(source: ReleaseSource, entry: watch.WatchEntry | None, now: float,
         signature = None  # checked recently enough
     else:
         signature = watch.http_signature(source, previous, timeout=settings.timeout_seconds)
-    ingested = (signature is not None and (entry is None or entry.version is None)
-                and watch.matches_manifest(signature, _manifest(lake, source.name)))
+    ingested = (
+        signature is not None
+        and (entry is None or entry.version is None)
+        and watch.matches_manifest(signature, _manifest(lake, source.name))
+    )
     # The synthetic release is swapped in whole by synthetic_release: nothing to wait for.
     settle = settings.settle and source.kind == "local" and source.name != SYNTHETIC
     return watch.step(entry, signature, now=now, ingested=ingested, settle=settle)

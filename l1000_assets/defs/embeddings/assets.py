@@ -1,7 +1,6 @@
 """Embeddings of the lake: every profile embedded by the current model, its signature and
 perturbagen aggregates, and the MODZ z-score signatures (the CMap level-5 baseline)."""
 
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -37,13 +36,16 @@ from l1000_assets.lib.resources import LakeResource
 
 
 def _embedding_schema(*columns: str) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]
-                          + [dg.TableColumn(EMBEDDING_COLUMN, "float32[d], unit length")])
+    return dg.TableSchema(
+        columns=[dg.TableColumn(c, "string") for c in columns]
+        + [dg.TableColumn(EMBEDDING_COLUMN, "float32[d], unit length")]
+    )
 
 
 class ProfileEmbeddingsConfig(dg.Config):
-    batch_size: int = Field(default=16_384, ge=64,
-                            description="Profiles read and embedded per batch.")
+    batch_size: int = Field(
+        default=16_384, ge=64, description="Profiles read and embedded per batch."
+    )
 
 
 @dg.asset(
@@ -60,8 +62,9 @@ class ProfileEmbeddingsConfig(dg.Config):
         "model load. Replaced atomically."
     ),
 )
-def profile_embeddings(context: dg.AssetExecutionContext, config: ProfileEmbeddingsConfig,
-                       lake: LakeResource) -> dg.MaterializeResult:
+def profile_embeddings(
+    context: dg.AssetExecutionContext, config: ProfileEmbeddingsConfig, lake: LakeResource
+) -> dg.MaterializeResult:
     from l1000_assets.core.model.network import embed
     from l1000_assets.core.model.store import load_card, load_embedding
 
@@ -73,30 +76,41 @@ def profile_embeddings(context: dg.AssetExecutionContext, config: ProfileEmbeddi
     for cell in context.partition_keys:
         files = sorted(lake.landmark_dir(cell).glob("*.parquet"))
         if not files:
-            raise dg.Failure(f"no landmark profiles for cell line {cell!r} under "
-                             f"{lake.landmark_dir(cell)}: materialize landmark_profiles")
+            raise dg.Failure(
+                f"no landmark profiles for cell line {cell!r} under "
+                f"{lake.landmark_dir(cell)}: materialize landmark_profiles"
+            )
         for path in files:
             if read_profile_gene_ids(path) != gene_order:
-                raise dg.Failure(f"{path}: model/gene-order mismatch: the lake's landmark "
-                                 f"order differs from the model card's gene_order "
-                                 f"({card}); train the model on this lake again")
+                raise dg.Failure(
+                    f"{path}: model/gene-order mismatch: the lake's landmark "
+                    f"order differs from the model card's gene_order "
+                    f"({card}); train the model on this lake again"
+                )
         try:
             rows[cell] = write_profile_embeddings(
-                files, lambda x: embed(model, x), lake.profile_embeddings_path(cell),
-                version=version, batch_size=config.batch_size,
-                progress=ProgressReporter(lambda m, c=cell: context.log.info(f"{c}: {m}"),
-                                          interval=10.0))
+                files,
+                lambda x: embed(model, x),
+                lake.profile_embeddings_path(cell),
+                version=version,
+                batch_size=config.batch_size,
+                progress=ProgressReporter(
+                    lambda m, c=cell: context.log.info(f"{c}: {m}"), interval=10.0
+                ),
+            )
         except L1000InputError as exc:
             raise dg.Failure(str(exc)) from exc
     table = pd.DataFrame({"cell_id": list(rows), "profiles": list(rows.values())})
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": int(table["profiles"].sum()),
-        "model_version": version,
-        "embedding_dim": int(model.output_shape[-1]),
-        "profiles_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
-        "path": dg.MetadataValue.path(str(lake.profile_embeddings_path("*"))),
-        "dagster/column_schema": _embedding_schema("inst_id", "pert_id", "cell_id"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(table["profiles"].sum()),
+            "model_version": version,
+            "embedding_dim": int(model.output_shape[-1]),
+            "profiles_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "path": dg.MetadataValue.path(str(lake.profile_embeddings_path("*"))),
+            "dagster/column_schema": _embedding_schema("inst_id", "pert_id", "cell_id"),
+        }
+    )
 
 
 @dg.asset(
@@ -110,23 +124,28 @@ def profile_embeddings(context: dg.AssetExecutionContext, config: ProfileEmbeddi
         "is cell:pert:dose unit:time unit."
     ),
 )
-def signature_embeddings(context: dg.AssetExecutionContext,
-                         lake: LakeResource) -> dg.MaterializeResult:
+def signature_embeddings(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> dg.MaterializeResult:
     try:
-        n = write_signature_embeddings(profile_embedding_files(lake), lake.signature_embeddings_path,
-                                       log=context.log.info)
+        n = write_signature_embeddings(
+            profile_embedding_files(lake), lake.signature_embeddings_path, log=context.log.info
+        )
     except L1000InputError as exc:
         raise dg.Failure(str(exc)) from exc
     meta, _ = read_embeddings(lake.signature_embeddings_path, ["n_replicates"])
     replicates = meta.column("n_replicates").to_numpy()
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": n,
-        "median_replicates": float(np.median(replicates)) if n else 0.0,
-        "single_replicate_signatures": int((replicates == 1).sum()),
-        "path": dg.MetadataValue.path(str(lake.signature_embeddings_path)),
-        "dagster/column_schema": _embedding_schema("sig_id", "pert_id", "cell_id",
-                                                   "n_replicates"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "median_replicates": float(np.median(replicates)) if n else 0.0,
+            "single_replicate_signatures": int((replicates == 1).sum()),
+            "path": dg.MetadataValue.path(str(lake.signature_embeddings_path)),
+            "dagster/column_schema": _embedding_schema(
+                "sig_id", "pert_id", "cell_id", "n_replicates"
+            ),
+        }
+    )
 
 
 @dg.asset(
@@ -140,47 +159,64 @@ def signature_embeddings(context: dg.AssetExecutionContext,
         "signature and cell line counts."
     ),
 )
-def perturbagen_embeddings(context: dg.AssetExecutionContext,
-                           lake: LakeResource) -> dg.MaterializeResult:
+def perturbagen_embeddings(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> dg.MaterializeResult:
     try:
-        n = write_perturbagen_embeddings(profile_embedding_files(lake), lake.perturbagen_embeddings_path,
-                                         log=context.log.info)
+        n = write_perturbagen_embeddings(
+            profile_embedding_files(lake), lake.perturbagen_embeddings_path, log=context.log.info
+        )
     except L1000InputError as exc:
         raise dg.Failure(str(exc)) from exc
     meta, _ = read_embeddings(lake.perturbagen_embeddings_path, ["pert_type", "cell_id"])
     df = meta.to_pandas()
     overall = df[df["cell_id"].isna()]
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": n,
-        "perturbagens": len(overall),
-        "perturbagens_by_type": dg.MetadataValue.md(
-            overall["pert_type"].value_counts().rename_axis("pert_type")
-            .reset_index(name="perturbagens").to_markdown(index=False)),
-        "path": dg.MetadataValue.path(str(lake.perturbagen_embeddings_path)),
-        "dagster/column_schema": _embedding_schema("pert_id", "pert_iname", "pert_type",
-                                                   "cell_id"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "perturbagens": len(overall),
+            "perturbagens_by_type": dg.MetadataValue.md(
+                overall["pert_type"]
+                .value_counts()
+                .rename_axis("pert_type")
+                .reset_index(name="perturbagens")
+                .to_markdown(index=False)
+            ),
+            "path": dg.MetadataValue.path(str(lake.perturbagen_embeddings_path)),
+            "dagster/column_schema": _embedding_schema(
+                "pert_id", "pert_iname", "pert_type", "cell_id"
+            ),
+        }
+    )
 
 
-@dg.asset_check(asset=PERTURBAGEN_EMBEDDINGS, blocking=True,
-                description="Every perturbagen embedding is finite and of unit length, and "
-                            "each perturbagen has exactly one all-cell-line row.")
+@dg.asset_check(
+    asset=PERTURBAGEN_EMBEDDINGS,
+    blocking=True,
+    description="Every perturbagen embedding is finite and of unit length, and "
+    "each perturbagen has exactly one all-cell-line row.",
+)
 def perturbagen_embeddings_unit_length(lake: LakeResource) -> dg.AssetCheckResult:
     meta, x = read_embeddings(lake.perturbagen_embeddings_path, ["pert_id", "cell_id"])
     df = meta.to_pandas()
     norms = np.linalg.norm(x, axis=1)
     overall = df.loc[df["cell_id"].isna(), "pert_id"]
     bad = int((~np.isfinite(x).all(axis=1) | (np.abs(norms - 1) > 1e-4)).sum())
-    return dg.AssetCheckResult(passed=bad == 0 and overall.is_unique and
-                               set(overall) == set(df["pert_id"]),
-                               metadata={"not_unit_length": bad, "rows": len(df),
-                                         "perturbagens": int(overall.nunique())})
+    return dg.AssetCheckResult(
+        passed=bad == 0 and overall.is_unique and set(overall) == set(df["pert_id"]),
+        metadata={"not_unit_length": bad, "rows": len(df), "perturbagens": int(overall.nunique())},
+    )
 
 
 class ZscoreSignaturesConfig(dg.Config):
-    memory_limit_mb: int = Field(default=1024, ge=64, description=(
-        "DuckDB memory for sorting a cell line's profiles by signature (spills to disk "
-        "beyond it)."))
+    memory_limit_mb: int = Field(
+        default=1024,
+        ge=64,
+        description=(
+            "DuckDB memory for sorting a cell line's profiles by signature (spills to disk "
+            "beyond it)."
+        ),
+    )
 
 
 @dg.asset(
@@ -196,21 +232,29 @@ class ZscoreSignaturesConfig(dg.Config):
         "signature_embeddings and a fixed-size float32[978] signature column."
     ),
 )
-def zscore_signatures(context: dg.AssetExecutionContext, config: ZscoreSignaturesConfig,
-                      lake: LakeResource) -> dg.MaterializeResult:
+def zscore_signatures(
+    context: dg.AssetExecutionContext, config: ZscoreSignaturesConfig, lake: LakeResource
+) -> dg.MaterializeResult:
     counts = {}
     for cell in context.partition_keys:
         files = sorted(lake.landmark_dir(cell).glob("*.parquet"))
         if not files:
-            raise dg.Failure(f"no landmark profiles for cell line {cell!r}: materialize "
-                             "landmark_profiles")
+            raise dg.Failure(
+                f"no landmark profiles for cell line {cell!r}: materialize landmark_profiles"
+            )
         counts[cell] = write_zscore_signatures(
-            files, lake.zscore_signatures_path(cell), memory_limit_mb=config.memory_limit_mb,
-            progress=ProgressReporter(lambda m, c=cell: context.log.info(f"{c}: {m}"),
-                                      interval=10.0))
+            files,
+            lake.zscore_signatures_path(cell),
+            memory_limit_mb=config.memory_limit_mb,
+            progress=ProgressReporter(
+                lambda m, c=cell: context.log.info(f"{c}: {m}"), interval=10.0
+            ),
+        )
     table = pd.DataFrame({"cell_id": list(counts), "signatures": list(counts.values())})
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": int(table["signatures"].sum()),
-        "signatures_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
-        "path": dg.MetadataValue.path(str(lake.zscore_signatures_path("*"))),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(table["signatures"].sum()),
+            "signatures_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "path": dg.MetadataValue.path(str(lake.zscore_signatures_path("*"))),
+        }
+    )

@@ -42,27 +42,34 @@ class EvaluationMetricsConfig(dg.Config):
     protocols: list[str] = Field(
         default=["same_perturbagen", "replicates", "moa", "target"],
         description="Protocols: same perturbagen, biological replicates, drug-level MOA and "
-                    "target (perturbagen = mean of its profiles).")
+        "target (perturbagen = mean of its profiles).",
+    )
     methods: list[str] = Field(
         default=["embedding", "zscore_cosine", "zscore_euclidean", "wtcs"],
         description="Methods compared on the same queries: embedding, zscore_cosine, "
-                    "zscore_euclidean, wtcs, and ncs (WTCS normalized per cell line and "
-                    "perturbagen type; twice the cost of wtcs).")
+        "zscore_euclidean, wtcs, and ncs (WTCS normalized per cell line and "
+        "perturbagen type; twice the cost of wtcs).",
+    )
     mode: Literal["exact", "sampled"] = Field(
-        default="exact", description="Exact ranks among every held-out negative, or the "
-                                     "paper's sampled mode (n_sampled negatives per query).")
+        default="exact",
+        description="Exact ranks among every held-out negative, or the "
+        "paper's sampled mode (n_sampled negatives per query).",
+    )
     n_sampled: int = Field(default=10_000, ge=1, description="Negatives per query (sampled).")
-    max_profiles: int = Field(default=50_000, ge=10,
-                              description="Seeded subsample of held-out profiles beyond this.")
-    max_wtcs_queries: int = Field(default=1000, ge=1,
-                                  description="Seeded WTCS/NCS queries (against every "
-                                              "candidate).")
+    max_profiles: int = Field(
+        default=50_000, ge=10, description="Seeded subsample of held-out profiles beyond this."
+    )
+    max_wtcs_queries: int = Field(
+        default=1000, ge=1, description="Seeded WTCS/NCS queries (against every candidate)."
+    )
     wtcs_k: int = Field(default=150, ge=1, description="Top/bottom genes of a WTCS query.")
     extra_splits: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Further perturbagen splits (seeds after the model's), each with a model "
-                    "trained like the current one: intervals over splits instead of a "
-                    "bootstrap. Each costs one training run.")
+        "trained like the current one: intervals over splits instead of a "
+        "bootstrap. Each costs one training run.",
+    )
     bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples (one split).")
     per_cell_line: bool = Field(default=True, description="Also one group per cell line.")
     seed: int = Field(default=0, description="Seed of subsampling, sampling and bootstrap.")
@@ -79,25 +86,36 @@ def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int
 
     perts = pd.concat([pq.read_table(f, columns=["pert_id"]).to_pandas() for f in files])
     split = assign_splits(perts["pert_id"], seed=seed)
-    groups = {s: set(split.loc[split["split"] == s, "pert_id"]) for s in (TRAIN, VALIDATION,
-                                                                           TEST)}
+    groups = {s: set(split.loc[split["split"] == s, "pert_id"]) for s in (TRAIN, VALIDATION, TEST)}
     stats = normalization_stats(files, groups[TRAIN])
-    train_config = TrainConfig(**{k: v for k, v in card["train_config"].items()
-                                  if k in TrainConfig.__dataclass_fields__})
+    train_config = TrainConfig(
+        **{k: v for k, v in card["train_config"].items() if k in TrainConfig.__dataclass_fields__}
+    )
     model_config = ModelConfig(**card["model_config"])
     validation = load_split_profiles(files, groups[VALIDATION], max_profiles=4000, seed=seed)
     with tempfile.TemporaryDirectory(prefix=f"l1000-split{seed}-") as ckpt:
-        result = train(files, sorted(groups[TRAIN]), validation, stats, model_config,
-                       train_config, Path(ckpt), log=context.log.info)
+        result = train(
+            files,
+            sorted(groups[TRAIN]),
+            validation,
+            stats,
+            model_config,
+            train_config,
+            Path(ckpt),
+            log=context.log.info,
+        )
     return result.embedding, groups[TEST]
 
 
 @dg.asset(
     key=EVALUATION_METRICS,
     group_name=EVALUATION_GROUP,
-    deps=[EMBEDDING_MODEL, PERTURBAGEN_SPLIT,
-          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
-          dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS)],
+    deps=[
+        EMBEDDING_MODEL,
+        PERTURBAGEN_SPLIT,
+        dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
+        dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
+    ],
     kinds={"parquet", "numpy"},
     description=(
         "The paper's retrieval protocols on held-out perturbagens (same perturbagen, "
@@ -108,8 +126,9 @@ def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int
         "the published figures."
     ),
 )
-def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetricsConfig,
-                       lake: LakeResource) -> dg.MaterializeResult:
+def evaluation_metrics(
+    context: dg.AssetExecutionContext, config: EvaluationMetricsConfig, lake: LakeResource
+) -> dg.MaterializeResult:
     from l1000_assets.core.evaluation.protocols import (
         EvaluationConfig,
         load_heldout,
@@ -125,12 +144,16 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
     from l1000_assets.core.model.store import load_card, load_embedding
     from l1000_assets.core.readacross.ranking import read_annotations
 
-    for name, given, known in (("protocols", config.protocols, PROTOCOLS),
-                               ("methods", config.methods, METHODS)):
+    for name, given, known in (
+        ("protocols", config.protocols, PROTOCOLS),
+        ("methods", config.methods, METHODS),
+    ):
         unknown = sorted(set(given) - set(known))
         if unknown or not given:
-            raise dg.Failure(f"{name}: unknown {', '.join(unknown) or '(none given)'}; "
-                             f"choose from {', '.join(known)}")
+            raise dg.Failure(
+                f"{name}: unknown {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(known)}"
+            )
     files = landmark_files(lake)
     if not (lake.model_dir / "embedding.keras").exists():
         raise dg.Failure(f"no model in {lake.model_dir}: materialize embedding_model first")
@@ -139,12 +162,25 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
     # MOA and target per perturbagen, the first known value over the releases.
     perturbagens = read_annotations(lake.metadata_files("perturbagens"))
     eval_config = EvaluationConfig(
-        protocols=config.protocols, methods=config.methods, mode=config.mode,
-        n_sampled=config.n_sampled, max_wtcs_queries=config.max_wtcs_queries,
-        wtcs_k=config.wtcs_k, per_cell_line=config.per_cell_line, seed=config.seed)
+        protocols=config.protocols,
+        methods=config.methods,
+        mode=config.mode,
+        n_sampled=config.n_sampled,
+        max_wtcs_queries=config.max_wtcs_queries,
+        wtcs_k=config.wtcs_k,
+        per_cell_line=config.per_cell_line,
+        seed=config.seed,
+    )
     base_seed = int(split["seed"].iloc[0])
-    models = [(base_seed, lambda: (load_embedding(lake.model_dir),
-                                   set(split.loc[split["split"] == TEST, "pert_id"])))]
+    models = [
+        (
+            base_seed,
+            lambda: (
+                load_embedding(lake.model_dir),
+                set(split.loc[split["split"] == TEST, "pert_id"]),
+            ),
+        )
+    ]
     for i in range(config.extra_splits):
         s = base_seed + 1 + i
         models.append((s, lambda s=s: _extra_split_model(context, lake, files, card, s)))
@@ -154,12 +190,15 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
     for k, (split_seed, get_model) in enumerate(models):
         context.log.info(f"split {k + 1}/{len(models)} (seed {split_seed})")
         model, heldout_perts = get_model()
-        heldout = load_heldout(files, heldout_perts, perturbagens,
-                               max_profiles=config.max_profiles, seed=config.seed)
+        heldout = load_heldout(
+            files, heldout_perts, perturbagens, max_profiles=config.max_profiles, seed=config.seed
+        )
         if len(heldout.meta) < 2:
             raise dg.Failure(f"split seed {split_seed}: fewer than 2 held-out profiles")
-        context.log.info(f"{len(heldout.meta):,} held-out profiles of "
-                         f"{heldout.meta['pert_id'].nunique():,} perturbagens")
+        context.log.info(
+            f"{len(heldout.meta):,} held-out profiles of "
+            f"{heldout.meta['pert_id'].nunique():,} perturbagens"
+        )
         embeddings = embed(model, heldout.values) if "embedding" in config.methods else None
         all_runs.append(run_protocols(heldout, embeddings, eval_config, log=context.log.info))
     table = metrics_table(all_runs, n_boot=config.bootstrap, seed=config.seed)
@@ -180,33 +219,46 @@ def evaluation_metrics(context: dg.AssetExecutionContext, config: EvaluationMetr
     context.log.info("\n" + markdown)
 
     def headline(method: str, metric: str) -> float:
-        sel = table[(table["protocol"] == "same_perturbagen") & (table["group"] == "all")
-                    & (table["method"] == method) & (table["metric"] == metric)]
+        sel = table[
+            (table["protocol"] == "same_perturbagen")
+            & (table["group"] == "all")
+            & (table["method"] == method)
+            & (table["metric"] == metric)
+        ]
         return round(float(sel["value"].iloc[0]), 4) if len(sel) else float("nan")
 
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(out / METRICS_FILE)),
-        "dagster/row_count": len(table),
-        "table1": dg.MetadataValue.md(markdown),
-        "recall_curves": png_markdown(out / PLOT_FILE, "recall versus rank quantile"),
-        "n_splits": len(models),
-        "mode": config.mode,
-        **{f"auc_{m}": headline(m, "auc") for m in config.methods},
-        **{f"top_0.01_{m}": headline(m, "recall_top_0.01") for m in config.methods},
-        "seconds": round(seconds, 1),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(out / METRICS_FILE)),
+            "dagster/row_count": len(table),
+            "table1": dg.MetadataValue.md(markdown),
+            "recall_curves": png_markdown(out / PLOT_FILE, "recall versus rank quantile"),
+            "n_splits": len(models),
+            "mode": config.mode,
+            **{f"auc_{m}": headline(m, "auc") for m in config.methods},
+            **{f"top_0.01_{m}": headline(m, "recall_top_0.01") for m in config.methods},
+            "seconds": round(seconds, 1),
+        }
+    )
 
 
-@dg.asset_check(asset=EVALUATION_METRICS, blocking=True,
-                description="On held-out perturbagens (same-perturbagen positives, all "
-                            "queries) the embedding beats z-score cosine in AUC and in "
-                            "top-0.01 recall.")
+@dg.asset_check(
+    asset=EVALUATION_METRICS,
+    blocking=True,
+    description="On held-out perturbagens (same-perturbagen positives, all "
+    "queries) the embedding beats z-score cosine in AUC and in "
+    "top-0.01 recall.",
+)
 def embedding_beats_zscore_cosine(lake: LakeResource) -> dg.AssetCheckResult:
     table = pd.read_parquet(evaluation_dir(lake) / METRICS_FILE)
     sel = table[(table["protocol"] == "same_perturbagen") & (table["group"] == "all")]
     value = sel.set_index(["method", "metric"])["value"]
-    needed = [("embedding", "auc"), ("zscore_cosine", "auc"),
-              ("embedding", "recall_top_0.01"), ("zscore_cosine", "recall_top_0.01")]
+    needed = [
+        ("embedding", "auc"),
+        ("zscore_cosine", "auc"),
+        ("embedding", "recall_top_0.01"),
+        ("zscore_cosine", "recall_top_0.01"),
+    ]
     missing = [f"{m}/{k}" for m, k in needed if (m, k) not in value.index]
     if missing:
         return dg.AssetCheckResult(passed=False, metadata={"missing": ", ".join(missing)})
@@ -214,6 +266,10 @@ def embedding_beats_zscore_cosine(lake: LakeResource) -> dg.AssetCheckResult:
     top = (value[("embedding", "recall_top_0.01")], value[("zscore_cosine", "recall_top_0.01")])
     return dg.AssetCheckResult(
         passed=bool(auc[0] > auc[1] and top[0] > top[1]),
-        metadata={"auc_embedding": float(auc[0]), "auc_zscore_cosine": float(auc[1]),
-                  "top_0.01_embedding": float(top[0]),
-                  "top_0.01_zscore_cosine": float(top[1])})
+        metadata={
+            "auc_embedding": float(auc[0]),
+            "auc_zscore_cosine": float(auc[1]),
+            "top_0.01_embedding": float(top[0]),
+            "top_0.01_zscore_cosine": float(top[1]),
+        },
+    )

@@ -41,11 +41,17 @@ from l1000_assets.lib.resources import LakeResource
 
 
 class LandmarkProfilesConfig(dg.Config):
-    block_size: int = Field(default=8192, ge=64, description=(
-        "Profiles read from the GCTX per block (memory ~4 KB each when the landmark rows "
-        "are contiguous in the file, up to ~50 KB when they are spread over all genes)."))
+    block_size: int = Field(
+        default=8192,
+        ge=64,
+        description=(
+            "Profiles read from the GCTX per block (memory ~4 KB each when the landmark rows "
+            "are contiguous in the file, up to ~50 KB when they are spread over all genes)."
+        ),
+    )
     on_bad_input: Literal["strict", "skip"] = Field(
-        default=STRICT, description="As for release_metadata: fail, or drop and report.")
+        default=STRICT, description="As for release_metadata: fail, or drop and report."
+    )
 
 
 @dg.asset(
@@ -64,8 +70,12 @@ class LandmarkProfilesConfig(dg.Config):
         "each release. Replaced atomically."
     ),
 )
-def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfilesConfig,
-                      lake: LakeResource, releases: ReleaseRegistry) -> dg.MaterializeResult:
+def landmark_profiles(
+    context: dg.AssetExecutionContext,
+    config: LandmarkProfilesConfig,
+    lake: LakeResource,
+    releases: ReleaseRegistry,
+) -> dg.MaterializeResult:
     cells = list(context.partition_keys)
     written: dict[str, dict[str, int]] = {c: {} for c in cells}
     removed: dict[str, int] = dict.fromkeys(cells, 0)
@@ -86,13 +96,17 @@ def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfile
                 matrix = find_matrix(release_root(source, lake), release_file_names(source))
                 context.log.info(f"{name}: {len(here)} cell line(s), reading {matrix}")
                 report = write_landmark_profiles_from_metadata(
-                    matrix, inst,
+                    matrix,
+                    inst,
                     read_canonical_landmarks(lake.metadata_dir(name) / "genes.parquet"),
                     {c: tmp_dirs[c] / f"{name}.parquet" for c in here},
-                    release=name, metadata_path=inst_path, on_bad_input=config.on_bad_input,
+                    release=name,
+                    metadata_path=inst_path,
+                    on_bad_input=config.on_bad_input,
                     block_size=config.block_size,
-                    progress=ProgressReporter(lambda m, n=name: context.log.info(f"{n}: {m}"),
-                                              interval=10.0),
+                    progress=ProgressReporter(
+                        lambda m, n=name: context.log.info(f"{n}: {m}"), interval=10.0
+                    ),
                 )
             except L1000InputError as exc:
                 raise dg.Failure(str(exc)) from exc
@@ -102,27 +116,43 @@ def landmark_profiles(context: dg.AssetExecutionContext, config: LandmarkProfile
             for c in here:
                 written[c][name] = report.rows_written[c]
                 removed[c] += report.controls_removed[c]
-    rows = pd.DataFrame([{"cell_id": c, "release": r, "profiles": n}
-                         for c, per in written.items() for r, n in per.items()])
+    rows = pd.DataFrame(
+        [
+            {"cell_id": c, "release": r, "profiles": n}
+            for c, per in written.items()
+            for r, n in per.items()
+        ]
+    )
     total = int(rows["profiles"].sum()) if len(rows) else 0
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": total,
-        "cell_lines": len(cells),
-        "controls_removed": int(sum(removed.values())),
-        "skipped_ids": dg.MetadataValue.json(skipped),
-        "profiles_per_cell_line": dg.MetadataValue.md(rows.to_markdown(index=False))
-        if len(rows) else "none",
-        "lake_dir": dg.MetadataValue.path(str(lake.landmark_dir("*").parent)),
-        "dagster/column_schema": dg.TableSchema(columns=[
-            dg.TableColumn("inst_id", "string"), dg.TableColumn("pert_id", "string"),
-            dg.TableColumn("cell_id", "string"), dg.TableColumn("release", "string"),
-            dg.TableColumn("landmarks", f"float32[{N_LANDMARKS}]")]),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "cell_lines": len(cells),
+            "controls_removed": int(sum(removed.values())),
+            "skipped_ids": dg.MetadataValue.json(skipped),
+            "profiles_per_cell_line": dg.MetadataValue.md(rows.to_markdown(index=False))
+            if len(rows)
+            else "none",
+            "lake_dir": dg.MetadataValue.path(str(lake.landmark_dir("*").parent)),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn("inst_id", "string"),
+                    dg.TableColumn("pert_id", "string"),
+                    dg.TableColumn("cell_id", "string"),
+                    dg.TableColumn("release", "string"),
+                    dg.TableColumn("landmarks", f"float32[{N_LANDMARKS}]"),
+                ]
+            ),
+        }
+    )
 
 
-@dg.asset_check(asset=LANDMARK_PROFILES, blocking=True,
-                description="Every lake file has the 978 landmarks in the genes table's order, "
-                            "no NaN/inf values and unique inst_id.")
+@dg.asset_check(
+    asset=LANDMARK_PROFILES,
+    blocking=True,
+    description="Every lake file has the 978 landmarks in the genes table's order, "
+    "no NaN/inf values and unique inst_id.",
+)
 def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
     problems = []
     n_rows = 0
@@ -150,18 +180,28 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
     if len(orders) > 1:
         # One model reads every file: all releases must share one landmark gene list.
         groups = [sorted(set(r)) for r in orders.values()]
-        problems.append(f"{len(orders)} different landmark gene lists across the lake "
-                        f"(releases {' vs '.join(', '.join(g) for g in groups[:3])})")
+        problems.append(
+            f"{len(orders)} different landmark gene lists across the lake "
+            f"(releases {' vs '.join(', '.join(g) for g in groups[:3])})"
+        )
     if duplicates:
         problems.append(f"{duplicates} duplicate inst_id across the lake")
-    return dg.AssetCheckResult(passed=not problems, metadata={
-        "n_files": len(files), "n_profiles": n_rows,
-        "problems": "; ".join(problems[:5]) or "none"})
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "n_files": len(files),
+            "n_profiles": n_rows,
+            "problems": "; ".join(problems[:5]) or "none",
+        },
+    )
 
 
-@dg.asset_check(asset=LANDMARK_PROFILES, blocking=True,
-                description="Every lake profile has metadata and every non-control metadata "
-                            "row of a cell line in the lake has a profile.")
+@dg.asset_check(
+    asset=LANDMARK_PROFILES,
+    blocking=True,
+    description="Every lake profile has metadata and every non-control metadata "
+    "row of a cell line in the lake has a profile.",
+)
 def landmark_profiles_match_metadata(lake: LakeResource) -> dg.AssetCheckResult:
     problems = []
     by_release: dict[str, set[str]] = {}
@@ -179,5 +219,6 @@ def landmark_profiles_match_metadata(lake: LakeResource) -> dg.AssetCheckResult:
             problems.append(f"{release}: {len(ids - expected)} profiles without metadata")
         if expected - ids:
             problems.append(f"{release}: {len(expected - ids)} metadata rows without profile")
-    return dg.AssetCheckResult(passed=not problems,
-                               metadata={"problems": "; ".join(problems) or "none"})
+    return dg.AssetCheckResult(
+        passed=not problems, metadata={"problems": "; ".join(problems) or "none"}
+    )

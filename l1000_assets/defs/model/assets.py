@@ -32,8 +32,11 @@ class PerturbagenSplitConfig(dg.Config):
     n_folds: int = Field(default=5, ge=2, description="Folds; one is held out (5 -> 20%).")
     test_fold: int = Field(default=0, ge=0, description="The held-out fold.")
     validation_fraction: float = Field(
-        default=0.1, ge=0.0, lt=1.0,
-        description="Training perturbagens set aside to pick the best checkpoint.")
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Training perturbagens set aside to pick the best checkpoint.",
+    )
 
 
 @dg.asset(
@@ -51,35 +54,50 @@ def perturbagen_split(config: PerturbagenSplitConfig, lake: LakeResource) -> dg.
     if config.test_fold >= config.n_folds:
         raise dg.Failure(f"test_fold {config.test_fold} must be below n_folds {config.n_folds}")
     profiles = pd.concat(
-        [pq.read_table(f, columns=["pert_id", "pert_type"]).to_pandas() for f in landmark_files(lake)])
-    counts = profiles.groupby("pert_id").agg(pert_type=("pert_type", "first"),
-                                             n_profiles=("pert_type", "size")).reset_index()
-    split = assign_splits(counts["pert_id"], seed=config.seed, n_folds=config.n_folds,
-                          test_fold=config.test_fold,
-                          validation_fraction=config.validation_fraction)
+        [
+            pq.read_table(f, columns=["pert_id", "pert_type"]).to_pandas()
+            for f in landmark_files(lake)
+        ]
+    )
+    counts = (
+        profiles.groupby("pert_id")
+        .agg(pert_type=("pert_type", "first"), n_profiles=("pert_type", "size"))
+        .reset_index()
+    )
+    split = assign_splits(
+        counts["pert_id"],
+        seed=config.seed,
+        n_folds=config.n_folds,
+        test_fold=config.test_fold,
+        validation_fraction=config.validation_fraction,
+    )
     split = split.merge(counts, on="pert_id")
     split["seed"] = config.seed
     with atomic_file(lake.split_path) as tmp:
         split.to_parquet(tmp, index=False)
-    summary = split.groupby(["split", "pert_type"]).agg(
-        perturbagens=("pert_id", "size"), profiles=("n_profiles", "sum")).reset_index()
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(lake.split_path)),
-        "dagster/row_count": len(split),
-        **{f"n_{s}": int((split["split"] == s).sum()) for s in (TRAIN, VALIDATION, TEST)},
-        "seed": config.seed,
-        "summary": dg.MetadataValue.md(summary.to_markdown(index=False)),
-    })
+    summary = (
+        split.groupby(["split", "pert_type"])
+        .agg(perturbagens=("pert_id", "size"), profiles=("n_profiles", "sum"))
+        .reset_index()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(lake.split_path)),
+            "dagster/row_count": len(split),
+            **{f"n_{s}": int((split["split"] == s).sum()) for s in (TRAIN, VALIDATION, TEST)},
+            "seed": config.seed,
+            "summary": dg.MetadataValue.md(summary.to_markdown(index=False)),
+        }
+    )
 
 
 @dg.asset(
     key=NORMALIZATION_STATS,
     group_name=MODEL_GROUP,
-    deps=[PERTURBAGEN_SPLIT,
-          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS)],
+    deps=[PERTURBAGEN_SPLIT, dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS)],
     kinds={"json", "numpy"},
     description="Per-gene mean and SD of the 978 landmarks over the training profiles only, "
-                "streamed from the lake; stored with a SHA-256 the model records.",
+    "streamed from the lake; stored with a SHA-256 the model records.",
 )
 def normalization_stats(lake: LakeResource) -> dg.MaterializeResult:
     from l1000_assets.core.model.normalization import normalization_stats as compute
@@ -105,25 +123,34 @@ class EmbeddingModelConfig(dg.Config):
     """Defaults are the demo configuration (minutes on 2 CPU cores). The paper's: depth 64,
     growth 16, steps 8000, batch_size 8192 (on a GPU)."""
 
-    depth: int = Field(default=16, ge=1, description="Dense layers in the DenseNet stack (paper 64).")
-    growth: int = Field(default=32, ge=1, description="Units per layer, the growth rate (paper 16).")
+    depth: int = Field(
+        default=16, ge=1, description="Dense layers in the DenseNet stack (paper 64)."
+    )
+    growth: int = Field(
+        default=32, ge=1, description="Units per layer, the growth rate (paper 16)."
+    )
     embedding_dim: int = Field(default=32, ge=2, description="Embedding size (paper 32).")
     noise_sd: float = Field(default=0.3, ge=0, description="Gaussian input noise SD in training.")
     head: Literal["cosface", "arcface"] = Field(
-        default="cosface", description="Additive cosine margin (paper) or angular (ArcFace).")
+        default="cosface", description="Additive cosine margin (paper) or angular (ArcFace)."
+    )
     scale: Literal["trainable", "adacos"] = Field(
-        default="trainable", description="Trainable logit scale (paper) or AdaCos fixed.")
+        default="trainable", description="Trainable logit scale (paper) or AdaCos fixed."
+    )
     max_margin: float = Field(default=0.25, ge=0, description="Final margin (paper 0.25).")
     margin_ramp: float = Field(default=0.0002, ge=0, description="Margin added per step.")
     steps: int = Field(default=2000, ge=1, description="Optimizer steps (paper 8,000).")
-    batch_size: int = Field(default=0, ge=0,
-                            description="0: 8,192 on a GPU, 512 on CPU (paper 8,192).")
+    batch_size: int = Field(
+        default=0, ge=0, description="0: 8,192 on a GPU, 512 on CPU (paper 8,192)."
+    )
     learning_rate: float = Field(default=1e-3, gt=0, description="Adam peak learning rate.")
-    checkpoint_every: int = Field(default=250, ge=1,
-                                  description="Steps between checkpoints and validation.")
+    checkpoint_every: int = Field(
+        default=250, ge=1, description="Steps between checkpoints and validation."
+    )
     mixed_precision: bool = Field(default=False, description="mixed_float16 on a GPU.")
-    memory_budget_mb: int = Field(default=4096, ge=64,
-                                  description="Load the training set if it fits, else stream.")
+    memory_budget_mb: int = Field(
+        default=4096, ge=64, description="Load the training set if it fits, else stream."
+    )
     fresh_start: bool = Field(default=False, description="Ignore an existing checkpoint.")
     seed: int = Field(default=0, description="Initialization and shuffling seed.")
 
@@ -136,15 +163,20 @@ def heldout_comparison(embedding, test, max_profiles: int = 6000, seed: int = 0)
     if len(idx) > max_profiles:
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_profiles, replace=False))
     x, labels = test.values[idx], test.pert_ids[idx]
-    return {name: RetrievalSummary.from_quantiles(same_label_quantiles(v, labels), len(idx))
-            for name, v in (("zscore_cosine", x), ("embedding", embed(embedding, x)))}
+    return {
+        name: RetrievalSummary.from_quantiles(same_label_quantiles(v, labels), len(idx))
+        for name, v in (("zscore_cosine", x), ("embedding", embed(embedding, x)))
+    }
 
 
 @dg.asset(
     key=EMBEDDING_MODEL,
     group_name=MODEL_GROUP,
-    deps=[PERTURBAGEN_SPLIT, NORMALIZATION_STATS,
-          dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS)],
+    deps=[
+        PERTURBAGEN_SPLIT,
+        NORMALIZATION_STATS,
+        dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
+    ],
     kinds={"tensorflow", "keras"},
     pool="training",
     description=(
@@ -155,8 +187,9 @@ def heldout_comparison(embedding, test, max_profiles: int = 6000, seed: int = 0)
         "perturbagens. Saves embedding.keras, training.keras and a model card."
     ),
 )
-def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelConfig,
-                    lake: LakeResource) -> dg.MaterializeResult:
+def embedding_model(
+    context: dg.AssetExecutionContext, config: EmbeddingModelConfig, lake: LakeResource
+) -> dg.MaterializeResult:
     import shutil
 
     from l1000_assets.core.model.network import ModelConfig
@@ -175,25 +208,45 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
     stats = NormalizationStats.load(lake.normalization_path)
     if stats.train_digest != perturbagen_set_digest(perts[TRAIN]):
         # Statistics from another split would carry held-out profiles into the model.
-        raise dg.Failure(f"{lake.normalization_path} was computed on another set of training "
-                         "perturbagens than the current perturbagen_split: materialize "
-                         "normalization_stats again")
-    model_config = ModelConfig(depth=config.depth, growth=config.growth,
-                               embedding_dim=config.embedding_dim, noise_sd=config.noise_sd,
-                               head=config.head, scale=config.scale, max_margin=config.max_margin,
-                               margin_ramp=config.margin_ramp)
-    train_config = TrainConfig(steps=config.steps, batch_size=config.batch_size,
-                               learning_rate=config.learning_rate,
-                               checkpoint_every=config.checkpoint_every,
-                               mixed_precision=config.mixed_precision,
-                               memory_budget_mb=config.memory_budget_mb, seed=config.seed)
+        raise dg.Failure(
+            f"{lake.normalization_path} was computed on another set of training "
+            "perturbagens than the current perturbagen_split: materialize "
+            "normalization_stats again"
+        )
+    model_config = ModelConfig(
+        depth=config.depth,
+        growth=config.growth,
+        embedding_dim=config.embedding_dim,
+        noise_sd=config.noise_sd,
+        head=config.head,
+        scale=config.scale,
+        max_margin=config.max_margin,
+        margin_ramp=config.margin_ramp,
+    )
+    train_config = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        checkpoint_every=config.checkpoint_every,
+        mixed_precision=config.mixed_precision,
+        memory_budget_mb=config.memory_budget_mb,
+        seed=config.seed,
+    )
     if config.fresh_start and lake.checkpoint_dir.exists():
         shutil.rmtree(lake.checkpoint_dir)
     data_version = lake_fingerprint(files)
-    validation = load_split_profiles(files, perts[VALIDATION], max_profiles=4000,
-                                     seed=config.seed)
-    result = train(files, sorted(perts[TRAIN]), validation, stats, model_config, train_config,
-                   lake.checkpoint_dir, log=context.log.info, data_fingerprint=data_version)
+    validation = load_split_profiles(files, perts[VALIDATION], max_profiles=4000, seed=config.seed)
+    result = train(
+        files,
+        sorted(perts[TRAIN]),
+        validation,
+        stats,
+        model_config,
+        train_config,
+        lake.checkpoint_dir,
+        log=context.log.info,
+        data_fingerprint=data_version,
+    )
     test = load_split_profiles(files, perts[TEST])
     comparison = heldout_comparison(result.embedding, test, seed=config.seed)
     card = {
@@ -215,14 +268,17 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
         "heldout": {k: v.__dict__ for k, v in comparison.items()},
         "training_seconds": round(result.seconds, 1),
         "input": "level-4 landmark z-scores, 978 columns in gene_order; standardization is "
-                 "inside the model",
+        "inside the model",
     }
-    save_model(lake.model_dir, result.embedding, card, result.history,
-               training_model=result.training_model)
+    save_model(
+        lake.model_dir, result.embedding, card, result.history, training_model=result.training_model
+    )
     emb, base = comparison["embedding"], comparison["zscore_cosine"]
-    context.log.info(f"held-out perturbagens: embedding AUC {emb.auc:.3f} (top-0.01 "
-                     f"{emb.recall_top_001:.3f}) vs z-score cosine AUC {base.auc:.3f} "
-                     f"({base.recall_top_001:.3f})")
+    context.log.info(
+        f"held-out perturbagens: embedding AUC {emb.auc:.3f} (top-0.01 "
+        f"{emb.recall_top_001:.3f}) vs z-score cosine AUC {base.auc:.3f} "
+        f"({base.recall_top_001:.3f})"
+    )
     plot = lake.model_dir / "training.png"
     return dg.MaterializeResult(
         metadata={
@@ -239,27 +295,38 @@ def embedding_model(context: dg.AssetExecutionContext, config: EmbeddingModelCon
             "heldout_top_0.01_embedding": round(emb.recall_top_001, 4),
             "heldout_top_0.01_zscore_cosine": round(base.recall_top_001, 4),
             "training_seconds": round(result.seconds, 1),
-            "history": dg.MetadataValue.md(pd.DataFrame(result.history).round(4).to_markdown(
-                index=False)),
+            "history": dg.MetadataValue.md(
+                pd.DataFrame(result.history).round(4).to_markdown(index=False)
+            ),
             "history_plot": png_markdown(plot, "training history") if plot.exists() else "none",
             "normalization_sha256": stats.digest,
         },
-        data_version=dg.DataVersion(hashlib.sha256(
-            (lake.model_dir / "card.json").read_bytes()).hexdigest()[:16]),
+        data_version=dg.DataVersion(
+            hashlib.sha256((lake.model_dir / "card.json").read_bytes()).hexdigest()[:16]
+        ),
     )
 
 
-@dg.asset_check(asset=EMBEDDING_MODEL, blocking=True,
-                description="On held-out perturbagens the saved model ranks same-perturbagen "
-                            "profiles better than z-score cosine (AUC).")
+@dg.asset_check(
+    asset=EMBEDDING_MODEL,
+    blocking=True,
+    description="On held-out perturbagens the saved model ranks same-perturbagen "
+    "profiles better than z-score cosine (AUC).",
+)
 def embedding_model_beats_zscore(lake: LakeResource) -> dg.AssetCheckResult:
     from l1000_assets.core.model.store import load_embedding
     from l1000_assets.core.model.training import load_split_profiles
 
     split = read_split(lake)
-    test = load_split_profiles(lake.landmark_files(),
-                               set(split.loc[split["split"] == TEST, "pert_id"]))
+    test = load_split_profiles(
+        lake.landmark_files(), set(split.loc[split["split"] == TEST, "pert_id"])
+    )
     comparison = heldout_comparison(load_embedding(lake.model_dir), test)
     emb, base = comparison["embedding"].auc, comparison["zscore_cosine"].auc
-    return dg.AssetCheckResult(passed=bool(emb > base), metadata={
-        "heldout_auc_embedding": round(emb, 4), "heldout_auc_zscore_cosine": round(base, 4)})
+    return dg.AssetCheckResult(
+        passed=bool(emb > base),
+        metadata={
+            "heldout_auc_embedding": round(emb, 4),
+            "heldout_auc_zscore_cosine": round(base, 4),
+        },
+    )

@@ -30,26 +30,44 @@ from l1000_assets.lib.resources import LakeResource
 
 
 class ReadAcrossConfig(dg.Config):
-    files: list[str] = Field(default_factory=list, description=(
-        "Query files to (re)process, absolute or relative to the queries folder. Empty: "
-        "every query file in the folder. Listed files that fail fail the run; with an empty "
-        "list, bad files are reported and skipped."))
+    files: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Query files to (re)process, absolute or relative to the queries folder. Empty: "
+            "every query file in the folder. Listed files that fail fail the run; with an empty "
+            "list, bad files are reported and skipped."
+        ),
+    )
     top: int = Field(default=20, ge=1, le=10_000, description="Perturbagens kept per profile.")
-    max_missing: int = Field(default=50, ge=0, le=977, description=(
-        "Landmark genes a query file may lack (set to 0, no change); more is refused."))
-    allow_unknown_genes: bool = Field(default=False, description=(
-        "Skip gene identifiers the genes table does not know instead of refusing the file."))
-    cell_line: str | None = Field(default=None, description=(
-        "Rank against one cell line's perturbagen embeddings (default: over all cell "
-        "lines)."))
-    pert_type: str | None = Field(default=None, description=(
-        "Only perturbagens of this type (trt_cp, trt_sh, trt_oe...)."))
+    max_missing: int = Field(
+        default=50,
+        ge=0,
+        le=977,
+        description=(
+            "Landmark genes a query file may lack (set to 0, no change); more is refused."
+        ),
+    )
+    allow_unknown_genes: bool = Field(
+        default=False,
+        description=(
+            "Skip gene identifiers the genes table does not know instead of refusing the file."
+        ),
+    )
+    cell_line: str | None = Field(
+        default=None,
+        description=(
+            "Rank against one cell line's perturbagen embeddings (default: over all cell lines)."
+        ),
+    )
+    pert_type: str | None = Field(
+        default=None, description=("Only perturbagens of this type (trt_cp, trt_sh, trt_oe...).")
+    )
 
 
 def _stage_progress(context: dg.AssetExecutionContext, name: str):
     def reporter(stage: str) -> ProgressReporter:
-        return ProgressReporter(lambda m: context.log.info(f"{name}: {stage} {m}"),
-                                interval=10.0)
+        return ProgressReporter(lambda m: context.log.info(f"{name}: {stage} {m}"), interval=10.0)
+
     return reporter
 
 
@@ -57,9 +75,14 @@ def _read_across(lake: LakeResource, config: ReadAcrossConfig):
     from l1000_assets.core.readacross.ranking import ReadAcross
 
     try:
-        return ReadAcross(lake.model_dir, lake.metadata_files("genes"),
-                          lake.metadata_files("perturbagens"), lake.perturbagen_embeddings_path,
-                          cell=config.cell_line, pert_type=config.pert_type)
+        return ReadAcross(
+            lake.model_dir,
+            lake.metadata_files("genes"),
+            lake.metadata_files("perturbagens"),
+            lake.perturbagen_embeddings_path,
+            cell=config.cell_line,
+            pert_type=config.pert_type,
+        )
     except L1000InputError as exc:
         raise dg.Failure(str(exc)) from exc
 
@@ -67,8 +90,11 @@ def _read_across(lake: LakeResource, config: ReadAcrossConfig):
 @dg.asset(
     key=READ_ACROSS_RESULTS,
     group_name=READ_ACROSS_GROUP,
-    deps=[PERTURBAGEN_EMBEDDINGS, EMBEDDING_MODEL,
-          dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS)],
+    deps=[
+        PERTURBAGEN_EMBEDDINGS,
+        EMBEDDING_MODEL,
+        dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
+    ],
     kinds={"tensorflow", "parquet"},
     pool="read_across",
     description=(
@@ -79,75 +105,107 @@ def _read_across(lake: LakeResource, config: ReadAcrossConfig):
         "runs it for every new or changed file."
     ),
 )
-def read_across_results(context: dg.AssetExecutionContext, config: ReadAcrossConfig,
-                        lake: LakeResource) -> dg.MaterializeResult:
+def read_across_results(
+    context: dg.AssetExecutionContext, config: ReadAcrossConfig, lake: LakeResource
+) -> dg.MaterializeResult:
     from l1000_assets.core.readacross.folder import queries_in
     from l1000_assets.core.readacross.query_files import QueryOptions
     from l1000_assets.core.readacross.results import write_results
 
     folder = lake.queries_dir
     explicit = bool(config.files)
-    paths = [p if p.is_absolute() else folder / p
-             for p in (Path(f).expanduser() for f in config.files)] \
-        if explicit else queries_in(folder)
+    paths = (
+        [p if p.is_absolute() else folder / p for p in (Path(f).expanduser() for f in config.files)]
+        if explicit
+        else queries_in(folder)
+    )
     context.log.info(f"{len(paths)} query file(s) from {folder if not explicit else 'config'}")
     engine = _read_across(lake, config)
-    options = QueryOptions(max_missing=config.max_missing,
-                           allow_unknown=config.allow_unknown_genes)
+    options = QueryOptions(max_missing=config.max_missing, allow_unknown=config.allow_unknown_genes)
     results, failed, summary = [], {}, []
     for path in paths:
         t0 = time.perf_counter()
         try:
-            result = engine.run(path, top=config.top, options=options,
-                                progress=_stage_progress(context, path.name))
+            result = engine.run(
+                path, top=config.top, options=options, progress=_stage_progress(context, path.name)
+            )
         except L1000InputError as exc:
             context.log.error(str(exc))
             failed[str(path)] = exc.problem
             continue
         q = result.query
-        note = (f"{path}: {len(q.profile_ids)} profile(s), {q.n_landmarks_used}/978 landmark "
-                f"genes" + (f", missing (set to 0): {', '.join(q.missing[:10])}"
-                            f"{'...' if len(q.missing) > 10 else ''}" if q.missing else ""))
+        note = (
+            f"{path}: {len(q.profile_ids)} profile(s), {q.n_landmarks_used}/978 landmark "
+            f"genes"
+            + (
+                f", missing (set to 0): {', '.join(q.missing[:10])}"
+                f"{'...' if len(q.missing) > 10 else ''}"
+                if q.missing
+                else ""
+            )
+        )
         context.log.info(note)
         for warning in q.warnings:
             context.log.warning(f"{path}: {warning}")
         results.append(result)
         top1 = result.hits[result.hits["rank"] == 1]
-        summary.append({"file": path.name, "profiles": len(q.profile_ids),
-                        "landmarks_used": q.n_landmarks_used,
-                        "top_hit": ", ".join(top1["pert_iname"].astype(str).head(3)),
-                        "seconds": round(time.perf_counter() - t0, 2)})
+        summary.append(
+            {
+                "file": path.name,
+                "profiles": len(q.profile_ids),
+                "landmarks_used": q.n_landmarks_used,
+                "top_hit": ", ".join(top1["pert_iname"].astype(str).head(3)),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
     n_rows, n_queries = write_results(
-        lake.read_across_dir / "results.parquet", lake.read_across_dir / "queries.parquet",
-        results, replaced=paths, version=engine.version,
-        dim=int(engine.references.vectors.shape[1]))
+        lake.read_across_dir / "results.parquet",
+        lake.read_across_dir / "queries.parquet",
+        results,
+        replaced=paths,
+        version=engine.version,
+        dim=int(engine.references.vectors.shape[1]),
+    )
     if explicit and failed:
         raise dg.Failure(
-            f"{len(failed)} query file(s) refused: " + "; ".join(f"{p}: {m}"
-                                                                for p, m in failed.items()),
-            metadata={"failed": dg.MetadataValue.json(failed)})
+            f"{len(failed)} query file(s) refused: "
+            + "; ".join(f"{p}: {m}" for p, m in failed.items()),
+            metadata={"failed": dg.MetadataValue.json(failed)},
+        )
     preview = pd.concat([r.hits.head(10) for r in results]) if results else pd.DataFrame()
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": n_rows,
-        "query_profiles": n_queries,
-        "files_processed": len(results),
-        "files_refused": dg.MetadataValue.json(failed),
-        "model_version": engine.version,
-        "queries_dir": dg.MetadataValue.path(str(folder)),
-        "files": dg.MetadataValue.md(pd.DataFrame(summary).to_markdown(index=False))
-        if summary else "none",
-        "preview": dg.MetadataValue.md(preview[["query_id", "rank", "pert_iname", "pert_type",
-                                                "similarity", "moa"]].round(3)
-                                       .to_markdown(index=False)) if len(preview) else "none",
-        "path": dg.MetadataValue.path(str(lake.read_across_dir / "results.parquet")),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n_rows,
+            "query_profiles": n_queries,
+            "files_processed": len(results),
+            "files_refused": dg.MetadataValue.json(failed),
+            "model_version": engine.version,
+            "queries_dir": dg.MetadataValue.path(str(folder)),
+            "files": dg.MetadataValue.md(pd.DataFrame(summary).to_markdown(index=False))
+            if summary
+            else "none",
+            "preview": dg.MetadataValue.md(
+                preview[["query_id", "rank", "pert_iname", "pert_type", "similarity", "moa"]]
+                .round(3)
+                .to_markdown(index=False)
+            )
+            if len(preview)
+            else "none",
+            "path": dg.MetadataValue.path(str(lake.read_across_dir / "results.parquet")),
+        }
+    )
 
 
 class PerturbagenMapConfig(dg.Config):
-    method: Literal["tsne", "pca"] = Field(default="tsne", description=(
-        "t-SNE (scikit-learn; neighbourhoods, slower) or PCA (linear, fast)."))
-    max_perturbagens: int = Field(default=2000, ge=10, description=(
-        "Perturbagens drawn (seeded) for the map; query profiles are always added."))
+    method: Literal["tsne", "pca"] = Field(
+        default="tsne",
+        description=("t-SNE (scikit-learn; neighbourhoods, slower) or PCA (linear, fast)."),
+    )
+    max_perturbagens: int = Field(
+        default=2000,
+        ge=10,
+        description=("Perturbagens drawn (seeded) for the map; query profiles are always added."),
+    )
     seed: int = Field(default=0)
 
 
@@ -161,19 +219,22 @@ class PerturbagenMapConfig(dg.Config):
         "coloured by perturbagen type and by MOA, with the user's query profiles marked."
     ),
 )
-def perturbagen_map(context: dg.AssetExecutionContext, config: PerturbagenMapConfig,
-                    lake: LakeResource) -> dg.MaterializeResult:
+def perturbagen_map(
+    context: dg.AssetExecutionContext, config: PerturbagenMapConfig, lake: LakeResource
+) -> dg.MaterializeResult:
     from l1000_assets.core.readacross.ranking import read_annotations
 
     if not lake.perturbagen_embeddings_path.exists():
         raise dg.Failure("materialize perturbagen_embeddings first")
-    meta, x = read_embeddings(lake.perturbagen_embeddings_path,
-                              ["pert_id", "pert_iname", "pert_type", "cell_id"])
+    meta, x = read_embeddings(
+        lake.perturbagen_embeddings_path, ["pert_id", "pert_iname", "pert_type", "cell_id"]
+    )
     perts = meta.to_pandas()
     keep = perts["cell_id"].isna().to_numpy()
     perts, x = perts[keep].reset_index(drop=True), x[keep]
-    perts = perts.merge(read_annotations(lake.metadata_files("perturbagens")), on="pert_id",
-                        how="left")
+    perts = perts.merge(
+        read_annotations(lake.metadata_files("perturbagens")), on="pert_id", how="left"
+    )
     rng = np.random.default_rng(config.seed)
     if len(perts) > config.max_perturbagens:
         pick = np.sort(rng.choice(len(perts), config.max_perturbagens, replace=False))
@@ -182,13 +243,17 @@ def perturbagen_map(context: dg.AssetExecutionContext, config: PerturbagenMapCon
     png = lake.read_across_dir / "perturbagen_map.png"
     t0 = time.perf_counter()
     xy = layout(np.vstack([x, qx]) if len(qx) else x, config.method, config.seed)
-    plot_map(perts, xy[:len(x)], queries, xy[len(x):], png, config.method)
-    context.log.info(f"{config.method} map of {len(x)} perturbagens and {len(qx)} query "
-                     f"profile(s) in {time.perf_counter() - t0:.1f} s")
-    return dg.MaterializeResult(metadata={
-        "map": png_markdown(png, "perturbagen map"),
-        "method": config.method,
-        "perturbagens": len(x),
-        "query_profiles": len(qx),
-        "path": dg.MetadataValue.path(str(png)),
-    })
+    plot_map(perts, xy[: len(x)], queries, xy[len(x) :], png, config.method)
+    context.log.info(
+        f"{config.method} map of {len(x)} perturbagens and {len(qx)} query "
+        f"profile(s) in {time.perf_counter() - t0:.1f} s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "map": png_markdown(png, "perturbagen map"),
+            "method": config.method,
+            "perturbagens": len(x),
+            "query_profiles": len(qx),
+            "path": dg.MetadataValue.path(str(png)),
+        }
+    )

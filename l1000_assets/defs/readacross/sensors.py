@@ -15,8 +15,11 @@ QUERY_FILE_TAG = "l1000/query_file"
 
 
 def _request(run_key: str, files: list[str], tags: dict[str, str]) -> dg.RunRequest:
-    return dg.RunRequest(run_key=run_key, tags=tags, run_config={
-        "ops": {READ_ACROSS_RESULTS.path[-1]: {"config": {"files": files}}}})
+    return dg.RunRequest(
+        run_key=run_key,
+        tags=tags,
+        run_config={"ops": {READ_ACROSS_RESULTS.path[-1]: {"config": {"files": files}}}},
+    )
 
 
 @dg.sensor(
@@ -36,23 +39,37 @@ def _request(run_key: str, files: list[str], tags: dict[str, str]) -> dg.RunRequ
 def read_across_queries(context: dg.SensorEvaluationContext, lake: LakeResource):
     embeddings = lake.perturbagen_embeddings_path
     if not embeddings.exists() or not (lake.model_dir / "card.json").exists():
-        return dg.SkipReason("no model or perturbagen embeddings yet: materialize "
-                             "embedding_model and the embeddings group first")
+        return dg.SkipReason(
+            "no model or perturbagen embeddings yet: materialize "
+            "embedding_model and the embeddings group first"
+        )
     state = loads_cursor(context.cursor)
     reference = recorded_model_version(embeddings)
     changed, unsupported, seen = scan_queries(lake.queries_dir, state.get("files", {}))
     for path in unsupported:
-        context.log.warning(f"{path}: not a query file (expected {', '.join(QUERY_SUFFIXES)}); "
-                            "ignored")
+        context.log.warning(
+            f"{path}: not a query file (expected {', '.join(QUERY_SUFFIXES)}); ignored"
+        )
     previous = state.get("reference")
-    if previous and previous != reference and any(Path(k).suffix.lower() in QUERY_SUFFIXES
-                                                          for k in seen):
-        context.log.info(f"perturbagen embeddings changed ({previous} -> {reference}): "
-                         "ranking every query file again")
+    if (
+        previous
+        and previous != reference
+        and any(Path(k).suffix.lower() in QUERY_SUFFIXES for k in seen)
+    ):
+        context.log.info(
+            f"perturbagen embeddings changed ({previous} -> {reference}): "
+            "ranking every query file again"
+        )
         requests = [_request(f"all:{reference}", [], {QUERY_FILE_TAG: "all"})]
     else:
-        requests = [_request(f"{path.resolve()}:{seen[str(path.resolve())]}", [str(path)],
-                             {QUERY_FILE_TAG: path.name}) for path in changed]
+        requests = [
+            _request(
+                f"{path.resolve()}:{seen[str(path.resolve())]}",
+                [str(path)],
+                {QUERY_FILE_TAG: path.name},
+            )
+            for path in changed
+        ]
     context.update_cursor(dumps_cursor({"reference": reference, "files": seen}))
     if not requests:
         return dg.SkipReason(f"no new or changed query files in {lake.queries_dir}")

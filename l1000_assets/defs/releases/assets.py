@@ -40,6 +40,8 @@ from l1000_assets.lib.resources import LakeResource
 
 METADATA_TABLES = ("instances", "genes", "perturbagens", "cell_lines")
 MANIFEST = "release_files.json"
+
+
 def _local_files(source: ReleaseSource, context: dg.AssetExecutionContext) -> dict[str, dict]:
     root = Path(source.path)
     if not root.is_dir():
@@ -47,20 +49,31 @@ def _local_files(source: ReleaseSource, context: dg.AssetExecutionContext) -> di
     out = {}
     for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
         stat = path.stat()
-        out[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                          "sha256": fingerprint(path)}
+        out[path.name] = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "sha256": fingerprint(path),
+        }
         context.log.info(f"{path.name}: {stat.st_size:,} bytes")
     return out
 
 
-def _http_files(source: ReleaseSource, target: Path, registry: ReleaseRegistry,
-                context: dg.AssetExecutionContext) -> dict[str, dict]:
+def _http_files(
+    source: ReleaseSource,
+    target: Path,
+    registry: ReleaseRegistry,
+    context: dg.AssetExecutionContext,
+) -> dict[str, dict]:
     from l1000_assets.core.releases.download import download, parse_checksums
 
     checksums: dict[str, str] = {}
     if "checksums" in source.files:
-        result = download(source.url("checksums"), target / local_name(source.files["checksums"]),
-                          retries=registry.retries, timeout=registry.timeout_seconds)
+        result = download(
+            source.url("checksums"),
+            target / local_name(source.files["checksums"]),
+            retries=registry.retries,
+            timeout=registry.timeout_seconds,
+        )
         checksums = parse_checksums(result.path)
     out = {}
     for role, name in source.files.items():
@@ -69,18 +82,29 @@ def _http_files(source: ReleaseSource, target: Path, registry: ReleaseRegistry,
         dest = target / local_name(name)
         context.log.info(f"{role}: {source.url(role)} -> {dest}")
         result = download(
-            source.url(role), dest, sha512=checksums.get(name),
-            retries=registry.retries, timeout=registry.timeout_seconds,
-            progress=ProgressReporter(lambda m, n=dest.name: context.log.info(f"{n}: {m}"),
-                                      what="bytes", interval=30.0),
+            source.url(role),
+            dest,
+            sha512=checksums.get(name),
+            retries=registry.retries,
+            timeout=registry.timeout_seconds,
+            progress=ProgressReporter(
+                lambda m, n=dest.name: context.log.info(f"{n}: {m}"), what="bytes", interval=30.0
+            ),
         )
-        context.log.info(f"{dest.name}: {'unchanged, skipped' if result.skipped else 'downloaded'}"
-                         f" ({result.size:,} bytes)")
+        context.log.info(
+            f"{dest.name}: {'unchanged, skipped' if result.skipped else 'downloaded'}"
+            f" ({result.size:,} bytes)"
+        )
         dated = DATED_NAME.search(name)
-        out[dest.name] = {"size": result.size, "sha256": result.sha256, "url": result.url,
-                          "etag": result.etag, "last_modified": result.last_modified,
-                          "dated_name": dated.group(1) if dated else None,
-                          "sha512_checked": name in checksums}
+        out[dest.name] = {
+            "size": result.size,
+            "sha256": result.sha256,
+            "url": result.url,
+            "etag": result.etag,
+            "last_modified": result.last_modified,
+            "dated_name": dated.group(1) if dated else None,
+            "sha512_checked": name in checksums,
+        }
     return out
 
 
@@ -97,8 +121,9 @@ def _http_files(source: ReleaseSource, target: Path, registry: ReleaseRegistry,
         "version is a hash of every file's size, hash and source version signal."
     ),
 )
-def release_files(context: dg.AssetExecutionContext, lake: LakeResource,
-                  releases: ReleaseRegistry) -> dg.MaterializeResult:
+def release_files(
+    context: dg.AssetExecutionContext, lake: LakeResource, releases: ReleaseRegistry
+) -> dg.MaterializeResult:
     source = release_source(context.partition_key, releases, lake)
     root = release_root(source, lake)
     if source.kind == "http":
@@ -111,9 +136,12 @@ def release_files(context: dg.AssetExecutionContext, lake: LakeResource,
     out = lake.metadata_dir(source.name).parent / f"{source.name}.{MANIFEST}"
     with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
-    table = pd.DataFrame([{"file": k, **{f: v.get(f) for f in ("size", "sha256", "etag",
-                                                                "last_modified")}}
-                          for k, v in files.items()])
+    table = pd.DataFrame(
+        [
+            {"file": k, **{f: v.get(f) for f in ("size", "sha256", "etag", "last_modified")}}
+            for k, v in files.items()
+        ]
+    )
     return dg.MaterializeResult(
         metadata={
             "release": source.name,
@@ -130,8 +158,11 @@ def release_files(context: dg.AssetExecutionContext, lake: LakeResource,
 class ReleaseMetadataConfig(dg.Config):
     on_bad_input: Literal["strict", "skip"] = Field(
         default=STRICT,
-        description=("strict: any disagreement between matrix and metadata fails the run; "
-                     "skip: drop the offending ids and report them in the metadata."))
+        description=(
+            "strict: any disagreement between matrix and metadata fails the run; "
+            "skip: drop the offending ids and report them in the metadata."
+        ),
+    )
 
 
 @dg.asset(
@@ -147,27 +178,40 @@ class ReleaseMetadataConfig(dg.Config):
         "release's cell lines as cell_line partitions."
     ),
 )
-def release_metadata(context: dg.AssetExecutionContext, config: ReleaseMetadataConfig,
-                     lake: LakeResource, releases: ReleaseRegistry) -> dg.MaterializeResult:
+def release_metadata(
+    context: dg.AssetExecutionContext,
+    config: ReleaseMetadataConfig,
+    lake: LakeResource,
+    releases: ReleaseRegistry,
+) -> dg.MaterializeResult:
     source = release_source(context.partition_key, releases, lake)
     try:
-        release = open_release(source.name, release_root(source, lake),
-                               release_file_names(source))
+        release = open_release(source.name, release_root(source, lake), release_file_names(source))
         rec = reconcile(release, on_bad_input=config.on_bad_input)
     except L1000InputError as exc:
         raise dg.Failure(str(exc)) from exc
     instances = release.instances[release.instances["inst_id"].isin(rec.instances["inst_id"])]
-    tables = {"instances": instances, "genes": release.genes,
-              "perturbagens": release.perturbagens, "cell_lines": release.cell_lines}
+    tables = {
+        "instances": instances,
+        "genes": release.genes,
+        "perturbagens": release.perturbagens,
+        "cell_lines": release.cell_lines,
+    }
     with atomic_dir(lake.metadata_dir(source.name)) as tmp:
         for name, df in tables.items():
             df.to_parquet(tmp / f"{name}.parquet", index=False)
-    cells = sorted(instances.loc[instances["profile_class"] != "control", "cell_id"].dropna().unique())
+    cells = sorted(
+        instances.loc[instances["profile_class"] != "control", "cell_id"].dropna().unique()
+    )
     invalid = [c for c in cells if not valid_cell_line(c)]
     if invalid:
         context.log.warning(f"cell line names not usable as partition keys, skipped: {invalid}")
-    new = [c for c in cells if valid_cell_line(c)
-           and not context.instance.has_dynamic_partition(cell_line_partitions.name, c)]
+    new = [
+        c
+        for c in cells
+        if valid_cell_line(c)
+        and not context.instance.has_dynamic_partition(cell_line_partitions.name, c)
+    ]
     if new:
         context.instance.add_dynamic_partitions(cell_line_partitions.name, new)
         context.log.info(f"added cell_line partitions: {new}")
@@ -187,8 +231,11 @@ def release_metadata(context: dg.AssetExecutionContext, config: ReleaseMetadataC
     )
 
 
-@dg.asset_check(asset=RELEASE_METADATA, blocking=True,
-                description="Unique inst_id in every release; every profile classified.")
+@dg.asset_check(
+    asset=RELEASE_METADATA,
+    blocking=True,
+    description="Unique inst_id in every release; every profile classified.",
+)
 def release_metadata_valid(lake: LakeResource) -> dg.AssetCheckResult:
     problems, n = [], 0
     for release in lake.metadata_releases():
@@ -199,7 +246,6 @@ def release_metadata_valid(lake: LakeResource) -> dg.AssetCheckResult:
             problems.append(f"{release}: {len(dup)} duplicate inst_id, e.g. {dup.iloc[0]}")
         if inst["profile_class"].isna().any():
             problems.append(f"{release}: unclassified profiles")
-    return dg.AssetCheckResult(passed=not problems,
-                               metadata={"n_instances": n, "problems": "; ".join(problems)})
-
-
+    return dg.AssetCheckResult(
+        passed=not problems, metadata={"n_instances": n, "problems": "; ".join(problems)}
+    )

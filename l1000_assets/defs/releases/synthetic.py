@@ -19,12 +19,15 @@ from l1000_assets.lib.resources import LakeResource
 SYNTHETIC_DIR_NAME = "synthetic"
 CALIBRATION_BAND = (0.65, 0.75)
 
+
 class SyntheticReleaseConfig(dg.Config):
     """Size and seed of the synthetic release (the other knobs keep their calibrated defaults)."""
 
-    n_profiles: int = Field(default=36_000, ge=100,
-                            description="Level-4 profiles to simulate, controls included.")
+    n_profiles: int = Field(
+        default=36_000, ge=100, description="Level-4 profiles to simulate, controls included."
+    )
     seed: int = Field(default=0, description="Random seed; the same seed gives the same release.")
+
 
 @dg.asset(
     key=SYNTHETIC_RELEASE,
@@ -41,10 +44,13 @@ def synthetic_release(
 ) -> dg.MaterializeResult:
     synth_config = default_config(n_profiles=config.n_profiles, seed=config.seed)
     target = lake.release_dir(SYNTHETIC_DIR_NAME)
-    context.log.info(f"simulating {config.n_profiles:,} profiles (seed {config.seed}) into {target}")
+    context.log.info(
+        f"simulating {config.n_profiles:,} profiles (seed {config.seed}) into {target}"
+    )
     t0 = time.perf_counter()
-    write_synthetic_release(target, synth_config,
-                            progress=ProgressReporter(context.log.info, interval=10.0))
+    write_synthetic_release(
+        target, synth_config, progress=ProgressReporter(context.log.info, interval=10.0)
+    )
     seconds = time.perf_counter() - t0
     release = find_release_files(target)
     if not context.instance.has_dynamic_partition("release", SYNTHETIC_DIR_NAME):
@@ -67,14 +73,19 @@ def synthetic_release(
         data_version=dg.DataVersion(f"synthetic-n{config.n_profiles}-seed{config.seed}"),
     )
 
-@dg.asset_check(asset=SYNTHETIC_RELEASE, blocking=True,
-                description="Matrix ids and metadata ids agree; 978 landmarks present.")
+
+@dg.asset_check(
+    asset=SYNTHETIC_RELEASE,
+    blocking=True,
+    description="Matrix ids and metadata ids agree; 978 landmarks present.",
+)
 def synthetic_release_files_consistent(lake: LakeResource) -> dg.AssetCheckResult:
     try:
         counts = check_release(find_release_files(lake.release_dir(SYNTHETIC_DIR_NAME)))
     except L1000InputError as exc:
         return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
     return dg.AssetCheckResult(passed=True, metadata=counts)
+
 
 @dg.asset_check(
     asset=SYNTHETIC_RELEASE,

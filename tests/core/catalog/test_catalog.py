@@ -15,16 +15,22 @@ from l1000_assets.core.errors import L1000InputError
 from tests.conftest import REPO
 
 SQL = REPO / "sql"
-LAKE_VIEWS = {f"CREATE OR REPLACE VIEW {v} AS"
-              for v in ("profiles", "instances", "perturbagens", "cell_lines", "genes")}
+LAKE_VIEWS = {
+    f"CREATE OR REPLACE VIEW {v} AS"
+    for v in ("profiles", "instances", "perturbagens", "cell_lines", "genes")
+}
 
 
 def _lake(root, n=5):
     vec = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(n * 978, dtype=np.float32)), 978)
     d = root / "landmark_profiles" / "cell_id=A375"
     d.mkdir(parents=True)
-    pq.write_table(pa.table({"inst_id": [f"i{k}" for k in range(n)], "cell_id": ["A375"] * n,
-                             "landmarks": vec}), d / "synthetic.parquet")
+    pq.write_table(
+        pa.table(
+            {"inst_id": [f"i{k}" for k in range(n)], "cell_id": ["A375"] * n, "landmarks": vec}
+        ),
+        d / "synthetic.parquet",
+    )
     meta = root / "metadata" / "release=synthetic"
     meta.mkdir(parents=True)
     pq.write_table(pa.table({"inst_id": [f"i{k}" for k in range(n)]}), meta / "instances.parquet")
@@ -41,11 +47,14 @@ def test_views_over_the_lake(tmp_path):
     assert not LAKE_VIEWS & set(report.skipped)
     with connect_read_only(tmp_path / "c.duckdb") as con:
         assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(5,)]
-        kind = con.execute("SELECT data_type FROM duckdb_columns() WHERE table_name='profiles' "
-                           "AND column_name='landmarks'").fetchall()
+        kind = con.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name='profiles' "
+            "AND column_name='landmarks'"
+        ).fetchall()
         assert kind == [("FLOAT[978]",)]
-        sim = con.execute("SELECT array_cosine_similarity(a.landmarks, a.landmarks) "
-                          "FROM profiles a LIMIT 1").fetchall()[0][0]
+        sim = con.execute(
+            "SELECT array_cosine_similarity(a.landmarks, a.landmarks) FROM profiles a LIMIT 1"
+        ).fetchall()[0][0]
         assert sim == pytest.approx(1.0)
         assert con.execute("SELECT release FROM genes").fetchall() == [("synthetic",)]
         with pytest.raises(duckdb.Error):

@@ -32,6 +32,7 @@ def projection(seed: int = 0):
     def embed(x: np.ndarray) -> np.ndarray:
         z = x @ w
         return z / np.linalg.norm(z, axis=1, keepdims=True)
+
     return embed
 
 
@@ -45,11 +46,17 @@ def write_lake_file(path, cell: str, n: int, seed: int):
     schema = profile_schema(genes)
     columns = {
         "inst_id": [f"{cell}-{i}" for i in range(n)],
-        "pert_id": [f"p{p}" for p in perts], "pert_iname": [f"name{p}" for p in perts],
+        "pert_id": [f"p{p}" for p in perts],
+        "pert_iname": [f"name{p}" for p in perts],
         "pert_type": ["trt_sh" if p == 4 else "trt_cp" for p in perts],
-        "cell_id": [cell] * n, "pert_dose": doses, "pert_dose_unit": ["µM"] * n,
-        "pert_time": times, "pert_time_unit": ["h"] * n, "rna_plate": ["plate"] * n,
-        "det_plate": [None] * n, "release": ["r1"] * n,
+        "cell_id": [cell] * n,
+        "pert_dose": doses,
+        "pert_dose_unit": ["µM"] * n,
+        "pert_time": times,
+        "pert_time_unit": ["h"] * n,
+        "rna_plate": ["plate"] * n,
+        "det_plate": [None] * n,
+        "release": ["r1"] * n,
     }
     values = (rng.normal(size=(n, N_LANDMARKS)) + perts[:, None]).astype(np.float32)
     arrays = [pa.array(columns[f.name], f.type) for f in schema if f.name != "landmarks"]
@@ -62,13 +69,17 @@ def write_lake_file(path, cell: str, n: int, seed: int):
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("emb_lake")
-    landmarks = {c: write_lake_file(root / "landmarks" / f"cell_id={c}" / "r1.parquet", c, n, s)
-                 for c, n, s in (("A549", 120, 1), ("MCF7", 90, 2))}
+    landmarks = {
+        c: write_lake_file(root / "landmarks" / f"cell_id={c}" / "r1.parquet", c, n, s)
+        for c, n, s in (("A549", 120, 1), ("MCF7", 90, 2))
+    }
     profiles = {}
     for cell, path in landmarks.items():
         out = root / "profiles" / f"cell_id={cell}" / "embeddings.parquet"
-        assert write_profile_embeddings([path], projection(), out, version="v1",
-                                        batch_size=50) == pq.ParquetFile(path).metadata.num_rows
+        assert (
+            write_profile_embeddings([path], projection(), out, version="v1", batch_size=50)
+            == pq.ParquetFile(path).metadata.num_rows
+        )
         profiles[cell] = out
     return root, landmarks, profiles
 
@@ -104,25 +115,31 @@ def test_signature_embeddings_are_renormalized_replicate_means(lake, tmp_path):
         mean = members.mean(axis=0)
         np.testing.assert_allclose(z[_], mean / np.linalg.norm(mean), atol=1e-5)
         assert row["n_replicates"] == len(members)
-    assert sigs["n_replicates"].sum() == sum(pq.ParquetFile(p).metadata.num_rows
-                                             for p in profiles.values())
-    assert sigs["sig_id"].iloc[0].count(":") == 3   # cell:pert:dose unit:time unit
+    assert sigs["n_replicates"].sum() == sum(
+        pq.ParquetFile(p).metadata.num_rows for p in profiles.values()
+    )
+    assert sigs["sig_id"].iloc[0].count(":") == 3  # cell:pert:dose unit:time unit
 
 
 def test_perturbagen_embeddings_overall_and_per_cell_line(lake, tmp_path):
     _, _, profiles = lake
     out = tmp_path / "perturbagens.parquet"
     n = write_perturbagen_embeddings(list(profiles.values()), out)
-    meta, z = read_embeddings(out, ["pert_id", "pert_type", "cell_id", "n_profiles",
-                                    "n_signatures", "n_cell_lines"])
+    meta, z = read_embeddings(
+        out, ["pert_id", "pert_type", "cell_id", "n_profiles", "n_signatures", "n_cell_lines"]
+    )
     df = meta.to_pandas()
     assert len(df) == n
     overall = df[df["cell_id"].isna()]
     assert sorted(overall["pert_id"]) == [f"p{i}" for i in range(5)]
     assert set(overall["n_cell_lines"]) == {2}
     all_x = np.concatenate([read_embeddings(p, [])[1] for p in profiles.values()])
-    all_perts = np.concatenate([pq.read_table(p, columns=["pert_id"]).column("pert_id")
-                                .to_numpy(zero_copy_only=False) for p in profiles.values()])
+    all_perts = np.concatenate(
+        [
+            pq.read_table(p, columns=["pert_id"]).column("pert_id").to_numpy(zero_copy_only=False)
+            for p in profiles.values()
+        ]
+    )
     for i, row in overall.iterrows():
         mean = all_x[all_perts == row["pert_id"]].mean(axis=0)
         np.testing.assert_allclose(z[i], mean / np.linalg.norm(mean), atol=1e-5)
@@ -134,8 +151,9 @@ def test_perturbagen_embeddings_overall_and_per_cell_line(lake, tmp_path):
         mean = mcf7[1][perts == row["pert_id"]].mean(axis=0)
         np.testing.assert_allclose(z[i], mean / np.linalg.norm(mean), atol=1e-5)
     sigs = write_signature_embeddings(list(profiles.values()), tmp_path / "s.parquet")
-    assert per_cell["n_signatures"].sum() + df[df["cell_id"] == "A549"]["n_signatures"].sum() \
-        == sigs
+    assert (
+        per_cell["n_signatures"].sum() + df[df["cell_id"] == "A549"]["n_signatures"].sum() == sigs
+    )
     assert overall["n_signatures"].sum() == sigs
     assert (overall.set_index("pert_id")["pert_type"]["p4"]) == "trt_sh"
 
@@ -151,14 +169,19 @@ def test_zscore_signatures_are_modz_of_the_replicates(lake, tmp_path):
     source = pq.read_table(landmarks["A549"])
     ids = signature_ids(source)
     x = landmark_matrix(source)
-    got = dict(zip(table.column("sig_id").to_pylist(),
-                   table.column("signature").to_numpy(zero_copy_only=False)))
+    got = dict(
+        zip(
+            table.column("sig_id").to_pylist(),
+            table.column("signature").to_numpy(zero_copy_only=False),
+        )
+    )
     assert set(got) == set(ids)
     for sig_id in list(got)[:10]:
         expected, _ = modz(x[ids == sig_id])
         np.testing.assert_allclose(np.asarray(got[sig_id]), expected, rtol=1e-5, atol=1e-5)
-    replicates = dict(zip(table.column("sig_id").to_pylist(),
-                          table.column("n_replicates").to_pylist()))
+    replicates = dict(
+        zip(table.column("sig_id").to_pylist(), table.column("n_replicates").to_pylist())
+    )
     assert all(replicates[s] == (ids == s).sum() for s in got)
     # Same sig_id as the signature embeddings.
     write_signature_embeddings([profiles["A549"]], tmp_path / "s.parquet")
@@ -166,9 +189,16 @@ def test_zscore_signatures_are_modz_of_the_replicates(lake, tmp_path):
 
 
 def test_signature_ids_format_numbers_and_missing_values():
-    table = pa.table({"cell_id": ["A", "A"], "pert_id": ["p", "q"], "pert_dose": [10.0, None],
-                      "pert_dose_unit": ["uM", None], "pert_time": [24.0, 6.5],
-                      "pert_time_unit": ["h", "h"]})
+    table = pa.table(
+        {
+            "cell_id": ["A", "A"],
+            "pert_id": ["p", "q"],
+            "pert_dose": [10.0, None],
+            "pert_dose_unit": ["uM", None],
+            "pert_time": [24.0, 6.5],
+            "pert_time_unit": ["h", "h"],
+        }
+    )
     assert signature_ids(table).tolist() == ["A:p:10uM:24h", "A:q::6.5h"]
 
 

@@ -71,8 +71,9 @@ def test_es_worked_by_hand_with_tied_z():
     assert enrichment_scores(Z_HAND[None], np.array([[0, 2]]), p=0)[0, 0] == pytest.approx(0.75)
     # A tie of the two deviations returns the negative one: p = 0, N = 4, set {1, 2}:
     # walk -1/2, 0, 1/2, 0.
-    assert enrichment_scores(np.array([[3.0, 2.0, 1.0, 0.0]]), np.array([[1, 2]]),
-                             p=0)[0, 0] == pytest.approx(-0.5)
+    assert enrichment_scores(np.array([[3.0, 2.0, 1.0, 0.0]]), np.array([[1, 2]]), p=0)[
+        0, 0
+    ] == pytest.approx(-0.5)
     # The order of a set's indices does not matter.
     assert enrichment_scores(Z_HAND[None], np.array([[2, 0]]))[0, 0] == pytest.approx(0.75)
 
@@ -99,8 +100,9 @@ def test_same_sign_es_gives_zero_wtcs():
     es = enrichment_scores(Z_HAND[None], np.array([[0, 2], [1, 3]]))[:, 0]
     np.testing.assert_allclose(es, [0.75, 0.75], rtol=1e-6)
     assert wtcs(np.array([[0, 2]]), np.array([[1, 3]]), Z_HAND[None])[0, 0] == 0.0
-    np.testing.assert_allclose(wtcs_from_es([0.75, 0.75, -0.5], [0.75, -0.25, 0.5]),
-                               [0.0, 0.5, -0.5])
+    np.testing.assert_allclose(
+        wtcs_from_es([0.75, 0.75, -0.5], [0.75, -0.25, 0.5]), [0.0, 0.5, -0.5]
+    )
 
 
 def test_query_against_itself_and_its_negation():
@@ -109,7 +111,7 @@ def test_query_against_itself_and_its_negation():
     up, down = query_sets(z, k=8)
     assert up.shape == down.shape == (6, 8) and up.dtype == np.int32
     assert (np.take_along_axis(z, up, 1).min(1) > np.take_along_axis(z, down, 1).max(1)).all()
-    np.testing.assert_allclose(np.diag(wtcs(up, down, z)), 1.0)    # the up set leads, down trails
+    np.testing.assert_allclose(np.diag(wtcs(up, down, z)), 1.0)  # the up set leads, down trails
     np.testing.assert_allclose(np.diag(wtcs(up, down, -z)), -1.0)
     off = wtcs(up, down, z)[~np.eye(6, dtype=bool)]
     assert (np.abs(off) < 1).all()
@@ -125,7 +127,7 @@ def test_enrichment_scores_equal_direct_walk(p, ties):
     rng = np.random.default_rng(2)
     n, k = 30, 5
     cand = _profiles(rng, 9, n, ties)
-    cand[0, :] = 0.0                       # all weights zero: equal-weight fallback
+    cand[0, :] = 0.0  # all weights zero: equal-weight fallback
     sets = np.stack([rng.choice(n, k, replace=False) for _ in range(7)])
     fast = enrichment_scores(cand, sets, p=p, candidate_block=4)
     slow = np.array([[slow_es(c, s, p) for c in cand] for s in sets])
@@ -195,12 +197,12 @@ def test_ncs_worked_by_hand():
     ref_groups = np.array(["A375|trt_cp", "A375|trt_cp", "A375|trt_cp", "PC3|trt_sh"])
     out = ncs(two, groups, reference=ref, reference_groups=ref_groups)
     np.testing.assert_allclose(out[0, :4], [0.4 / 0.75, -0.2 / 0.25, 0.1 / 0.75, -0.6 / 0.25])
-    assert out[0, 4] == 0.0 and np.isnan(out[0, 5])   # MCF7 has no reference
+    assert out[0, 4] == 0.0 and np.isnan(out[0, 5])  # MCF7 has no reference
     assert ncs(scores.astype(np.float32), groups).dtype == np.float32
 
 
 def test_tau_worked_by_hand():
-    reference = np.array([-2.0, -1.0, 0.5, 1.0, 3.0, np.nan])   # |ref|: 0.5 1 1 2 3 (NaN dropped)
+    reference = np.array([-2.0, -1.0, 0.5, 1.0, 3.0, np.nan])  # |ref|: 0.5 1 1 2 3 (NaN dropped)
     got = tau(np.array([1.0, -2.5, 0.0, 5.0, 1.5, 0.5, -0.1, np.nan]), reference)
     # Strictly below: 1 -> 1 of 5, 2.5 -> 4, 5 -> 5, 1.5 -> 3, 0.5 -> 0, 0.1 -> 0.
     np.testing.assert_allclose(got, [20.0, -80.0, 0.0, 100.0, 60.0, 0.0, -0.0, np.nan])

@@ -22,18 +22,21 @@ from l1000_assets.core.evaluation.retrieval import RetrievalResult, mcc, retriev
 
 
 def _run(quantiles, owners, n_queries, clusters, confusion=(1, 1, 1, 1)):
-    result = RetrievalResult(np.asarray(quantiles, float), np.asarray(owners), n_queries,
-                             confusion, 0.0)
-    return ProtocolRun("same_perturbagen", "embedding", result,
-                       {"all": np.ones(n_queries, bool),
-                        "small_molecules": np.arange(n_queries) < 2},
-                       np.asarray(clusters))
+    result = RetrievalResult(
+        np.asarray(quantiles, float), np.asarray(owners), n_queries, confusion, 0.0
+    )
+    return ProtocolRun(
+        "same_perturbagen",
+        "embedding",
+        result,
+        {"all": np.ones(n_queries, bool), "small_molecules": np.arange(n_queries) < 2},
+        np.asarray(clusters),
+    )
 
 
 def test_metrics_worked_by_hand():
     # Four positives of two queries: q = 0, 0.005, 0.05, 0.5.
-    run = _run([0.0, 0.005, 0.05, 0.5], [0, 0, 1, 2], 3, ["a", "a", "b"],
-               confusion=(3, 1, 4, 2))
+    run = _run([0.0, 0.005, 0.05, 0.5], [0, 0, 1, 2], 3, ["a", "a", "b"], confusion=(3, 1, 4, 2))
     table = metrics_table([[run]], n_boot=0)
     v = table[table["group"] == "all"].set_index("metric")["value"]
     assert v["median_quantile"] == pytest.approx((0.005 + 0.05) / 2)
@@ -47,7 +50,7 @@ def test_metrics_worked_by_hand():
     # Group small molecules: queries 0 and 1 only.
     sm = table[table["group"] == "small_molecules"].set_index("metric")["value"]
     assert sm["auc"] == pytest.approx(1 - (0.0 + 0.005 + 0.05) / 3)
-    assert math.isnan(sm["mcc"])   # MCC counts are pooled over all queries only
+    assert math.isnan(sm["mcc"])  # MCC counts are pooled over all queries only
 
 
 def test_bootstrap_interval_brackets_the_value_and_is_seeded():
@@ -93,31 +96,37 @@ def _heldout(n_perts=30, reps=6, seed=0):
     centers = rng.normal(size=(n_perts, 978)).astype(np.float32)
     pert = np.repeat(np.arange(n_perts), reps)
     values = centers[pert] + rng.normal(scale=2.0, size=(len(pert), 978)).astype(np.float32)
-    meta = pd.DataFrame({
-        "inst_id": [f"i{i}" for i in range(len(pert))],
-        "pert_id": [f"P{p:03d}" for p in pert],
-        "pert_iname": [f"drug{p}" for p in pert],
-        "pert_type": np.where(pert % 3 == 0, "trt_sh", "trt_cp"),
-        "cell_id": np.where(np.arange(len(pert)) % 2 == 0, "A375", "MCF7"),
-        "pert_dose": np.where(np.arange(len(pert)) % 3 == 0, 10.0, 1.0),
-        "pert_time": 24.0,
-        "moa": [f"moa{p % 5}" for p in pert],
-        "target": [None if p % 4 == 0 else f"T{p % 7}" for p in pert],
-    })
+    meta = pd.DataFrame(
+        {
+            "inst_id": [f"i{i}" for i in range(len(pert))],
+            "pert_id": [f"P{p:03d}" for p in pert],
+            "pert_iname": [f"drug{p}" for p in pert],
+            "pert_type": np.where(pert % 3 == 0, "trt_sh", "trt_cp"),
+            "cell_id": np.where(np.arange(len(pert)) % 2 == 0, "A375", "MCF7"),
+            "pert_dose": np.where(np.arange(len(pert)) % 3 == 0, 10.0, 1.0),
+            "pert_time": 24.0,
+            "moa": [f"moa{p % 5}" for p in pert],
+            "target": [None if p % 4 == 0 else f"T{p % 7}" for p in pert],
+        }
+    )
     return HeldOut(values, meta)
 
 
 def test_run_protocols_on_a_structured_set():
     held = _heldout()
-    config = EvaluationConfig(methods=["zscore_cosine", "zscore_euclidean", "wtcs"],
-                              max_wtcs_queries=50)
+    config = EvaluationConfig(
+        methods=["zscore_cosine", "zscore_euclidean", "wtcs"], max_wtcs_queries=50
+    )
     runs = run_protocols(held, None, config)
     assert {(r.protocol, r.method) for r in runs} == {
-        (p, m) for p in ("same_perturbagen", "replicates", "moa", "target")
-        for m in ("zscore_cosine", "zscore_euclidean", "wtcs")}
+        (p, m)
+        for p in ("same_perturbagen", "replicates", "moa", "target")
+        for m in ("zscore_cosine", "zscore_euclidean", "wtcs")
+    }
     table = metrics_table([runs], n_boot=20)
     auc = table[(table["metric"] == "auc") & (table["group"] == "all")].set_index(
-        ["protocol", "method"])["value"]
+        ["protocol", "method"]
+    )["value"]
     # Strong perturbagen signal: every method retrieves the same perturbagen well.
     for m in ("zscore_cosine", "zscore_euclidean", "wtcs"):
         assert auc[("same_perturbagen", m)] > 0.9
@@ -134,10 +143,10 @@ def test_run_protocols_on_a_structured_set():
 
 def test_ncs_method_on_request():
     held = _heldout(n_perts=12, reps=4)
-    runs = run_protocols(held, None, EvaluationConfig(protocols=["same_perturbagen", "moa"],
-                                                      methods=["ncs"]))
-    assert [(r.protocol, r.method) for r in runs] == [("same_perturbagen", "ncs"),
-                                                      ("moa", "ncs")]
+    runs = run_protocols(
+        held, None, EvaluationConfig(protocols=["same_perturbagen", "moa"], methods=["ncs"])
+    )
+    assert [(r.protocol, r.method) for r in runs] == [("same_perturbagen", "ncs"), ("moa", "ncs")]
     assert runs[0].result.summary().auc > 0.9
 
 

@@ -30,13 +30,22 @@ def _data(n=300, d=6, labels=25, seed=0, ties=False):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("block_size,candidate_block,n_bins",
-                         [(7, 5, 16), (64, 64, 4096), (300, 1000, 3), (33, 17, 1)])
+@pytest.mark.parametrize(
+    "block_size,candidate_block,n_bins", [(7, 5, 16), (64, 64, 4096), (300, 1000, 3), (33, 17, 1)]
+)
 def test_exact_equals_direct(metric, ties, block_size, candidate_block, n_bins):
     x, y = _data(ties=ties)
-    result = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)),
-                       block_size=block_size, candidate_block=candidate_block,
-                       n_bins=n_bins)
+    result = retrieval(
+        x,
+        y,
+        x,
+        y,
+        metric=metric,
+        self_index=np.arange(len(x)),
+        block_size=block_size,
+        candidate_block=candidate_block,
+        n_bins=n_bins,
+    )
     direct = same_label_quantiles(x, y, metric=metric)
     np.testing.assert_allclose(np.sort(result.quantiles), np.sort(direct), atol=1e-12)
     assert result.summary().auc == pytest.approx(1 - direct.mean())
@@ -50,8 +59,9 @@ def test_queries_outside_the_candidates():
         s = (q[i] / np.linalg.norm(q[i])) @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T
         neg = s[y != qy[i]]
         expected = [((neg > p).sum() + 0.5 * (neg == p).sum()) / len(neg) for p in s[y == qy[i]]]
-        np.testing.assert_allclose(np.sort(result.quantiles[result.query_index == i]),
-                                   np.sort(expected))
+        np.testing.assert_allclose(
+            np.sort(result.quantiles[result.query_index == i]), np.sort(expected)
+        )
 
 
 def test_sampled_mode_is_deterministic_and_close_to_exact():
@@ -90,8 +100,9 @@ def test_mcc_matches_a_direct_count():
 def test_threads_and_tiles_do_not_change_the_result():
     x, y = _data(n=700, labels=30, ties=True)
     a = retrieval(x, y, x, y, self_index=np.arange(len(x)), n_threads=1)
-    b = retrieval(x, y, x, y, self_index=np.arange(len(x)), n_threads=2, block_size=50,
-                  candidate_block=64)
+    b = retrieval(
+        x, y, x, y, self_index=np.arange(len(x)), n_threads=2, block_size=50, candidate_block=64
+    )
     np.testing.assert_array_equal(a.quantiles, b.quantiles)
     np.testing.assert_array_equal(a.query_index, b.query_index)
     assert a.confusion == b.confusion
@@ -108,8 +119,7 @@ def test_sampled_mode_does_not_depend_on_blocks():
 def test_sampled_mode_with_every_negative_sampled_is_exact():
     x, y = _data(n=300, labels=10, ties=True)
     exact = retrieval(x, y, x, y, self_index=np.arange(len(x)))
-    sampled = retrieval(x, y, x, y, self_index=np.arange(len(x)), mode="sampled",
-                        n_sampled=10_000)
+    sampled = retrieval(x, y, x, y, self_index=np.arange(len(x)), mode="sampled", n_sampled=10_000)
     np.testing.assert_allclose(sampled.quantiles, exact.quantiles, atol=1e-12)
 
 
@@ -120,8 +130,9 @@ def test_wtcs_retrieval_equals_a_direct_ranking():
     y = rng.integers(0, 8, 60)
     centers = rng.normal(size=(8, 200))
     x = (centers[y] + rng.normal(size=(60, 200))).astype(np.float32)
-    result = retrieval(x, y, x, y, metric="wtcs", self_index=np.arange(60), wtcs_k=20,
-                       candidate_block=13)
+    result = retrieval(
+        x, y, x, y, metric="wtcs", self_index=np.arange(60), wtcs_k=20, candidate_block=13
+    )
     up, down = query_sets(x, k=20)
     s = wtcs(up, down, x)
     same = y[:, None] == y[None, :]
@@ -153,8 +164,18 @@ def test_ncs_retrieval_equals_a_direct_ranking_of_ncs():
     same = y[:, None] == y[None, :]
     direct = rank_quantiles(direct_scores, same & ~np.eye(50, dtype=bool), ~same)
     for mode in ("exact", "sampled"):
-        result = retrieval(x, y, x, y, metric="ncs", self_index=np.arange(50), wtcs_k=15,
-                           candidate_groups=groups, candidate_block=7, mode=mode)
+        result = retrieval(
+            x,
+            y,
+            x,
+            y,
+            metric="ncs",
+            self_index=np.arange(50),
+            wtcs_k=15,
+            candidate_groups=groups,
+            candidate_block=7,
+            mode=mode,
+        )
         np.testing.assert_allclose(result.quantiles, direct, atol=1e-6)
     with pytest.raises(ValueError, match="candidate_groups"):
         retrieval(x, y, x, y, metric="ncs", wtcs_k=15)
@@ -167,11 +188,9 @@ def test_positives_scored_per_query_when_queries_spread_over_many_labels(metric,
     import l1000_assets.core.evaluation.retrieval as evaluation
 
     x, y = _data(n=400, labels=60, ties=True)
-    dense = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)),
-                      candidate_block=16)
+    dense = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)), candidate_block=16)
     monkeypatch.setattr(evaluation, "DENSE_SPAN", 0)
-    sparse = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)),
-                       candidate_block=16)
+    sparse = retrieval(x, y, x, y, metric=metric, self_index=np.arange(len(x)), candidate_block=16)
     np.testing.assert_array_equal(sparse.quantiles, dense.quantiles)
     assert sparse.confusion == dense.confusion
     direct = same_label_quantiles(x, y, metric=metric)

@@ -10,8 +10,9 @@ from l1000_assets.core.formats.info_tables import landmark_gene_ids, read_info_t
 
 
 def test_real_gene_info_has_978_landmarks(real_dir):
-    genes = read_info_table(real_dir / "gene_info_n12328.txt", required=["pr_gene_id"],
-                            id_column="pr_gene_id")
+    genes = read_info_table(
+        real_dir / "gene_info_n12328.txt", required=["pr_gene_id"], id_column="pr_gene_id"
+    )
     assert len(genes) == 12_328
     landmarks = landmark_gene_ids(genes)
     assert len(landmarks) == 978
@@ -34,8 +35,9 @@ def test_real_gzipped_pert_info(real_dir):
 
 def test_latin1_and_sentinels(tmp_path):
     path = tmp_path / "inst_info.txt"
-    path.write_bytes("inst_id\tpert_iname\tpert_dose\n"
-                     "a\tcaf\xe9ine\t-666\nb\t-666\t10\n".encode("latin-1"))
+    path.write_bytes(
+        "inst_id\tpert_iname\tpert_dose\na\tcaf\xe9ine\t-666\nb\t-666\t10\n".encode("latin-1")
+    )
     df = read_info_table(path, id_column="inst_id")
     assert df.loc[0, "pert_iname"] == "caféine"
     assert df["pert_dose"].isna().tolist() == [True, False]
@@ -55,7 +57,11 @@ def test_gzip_that_ends_early(tmp_path):
     [
         ("", {}, "file is empty"),
         ("inst_id\tx\na\t1\n", {"required": ["inst_id", "pert_id"]}, r"missing required column"),
-        ("inst_id\tx\na\t1\na\t2\nb\t3\n", {"id_column": "inst_id"}, "duplicate inst_id value.*'a'"),
+        (
+            "inst_id\tx\na\t1\na\t2\nb\t3\n",
+            {"id_column": "inst_id"},
+            "duplicate inst_id value.*'a'",
+        ),
         ("inst_id\tx\n-666\t1\n", {"id_column": "inst_id"}, "1 row.* have no inst_id"),
     ],
 )

@@ -29,13 +29,18 @@ from l1000_assets.core.releases.reconcile import SKIP, reconcile
 from l1000_assets.core.releases.schema import canonical_instances
 from l1000_assets.core.releases.synthetic import simulate_landmark_profiles
 
-CORE_A_FILES = {"level4": "CORE_A_level4_ZSPCINF_n40x12328.gctx",
-                "inst_info": "CORE_A_inst_info.txt", "gene_info": "gene_info_n12328.txt"}
+CORE_A_FILES = {
+    "level4": "CORE_A_level4_ZSPCINF_n40x12328.gctx",
+    "inst_info": "CORE_A_inst_info.txt",
+    "gene_info": "gene_info_n12328.txt",
+}
 
 
 def _ingest(release, tmp_path, **kwargs):
     rec = reconcile(release, **kwargs)
-    cells = sorted(rec.instances.loc[rec.instances["profile_class"] != "control", "cell_id"].unique())
+    cells = sorted(
+        rec.instances.loc[rec.instances["profile_class"] != "control", "cell_id"].unique()
+    )
     paths = {c: tmp_path / f"{c}.parquet" for c in cells}
     return rec, write_landmark_profiles(release, rec, paths, block_size=7), paths
 
@@ -75,7 +80,9 @@ def test_real_shrna_plate_problems_are_named(real_dir, tmp_path):
     for name in ("KD017_shRNA_plate_n374x976.gct", "gene_info_n12328.txt"):
         (tmp_path / name).symlink_to(real_dir / name)
     files = {"level4": "KD017_shRNA_plate_n374x976.gct", "gene_info": "gene_info_n12328.txt"}
-    with pytest.raises(L1000InputError, match=r"KD017.*gct: instances: no column for \['cell_id'\]"):
+    with pytest.raises(
+        L1000InputError, match=r"KD017.*gct: instances: no column for \['cell_id'\]"
+    ):
         open_release("KD017", tmp_path, files)
     gct = tmp_path / files["level4"]
     text = (real_dir / files["level4"]).read_text()
@@ -88,7 +95,9 @@ def test_real_shrna_plate_problems_are_named(real_dir, tmp_path):
     gct.unlink()
     gct.write_text("\n".join([head, "\t".join(dims_parts), header, cell_row, *rest]) + "\n")
     release = open_release("KD017", tmp_path, files)
-    with pytest.raises(L1000InputError, match=r"KD017.*2 requested row id\(s\) are not in the file"):
+    with pytest.raises(
+        L1000InputError, match=r"KD017.*2 requested row id\(s\) are not in the file"
+    ):
         reconcile(release)
 
 
@@ -107,8 +116,7 @@ def test_synthetic_release_lake_matches_simulation(small_release, small_config, 
         assert set(table.column("cell_id").to_pylist()) == {cell}
         expected = values[by_id[table.column("inst_id").to_pylist()].to_numpy()][:, reorder]
         np.testing.assert_array_equal(landmark_matrix(table), expected)
-        assert report.controls_removed[cell] == int(
-            (~treated & inst["cell_id"].eq(cell)).sum())
+        assert report.controls_removed[cell] == int((~treated & inst["cell_id"].eq(cell)).sum())
 
 
 def _copy_release(src, dst):
@@ -157,7 +165,9 @@ def test_schema_drift_names_the_file_and_the_columns(small_release, tmp_path):
     root = _copy_release(small_release.root, tmp_path / "r")
     inst_path = next(root.glob("*inst_info.txt"))
     inst_path.write_text(inst_path.read_text().replace("cell_id", "cell_line_name", 1))
-    with pytest.raises(L1000InputError, match=r"inst_info\.txt: instances: no column for \['cell_id'\]"):
+    with pytest.raises(
+        L1000InputError, match=r"inst_info\.txt: instances: no column for \['cell_id'\]"
+    ):
         open_release("r", root)
 
 
@@ -173,23 +183,45 @@ def test_truncated_gctx_keeps_going_nowhere(small_release, tmp_path):
 def test_cmap_beta_column_names(tmp_path):
     """LINCS 2020 renames columns (sample_id, cell_iname, cmap_name, feature_space...)."""
     genes = [str(10 + i) for i in range(1000)]
-    pd.DataFrame({"gene_id": genes, "gene_symbol": [f"S{g}" for g in genes],
-                  "feature_space": ["landmark"] * 978 + ["inferred"] * 22}).to_csv(
-        tmp_path / "geneinfo_beta.txt", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "gene_id": genes,
+            "gene_symbol": [f"S{g}" for g in genes],
+            "feature_space": ["landmark"] * 978 + ["inferred"] * 22,
+        }
+    ).to_csv(tmp_path / "geneinfo_beta.txt", sep="\t", index=False)
     samples = ["P1:A01", "P1:A02", "P1:A03"]
-    pd.DataFrame({"sample_id": samples, "cell_iname": ["HELA", "HELA", "HELA"],
-                  "cmap_name": ["drugA", "drugB", "DMSO"], "pert_id": ["BRD-A", "BRD-B", "DMSO"],
-                  "pert_type": ["trt_cp", "trt_cp", "ctl_vehicle"], "pert_dose": ["10", "-666", ""],
-                  }).to_csv(tmp_path / "instinfo_beta.txt", sep="\t", index=False)
-    pd.DataFrame({"pert_id": ["BRD-A", "BRD-A"], "cmap_name": ["drugA", "drugA"],
-                  "target": ["EGFR", "ERBB2"], "moa": ["EGFR inhibitor", "EGFR inhibitor"]}).to_csv(
-        tmp_path / "compoundinfo_beta.txt", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "sample_id": samples,
+            "cell_iname": ["HELA", "HELA", "HELA"],
+            "cmap_name": ["drugA", "drugB", "DMSO"],
+            "pert_id": ["BRD-A", "BRD-B", "DMSO"],
+            "pert_type": ["trt_cp", "trt_cp", "ctl_vehicle"],
+            "pert_dose": ["10", "-666", ""],
+        }
+    ).to_csv(tmp_path / "instinfo_beta.txt", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "pert_id": ["BRD-A", "BRD-A"],
+            "cmap_name": ["drugA", "drugA"],
+            "target": ["EGFR", "ERBB2"],
+            "moa": ["EGFR inhibitor", "EGFR inhibitor"],
+        }
+    ).to_csv(tmp_path / "compoundinfo_beta.txt", sep="\t", index=False)
     values = np.arange(3 * 1000, dtype=np.float32).reshape(3, 1000)
     with GctxWriter(tmp_path / "level4_beta_trt_cp_n3x1000.gctx", genes[::-1], 3) as w:
         w.write_block(samples, values[:, ::-1])
-    release = open_release("beta", tmp_path, {
-        "level4": "level4_beta_trt_cp_n3x1000.gctx", "inst_info": "instinfo_beta.txt",
-        "gene_info": "geneinfo_beta.txt", "pert_info": "compoundinfo_beta.txt"})
+    release = open_release(
+        "beta",
+        tmp_path,
+        {
+            "level4": "level4_beta_trt_cp_n3x1000.gctx",
+            "inst_info": "instinfo_beta.txt",
+            "gene_info": "geneinfo_beta.txt",
+            "pert_info": "compoundinfo_beta.txt",
+        },
+    )
     inst = release.instances
     assert inst["cell_id"].tolist() == ["HELA"] * 3
     assert inst["pert_iname"].tolist() == ["drugA", "drugB", "DMSO"]
@@ -219,8 +251,9 @@ def _treated_cells(instances):
 
 
 @pytest.mark.parametrize("block_size", [100, 1500])
-def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, tmp_path,
-                                                                 monkeypatch, block_size):
+def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(
+    small_release, tmp_path, monkeypatch, block_size
+):
     release = open_release("synthetic", small_release.root)
     inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
     instances = read_canonical_instances(inst_path)
@@ -234,8 +267,16 @@ def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, 
     # block are still being written from it.
     monkeypatch.setattr(ingest, "_PAGE_BYTES", 7 * 978 * 4)
     report = write_landmark_profiles_from_metadata(
-        find_matrix(small_release.root), instances, gene_ids, paths, release="synthetic",
-        metadata_path=inst_path, block_size=block_size, row_group_rows=40, budget_bytes=1)
+        find_matrix(small_release.root),
+        instances,
+        gene_ids,
+        paths,
+        release="synthetic",
+        metadata_path=inst_path,
+        block_size=block_size,
+        row_group_rows=40,
+        budget_bytes=1,
+    )
     old_paths = {c: tmp_path / "old" / f"{c}.parquet" for c in cells}
     old = write_landmark_profiles(release, reconcile(release), old_paths)
     assert report.rows_written == old.rows_written
@@ -250,10 +291,13 @@ def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(small_release, 
         table = pq.read_table(path)
         assert table.equals(pq.read_table(old_paths[cell]))
         assert table.schema.equals(profile_schema(gene_ids))  # field, nullability, metadata
-        row_groups = [pq.read_metadata(path).row_group(i)
-                      for i in range(pq.read_metadata(path).num_row_groups)]
+        row_groups = [
+            pq.read_metadata(path).row_group(i)
+            for i in range(pq.read_metadata(path).num_row_groups)
+        ]
         assert [g.num_rows for g in row_groups] == [40] * (table.num_rows // 40) + (
-            [table.num_rows % 40] if table.num_rows % 40 else [])
+            [table.num_rows % 40] if table.num_rows % 40 else []
+        )
         # The profile columns keep their statistics (min/max of cell_id: the cell line).
         stats = row_groups[0].column(table.schema.get_field_index("cell_id")).statistics
         assert (stats.min, stats.max) == (cell, cell)
@@ -268,8 +312,9 @@ def test_canonical_metadata_disagreements_strict_and_skip(small_release, tmp_pat
     inst_path, genes_path = _canonical_tables(open_release("r", root), tmp_path / "meta")
     instances = read_canonical_instances(inst_path)
     gene_ids = read_canonical_landmarks(genes_path)
-    treated = np.flatnonzero(pc.not_equal(instances["profile_class"], "control").to_numpy(
-        zero_copy_only=False))
+    treated = np.flatnonzero(
+        pc.not_equal(instances["profile_class"], "control").to_numpy(zero_copy_only=False)
+    )
     dropped = instances["inst_id"][treated[0]].as_py()
     ghost = instances.slice(treated[1], 1)
     ghost = ghost.set_column(0, "inst_id", pa.array(["GHOST_PLATE:Z99"]))
@@ -280,17 +325,33 @@ def test_canonical_metadata_disagreements_strict_and_skip(small_release, tmp_pat
 
     def ingest(table, **kwargs):
         return write_landmark_profiles_from_metadata(
-            find_matrix(root), table, gene_ids, paths, release="r", metadata_path=inst_path,
-            block_size=64, **kwargs)
+            find_matrix(root),
+            table,
+            gene_ids,
+            paths,
+            release="r",
+            metadata_path=inst_path,
+            block_size=64,
+            **kwargs,
+        )
 
-    with pytest.raises(L1000InputError, match=rf"instances\.parquet: duplicate inst_id.*"
-                                              rf"'{repeated['inst_id'][0]}'"):
+    with pytest.raises(
+        L1000InputError,
+        match=rf"instances\.parquet: duplicate inst_id.*"
+        rf"'{repeated['inst_id'][0]}'",
+    ):
         ingest(pa.concat_tables([instances, repeated]))
-    with pytest.raises(L1000InputError, match=rf"gctx: 1 profile\(s\) have no row in "
-                                              rf"instances\.parquet: '{dropped}'"):
+    with pytest.raises(
+        L1000InputError,
+        match=rf"gctx: 1 profile\(s\) have no row in "
+        rf"instances\.parquet: '{dropped}'",
+    ):
         ingest(without_dropped)
-    with pytest.raises(L1000InputError, match=r"instances\.parquet: 1 inst_id\(s\) have no "
-                                              r"column in .*\.gctx: 'GHOST_PLATE:Z99'"):
+    with pytest.raises(
+        L1000InputError,
+        match=r"instances\.parquet: 1 inst_id\(s\) have no "
+        r"column in .*\.gctx: 'GHOST_PLATE:Z99'",
+    ):
         ingest(pa.concat_tables([instances, ghost]))
     report = ingest(pa.concat_tables([without_dropped, ghost, repeated]), on_bad_input=SKIP)
     assert report.reconciliation["n_profiles_without_metadata"] == 1
@@ -302,8 +363,9 @@ def test_canonical_metadata_disagreements_strict_and_skip(small_release, tmp_pat
     assert dropped not in written and "GHOST_PLATE:Z99" not in written
 
 
-def test_canonical_instances_are_read_compact_and_ingest_holds_no_decoded_copy(small_release,
-                                                                               tmp_path):
+def test_canonical_instances_are_read_compact_and_ingest_holds_no_decoded_copy(
+    small_release, tmp_path
+):
     """The text columns but ``inst_id`` are read dictionary-encoded; the ingest keeps only
     row numbers per profile and decodes the profile columns a block at a time, so the
     Arrow memory it holds while writing is far below one decoded copy of them."""
@@ -322,16 +384,23 @@ def test_canonical_instances_are_read_compact_and_ingest_holds_no_decoded_copy(s
     before = pa.total_allocated_bytes()
     held = []
     report = write_landmark_profiles_from_metadata(
-        find_matrix(small_release.root), instances, read_canonical_landmarks(genes_path),
-        {c: tmp_path / "lake" / f"{c}.parquet" for c in cells}, release="synthetic",
-        metadata_path=inst_path, block_size=100, row_group_rows=40,
-        progress=lambda *_: held.append(pa.total_allocated_bytes() - before))
+        find_matrix(small_release.root),
+        instances,
+        read_canonical_landmarks(genes_path),
+        {c: tmp_path / "lake" / f"{c}.parquet" for c in cells},
+        release="synthetic",
+        metadata_path=inst_path,
+        block_size=100,
+        row_group_rows=40,
+        progress=lambda *_: held.append(pa.total_allocated_bytes() - before),
+    )
     assert report.total == pc.sum(pc.not_equal(plain["profile_class"], "control")).as_py()
     assert len(held) > 10 and max(held) < decoded / 3, (max(held), decoded)
 
 
-def test_instances_in_chunks_with_different_dictionaries_give_the_same_lake(small_release,
-                                                                            tmp_path):
+def test_instances_in_chunks_with_different_dictionaries_give_the_same_lake(
+    small_release, tmp_path
+):
     release = open_release("synthetic", small_release.root)
     inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
     instances = read_canonical_instances(inst_path)
@@ -341,17 +410,32 @@ def test_instances_in_chunks_with_different_dictionaries_give_the_same_lake(smal
     # one half as plain text: the writer must decode each row through its own chunk.
     n = instances.num_rows // 2
     first, second = instances.slice(0, n), instances.slice(n)
-    second = pa.table({c: pc.cast(second[c], pa.string()).combine_chunks().dictionary_encode()
-                       if pa.types.is_dictionary(second[c].type) else second[c]
-                       for c in second.column_names})
-    variants = {"one": instances, "chunks": pa.concat_tables([second, first]),
-                "plain": instances.cast(instance_schema())}
+    second = pa.table(
+        {
+            c: pc.cast(second[c], pa.string()).combine_chunks().dictionary_encode()
+            if pa.types.is_dictionary(second[c].type)
+            else second[c]
+            for c in second.column_names
+        }
+    )
+    variants = {
+        "one": instances,
+        "chunks": pa.concat_tables([second, first]),
+        "plain": instances.cast(instance_schema()),
+    }
     tables = {}
     for name, table in variants.items():
         paths = {c: tmp_path / name / f"{c}.parquet" for c in cells}
         write_landmark_profiles_from_metadata(
-            find_matrix(small_release.root), table, gene_ids, paths, release="synthetic",
-            metadata_path=inst_path, block_size=300, row_group_rows=50)
+            find_matrix(small_release.root),
+            table,
+            gene_ids,
+            paths,
+            release="synthetic",
+            metadata_path=inst_path,
+            block_size=300,
+            row_group_rows=50,
+        )
         tables[name] = {c: pq.read_table(p) for c, p in paths.items()}
     for cell in cells:
         assert tables["chunks"][cell].equals(tables["one"][cell])
@@ -362,8 +446,7 @@ def test_instances_in_chunks_with_different_dictionaries_give_the_same_lake(smal
 def test_column_ids_read_in_slices_decode_as_a_whole(tmp_path):
     ids = [b"P1:A01", "P1:\xe9t\xe9".encode("latin-1"), "P1:\u00e9".encode(), b"P2:B02", b"P3"]
     with h5py.File(tmp_path / "ids.h5", "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object),
-                         dtype=h5py.string_dtype("ascii"))
+        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("ascii"))
         f.create_dataset("fixed", data=np.array([b"a", b"bc", b"d"], dtype="S2"))
         expected = decode_strings(f["ids"][()]).tolist()
         assert expected[1] == "P1:\xe9t\xe9" and expected[2] == "P1:\u00e9"
@@ -374,12 +457,19 @@ def test_column_ids_read_in_slices_decode_as_a_whole(tmp_path):
 
 def test_codes_of_plain_and_dictionary_columns_with_nulls():
     values = ["b", None, "a", "z", "b", None]
-    for column in (pa.chunked_array([pa.array(values, pa.string())]),
-                   pa.chunked_array([pa.array(values).dictionary_encode()]),
-                   pa.chunked_array([pa.array(values[:3]), pa.array(values[3:])])):
+    for column in (
+        pa.chunked_array([pa.array(values, pa.string())]),
+        pa.chunked_array([pa.array(values).dictionary_encode()]),
+        pa.chunked_array([pa.array(values[:3]), pa.array(values[3:])]),
+    ):
         assert ingest._codes(column, ["a", "b"]).tolist() == [1, -1, 0, -1, 1, -1]
-    empty = pa.chunked_array([pa.DictionaryArray.from_arrays(pa.array([None, None], pa.int32()),
-                                                             pa.array([], pa.string()))])
+    empty = pa.chunked_array(
+        [
+            pa.DictionaryArray.from_arrays(
+                pa.array([None, None], pa.int32()), pa.array([], pa.string())
+            )
+        ]
+    )
     assert ingest._codes(empty, ["a"]).tolist() == [-1, -1]
 
 
@@ -393,10 +483,18 @@ def _tiny_release(tmp_path, values, order):
     step = 1 if order == "ascending" else -1
     with GctxWriter(path, genes[::step], len(samples)) as w:
         w.write_block(samples, values[:, ::step])
-    inst = canonical_instances(pd.DataFrame({
-        "inst_id": samples, "pert_id": ["BRD-A", "BRD-B", "BRD-C", "BRD-D", "BRD-E", "DMSO"],
-        "pert_type": ["trt_cp", "trt_cp", "trt_sh", "trt_cp", "trt_oe", "ctl_vehicle"],
-        "cell_id": ["HELA", "A549", "HELA", "A549", "HELA", "HELA"]}, dtype="string"), "tiny")
+    inst = canonical_instances(
+        pd.DataFrame(
+            {
+                "inst_id": samples,
+                "pert_id": ["BRD-A", "BRD-B", "BRD-C", "BRD-D", "BRD-E", "DMSO"],
+                "pert_type": ["trt_cp", "trt_cp", "trt_sh", "trt_cp", "trt_oe", "ctl_vehicle"],
+                "cell_id": ["HELA", "A549", "HELA", "A549", "HELA", "HELA"],
+            },
+            dtype="string",
+        ),
+        "tiny",
+    )
     return path, pa.Table.from_pandas(inst, preserve_index=False), genes[:978]
 
 
@@ -405,15 +503,15 @@ def test_landmarks_in_any_row_order_and_non_finite_values(tmp_path, order):
     values = np.arange(6 * 1000, dtype=np.float32).reshape(6, 1000)
     path, instances, gene_ids = _tiny_release(tmp_path, values, order)
     out = {"HELA": tmp_path / "HELA.parquet", "A549": tmp_path / "A549.parquet"}
-    report = write_landmark_profiles_from_metadata(path, instances, gene_ids, out, release="tiny",
-                                                   block_size=4)
+    report = write_landmark_profiles_from_metadata(
+        path, instances, gene_ids, out, release="tiny", block_size=4
+    )
     assert report.rows_written == {"HELA": 3, "A549": 2}
     assert report.controls_removed == {"HELA": 1, "A549": 0}
     hela = pq.read_table(out["HELA"])
     assert hela.column("pert_type").to_pylist() == ["trt_cp", "trt_sh", "trt_oe"]
     np.testing.assert_array_equal(landmark_matrix(hela), values[[0, 2, 4], :978])
-    np.testing.assert_array_equal(landmark_matrix(pq.read_table(out["A549"])),
-                                  values[[1, 3], :978])
+    np.testing.assert_array_equal(landmark_matrix(pq.read_table(out["A549"])), values[[1, 3], :978])
     values[3, 500] = np.inf
     path, instances, gene_ids = _tiny_release(tmp_path, values, order)
     with pytest.raises(L1000InputError, match=r"tiny_n6x1000\.gctx: non-finite .* 'P1:A04'"):
@@ -425,8 +523,12 @@ def test_gct_text_release_from_canonical_metadata(real_dir, tmp_path):
     inst_path, genes_path = _canonical_tables(open_release("LJP005", real_dir, files), tmp_path)
     out = {"A375": tmp_path / "A375.parquet"}
     report = write_landmark_profiles_from_metadata(
-        find_matrix(real_dir, files), read_canonical_instances(inst_path),
-        read_canonical_landmarks(genes_path), out, release="LJP005")
+        find_matrix(real_dir, files),
+        read_canonical_instances(inst_path),
+        read_canonical_landmarks(genes_path),
+        out,
+        release="LJP005",
+    )
     assert report.rows_written == {"A375": 351} and report.controls_removed == {"A375": 26}
     assert np.isfinite(landmark_matrix(pq.read_table(out["A375"]))).all()
 
@@ -437,8 +539,13 @@ def test_gct_text_release_from_canonical_metadata(real_dir, tmp_path):
 def test_thrift_codec_gives_back_arrows_footer_exactly(tmp_path):
     """The footer codec the lake writer splices row groups with: decoding and encoding an
     Arrow-written footer (statistics, dictionary pages, size statistics) is the identity."""
-    table = pa.table({"s": pa.array(["b", None, "a"] * 50), "d": [1.5, None, -2.0] * 50,
-                      "v": pa.array([[1.0, 2.0]] * 150, pa.list_(pa.float32(), 2))})
+    table = pa.table(
+        {
+            "s": pa.array(["b", None, "a"] * 50),
+            "d": [1.5, None, -2.0] * 50,
+            "v": pa.array([[1.0, 2.0]] * 150, pa.list_(pa.float32(), 2)),
+        }
+    )
     path = tmp_path / "t.parquet"
     pq.write_table(table, path, row_group_size=40)
     data = path.read_bytes()
@@ -453,10 +560,14 @@ def test_lake_files_read_back_with_every_codec_in_pyarrow_and_duckdb(tmp_path, c
     rng = np.random.default_rng(3)
     values = rng.standard_normal((6, 1000)).astype(np.float32)
     path, instances, gene_ids = _tiny_release(tmp_path, values, "ascending")
-    out = {"HELA": tmp_path / "HELA.parquet", "A549": tmp_path / "A549.parquet",
-           "MCF7": tmp_path / "MCF7.parquet"}  # no profiles: an empty file
-    report = write_landmark_profiles_from_metadata(path, instances, gene_ids, out,
-                                                   release="tiny", compression=compression)
+    out = {
+        "HELA": tmp_path / "HELA.parquet",
+        "A549": tmp_path / "A549.parquet",
+        "MCF7": tmp_path / "MCF7.parquet",
+    }  # no profiles: an empty file
+    report = write_landmark_profiles_from_metadata(
+        path, instances, gene_ids, out, release="tiny", compression=compression
+    )
     assert report.rows_written == {"HELA": 3, "A549": 2, "MCF7": 0}
     hela = pq.read_table(out["HELA"])
     assert hela.schema.equals(profile_schema(gene_ids))
@@ -466,18 +577,28 @@ def test_lake_files_read_back_with_every_codec_in_pyarrow_and_duckdb(tmp_path, c
     empty = pq.read_table(out["MCF7"])
     assert empty.num_rows == 0 and empty.schema.equals(profile_schema(gene_ids))
     # As the lake views read it (sql/010_lake_views.sql).
-    rows = duckdb.connect().execute(
-        "SELECT inst_id, landmarks::FLOAT[978] FROM read_parquet(?) ORDER BY inst_id",
-        [str(out["A549"])]).fetchall()
+    rows = (
+        duckdb.connect()
+        .execute(
+            "SELECT inst_id, landmarks::FLOAT[978] FROM read_parquet(?) ORDER BY inst_id",
+            [str(out["A549"])],
+        )
+        .fetchall()
+    )
     assert [r[0] for r in rows] == ["P1:A02", "P1:A04"]
-    np.testing.assert_array_equal(np.array([r[1] for r in rows], np.float32),
-                                  values[[1, 3], :978])
+    np.testing.assert_array_equal(np.array([r[1] for r in rows], np.float32), values[[1, 3], :978])
 
 
 def test_unknown_codec_is_refused(tmp_path):
-    path, instances, gene_ids = _tiny_release(tmp_path, np.zeros((6, 1000), np.float32),
-                                              "ascending")
+    path, instances, gene_ids = _tiny_release(
+        tmp_path, np.zeros((6, 1000), np.float32), "ascending"
+    )
     with pytest.raises(ValueError, match="compression must be one of"):
-        write_landmark_profiles_from_metadata(path, instances, gene_ids,
-                                              {"HELA": tmp_path / "HELA.parquet"},
-                                              release="tiny", compression="lzo")
+        write_landmark_profiles_from_metadata(
+            path,
+            instances,
+            gene_ids,
+            {"HELA": tmp_path / "HELA.parquet"},
+            release="tiny",
+            compression="lzo",
+        )

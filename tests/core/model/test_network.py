@@ -89,8 +89,9 @@ def test_margin_really_advances_during_fit():
     cfg = ModelConfig(depth=2, growth=4, embedding_dim=4, margin_ramp=0.01, max_margin=0.25)
     emb = build_embedding_model(cfg)
     model, head = build_training_model(emb, 3, cfg)
-    model.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x = np.random.default_rng(0).normal(size=(64, 978)).astype(np.float32)
     y = np.arange(64) % 3
     seen = []
@@ -99,8 +100,14 @@ def test_margin_really_advances_during_fit():
         def on_train_batch_end(self, batch, logs=None):
             seen.append(float(head.margin.numpy()))
 
-    model.fit((x, y), y, batch_size=8, epochs=4, verbose=0,
-              callbacks=[MarginSchedule(head, cfg), Record()])
+    model.fit(
+        (x, y),
+        y,
+        batch_size=8,
+        epochs=4,
+        verbose=0,
+        callbacks=[MarginSchedule(head, cfg), Record()],
+    )
     # Set before each step from the optimizer's count: 0, 0.01, 0.02, ... capped at 0.25.
     np.testing.assert_allclose(seen, [min(0.25, 0.01 * i) for i in range(32)], atol=1e-6)
     assert int(model.optimizer.iterations.numpy()) == 32
@@ -108,8 +115,9 @@ def test_margin_really_advances_during_fit():
 
 def _in_fresh_process(code: str, directory) -> subprocess.CompletedProcess:
     """Run ``code`` in a new interpreter with ``directory`` as ``sys.argv[1]``; it must succeed."""
-    out = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True,
-                         text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(directory)], capture_output=True, text=True, timeout=180
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out
 
@@ -120,16 +128,30 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     x = rng.normal(size=(7, 978)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     expected = embed(model, x)
-    save_model(tmp_path / "m", model, {"gene_order": ["1", "2"], "note": "test"},
-               [{"step": 1, "loss": 2.0, "accuracy": 0.1, "validation_auc": 0.5, "margin": 0.0,
-                 "scale": 30.0}])
+    save_model(
+        tmp_path / "m",
+        model,
+        {"gene_order": ["1", "2"], "note": "test"},
+        [
+            {
+                "step": 1,
+                "loss": 2.0,
+                "accuracy": 0.1,
+                "validation_auc": 0.5,
+                "margin": 0.0,
+                "scale": 30.0,
+            }
+        ],
+    )
     assert load_card(tmp_path / "m")["note"] == "test"
     assert (tmp_path / "m" / "training.png").exists()
-    code = ("import numpy as np, sys; from pathlib import Path;"
-            "from l1000_assets.core.model.store import load_embedding;"
-            "from l1000_assets.core.model.network import embed;"
-            "d = Path(sys.argv[1]); m = load_embedding(d / 'm');"
-            "np.save(d / 'z.npy', embed(m, np.load(d / 'x.npy')))")
+    code = (
+        "import numpy as np, sys; from pathlib import Path;"
+        "from l1000_assets.core.model.store import load_embedding;"
+        "from l1000_assets.core.model.network import embed;"
+        "d = Path(sys.argv[1]); m = load_embedding(d / 'm');"
+        "np.save(d / 'z.npy', embed(m, np.load(d / 'x.npy')))"
+    )
     _in_fresh_process(code, tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), expected)
     again = load_embedding(tmp_path / "m")
@@ -145,12 +167,14 @@ def test_training_model_round_trip_keeps_the_head(tmp_path):
     expected = model([x, y], training=False).numpy()
     save_model(tmp_path / "m", emb, {}, [], training_model=model)
     np.save(tmp_path / "x.npy", x)
-    code = ("import numpy as np, sys, keras; from pathlib import Path;"
-            "import l1000_assets.core.model.network;"
-            "d = Path(sys.argv[1]); m = keras.saving.load_model(d / 'm' / 'training.keras');"
-            "h = m.get_layer('head'); x = np.load(d / 'x.npy');"
-            "np.save(d / 'logits.npy', m([x, np.arange(4)], training=False).numpy());"
-            "print(float(h.margin.numpy()), h.kind, h.n_classes)")
+    code = (
+        "import numpy as np, sys, keras; from pathlib import Path;"
+        "import l1000_assets.core.model.network;"
+        "d = Path(sys.argv[1]); m = keras.saving.load_model(d / 'm' / 'training.keras');"
+        "h = m.get_layer('head'); x = np.load(d / 'x.npy');"
+        "np.save(d / 'logits.npy', m([x, np.arange(4)], training=False).numpy());"
+        "print(float(h.margin.numpy()), h.kind, h.n_classes)"
+    )
     out = _in_fresh_process(code, tmp_path)
     assert out.stdout.split()[-3:] == [str(np.float32(0.1).item()), "cosface", "5"]
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-6)

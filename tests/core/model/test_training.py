@@ -24,8 +24,12 @@ from l1000_assets.core.model.training import TrainConfig, load_split_profiles, t
 
 
 def _splits(files, seed=0):
-    perts = np.concatenate([pq.read_table(f, columns=["pert_id"]).column("pert_id")
-                            .to_numpy(zero_copy_only=False) for f in files])
+    perts = np.concatenate(
+        [
+            pq.read_table(f, columns=["pert_id"]).column("pert_id").to_numpy(zero_copy_only=False)
+            for f in files
+        ]
+    )
     s = assign_splits(perts, seed=seed)
     return {k: sorted(s.loc[s["split"] == k, "pert_id"]) for k in (TRAIN, VALIDATION, TEST)}
 
@@ -37,7 +41,7 @@ def test_split_is_deterministic_by_perturbagen():
     assert a.equals(b)
     frac = a["split"].value_counts(normalize=True)
     assert frac[TEST] == pytest.approx(0.2, abs=0.02)
-    assert frac[VALIDATION] == pytest.approx(0.08, abs=0.02)   # 10% of the 80% train
+    assert frac[VALIDATION] == pytest.approx(0.08, abs=0.02)  # 10% of the 80% train
     assert (a.loc[a["split"] == TEST, "fold"] == 0).all()
     c = assign_splits(ids, seed=4)
     assert (a["split"] != c["split"]).mean() > 0.2
@@ -49,9 +53,16 @@ def test_split_is_deterministic_by_perturbagen():
 def test_normalization_stats_over_training_profiles_only(small_lake):
     train_perts = set(_splits(small_lake)[TRAIN])
     stats = normalization_stats(small_lake, train_perts)
-    x = np.concatenate([landmark_matrix(t.filter(
-        np.isin(t.column("pert_id").to_numpy(zero_copy_only=False), list(train_perts))))
-        for t in map(pq.read_table, small_lake)]).astype(np.float64)
+    x = np.concatenate(
+        [
+            landmark_matrix(
+                t.filter(
+                    np.isin(t.column("pert_id").to_numpy(zero_copy_only=False), list(train_perts))
+                )
+            )
+            for t in map(pq.read_table, small_lake)
+        ]
+    ).astype(np.float64)
     assert stats.n_profiles == len(x)
     np.testing.assert_allclose(stats.mean, x.mean(axis=0), atol=1e-9)
     np.testing.assert_allclose(stats.sd, x.std(axis=0, ddof=1), rtol=1e-6)
@@ -67,11 +78,17 @@ def _train_args(small_lake, tmp_path, steps, every):
     s = _splits(small_lake)
     stats = normalization_stats(small_lake, set(s[TRAIN]))
     validation = load_split_profiles(small_lake, set(s[VALIDATION]))
-    return dict(files=small_lake, train_perts=s[TRAIN], validation=validation, stats=stats,
-                model_config=ModelConfig(**TINY, margin_ramp=0.001),
-                train_config=TrainConfig(steps=steps, batch_size=128, checkpoint_every=every,
-                                         learning_rate=2e-3),
-                checkpoint_dir=tmp_path / "ckpt")
+    return dict(
+        files=small_lake,
+        train_perts=s[TRAIN],
+        validation=validation,
+        stats=stats,
+        model_config=ModelConfig(**TINY, margin_ramp=0.001),
+        train_config=TrainConfig(
+            steps=steps, batch_size=128, checkpoint_every=every, learning_rate=2e-3
+        ),
+        checkpoint_dir=tmp_path / "ckpt",
+    )
 
 
 def test_tiny_model_learns(small_lake, tmp_path):
@@ -108,9 +125,18 @@ train(**_train_args(files, Path(sys.argv[3]), steps=400, every=50), log=print)
 def test_killed_run_resumes_from_the_last_checkpoint(small_lake, tmp_path):
     repo = str(__import__("tests.conftest", fromlist=["REPO"]).REPO)
     proc = subprocess.Popen(
-        [sys.executable, "-c", RESUME_SCRIPT, repo, json.dumps([str(f) for f in small_lake]),
-         str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            RESUME_SCRIPT,
+            repo,
+            json.dumps([str(f) for f in small_lake]),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     state = tmp_path / "ckpt" / "state.json"
     deadline = time.monotonic() + 120
     try:
@@ -154,8 +180,9 @@ def test_stats_round_trip(tmp_path):
 
 def test_training_set_over_the_memory_budget_is_streamed(small_lake, tmp_path):
     args = _train_args(small_lake, tmp_path, steps=40, every=20)
-    args["train_config"] = TrainConfig(steps=40, batch_size=64, checkpoint_every=20,
-                                       memory_budget_mb=1, shuffle_buffer=500)
+    args["train_config"] = TrainConfig(
+        steps=40, batch_size=64, checkpoint_every=20, memory_budget_mb=1, shuffle_buffer=500
+    )
     messages = []
     result = train(**args, log=messages.append)
     assert result.extra["in_memory"] is False

@@ -40,9 +40,13 @@ def symbol(gene_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def genes() -> GeneIndex:
-    table = pd.DataFrame({"gene_id": LANDMARKS + OTHERS,
-                          "symbol": [symbol(g) for g in LANDMARKS + OTHERS],
-                          "is_landmark": [True] * N_LANDMARKS + [False] * len(OTHERS)})
+    table = pd.DataFrame(
+        {
+            "gene_id": LANDMARKS + OTHERS,
+            "symbol": [symbol(g) for g in LANDMARKS + OTHERS],
+            "is_landmark": [True] * N_LANDMARKS + [False] * len(OTHERS),
+        }
+    )
     # The model's input order differs from the genes table's order.
     order = list(np.random.default_rng(0).permutation(LANDMARKS))
     return GeneIndex.from_genes(table, order, "card.json")
@@ -51,8 +55,11 @@ def genes() -> GeneIndex:
 def profiles(n: int = 3, seed: int = 0) -> pd.DataFrame:
     """Genes (rows, by Entrez id) x profiles of z-score-like values."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame(rng.normal(size=(N_LANDMARKS, n)).round(4), index=LANDMARKS,
-                        columns=[f"P{i}" for i in range(n)])
+    return pd.DataFrame(
+        rng.normal(size=(N_LANDMARKS, n)).round(4),
+        index=LANDMARKS,
+        columns=[f"P{i}" for i in range(n)],
+    )
 
 
 def expected_values(df: pd.DataFrame, genes: GeneIndex) -> np.ndarray:
@@ -73,9 +80,9 @@ def test_tsv_profiles_as_rows_by_symbol_with_extra_genes_and_missing_ones(tmp_pa
     df = profiles(2)
     dropped = LANDMARKS[:7]
     kept = df.drop(index=dropped)
-    extra = pd.DataFrame(1.0, index=OTHERS[:5], columns=df.columns)   # known, not landmarks
+    extra = pd.DataFrame(1.0, index=OTHERS[:5], columns=df.columns)  # known, not landmarks
     both = pd.concat([kept, extra])
-    both.index = [symbol(g).lower() for g in both.index]               # symbols, any case
+    both.index = [symbol(g).lower() for g in both.index]  # symbols, any case
     both.T.to_csv(tmp_path / "q.tsv", sep="\t", index_label="profile")
     q = read_query_file(tmp_path / "q.tsv", genes)
     assert q.profile_ids == ["P0", "P1"]
@@ -87,8 +94,11 @@ def test_tsv_profiles_as_rows_by_symbol_with_extra_genes_and_missing_ones(tmp_pa
 
 def test_gct_and_gctx(tmp_path, genes):
     df = profiles(4, seed=1)
-    lines = ["#1.2", f"{N_LANDMARKS}\t{df.shape[1]}",
-             "\t".join(["Name", "Description", *df.columns])]
+    lines = [
+        "#1.2",
+        f"{N_LANDMARKS}\t{df.shape[1]}",
+        "\t".join(["Name", "Description", *df.columns]),
+    ]
     lines += ["\t".join([g, "na", *map(str, row)]) for g, row in zip(df.index, df.to_numpy())]
     (tmp_path / "q.gct").write_text("\n".join(lines) + "\n")
     q = read_query_file(tmp_path / "q.gct", genes)
@@ -116,21 +126,34 @@ def write_csv(path, df):
     return path
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda df: df.rename(index={LANDMARKS[0]: "NOT_A_GENE", LANDMARKS[1]: "ALSO_NOT"}),
-     r"2 unknown gene identifier\(s\).*'NOT_A_GENE', 'ALSO_NOT'"),
-    (lambda df: df.iloc[100:], r"100 of 978 landmark genes missing, more than the 50 allowed"),
-    (lambda df: df.rename(index={LANDMARKS[1]: symbol(LANDMARKS[0])}),
-     r"1 landmark gene\(s\) given more than once: 1000 \(SYM1000\) as '1000' and 'SYM1000'"),
-    (lambda df: with_value(df, LANDMARKS[5], "high", "P0"),
-     r"non-numeric value\(s\): 'high' \(row '1005', column 'P0'\)"),
-    (lambda df: with_value(df, LANDMARKS[3], np.inf),
-     r"non-finite values \(NaN, inf or empty\) in profile\(s\) 'P0', 'P1', 'P2'"),
-    (lambda df: with_value(df, LANDMARKS[3], np.nan, "P1"),
-     r"non-finite values .* in profile\(s\) 'P1'$"),
-    (lambda df: df.set_axis(["A", "A", "B"], axis=1), r"duplicate profile id\(s\): 'A'"),
-    (lambda df: df.iloc[:, :0], r"one column only: expected a gene column and one column per"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda df: df.rename(index={LANDMARKS[0]: "NOT_A_GENE", LANDMARKS[1]: "ALSO_NOT"}),
+            r"2 unknown gene identifier\(s\).*'NOT_A_GENE', 'ALSO_NOT'",
+        ),
+        (lambda df: df.iloc[100:], r"100 of 978 landmark genes missing, more than the 50 allowed"),
+        (
+            lambda df: df.rename(index={LANDMARKS[1]: symbol(LANDMARKS[0])}),
+            r"1 landmark gene\(s\) given more than once: 1000 \(SYM1000\) as '1000' and 'SYM1000'",
+        ),
+        (
+            lambda df: with_value(df, LANDMARKS[5], "high", "P0"),
+            r"non-numeric value\(s\): 'high' \(row '1005', column 'P0'\)",
+        ),
+        (
+            lambda df: with_value(df, LANDMARKS[3], np.inf),
+            r"non-finite values \(NaN, inf or empty\) in profile\(s\) 'P0', 'P1', 'P2'",
+        ),
+        (
+            lambda df: with_value(df, LANDMARKS[3], np.nan, "P1"),
+            r"non-finite values .* in profile\(s\) 'P1'$",
+        ),
+        (lambda df: df.set_axis(["A", "A", "B"], axis=1), r"duplicate profile id\(s\): 'A'"),
+        (lambda df: df.iloc[:, :0], r"one column only: expected a gene column and one column per"),
+    ],
+)
 def test_bad_csv_is_refused_naming_file_and_problem(tmp_path, genes, mutate, message):
     path = write_csv(tmp_path / "bad.csv", mutate(profiles()))
     with pytest.raises(L1000InputError, match=message) as err:
@@ -162,8 +185,9 @@ def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
     path = write_csv(tmp_path / "q.csv", df)
     with pytest.raises(L1000InputError, match="unknown gene"):
         read_query_file(path, genes)
-    with pytest.raises(L1000InputError, match="30 of 978 landmark genes missing, more than "
-                                              "the 20 allowed"):
+    with pytest.raises(
+        L1000InputError, match="30 of 978 landmark genes missing, more than the 20 allowed"
+    ):
         read_query_file(path, genes, QueryOptions(max_missing=20, allow_unknown=True))
     q = read_query_file(path, genes, QueryOptions(max_missing=30, allow_unknown=True))
     assert len(q.missing) == 30 and q.unknown == ["MYSTERY"]
@@ -172,16 +196,24 @@ def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
 
 def test_values_that_are_not_z_scores_get_a_warning(tmp_path, genes):
     df = profiles(2)
-    df["P0"] = np.abs(df["P0"]) * 100 + 5      # like raw expression
+    df["P0"] = np.abs(df["P0"]) * 100 + 5  # like raw expression
     q = read_query_file(write_csv(tmp_path / "q.csv", df), genes)
     assert len(q.warnings) == 1 and "no negative value" in q.warnings[0] and "'P0'" in q.warnings[0]
 
 
 def test_model_gene_order_must_be_the_landmark_genes():
-    table = pd.DataFrame({"gene_id": LANDMARKS + OTHERS, "symbol": LANDMARKS + OTHERS,
-                          "is_landmark": [True] * N_LANDMARKS + [False] * len(OTHERS)})
-    with pytest.raises(L1000InputError, match=r"card.json: model/gene-order mismatch.*2 differ: "
-                                              r"'1000', '5000'"):
+    table = pd.DataFrame(
+        {
+            "gene_id": LANDMARKS + OTHERS,
+            "symbol": LANDMARKS + OTHERS,
+            "is_landmark": [True] * N_LANDMARKS + [False] * len(OTHERS),
+        }
+    )
+    with pytest.raises(
+        L1000InputError,
+        match=r"card.json: model/gene-order mismatch.*2 differ: "
+        r"'1000', '5000'",
+    ):
         GeneIndex.from_genes(table, [OTHERS[0], *LANDMARKS[1:]], "card.json")
     with pytest.raises(L1000InputError, match="gene_order has 977 entries"):
         GeneIndex.from_genes(table, LANDMARKS[1:], "card.json")
@@ -203,21 +235,36 @@ def write_references(path, dim=4):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, dim))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    table = pa.table({"pert_id": ["a", "b", "c", "a", "b", "c"],
-                      "pert_iname": ["A", "B", "C", "A", "B", "C"],
-                      "pert_type": ["trt_cp", "trt_cp", "trt_sh"] * 2,
-                      "cell_id": [None, None, None, "X", "X", "X"],
-                      "embedding": vector_array(x)})
-    pq.write_table(table.replace_schema_metadata({b"l1000.model_version": b"m1",
-                                                  b"l1000.embedding_dim": str(dim).encode()}),
-                   path)
+    table = pa.table(
+        {
+            "pert_id": ["a", "b", "c", "a", "b", "c"],
+            "pert_iname": ["A", "B", "C", "A", "B", "C"],
+            "pert_type": ["trt_cp", "trt_cp", "trt_sh"] * 2,
+            "cell_id": [None, None, None, "X", "X", "X"],
+            "embedding": vector_array(x),
+        }
+    )
+    pq.write_table(
+        table.replace_schema_metadata(
+            {b"l1000.model_version": b"m1", b"l1000.embedding_dim": str(dim).encode()}
+        ),
+        path,
+    )
     return x
 
 
 def test_references_by_scope_and_type_with_annotations(tmp_path):
     x = write_references(tmp_path / "perts.parquet")
-    pq.write_table(pa.table({"pert_id": ["a", "b", "c"], "moa": ["HDAC inhibitor", "-666", None],
-                             "target": ["HDAC1", "", "TP53"]}), tmp_path / "pt.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "pert_id": ["a", "b", "c"],
+                "moa": ["HDAC inhibitor", "-666", None],
+                "target": ["HDAC1", "", "TP53"],
+            }
+        ),
+        tmp_path / "pt.parquet",
+    )
     ann = read_annotations([tmp_path / "pt.parquet"])
     refs = load_references(tmp_path / "perts.parquet", ann)
     assert list(refs.pert_id) == ["a", "b", "c"] and refs.model_version == "m1"
@@ -229,12 +276,15 @@ def test_references_by_scope_and_type_with_annotations(tmp_path):
     with pytest.raises(L1000InputError, match="no perturbagen embeddings for cell line 'Y'"):
         load_references(tmp_path / "perts.parquet", ann, cell="Y")
 
-    query = QueryProfiles(tmp_path / "q.csv", ["q1", "q2"], np.zeros((2, N_LANDMARKS)), 978,
-                          [], 0)
+    query = QueryProfiles(tmp_path / "q.csv", ["q1", "q2"], np.zeros((2, N_LANDMARKS)), 978, [], 0)
     hits = rank(query, x[[1, 2]].astype(np.float32), refs, k=2)
     second = hits["pert_id"]
     assert hits[["query_id", "rank", "pert_id"]].values.tolist() == [
-        ["q1", 1, "b"], ["q1", 2, second[1]], ["q2", 1, "c"], ["q2", 2, second[3]]]
+        ["q1", 1, "b"],
+        ["q1", 2, second[1]],
+        ["q2", 1, "c"],
+        ["q2", 2, second[3]],
+    ]
     assert hits["similarity"][0] == pytest.approx(1.0, abs=1e-6)
 
 
@@ -274,22 +324,37 @@ def test_results_are_merged_per_query_file(tmp_path):
         files[name].write_text("x")
 
     def result(name, n):
-        q = QueryProfiles(files[name], [f"{name}-{i}" for i in range(n)],
-                          np.zeros((n, N_LANDMARKS)), 978, ["1000"], 0)
+        q = QueryProfiles(
+            files[name],
+            [f"{name}-{i}" for i in range(n)],
+            np.zeros((n, N_LANDMARKS)),
+            978,
+            ["1000"],
+            0,
+        )
         z = x[:n].astype(np.float32)
         return ReadAcrossResult(q, z, rank(q, z, refs, 2))
 
     out, queries = tmp_path / "r" / "results.parquet", tmp_path / "r" / "queries.parquet"
-    assert write_results(out, queries, [result("one.csv", 2), result("two.csv", 1)],
-                         replaced=files.values(), version="m1", dim=4) == (6, 3)
+    assert write_results(
+        out,
+        queries,
+        [result("one.csv", 2), result("two.csv", 1)],
+        replaced=files.values(),
+        version="m1",
+        dim=4,
+    ) == (6, 3)
     # one.csv again with one profile: its old rows go, two.csv's stay.
-    assert write_results(out, queries, [result("one.csv", 1)], replaced=[files["one.csv"]],
-                         version="m1", dim=4) == (4, 2)
+    assert write_results(
+        out, queries, [result("one.csv", 1)], replaced=[files["one.csv"]], version="m1", dim=4
+    ) == (4, 2)
     table = pq.read_table(queries)
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 4)
     assert sorted(table.column("query_id").to_pylist()) == ["one.csv-0", "two.csv-0"]
     assert table.column("missing_genes").to_pylist() == [["1000"], ["1000"]]
     # A failed file loses its old results; a deleted file's results go on the next write.
     files["two.csv"].unlink()
-    assert write_results(out, queries, [], replaced=[files["one.csv"]], version="m1",
-                         dim=4) == (0, 0)
+    assert write_results(out, queries, [], replaced=[files["one.csv"]], version="m1", dim=4) == (
+        0,
+        0,
+    )

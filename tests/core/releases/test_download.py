@@ -12,6 +12,7 @@ import time
 import pytest
 
 from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.releases import download as dl
 from l1000_assets.core.releases.download import (
     DownloadError,
     download,
@@ -19,7 +20,6 @@ from l1000_assets.core.releases.download import (
     parse_checksums,
     probe,
 )
-from l1000_assets.core.releases import download as dl
 
 DATA = random.Random(0).randbytes(300_000)
 TEXT = "".join(f"row{i}\t{i * 7 % 1000}\n" for i in range(40_000)).encode()
@@ -53,8 +53,9 @@ def test_download_verifies_records_and_skips_unchanged(site, tmp_path):
     url = site.put("/f.bin", DATA)
     dest = tmp_path / "sub" / "f.bin"
     calls = []
-    result = download(url, dest, sha512=_sha512(DATA).upper(), progress=lambda *a: calls.append(a),
-                      **FAST)
+    result = download(
+        url, dest, sha512=_sha512(DATA).upper(), progress=lambda *a: calls.append(a), **FAST
+    )
     assert dest.read_bytes() == DATA
     assert (result.size, result.sha256) == (len(DATA), hashlib.sha256(DATA).hexdigest())
     assert (result.skipped, result.resumed_from, result.etag) == (False, 0, site.files["/f.bin"][1])
@@ -167,8 +168,9 @@ def test_sha512_mismatch_is_rejected_and_leaves_dest_alone(site, tmp_path):
 
 def test_size_mismatch_is_rejected(site, tmp_path):
     url = site.put("/f.bin", DATA)
-    with pytest.raises(L1000InputError, match=f"{len(DATA):,} bytes.*expected_size says "
-                                                f"{len(DATA) + 1:,}") as caught:
+    with pytest.raises(
+        L1000InputError, match=f"{len(DATA):,} bytes.*expected_size says {len(DATA) + 1:,}"
+    ) as caught:
         download(url, tmp_path / "f.bin", expected_size=len(DATA) + 1, **FAST)
     assert str(caught.value).startswith(str(tmp_path / "f.bin"))
     assert list(tmp_path.iterdir()) == []
@@ -179,8 +181,9 @@ def test_gzip_is_streamed_through_gunzip(site, tmp_path, keep):
     gz = gzip.compress(TEXT)
     url = site.put("/t.txt.gz", gz)
     dest = tmp_path / "t.txt"
-    result = download(url, dest, sha512=_sha512(gz), keep_compressed=keep,
-                      **{**FAST, "chunk_size": 4096})
+    result = download(
+        url, dest, sha512=_sha512(gz), keep_compressed=keep, **{**FAST, "chunk_size": 4096}
+    )
     assert dest.read_bytes() == TEXT
     assert (result.size, result.sha256) == (len(TEXT), hashlib.sha256(TEXT).hexdigest())
     kept = tmp_path / "t.txt.gz"
@@ -194,9 +197,9 @@ def test_gzip_is_streamed_through_gunzip(site, tmp_path, keep):
 def test_bad_gzip_stream_is_rejected(site, tmp_path, damage):
     gz = bytearray(gzip.compress(TEXT))
     if damage == "truncated":
-        gz = gz[:len(gz) // 2]
+        gz = gz[: len(gz) // 2]
     else:
-        gz[len(gz) // 2: len(gz) // 2 + 64] = bytes(64)
+        gz[len(gz) // 2 : len(gz) // 2 + 64] = bytes(64)
     url = site.put("/t.txt.gz", bytes(gz))
     with pytest.raises(L1000InputError, match="truncated or corrupt") as caught:
         download(url, tmp_path / "t.txt", **FAST)
@@ -260,7 +263,10 @@ def test_local_version(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(DATA)
     version = local_version(path)
-    assert version == {"size": len(DATA), "mtime_ns": path.stat().st_mtime_ns,
-                       "sha256": hashlib.sha256(DATA).hexdigest()}
+    assert version == {
+        "size": len(DATA),
+        "mtime_ns": path.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(DATA).hexdigest(),
+    }
     with pytest.raises(L1000InputError, match="not found"):
         local_version(tmp_path / "nope")

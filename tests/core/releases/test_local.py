@@ -16,13 +16,18 @@ def _mini_release(root, *, inst_ids=None, matrix_ids=None, n_landmarks=978, gene
     """A tiny release in GEO layout: 1,000 genes (978 landmarks), 4 samples."""
     root.mkdir(parents=True, exist_ok=True)
     genes = [str(100 + i) for i in range(N_GENES)]
-    pd.DataFrame({"pr_gene_id": genes, "pr_gene_symbol": [f"S{g}" for g in genes],
-                  "pr_is_lm": [1] * n_landmarks + [0] * (N_GENES - n_landmarks)}).to_csv(
-        root / "X_gene_info.txt", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "pr_gene_id": genes,
+            "pr_gene_symbol": [f"S{g}" for g in genes],
+            "pr_is_lm": [1] * n_landmarks + [0] * (N_GENES - n_landmarks),
+        }
+    ).to_csv(root / "X_gene_info.txt", sep="\t", index=False)
     inst_ids = inst_ids or ["p:A01", "p:A02", "p:A03", "p:A04"]
     matrix_ids = matrix_ids or list(inst_ids)
     pd.DataFrame({"inst_id": inst_ids, "pert_type": "trt_cp"}).to_csv(
-        root / "X_inst_info.txt", sep="\t", index=False)
+        root / "X_inst_info.txt", sep="\t", index=False
+    )
     row_ids = gene_ids or genes
     values = np.zeros((len(matrix_ids), len(row_ids)), np.float32)
     with GctxWriter(root / "X_Level4_ZSPCINF_mlr12k_n4x1000.gctx", row_ids, len(matrix_ids)) as w:
@@ -37,22 +42,23 @@ def test_consistent_release(tmp_path):
 
 
 def test_matrix_sample_without_metadata(tmp_path):
-    root = _mini_release(tmp_path / "r", inst_ids=["p:A01", "p:A02"],
-                         matrix_ids=["p:A01", "p:A02", "p:ZZZ"])
+    root = _mini_release(
+        tmp_path / "r", inst_ids=["p:A01", "p:A02"], matrix_ids=["p:A01", "p:A02", "p:ZZZ"]
+    )
     with pytest.raises(L1000InputError, match=r"gctx: 1 sample id\(s\) have no row in .*'p:ZZZ'"):
         check_release(find_release_files(root))
 
 
 def test_metadata_row_without_profile(tmp_path):
-    root = _mini_release(tmp_path / "r", inst_ids=["p:A01", "p:A02", "p:GONE"],
-                         matrix_ids=["p:A01", "p:A02"])
+    root = _mini_release(
+        tmp_path / "r", inst_ids=["p:A01", "p:A02", "p:GONE"], matrix_ids=["p:A01", "p:A02"]
+    )
     with pytest.raises(L1000InputError, match=r"inst_info\.txt: 1 inst_id\(s\) .*'p:GONE'"):
         check_release(find_release_files(root))
 
 
 def test_duplicate_matrix_ids(tmp_path):
-    root = _mini_release(tmp_path / "r", inst_ids=["p:A01", "p:A02"],
-                         matrix_ids=["p:A01", "p:A01"])
+    root = _mini_release(tmp_path / "r", inst_ids=["p:A01", "p:A02"], matrix_ids=["p:A01", "p:A01"])
     with pytest.raises(L1000InputError, match="duplicate column"):
         check_release(find_release_files(root))
 

@@ -30,19 +30,27 @@ def test_geo_file_names_and_layout(small_release, small_config):
     with h5py.File(small_release.level4, "r") as f:
         assert f.attrs["version"] == b"GCTX1.0"
         matrix = f[MATRIX_NODE]
-        assert matrix.shape == (n, 12_328)          # samples x genes on disk
+        assert matrix.shape == (n, 12_328)  # samples x genes on disk
         assert matrix.dtype == np.float32
         assert matrix.chunks == (1000, 1000)
     assert check_release(find_release_files(small_release.root)) == {
-        "n_profiles": n, "n_genes": 12_328, "n_landmarks": 978}
+        "n_profiles": n,
+        "n_genes": 12_328,
+        "n_landmarks": 978,
+    }
 
 
 def test_metadata_columns_and_ground_truth(small_release):
     inst = read_info_table(small_release.inst_info, id_column="inst_id")
     assert list(inst.columns) == INST_COLUMNS
     genes = read_info_table(small_release.gene_info, id_column="pr_gene_id")
-    assert list(genes.columns) == ["pr_gene_id", "pr_gene_symbol", "pr_gene_title", "pr_is_lm",
-                                   "pr_is_bing"]
+    assert list(genes.columns) == [
+        "pr_gene_id",
+        "pr_gene_symbol",
+        "pr_gene_title",
+        "pr_is_lm",
+        "pr_is_bing",
+    ]
     assert len(landmark_gene_ids(genes)) == 978
     perts = read_info_table(small_release.pert_info, id_column="pert_id")
     assert {"moa", "target", "pert_iname", "pert_type"} <= set(perts.columns)
@@ -53,7 +61,8 @@ def test_metadata_columns_and_ground_truth(small_release):
     # Every profile's perturbagen is described; all perturbagen types and controls occur.
     assert set(inst["pert_id"]) <= set(perts["pert_id"])
     assert {"trt_cp", "trt_sh", "trt_oe", "ctl_vehicle", "ctl_vector", "ctl_untrt"} <= set(
-        inst["pert_type"])
+        inst["pert_type"]
+    )
     cells = read_info_table(small_release.cell_info, id_column="cell_id")
     assert set(inst["cell_id"]) <= set(cells["cell_id"])
 
@@ -109,7 +118,7 @@ def test_non_landmarks_are_inferred_from_landmarks(small_release):
     train, test = slice(0, 1500), slice(1500, None)
     coef = np.linalg.solve(x[train].T @ x[train] + 100 * np.eye(978), x[train].T @ y[train])
     resid = y[test] - x[test] @ coef
-    r2 = 1 - (resid ** 2).sum() / ((y[test] - y[test].mean(0)) ** 2).sum()
+    r2 = 1 - (resid**2).sum() / ((y[test] - y[test].mean(0)) ** 2).sum()
     assert r2 > 0.5
 
 

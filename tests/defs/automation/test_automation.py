@@ -21,33 +21,42 @@ def test_catalog_does_not_wait_for_read_across_results_but_follows_them():
     assert dg.AssetKey("read_across_results") in deps
     selection = dg.AssetSelection.assets(warehouse)
     # The sensor's first tick sees an empty lake: nothing to do.
-    start = dg.evaluate_automation_conditions(defs=definitions, instance=instance,
-                                              asset_selection=selection)
+    start = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=selection
+    )
     assert start.total_requested == 0
     for key in deps - {dg.AssetKey("read_across_results")}:
         node = graph.get(key)
-        keys = node.partitions_def.get_partition_keys(dynamic_partitions_store=instance) \
-            if node.partitions_def else None
+        keys = (
+            node.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+            if node.partitions_def
+            else None
+        )
         _materialized(instance, key, keys)
-    first = dg.evaluate_automation_conditions(defs=definitions, instance=instance,
-                                              asset_selection=selection, cursor=start.cursor)
-    assert first.total_requested == 1          # read-across results missing: built anyway
+    first = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=selection, cursor=start.cursor
+    )
+    assert first.total_requested == 1  # read-across results missing: built anyway
     _materialized(instance, warehouse)
-    quiet = dg.evaluate_automation_conditions(defs=definitions, instance=instance,
-                                              asset_selection=selection, cursor=first.cursor)
+    quiet = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=selection, cursor=first.cursor
+    )
     assert quiet.total_requested == 0
     _materialized(instance, dg.AssetKey("read_across_results"))
-    again = dg.evaluate_automation_conditions(defs=definitions, instance=instance,
-                                              asset_selection=selection, cursor=quiet.cursor)
-    assert again.total_requested == 1          # new results: the catalog is rebuilt
+    again = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=selection, cursor=quiet.cursor
+    )
+    assert again.total_requested == 1  # new results: the catalog is rebuilt
 
 
 def test_downstream_groups_are_eager_and_read_across_is_left_to_its_sensor():
     definitions = defs()
     graph = definitions.resolve_asset_graph()
-    labels = {key.to_user_string(): graph.get(key).automation_condition.get_label()
-              for key in graph.get_all_asset_keys()
-              if graph.get(key).automation_condition is not None}
+    labels = {
+        key.to_user_string(): graph.get(key).automation_condition.get_label()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).automation_condition is not None
+    }
     assert labels["embedding_model"] == "eager"
     assert labels["evaluation_metrics"] == "eager"
     assert labels["profile_embeddings"] == "eager"

@@ -19,9 +19,8 @@ from l1000_assets.core.releases.synthetic import (
     write_synthetic_release,
 )
 from l1000_assets.defs.automation.sensors import release_sensor
-from l1000_assets.lib.releases import ReleaseWatch
 from l1000_assets.lib.partitions import valid_cell_line, valid_release
-from l1000_assets.lib.releases import ReleaseRegistry
+from l1000_assets.lib.releases import ReleaseRegistry, ReleaseWatch
 from l1000_assets.lib.resources import LakeResource
 
 GEO = KNOWN_RELEASES["GSE92742"]
@@ -56,20 +55,23 @@ class Ticks:
         self.resources = {
             "lake": LakeResource(root=str(root)),
             "releases": ReleaseRegistry(mirrors=mirrors or {}, local_releases=local or {}),
-            "release_watch": ReleaseWatch(public=list(public), http_interval_seconds=0,
-                                          timeout_seconds=5),
+            "release_watch": ReleaseWatch(
+                public=list(public), http_interval_seconds=0, timeout_seconds=5
+            ),
         }
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                          resources=self.resources)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources=self.resources
+        )
         result = release_sensor(context)
         assert isinstance(result, dg.SensorResult)
         self.cursor = result.cursor
         # The daemon applies the partition requests before launching the runs.
         for request in result.dynamic_partitions_requests or []:
-            self.instance.add_dynamic_partitions(request.partitions_def_name,
-                                                 list(request.partition_keys))
+            self.instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
         return result
 
 
@@ -81,6 +83,7 @@ def sensor_log(capfd):
     def read() -> str:
         seen.append(capfd.readouterr().err)
         return "".join(seen)
+
     return read
 
 
@@ -100,8 +103,9 @@ def _keys(result) -> list[tuple[str, str]]:
 
 def test_http_release_first_tick_then_unchanged_then_changed_etag(site, instance, tmp_path):
     _publish(site, GEO, "/geo")
-    ticks = Ticks(instance, tmp_path / "data", mirrors={"GSE92742": site.base + "/geo"},
-                  public=["GSE92742"])
+    ticks = Ticks(
+        instance, tmp_path / "data", mirrors={"GSE92742": site.base + "/geo"}, public=["GSE92742"]
+    )
 
     first = ticks.tick()
     [(partition, key)] = _keys(first)
@@ -129,11 +133,11 @@ def test_http_release_first_tick_then_unchanged_then_changed_etag(site, instance
 
 def test_column_set_change_is_a_new_version_and_named(site, instance, tmp_path, sensor_log):
     _publish(site, GEO, "/geo")
-    ticks = Ticks(instance, tmp_path / "data", mirrors={"GSE92742": site.base + "/geo"},
-                  public=["GSE92742"])
+    ticks = Ticks(
+        instance, tmp_path / "data", mirrors={"GSE92742": site.base + "/geo"}, public=["GSE92742"]
+    )
     [(_, key)] = _keys(ticks.tick())
-    site.put(f"/geo/{GEO.files['inst_info']}",
-             _table(INST_HEADER.replace("cell_id", "cell_iname")))
+    site.put(f"/geo/{GEO.files['inst_info']}", _table(INST_HEADER.replace("cell_id", "cell_iname")))
     [(_, new_key)] = _keys(ticks.tick())
     assert new_key != key
     assert "columns of inst_info: +['cell_iname'] -['cell_id']" in sensor_log()
@@ -141,8 +145,12 @@ def test_column_set_change_is_a_new_version_and_named(site, instance, tmp_path, 
 
 def test_newly_dated_geo_file_requests_a_new_run(site, instance, tmp_path, sensor_log):
     _publish(site, DATED, "/gse70138")
-    ticks = Ticks(instance, tmp_path / "data", mirrors={"GSE70138": site.base + "/gse70138"},
-                  public=["GSE70138"])
+    ticks = Ticks(
+        instance,
+        tmp_path / "data",
+        mirrors={"GSE70138": site.base + "/gse70138"},
+        public=["GSE70138"],
+    )
     [(partition, key)] = _keys(ticks.tick())
     assert partition == "GSE70138"
     assert _keys(ticks.tick()) == []
@@ -167,9 +175,12 @@ def test_a_server_that_is_down_is_skipped_with_a_message(site, instance, tmp_pat
     down = f"http://127.0.0.1:{_closed_port()}/geo"
     # Two public releases: one mirror is down, the other answers.
     _publish(site, DATED, "/gse70138")
-    ticks = Ticks(instance, tmp_path / "data",
-                  mirrors={"GSE92742": down, "GSE70138": site.base + "/gse70138"},
-                  public=["GSE92742", "GSE70138"])
+    ticks = Ticks(
+        instance,
+        tmp_path / "data",
+        mirrors={"GSE92742": down, "GSE70138": site.base + "/gse70138"},
+        public=["GSE92742", "GSE70138"],
+    )
     result = ticks.tick()
     assert [p for p, _ in _keys(result)] == ["GSE70138"]
     assert "GSE92742: unreachable, skipped this tick" in sensor_log()
@@ -177,8 +188,9 @@ def test_a_server_that_is_down_is_skipped_with_a_message(site, instance, tmp_pat
     assert instance.get_dynamic_partitions("release") == ["GSE70138"]
 
     # Only the dead mirror: nothing requested, the tick says why, the cursor survives.
-    ticks.resources["release_watch"] = ReleaseWatch(public=["GSE92742"], http_interval_seconds=0,
-                                                    timeout_seconds=5)
+    ticks.resources["release_watch"] = ReleaseWatch(
+        public=["GSE92742"], http_interval_seconds=0, timeout_seconds=5
+    )
     result = ticks.tick()
     assert _keys(result) == [] and "GSE92742: unreachable" in _reason(result)
     # The mirror comes back (same files now served by the live site): picked up then.
@@ -188,10 +200,10 @@ def test_a_server_that_is_down_is_skipped_with_a_message(site, instance, tmp_pat
 
 def test_http_sources_are_checked_at_most_once_per_interval(site, instance, tmp_path):
     _publish(site, GEO, "/geo")
-    ticks = Ticks(instance, tmp_path / "data", mirrors={"GSE92742": site.base + "/geo"},
-                  public=["GSE92742"])
-    ticks.resources["release_watch"] = ReleaseWatch(public=["GSE92742"],
-                                                    http_interval_seconds=3600)
+    ticks = Ticks(
+        instance, tmp_path / "data", mirrors={"GSE92742": site.base + "/geo"}, public=["GSE92742"]
+    )
+    ticks.resources["release_watch"] = ReleaseWatch(public=["GSE92742"], http_interval_seconds=3600)
     assert len(_keys(ticks.tick())) == 1
     heads = len(site.requests("HEAD"))
     site.put(f"/geo/{GEO.files['level4']}", b"changed")
@@ -201,12 +213,14 @@ def test_http_sources_are_checked_at_most_once_per_interval(site, instance, tmp_
 
 @pytest.fixture(scope="module")
 def tiny_release(tmp_path_factory):
-    return write_synthetic_release(tmp_path_factory.mktemp("tiny"),
-                                   SyntheticConfig(n_profiles=120, seed=5))
+    return write_synthetic_release(
+        tmp_path_factory.mktemp("tiny"), SyntheticConfig(n_profiles=120, seed=5)
+    )
 
 
-def test_a_release_dropped_into_incoming_is_picked_up_once_settled(instance, tmp_path,
-                                                                   tiny_release, sensor_log):
+def test_a_release_dropped_into_incoming_is_picked_up_once_settled(
+    instance, tmp_path, tiny_release, sensor_log
+):
     root = tmp_path / "data"
     ticks = Ticks(instance, root)
     first = ticks.tick()
@@ -243,8 +257,9 @@ def test_a_release_dropped_into_incoming_is_picked_up_once_settled(instance, tmp
     assert "not usable as release names" in sensor_log() and "bad name!" in sensor_log()
 
 
-def test_an_ingested_release_is_not_requested_again_by_a_fresh_cursor(instance, tmp_path,
-                                                                       tiny_release):
+def test_an_ingested_release_is_not_requested_again_by_a_fresh_cursor(
+    instance, tmp_path, tiny_release
+):
     """After `l1000 demo` or a cursor reset: release_files' manifest says it is ingested."""
     from l1000_assets.definitions import defs
 
@@ -255,9 +270,13 @@ def test_an_ingested_release_is_not_requested_again_by_a_fresh_cursor(instance, 
     instance.add_dynamic_partitions("release", ["lab"])
     definitions = defs()
     ticks = Ticks(instance, root, local=local)
-    result = dg.materialize([*definitions.assets, *definitions.asset_checks],
-                            selection=["release_files", "release_metadata"],
-                            instance=instance, resources=ticks.resources, partition_key="lab")
+    result = dg.materialize(
+        [*definitions.assets, *definitions.asset_checks],
+        selection=["release_files", "release_metadata"],
+        instance=instance,
+        resources=ticks.resources,
+        partition_key="lab",
+    )
     assert result.success
     first = ticks.tick()
     assert _keys(first) == [] and "lab: ingested" in _reason(first)
@@ -273,15 +292,15 @@ def test_fingerprint_of_a_large_file_hashes_its_ends_and_size(tmp_path):
     """release_files records the same fingerprint (it calls this function)."""
     big = tmp_path / "big.gctx"
     with open(big, "wb") as f:
-        f.truncate(70 << 20)   # sparse: over the 64 MB whole-file limit
+        f.truncate(70 << 20)  # sparse: over the 64 MB whole-file limit
     before = watch.fingerprint(big)
     with open(big, "r+b") as f:
         f.seek(35 << 20)
-        f.write(b"x")          # the middle is not read
+        f.write(b"x")  # the middle is not read
     assert watch.fingerprint(big) == before
     with open(big, "r+b") as f:
         f.seek((70 << 20) - 1)
-        f.write(b"x")          # the last 16 MB are
+        f.write(b"x")  # the last 16 MB are
     assert watch.fingerprint(big) != before
     small = tmp_path / "small.txt"
     small.write_bytes(b"abc")
@@ -290,8 +309,9 @@ def test_fingerprint_of_a_large_file_hashes_its_ends_and_size(tmp_path):
     assert watch.fingerprint(small) == hashlib.sha256(b"abc").hexdigest()
 
 
-def test_the_synthetic_release_directory_is_watched_once_it_exists(instance, tmp_path,
-                                                                   tiny_release):
+def test_the_synthetic_release_directory_is_watched_once_it_exists(
+    instance, tmp_path, tiny_release
+):
     root = tmp_path / "data"
     ticks = Ticks(instance, root)
     assert _keys(ticks.tick()) == []
@@ -301,8 +321,9 @@ def test_the_synthetic_release_directory_is_watched_once_it_exists(instance, tmp
     assert _keys(ticks.tick()) == []
 
 
-@pytest.mark.parametrize("key", ["SK-N-SH", "NCI-H716", "HEK293T", "A375.311", "GSE92742",
-                                 "MyLab_2025-01"])
+@pytest.mark.parametrize(
+    "key", ["SK-N-SH", "NCI-H716", "HEK293T", "A375.311", "GSE92742", "MyLab_2025-01"]
+)
 def test_real_names_are_valid_partition_keys(key):
     assert valid_cell_line(key) and valid_release(key)
 

@@ -51,20 +51,31 @@ def test_pools_are_configured_for_one_writer_and_one_training_run(home):
         pools = instance.get_concurrency_config().pool_config
         assert pools.default_pool_limit == 1
         assert instance.event_log_storage.supports_global_concurrency_limits
-    ops = {a.key.to_user_string(): a.op for a in defs().assets
-           if isinstance(a, dg.AssetsDefinition) and len(a.keys) == 1}
+    ops = {
+        a.key.to_user_string(): a.op
+        for a in defs().assets
+        if isinstance(a, dg.AssetsDefinition) and len(a.keys) == 1
+    }
     assert ops["warehouse"].pool == "duckdb"
     assert ops["embedding_model"].pool == "training"
 
 
 def _step_window(instance, run_id: str, step: str) -> tuple[float, float]:
     records = instance.all_logs(run_id)
-    start = [r.timestamp for r in records
-             if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.STEP_START
-             and r.step_key == step]
-    end = [r.timestamp for r in records
-           if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS
-           and r.step_key == step]
+    start = [
+        r.timestamp
+        for r in records
+        if r.dagster_event
+        and r.dagster_event.event_type == dg.DagsterEventType.STEP_START
+        and r.step_key == step
+    ]
+    end = [
+        r.timestamp
+        for r in records
+        if r.dagster_event
+        and r.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS
+        and r.step_key == step
+    ]
     assert start and end, f"run {run_id}: no start/success of {step}"
     return start[0], end[0]
 
@@ -79,14 +90,23 @@ def test_two_catalog_writers_are_serialized_not_failed(home, tmp_path):
         storage = instance.event_log_storage
         storage.initialize_concurrency_limit_to_default("duckdb")
         assert storage.claim_concurrency_slot("duckdb", "test-holder", "hold").is_claimed
-        procs = [subprocess.Popen([sys.executable, "-c", RUN_WAREHOUSE], cwd=REPO, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", RUN_WAREHOUSE],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         try:
             deadline = time.monotonic() + WAIT_S
             while storage.get_concurrency_info("duckdb").pending_step_count < 2:
-                assert all(p.poll() is None for p in procs), \
+                assert all(p.poll() is None for p in procs), (
                     "a run ended while the test held the duckdb slot: the pool did not hold it"
+                )
                 assert time.monotonic() < deadline, "the two runs never queued for the slot"
                 time.sleep(0.2)
             info = storage.get_concurrency_info("duckdb")
@@ -101,8 +121,10 @@ def test_two_catalog_writers_are_serialized_not_failed(home, tmp_path):
                     p.wait()
         for p, out in zip(procs, outputs, strict=True):
             assert p.returncode == 0, out[-3000:]
-        run_ids = [next(line.split()[1] for line in out.splitlines()
-                        if line.startswith("RUN_ID")) for out in outputs]
+        run_ids = [
+            next(line.split()[1] for line in out.splitlines() if line.startswith("RUN_ID"))
+            for out in outputs
+        ]
         (s1, e1), (s2, e2) = sorted(_step_window(instance, r, "warehouse") for r in run_ids)
         assert e1 <= s2, f"catalog writes overlapped: {s1:.2f}-{e1:.2f} and {s2:.2f}-{e2:.2f}"
         assert storage.get_concurrency_info("duckdb").active_slot_count == 0

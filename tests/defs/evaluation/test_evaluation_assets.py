@@ -5,18 +5,20 @@ import pytest
 
 pytest.importorskip("keras")
 
-SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100,
-               "batch_size": 256}
+SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
 FAST_EVAL = {"max_wtcs_queries": 150, "bootstrap": 50}
 
 
 @pytest.fixture(scope="module")
 def evaluated(lake_graph):
-    trained = lake_graph.run(["perturbagen_split", "normalization_stats", "embedding_model"],
-                             config={"ops": {"embedding_model": {"config": SMALL_MODEL}}})
+    trained = lake_graph.run(
+        ["perturbagen_split", "normalization_stats", "embedding_model"],
+        config={"ops": {"embedding_model": {"config": SMALL_MODEL}}},
+    )
     assert trained.success
-    result = lake_graph.run(["evaluation_metrics"],
-                            config={"ops": {"evaluation_metrics": {"config": FAST_EVAL}}})
+    result = lake_graph.run(
+        ["evaluation_metrics"], config={"ops": {"evaluation_metrics": {"config": FAST_EVAL}}}
+    )
     return lake_graph, result
 
 
@@ -29,14 +31,21 @@ def test_tidy_table_covers_protocols_methods_groups(evaluated):
     assert result.success
     table = _table(graph)
     assert {"protocol", "group", "method", "metric", "value", "ci_low", "ci_high"} <= set(
-        table.columns)
+        table.columns
+    )
     assert set(table["protocol"]) == {"same_perturbagen", "replicates", "moa", "target"}
     assert set(table["method"]) == {"embedding", "zscore_cosine", "zscore_euclidean", "wtcs"}
     assert {"all", "small_molecules", "genetic"} <= set(table["group"])
     cells = {g for g in table["group"] if g.startswith("cell:")}
     assert cells == {f"cell:{c}" for c in graph.cells}
-    assert set(table["metric"]) == {"median_quantile", "recall_top_0.001", "recall_top_0.01",
-                                    "recall_top_0.1", "auc", "mcc"}
+    assert set(table["metric"]) == {
+        "median_quantile",
+        "recall_top_0.001",
+        "recall_top_0.01",
+        "recall_top_0.1",
+        "auc",
+        "mcc",
+    }
     assert not table.duplicated(["protocol", "group", "method", "metric"]).any()
     auc = table[table["metric"] == "auc"]
     assert auc["value"].between(0, 1).all()
@@ -56,8 +65,9 @@ def test_embedding_beats_zscore_and_check_passes(evaluated):
     assert v[("embedding", "auc")] > v[("zscore_cosine", "auc")]
     assert v[("embedding", "recall_top_0.01")] > v[("zscore_cosine", "recall_top_0.01")]
     # Replicates are easier than the same perturbagen across cell lines, doses and times.
-    rep = table[(table["protocol"] == "replicates") & (table["group"] == "all")
-                & (table["metric"] == "auc")].set_index("method")["value"]
+    rep = table[
+        (table["protocol"] == "replicates") & (table["group"] == "all") & (table["metric"] == "auc")
+    ].set_index("method")["value"]
     assert rep["zscore_cosine"] > v[("zscore_cosine", "auc")]
 
 
@@ -66,7 +76,7 @@ def test_metadata_has_table1_and_plot(evaluated):
     meta = result.asset_materializations_for_node("evaluation_metrics")[0].metadata
     table1 = meta["table1"].value
     assert "| all | embedding | ours |" in table1 and "| all | embedding | paper |" in table1
-    assert "0.902" in table1   # the published embedding AUC beside ours
+    assert "0.902" in table1  # the published embedding AUC beside ours
     assert "data:image/png;base64," in meta["recall_curves"].value
     assert (graph.root / "lake" / "evaluation" / "recall_curves.png").stat().st_size > 5000
 
@@ -80,9 +90,10 @@ def test_catalog_has_the_evaluation_view(evaluated):
     build_catalog(db, SQL_DIR, graph.root / "lake")
     with connect_read_only(db) as con:
         rows = con.execute(
-            "SELECT value FROM evaluation_metrics WHERE protocol = ? AND \"group\" = ? "
+            'SELECT value FROM evaluation_metrics WHERE protocol = ? AND "group" = ? '
             "AND method = ? AND metric = ?",
-            ["same_perturbagen", "all", "embedding", "auc"]).fetchall()
+            ["same_perturbagen", "all", "embedding", "auc"],
+        ).fetchall()
     assert len(rows) == 1 and 0.5 < rows[0][0] <= 1
 
 
@@ -90,9 +101,17 @@ def test_a_failed_evaluation_keeps_the_last_table(evaluated):
     graph, _ = evaluated
     path = graph.root / "lake" / "evaluation" / "metrics.parquet"
     before = path.read_bytes()
-    result = graph.run(["evaluation_metrics"], raise_on_error=False, config={"ops": {
-        "evaluation_metrics": {"config": {**FAST_EVAL, "protocols": ["same_perturbagen",
-                                                                    "bogus"]}}}})
+    result = graph.run(
+        ["evaluation_metrics"],
+        raise_on_error=False,
+        config={
+            "ops": {
+                "evaluation_metrics": {
+                    "config": {**FAST_EVAL, "protocols": ["same_perturbagen", "bogus"]}
+                }
+            }
+        },
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "unknown bogus" in str(failure.event_specific_data.error)
@@ -101,9 +120,22 @@ def test_a_failed_evaluation_keeps_the_last_table(evaluated):
 
 def test_extra_splits_train_more_models_and_give_t_intervals(evaluated):
     graph, _ = evaluated
-    result = graph.run(["evaluation_metrics"], config={"ops": {"evaluation_metrics": {
-        "config": {**FAST_EVAL, "extra_splits": 1, "protocols": ["same_perturbagen"],
-                   "methods": ["embedding", "zscore_cosine"], "per_cell_line": False}}}})
+    result = graph.run(
+        ["evaluation_metrics"],
+        config={
+            "ops": {
+                "evaluation_metrics": {
+                    "config": {
+                        **FAST_EVAL,
+                        "extra_splits": 1,
+                        "protocols": ["same_perturbagen"],
+                        "methods": ["embedding", "zscore_cosine"],
+                        "per_cell_line": False,
+                    }
+                }
+            }
+        },
+    )
     assert result.success
     table = _table(graph)
     auc = table[(table["group"] == "all") & (table["metric"] == "auc")].set_index("method")

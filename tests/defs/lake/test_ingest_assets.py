@@ -48,11 +48,13 @@ def test_lake_layout_and_counts(graph):
 def test_catalog_answers_queries(graph):
     path = graph.root / "catalog" / "l1000.duckdb"
     with duckdb.connect(str(path), read_only=True) as con:
-        n = con.execute("SELECT count(*) FROM profiles p JOIN instances i USING (inst_id)"
-                        ).fetchall()[0][0]
+        n = con.execute(
+            "SELECT count(*) FROM profiles p JOIN instances i USING (inst_id)"
+        ).fetchall()[0][0]
         assert n > 0
-        moa = con.execute("SELECT count(DISTINCT moa) FROM perturbagens WHERE moa IS NOT NULL"
-                          ).fetchall()[0][0]
+        moa = con.execute(
+            "SELECT count(DISTINCT moa) FROM perturbagens WHERE moa IS NOT NULL"
+        ).fetchall()[0][0]
         assert moa > 5
 
 
@@ -75,7 +77,8 @@ def test_failed_ingest_keeps_the_previous_partition(graph, tmp_path):
         saved.rename(gctx)
     assert part.read_bytes() == before
     assert sorted(p.name for p in part.parent.parent.iterdir()) == sorted(
-        f"cell_id={c}" for c in graph.cells)
+        f"cell_id={c}" for c in graph.cells
+    )
 
 
 def test_one_cell_line_partition_rewrites_only_that_line(graph):
@@ -92,10 +95,12 @@ def test_metadata_without_profile_fails_strict_and_is_skipped_on_request(graph):
     inst_path = root / "lake" / "metadata" / "release=synthetic" / "instances.parquet"
     saved = inst_path.read_bytes()
     table = pq.read_table(inst_path)
-    treated = table.filter(pc.and_(pc.equal(table["cell_id"], cell),
-                                   pc.not_equal(table["profile_class"], "control")))
+    treated = table.filter(
+        pc.and_(pc.equal(table["cell_id"], cell), pc.not_equal(table["profile_class"], "control"))
+    )
     ghost = treated.slice(0, 1).set_column(
-        0, "inst_id", pa.array(["GHOST_PLATE:Z99"], table.schema.field("inst_id").type))
+        0, "inst_id", pa.array(["GHOST_PLATE:Z99"], table.schema.field("inst_id").type)
+    )
     pq.write_table(pa.concat_tables([table, ghost]), inst_path)
     try:
         result = graph.run(["landmark_profiles"], partition=cell, raise_on_error=False)
@@ -104,8 +109,12 @@ def test_metadata_without_profile_fails_strict_and_is_skipped_on_request(graph):
         message = str(failure[0].event_specific_data.error)
         assert "instances.parquet: 1 inst_id(s) have no column in" in message
         assert "'GHOST_PLATE:Z99'" in message
-        result = graph.run(["landmark_profiles"], partition=cell, raise_on_error=False, config={
-            "ops": {"landmark_profiles": {"config": {"on_bad_input": "skip"}}}})
+        result = graph.run(
+            ["landmark_profiles"],
+            partition=cell,
+            raise_on_error=False,
+            config={"ops": {"landmark_profiles": {"config": {"on_bad_input": "skip"}}}},
+        )
         mat = result.asset_materializations_for_node("landmark_profiles")[0]
         skipped = mat.metadata["skipped_ids"].value["synthetic"]
         assert skipped["n_metadata_rows_without_profile"] == 1
@@ -130,8 +139,9 @@ def test_releases_with_different_landmark_lists_fail_the_lake_check(graph, tmp_p
     cell = graph.cells[0]
     (tmp_path / "lake" / "landmark_profiles" / f"cell_id={cell}").mkdir(parents=True)
     table = pq.read_table(src / "landmark_profiles" / f"cell_id={cell}" / "synthetic.parquet")
-    pq.write_table(table, tmp_path / "lake" / "landmark_profiles" / f"cell_id={cell}" /
-                   "synthetic.parquet")
+    pq.write_table(
+        table, tmp_path / "lake" / "landmark_profiles" / f"cell_id={cell}" / "synthetic.parquet"
+    )
     lake = LakeResource(root=str(tmp_path))
     assert landmark_profiles_valid(lake=lake).passed
 
@@ -145,10 +155,15 @@ def test_releases_with_different_landmark_lists_fail_the_lake_check(graph, tmp_p
     key = next(k for k in meta if k.endswith(b"landmark_gene_ids"))
     ids = json.loads(meta[key])
     meta[key] = json.dumps(["999999", *ids[1:]]).encode()
-    other = table.set_column(table.schema.get_field_index("inst_id"), "inst_id",
-                             pc.binary_join_element_wise(table["inst_id"], "-other", ""))
-    pq.write_table(other.replace_schema_metadata(meta), tmp_path / "lake" / "landmark_profiles"
-                   / f"cell_id={cell}" / "other.parquet")
+    other = table.set_column(
+        table.schema.get_field_index("inst_id"),
+        "inst_id",
+        pc.binary_join_element_wise(table["inst_id"], "-other", ""),
+    )
+    pq.write_table(
+        other.replace_schema_metadata(meta),
+        tmp_path / "lake" / "landmark_profiles" / f"cell_id={cell}" / "other.parquet",
+    )
     result = landmark_profiles_valid(lake=lake)
     assert not result.passed
     assert "2 different landmark gene lists" in result.metadata["problems"].value

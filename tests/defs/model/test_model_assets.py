@@ -8,15 +8,15 @@ import pytest
 
 pytest.importorskip("keras")
 
-SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100,
-               "batch_size": 256}
+SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
 
 
 @pytest.fixture(scope="module")
 def trained(lake_graph):
     result = lake_graph.run(
         ["perturbagen_split", "normalization_stats", "embedding_model"],
-        config={"ops": {"embedding_model": {"config": SMALL_MODEL}}})
+        config={"ops": {"embedding_model": {"config": SMALL_MODEL}}},
+    )
     return lake_graph, result
 
 
@@ -33,7 +33,8 @@ def test_model_artifacts_and_card(trained):
     graph, result = trained
     model_dir = graph.root / "models" / "embedding_model"
     assert {"embedding.keras", "training.keras", "card.json", "history.csv", "training.png"} <= {
-        p.name for p in model_dir.iterdir()}
+        p.name for p in model_dir.iterdir()
+    }
     card = json.loads((model_dir / "card.json").read_text())
     assert len(card["gene_order"]) == 978
     stats = json.loads((graph.root / "models" / "normalization_stats.json").read_text())
@@ -67,18 +68,25 @@ def test_model_embeds_lake_profiles(trained):
 
 def test_rematerializing_with_the_same_config_resumes_without_training(trained):
     graph, _ = trained
-    again = graph.run(["embedding_model"],
-                      config={"ops": {"embedding_model": {"config": SMALL_MODEL}}})
+    again = graph.run(
+        ["embedding_model"], config={"ops": {"embedding_model": {"config": SMALL_MODEL}}}
+    )
     meta = again.asset_materializations_for_node("embedding_model")[0].metadata
     assert meta["resumed_from_step"].value == 400
 
 
 def test_statistics_from_another_split_are_refused(trained):
     graph, _ = trained
-    result = graph.run(["perturbagen_split", "embedding_model"],
-                       config={"ops": {"perturbagen_split": {"config": {"seed": 1}},
-                                       "embedding_model": {"config": SMALL_MODEL}}},
-                       raise_on_error=False)
+    result = graph.run(
+        ["perturbagen_split", "embedding_model"],
+        config={
+            "ops": {
+                "perturbagen_split": {"config": {"seed": 1}},
+                "embedding_model": {"config": SMALL_MODEL},
+            }
+        },
+        raise_on_error=False,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "another set of training perturbagens" in str(failure.event_specific_data.error)

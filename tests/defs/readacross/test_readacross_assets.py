@@ -20,8 +20,7 @@ from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RAN
 
 pytest.importorskip("keras")
 
-SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100,
-               "batch_size": 256}
+SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
 PCA_MAP = {"perturbagen_map": {"config": {"method": "pca"}}}
 L1000 = str(Path(sys.executable).parent / "l1000")
 
@@ -30,15 +29,20 @@ L1000 = str(Path(sys.executable).parent / "l1000")
 def embedded(lake_graph):
     graph = lake_graph
     if not (graph.root / "models" / "embedding_model" / "card.json").exists():
-        assert graph.run(["perturbagen_split", "normalization_stats", "embedding_model"],
-                         config={"ops": {"embedding_model": {"config": SMALL_MODEL}}}).success
-    cells = {ASSET_PARTITION_RANGE_START: graph.cells[0],
-             ASSET_PARTITION_RANGE_END: graph.cells[-1]}
+        assert graph.run(
+            ["perturbagen_split", "normalization_stats", "embedding_model"],
+            config={"ops": {"embedding_model": {"config": SMALL_MODEL}}},
+        ).success
+    cells = {
+        ASSET_PARTITION_RANGE_START: graph.cells[0],
+        ASSET_PARTITION_RANGE_END: graph.cells[-1],
+    }
     results = {
         "profiles": graph.run(["profile_embeddings", "zscore_signatures"], tags=cells),
         "aggregates": graph.run(["signature_embeddings", "perturbagen_embeddings"]),
-        "read_across": graph.run(["read_across_results", "perturbagen_map"],
-                                 config={"ops": PCA_MAP}),
+        "read_across": graph.run(
+            ["read_across_results", "perturbagen_map"], config={"ops": PCA_MAP}
+        ),
         "warehouse": graph.run(["warehouse"]),
     }
     return graph, results
@@ -55,10 +59,15 @@ def known_query(graph) -> tuple[str, pd.DataFrame]:
     tables = [pq.read_table(f, columns=["pert_id", "pert_type", "landmarks"]) for f in files]
     perts = pd.concat([t.select(["pert_id", "pert_type"]).to_pandas() for t in tables])
     pert = perts[perts["pert_type"] == "trt_cp"]["pert_id"].value_counts().index[0]
-    x = np.concatenate([landmark_matrix(t)[t.column("pert_id").to_numpy(
-        zero_copy_only=False) == pert] for t in tables])
-    genes = pd.read_parquet(graph.root / "lake" / "metadata" / "release=synthetic" /
-                            "genes.parquet")
+    x = np.concatenate(
+        [
+            landmark_matrix(t)[t.column("pert_id").to_numpy(zero_copy_only=False) == pert]
+            for t in tables
+        ]
+    )
+    genes = pd.read_parquet(
+        graph.root / "lake" / "metadata" / "release=synthetic" / "genes.parquet"
+    )
     symbol = dict(zip(genes["gene_id"], genes["symbol"]))
     order = read_profile_gene_ids(files[0])
     table = pd.DataFrame({"gene": [symbol[g] for g in order], "my_extract": x.mean(axis=0)})
@@ -66,8 +75,9 @@ def known_query(graph) -> tuple[str, pd.DataFrame]:
 
 
 def moa_of(graph, pert):
-    perts = pd.read_parquet(graph.root / "lake" / "metadata" / "release=synthetic" /
-                            "perturbagens.parquet")
+    perts = pd.read_parquet(
+        graph.root / "lake" / "metadata" / "release=synthetic" / "perturbagens.parquet"
+    )
     return perts.set_index("pert_id")["moa"][pert]
 
 
@@ -75,16 +85,20 @@ def test_embedding_assets_and_their_metadata(embedded):
     graph, results = embedded
     assert all(r.success for r in results.values())
     profiles = meta(results["profiles"], "profile_embeddings")
-    n_lake = sum(pq.ParquetFile(f).metadata.num_rows
-                 for f in (graph.root / "lake" / "landmark_profiles").glob("*/*.parquet"))
+    n_lake = sum(
+        pq.ParquetFile(f).metadata.num_rows
+        for f in (graph.root / "lake" / "landmark_profiles").glob("*/*.parquet")
+    )
     assert profiles["dagster/row_count"].value == n_lake
     assert profiles["embedding_dim"].value == 32
     perts = meta(results["aggregates"], "perturbagen_embeddings")
     assert perts["perturbagens"].value > 100
     checks = {c.check_name: c.passed for c in results["aggregates"].get_asset_check_evaluations()}
     assert checks["perturbagen_embeddings_unit_length"]
-    assert meta(results["profiles"], "zscore_signatures")["dagster/row_count"].value == \
-        meta(results["aggregates"], "signature_embeddings")["dagster/row_count"].value
+    assert (
+        meta(results["profiles"], "zscore_signatures")["dagster/row_count"].value
+        == meta(results["aggregates"], "signature_embeddings")["dagster/row_count"].value
+    )
     picture = meta(results["read_across"], "perturbagen_map")
     assert picture["map"].value.startswith("![perturbagen map](data:image/png;base64,")
     warehouse = meta(results["warehouse"], "warehouse")
@@ -94,8 +108,9 @@ def test_embedding_assets_and_their_metadata(embedded):
 
 def test_catalog_macros_match_numpy_on_the_trained_embeddings(embedded):
     graph, _ = embedded
-    table, x = read_embeddings(graph.root / "lake" / "embeddings" / "perturbagens.parquet",
-                               ["pert_id", "cell_id"])
+    table, x = read_embeddings(
+        graph.root / "lake" / "embeddings" / "perturbagens.parquet", ["pert_id", "cell_id"]
+    )
     df = table.to_pandas()
     overall = df["cell_id"].isna().to_numpy()
     ids, x = df["pert_id"].to_numpy()[overall], x[overall]
@@ -103,27 +118,34 @@ def test_catalog_macros_match_numpy_on_the_trained_embeddings(embedded):
         for i in (0, 11, 42):
             sims = x @ x[i]
             expected = [ids[j] for j in np.argsort(-sims) if j != i][:10]
-            got = con.execute("SELECT pert_id FROM similar_perturbagens(?, k := ?)",
-                              [ids[i], 10]).fetchall()
+            got = con.execute(
+                "SELECT pert_id FROM similar_perturbagens(?, k := ?)", [ids[i], 10]
+            ).fetchall()
             assert [r[0] for r in got] == expected
-            got = con.execute("SELECT pert_id FROM nearest_to(?::FLOAT[32], k := ?)",
-                              [x[i].tolist(), 10]).fetchall()
+            got = con.execute(
+                "SELECT pert_id FROM nearest_to(?::FLOAT[32], k := ?)", [x[i].tolist(), 10]
+            ).fetchall()
             assert [r[0] for r in got] == [ids[i], *expected[:9]]
 
 
 def evaluate_sensor(graph, cursor=None):
     from l1000_assets.defs.readacross.sensors import read_across_queries
 
-    context = dg.build_sensor_context(instance=graph.instance, cursor=cursor,
-                                      resources={"lake": graph.resources["lake"]})
+    context = dg.build_sensor_context(
+        instance=graph.instance, cursor=cursor, resources={"lake": graph.resources["lake"]}
+    )
     result = read_across_queries(context)
     return result, context.cursor
 
 
 def run_request(graph, request):
     config = {"ops": {**request.run_config["ops"], **PCA_MAP}}
-    return graph.run(["read_across_results", "perturbagen_map"], config=config,
-                     tags=request.tags, raise_on_error=False)
+    return graph.run(
+        ["read_across_results", "perturbagen_map"],
+        config=config,
+        tags=request.tags,
+        raise_on_error=False,
+    )
 
 
 def settled(path: Path) -> Path:
@@ -140,7 +162,7 @@ def test_sensor_round_trip_ranks_the_known_perturbagen_first(embedded):
     good = queries / "extract.csv"
     table.to_csv(good, index=False)
     bad = queries / "broken.tsv"
-    table.iloc[:800].to_csv(bad, sep="\t", index=False)      # 178 landmark genes missing
+    table.iloc[:800].to_csv(bad, sep="\t", index=False)  # 178 landmark genes missing
     (queries / "notes.md").write_text("not a query")
     for p in queries.iterdir():
         settled(p)
@@ -150,8 +172,7 @@ def test_sensor_round_trip_ranks_the_known_perturbagen_first(embedded):
     runs = {r.tags["l1000/query_file"]: run_request(graph, r) for r in requests}
     assert runs["extract.csv"].success
     assert not runs["broken.tsv"].success
-    failure = next(e for e in runs["broken.tsv"].all_events
-                   if e.event_type_value == "STEP_FAILURE")
+    failure = next(e for e in runs["broken.tsv"].all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error)
     assert str(bad) in message and "178 of 978 landmark genes missing" in message
 
@@ -163,12 +184,16 @@ def test_sensor_round_trip_ranks_the_known_perturbagen_first(embedded):
 
     # The catalog's view reads the results as they are now (no rebuild needed).
     with connect_read_only(graph.root / "catalog" / "l1000.duckdb") as con:
-        top = con.execute("SELECT pert_id, moa FROM read_across_results WHERE query_id = ? "
-                          "AND rank = 1", ["my_extract"]).fetchall()
+        top = con.execute(
+            "SELECT pert_id, moa FROM read_across_results WHERE query_id = ? AND rank = 1",
+            ["my_extract"],
+        ).fetchall()
         assert top == [(pert, moa_of(graph, pert))]
-        enriched = con.execute("SELECT moa, p_value FROM read_across_moa_enrichment "
-                               "WHERE query_id = ? ORDER BY p_value LIMIT 1",
-                               ["my_extract"]).fetchall()
+        enriched = con.execute(
+            "SELECT moa, p_value FROM read_across_moa_enrichment "
+            "WHERE query_id = ? ORDER BY p_value LIMIT 1",
+            ["my_extract"],
+        ).fetchall()
         assert enriched[0][0] == moa_of(graph, pert) and enriched[0][1] < 0.05
 
     # Next tick: nothing new, the bad file is not tried again.
@@ -191,16 +216,31 @@ def test_cli_round_trip_and_bad_file(embedded, tmp_path):
     table.to_csv(path, sep="\t", index=False)
     bad = tmp_path / "empty.csv"
     bad.write_text("")
-    out = subprocess.run([L1000, "read-across", str(path), str(bad), "--top", "5",
-                          "--data-root", str(graph.root), "--progress-from", "1"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 1, out.stderr       # one of the two files was refused
+    out = subprocess.run(
+        [
+            L1000,
+            "read-across",
+            str(path),
+            str(bad),
+            "--top",
+            "5",
+            "--data-root",
+            str(graph.root),
+            "--progress-from",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 1, out.stderr  # one of the two files was refused
     lines = out.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["query_id", "rank",
-                                                                            "similarity"])
+    header = next(
+        i for i, line in enumerate(lines) if line.split()[:3] == ["query_id", "rank", "similarity"]
+    )
     first = lines[header + 1].split()
     assert first[:2] == ["my_extract", "1"] and first[3] == pert
     assert moa_of(graph, pert).split()[0] in lines[header + 1]
     assert f"error: {bad}: empty file" in out.stderr
     assert "978/978 landmark genes" in out.stderr
-    assert "1/1 profiles (100%)" in out.stderr          # the progress indicator
+    assert "1/1 profiles (100%)" in out.stderr  # the progress indicator

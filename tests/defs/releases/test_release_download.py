@@ -20,8 +20,13 @@ GEO = KNOWN_RELEASES["GSE92742"]
 def mirror(site, tmp_path):
     """A tiny synthetic release published under GSE92742's real file names, gzipped."""
     files = write_synthetic_release(tmp_path / "src", SyntheticConfig(n_profiles=300, seed=4))
-    local = {"level4": files.level4, "inst_info": files.inst_info, "gene_info": files.gene_info,
-             "pert_info": files.pert_info, "cell_info": files.cell_info}
+    local = {
+        "level4": files.level4,
+        "inst_info": files.inst_info,
+        "gene_info": files.gene_info,
+        "pert_info": files.pert_info,
+        "cell_info": files.cell_info,
+    }
     sums = []
     for role, path in local.items():
         data = gzip.compress(path.read_bytes(), compresslevel=1)
@@ -39,14 +44,21 @@ def _graph(tmp_path, base_url):
     definitions = defs()
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("release", ["GSE92742"])
-    resources = {"lake": LakeResource(root=str(tmp_path / "data")),
-                 "releases": ReleaseRegistry(mirrors={"GSE92742": base_url}, retries=2)}
+    resources = {
+        "lake": LakeResource(root=str(tmp_path / "data")),
+        "releases": ReleaseRegistry(mirrors={"GSE92742": base_url}, retries=2),
+    }
 
     def run(**kwargs):
-        return dg.materialize([*definitions.assets, *definitions.asset_checks],
-                              selection=["release_files", "release_metadata"],
-                              instance=instance, resources=resources, partition_key="GSE92742",
-                              **kwargs)
+        return dg.materialize(
+            [*definitions.assets, *definitions.asset_checks],
+            selection=["release_files", "release_metadata"],
+            instance=instance,
+            resources=resources,
+            partition_key="GSE92742",
+            **kwargs,
+        )
+
     return run
 
 
@@ -68,8 +80,10 @@ def test_public_release_through_a_mirror(mirror, tmp_path):
     again = run()
     assert again.success
     assert len(mirror.requests("GET")) == gets  # unchanged files: HEAD only, no download
-    assert (again.asset_materializations_for_node("release_files")[0].tags["dagster/data_version"]
-            == version.tags["dagster/data_version"])
+    assert (
+        again.asset_materializations_for_node("release_files")[0].tags["dagster/data_version"]
+        == version.tags["dagster/data_version"]
+    )
 
 
 def test_corrupted_file_is_rejected_and_the_good_copy_kept(mirror, tmp_path):

@@ -7,16 +7,20 @@ from l1000_assets.core.releases import synthetic
 from l1000_assets.defs.releases import synthetic as release_assets
 from l1000_assets.lib.resources import LakeResource
 
-ASSETS = [release_assets.synthetic_release, release_assets.synthetic_release_files_consistent,
-          release_assets.synthetic_release_calibrated]
+ASSETS = [
+    release_assets.synthetic_release,
+    release_assets.synthetic_release_files_consistent,
+    release_assets.synthetic_release_calibrated,
+]
 
 
 def _materialize(root, n_profiles, **kwargs):
     return dg.materialize(
         ASSETS,
         resources={"lake": LakeResource(root=str(root))},
-        run_config={"ops": {"synthetic_release": {"config": {"n_profiles": n_profiles,
-                                                             "seed": 2}}}},
+        run_config={
+            "ops": {"synthetic_release": {"config": {"n_profiles": n_profiles, "seed": 2}}}
+        },
         instance=dg.DagsterInstance.ephemeral(),
         **kwargs,
     )
@@ -32,7 +36,9 @@ def test_materialize_synthetic_release(tmp_path):
     assert (release_dir / "SYNTH_Broad_LINCS_Level4_ZSPCINF_mlr12k_n4000x12328.gctx").exists()
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["synthetic_release_files_consistent"].passed
-    assert checks["synthetic_release_calibrated"].passed, checks["synthetic_release_calibrated"].metadata
+    assert checks["synthetic_release_calibrated"].passed, checks[
+        "synthetic_release_calibrated"
+    ].metadata
     auc = checks["synthetic_release_calibrated"].metadata["zscore_cosine_auc"].value
     assert 0.65 <= auc <= 0.75
 
@@ -46,6 +52,7 @@ def test_failed_run_keeps_the_last_good_release(tmp_path, monkeypatch):
         def stop(done, total, seconds):
             if done > 100:
                 raise RuntimeError("simulated crash while writing the release")
+
         return synthetic.write_synthetic_release(out_dir, config, progress=stop)
 
     monkeypatch.setattr(release_assets, "write_synthetic_release", crash_midway)
@@ -72,11 +79,13 @@ def test_a_drop_in_directory_is_a_release(tmp_path, small_release):
     definitions = defs()
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("release", ["lab_2026"])
-    result = dg.materialize([*definitions.assets, *definitions.asset_checks],
-                            selection=["release_files", "release_metadata"],
-                            partition_key="lab_2026", instance=instance,
-                            resources={"lake": LakeResource(root=str(tmp_path)),
-                                       "releases": ReleaseRegistry()})
+    result = dg.materialize(
+        [*definitions.assets, *definitions.asset_checks],
+        selection=["release_files", "release_metadata"],
+        partition_key="lab_2026",
+        instance=instance,
+        resources={"lake": LakeResource(root=str(tmp_path)), "releases": ReleaseRegistry()},
+    )
     assert result.success
     meta = result.asset_materializations_for_node("release_files")[0].metadata
     assert "drop-in directory" in meta["source"].value
