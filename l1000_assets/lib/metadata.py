@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+
+from l1000_assets.core.hashing import sha256_file
 
 
 def file_metadata(path: Path, *, hash_bytes: bool = False) -> dict[str, dg.MetadataValue]:
@@ -19,14 +20,6 @@ def file_metadata(path: Path, *, hash_bytes: bool = False) -> dict[str, dg.Metad
     if hash_bytes:
         out["sha256"] = dg.MetadataValue.text(sha256_file(path))
     return out
-
-
-def sha256_file(path: Path, block: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def markdown_preview(df: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:

@@ -34,6 +34,10 @@ class LakeResource(dg.ConfigurableResource):
         """Canonical metadata tables of one release (Parquet)."""
         return self.path / "lake" / "metadata" / f"release={release}"
 
+    def release_manifest_path(self, release: str) -> Path:
+        """``release_files``' record of the release's files (sizes, hashes, versions)."""
+        return self.path / "lake" / "metadata" / f"{release}.release_files.json"
+
     def metadata_releases(self) -> list[str]:
         """Releases whose canonical metadata is in the lake."""
         base = self.path / "lake" / "metadata"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -47,20 +46,6 @@ def scan_queries(
             continue
         (changed if is_query_file(path) else unsupported).append(path)
     return changed, unsupported, current
-
-
-def dumps_cursor(state: dict) -> str:
-    return json.dumps(state, sort_keys=True)
-
-
-def loads_cursor(cursor: str | None) -> dict:
-    if not cursor:
-        return {}
-    try:
-        state = json.loads(cursor)
-    except json.JSONDecodeError:
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 def queries_in(folder: str | Path) -> list[Path]:

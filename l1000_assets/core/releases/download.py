@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from l1000_assets.core.atomic import atomic_file
 from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.hashing import file_digests
 from l1000_assets.core.progress import Progress
 
 T = TypeVar("T")
@@ -289,7 +290,7 @@ def download(
 
     # A gunzipped result is hashed while decompressing; only the compressed SHA-512 is read here.
     algorithms = (["sha512"] if sha512 else []) + ([] if gunzip else ["sha256"])
-    hashes = _hash_file(partial.path, algorithms, chunk_size=chunk_size)
+    hashes = file_digests(partial.path, algorithms, chunk_size=chunk_size)
     if sha512 and hashes["sha512"] != sha512.lower():
         partial.discard()
         raise L1000InputError(
@@ -406,7 +407,7 @@ def local_version(path: str | Path) -> dict[str, Any]:
     return {
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
-        "sha256": _hash_file(path, ["sha256"])["sha256"],
+        "sha256": file_digests(path, ["sha256"])["sha256"],
     }
 
 
@@ -652,18 +653,6 @@ def _gunzip(
                 size += len(chunk)
         before_replace()
     return size, digest.hexdigest()
-
-
-def _hash_file(
-    path: Path, algorithms: Iterable[str], *, chunk_size: int = 1 << 20
-) -> dict[str, str]:
-    hashers = {name: hashlib.new(name) for name in algorithms}
-    if hashers:
-        with open(path, "rb") as f:
-            while chunk := f.read(chunk_size):
-                for hasher in hashers.values():
-                    hasher.update(chunk)
-    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
 
 def _up_to_date(

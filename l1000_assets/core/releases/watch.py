@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from l1000_assets.core.cursor import dump_cursor, load_cursor
+from l1000_assets.core.hashing import sha256_file
 from l1000_assets.core.releases import download
 from l1000_assets.core.releases.registry import DATED_NAME, RELEASE_NAME, ReleaseSource
 
@@ -68,16 +70,14 @@ def fingerprint(path: str | Path) -> str:
     """
     path = Path(path)
     size = path.stat().st_size
+    if size <= 4 * FINGERPRINT_BYTES:
+        return sha256_file(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        if size <= 4 * FINGERPRINT_BYTES:
-            while chunk := f.read(1 << 24):
-                h.update(chunk)
-        else:
-            h.update(f.read(FINGERPRINT_BYTES))
-            f.seek(size - FINGERPRINT_BYTES)
-            h.update(f.read(FINGERPRINT_BYTES))
-            h.update(str(size).encode())
+        h.update(f.read(FINGERPRINT_BYTES))
+        f.seek(size - FINGERPRINT_BYTES)
+        h.update(f.read(FINGERPRINT_BYTES))
+        h.update(str(size).encode())
     return h.hexdigest()
 
 
@@ -435,22 +435,18 @@ class WatchCursor:
     entries: dict[str, WatchEntry] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(
+        return dump_cursor(
             {
                 "format": CURSOR_FORMAT,
                 "releases": {k: v.to_json() for k, v in sorted(self.entries.items())},
-            },
-            sort_keys=True,
+            }
         )
 
     @classmethod
     def from_json(cls, raw: str | None) -> WatchCursor:
         """The cursor from its JSON; an empty or unreadable cursor starts afresh."""
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        if not isinstance(data, dict) or data.get("format") != CURSOR_FORMAT:
+        data = load_cursor(raw)
+        if data.get("format") != CURSOR_FORMAT:
             return cls()
         return cls({k: WatchEntry.from_json(v) for k, v in data.get("releases", {}).items()})
 

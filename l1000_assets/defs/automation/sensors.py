@@ -17,6 +17,7 @@ launches the same key twice, so a version is ingested once. A source that cannot
 is logged and skipped (its cursor entry is kept); nothing a source does can fail the tick.
 """
 
+import json
 import time
 import traceback
 
@@ -26,7 +27,6 @@ from l1000_assets.core.releases import watch
 from l1000_assets.core.releases.registry import KNOWN_RELEASES, ReleaseSource
 from l1000_assets.defs.automation.jobs import release_ingest_job
 from l1000_assets.defs.automation.settings import automation_default_status
-from l1000_assets.defs.releases.assets import MANIFEST
 from l1000_assets.lib.partitions import (
     missing_partitions,
     release_partitions,
@@ -47,12 +47,7 @@ def watched_sources(
     out: dict[str, ReleaseSource] = {}
     synthetic_dir = lake.release_dir(SYNTHETIC)
     if synthetic_dir.is_dir():
-        out[SYNTHETIC] = ReleaseSource(
-            name=SYNTHETIC,
-            kind="local",
-            path=str(synthetic_dir),
-            description="the embedded synthetic release",
-        )
+        out[SYNTHETIC] = releases.source(SYNTHETIC, str(synthetic_dir))
     for name in sorted(releases.local_releases):
         out[name] = releases.source(name, str(synthetic_dir))
     releases_dir = synthetic_dir.parent
@@ -63,12 +58,10 @@ def watched_sources(
             f"names (letters, digits, '_', '.', '-'), ignored: {bad}"
         )
     for name, path in watch.incoming_releases(releases_dir).items():
-        if name in out or name in KNOWN_RELEASES:
+        if name in out or name in KNOWN_RELEASES or name == SYNTHETIC:
             log.warning(f"{path}: a release called {name!r} is already configured; ignored")
             continue
-        out[name] = ReleaseSource(
-            name=name, kind="local", path=str(path), description=f"drop-in directory {path}"
-        )
+        out[name] = releases.source(name, str(synthetic_dir))
     for name in settings.public:
         out[name] = releases.source(name, str(synthetic_dir))
     return [s for s in out.values() if valid_release(s.name)]
@@ -76,9 +69,7 @@ def watched_sources(
 
 def _manifest(lake: LakeResource, name: str) -> dict | None:
     """``release_files``' record of the version it last ingested, when the metadata exists."""
-    import json
-
-    path = lake.metadata_dir(name).parent / f"{name}.{MANIFEST}"
+    path = lake.release_manifest_path(name)
     if not (lake.metadata_dir(name) / "instances.parquet").is_file():
         return None
     try:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from l1000_assets.core.cursor import dump_cursor, load_cursor
 from l1000_assets.core.embeddings.vectors import recorded_model_version
-from l1000_assets.core.readacross.folder import dumps_cursor, loads_cursor, scan_queries
+from l1000_assets.core.readacross.folder import scan_queries
 from l1000_assets.core.readacross.query_files import QUERY_SUFFIXES
 from l1000_assets.defs.automation.settings import automation_default_status
 from l1000_assets.lib.keys import PERTURBAGEN_MAP, READ_ACROSS_RESULTS
@@ -43,7 +44,7 @@ def read_across_queries(context: dg.SensorEvaluationContext, lake: LakeResource)
             "no model or perturbagen embeddings yet: materialize "
             "embedding_model and the embeddings group first"
         )
-    state = loads_cursor(context.cursor)
+    state = load_cursor(context.cursor)
     reference = recorded_model_version(embeddings)
     changed, unsupported, seen = scan_queries(lake.queries_dir, state.get("files", {}))
     for path in unsupported:
@@ -70,7 +71,7 @@ def read_across_queries(context: dg.SensorEvaluationContext, lake: LakeResource)
             )
             for path in changed
         ]
-    context.update_cursor(dumps_cursor({"reference": reference, "files": seen}))
+    context.update_cursor(dump_cursor({"reference": reference, "files": seen}))
     if not requests:
         return dg.SkipReason(f"no new or changed query files in {lake.queries_dir}")
     for path in changed:

@@ -39,7 +39,6 @@ from l1000_assets.lib.releases import (
 from l1000_assets.lib.resources import LakeResource
 
 METADATA_TABLES = ("instances", "genes", "perturbagens", "cell_lines")
-MANIFEST = "release_files.json"
 
 
 def _local_files(source: ReleaseSource, context: dg.AssetExecutionContext) -> dict[str, dict]:
@@ -133,7 +132,7 @@ def release_files(
         files = _local_files(source, context)
     manifest = {"release": source.name, "kind": source.kind, "root": str(root), "files": files}
     version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
-    out = lake.metadata_dir(source.name).parent / f"{source.name}.{MANIFEST}"
+    out = lake.release_manifest_path(source.name)
     with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     table = pd.DataFrame(

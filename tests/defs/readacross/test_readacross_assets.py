@@ -18,8 +18,6 @@ from l1000_assets.core.embeddings.vectors import read_embeddings
 from l1000_assets.core.lake.read import landmark_matrix, read_profile_gene_ids
 from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
 
-pytest.importorskip("keras")
-
 SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
 PCA_MAP = {"perturbagen_map": {"config": {"method": "pca"}}}
 L1000 = str(Path(sys.executable).parent / "l1000")
