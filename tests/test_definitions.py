@@ -225,3 +225,22 @@ def test_dg_dev_serves_the_ui(tmp_path, isolated_env):
             assert "Dagster" in _get(f"{base}/")
     except Exception as exc:
         raise AssertionError(f"{exc}\n--- last lines of {log_path} ---\n{_tail(log_path)}") from exc
+
+
+def test_no_stage_imports_another_stages_defs():
+    """A defs/<stage>/ module imports core/, lib/ and its own stage, never another stage's
+    defs (shared pieces live in lib/)."""
+    import ast
+
+    defs = REPO / "l1000_assets" / "defs"
+    crossing = []
+    for path in sorted(defs.rglob("*.py")):
+        stage = path.relative_to(defs).parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "l1000_assets.defs."
+            ):
+                other = node.module.split(".")[2]
+                if other != stage:
+                    crossing.append(f"{path.relative_to(REPO)} imports {node.module}")
+    assert not crossing, crossing

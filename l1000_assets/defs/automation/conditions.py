@@ -18,7 +18,7 @@ selection, so assets added later to these groups are covered without editing the
 
 import dagster as dg
 
-from l1000_assets.defs.automation.settings import automation_default_status
+from l1000_assets.lib.automation import automation_default_status
 from l1000_assets.lib.keys import READ_ACROSS_RESULTS, RELEASE_METADATA, WAREHOUSE
 
 #: Groups whose assets refresh automatically when release data changes. "read_across" is not

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from l1000_assets.defs.automation.jobs import release_files_job
-from l1000_assets.defs.automation.settings import schedule_default_status
+from l1000_assets.lib.automation import schedule_default_status
 from l1000_assets.lib.partitions import release_partitions
 
 WEEKLY_CRON = "0 4 * * 1"  # Mondays 04:00 UTC

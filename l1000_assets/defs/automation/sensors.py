@@ -26,7 +26,7 @@ import dagster as dg
 from l1000_assets.core.releases import watch
 from l1000_assets.core.releases.registry import KNOWN_RELEASES, ReleaseSource
 from l1000_assets.defs.automation.jobs import release_ingest_job
-from l1000_assets.defs.automation.settings import automation_default_status
+from l1000_assets.lib.automation import automation_default_status
 from l1000_assets.lib.partitions import (
     missing_partitions,
     release_partitions,

@@ -8,7 +8,7 @@ from l1000_assets.core.cursor import dump_cursor, load_cursor
 from l1000_assets.core.embeddings.vectors import recorded_model_version
 from l1000_assets.core.readacross.folder import scan_queries
 from l1000_assets.core.readacross.query_files import QUERY_SUFFIXES
-from l1000_assets.defs.automation.settings import automation_default_status
+from l1000_assets.lib.automation import automation_default_status
 from l1000_assets.lib.keys import PERTURBAGEN_MAP, READ_ACROSS_RESULTS
 from l1000_assets.lib.resources import LakeResource
 
