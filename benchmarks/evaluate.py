@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l1000_assets.core.evaluation.metrics import l2_normalize  # noqa: E402
+from l1000_assets.core.embeddings.vectors import normalize_rows  # noqa: E402
 from l1000_assets.core.evaluation.retrieval import retrieval  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def embeddings(n: int, d: int, per_label: int, seed: int) -> tuple[np.ndarray, n
     labels = rng.integers(0, max(n // per_label, 1), n)
     centers = rng.standard_normal((max(n // per_label, 1), d)).astype(np.float32)
     x = centers[labels] + 1.2 * rng.standard_normal((n, d)).astype(np.float32)
-    return l2_normalize(x), labels
+    return normalize_rows(x), labels
 
 
 def bare_product(q: np.ndarray, c: np.ndarray, block: int = 1024) -> float:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from l1000_assets.core.embeddings.vectors import normalize_rows
+
 
 @dataclass(frozen=True)
 class RetrievalSummary:
@@ -40,12 +42,6 @@ class RetrievalSummary:
             recall_top_01=float(np.mean(q <= 0.1)),
             auc=float(1.0 - np.mean(q)),
         )
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
 def rank_quantiles(
@@ -99,7 +95,7 @@ def same_label_quantiles(
     """
     x = np.asarray(embeddings, dtype=np.float32)
     if metric == "cosine":
-        x = l2_normalize(x)
+        x = normalize_rows(x)
     elif metric != "euclidean":
         raise ValueError(f"unknown metric {metric!r}")
     labels = np.asarray(labels)

@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from l1000_assets.core.evaluation.metrics import l2_normalize
+from l1000_assets.core.embeddings.vectors import normalize_rows
 from l1000_assets.core.evaluation.retrieval import RetrievalResult, retrieval
 from l1000_assets.core.lake.read import iter_profile_batches, landmark_matrix
 from l1000_assets.core.lake.schema import VALUES_COLUMN
@@ -244,7 +244,7 @@ def perturbagen_means(
     sums = np.zeros((len(ids), values.shape[1]), np.float64)
     np.add.at(sums, inverse, values)
     means = (sums / np.bincount(inverse)[:, None]).astype(np.float32)
-    return ids, (l2_normalize(means) if normalize else means)
+    return ids, (normalize_rows(means) if normalize else means)
 
 
 def _drug_level(heldout, embeddings, protocol, kinds, config, log, metric_of):

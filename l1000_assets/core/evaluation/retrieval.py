@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from l1000_assets.core.embeddings.vectors import normalize_rows
 from l1000_assets.core.evaluation.kernels import (
     count_tile,
     finish,
@@ -260,9 +261,8 @@ def _prepare(x: np.ndarray, metric: str, order: np.ndarray | None = None) -> np.
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
     x = x[order] if order is not None else x.copy()
-    if metric == "cosine":  # in place, norms without an (n, d) temporary
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-        x /= np.maximum(norms, np.float32(1e-12))[:, None]
+    if metric == "cosine":  # in place: no second (n, d) copy
+        normalize_rows(x, out=x)
     return x
 
 
