@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from l1000_assets.core.embeddings.vectors import normalize_rows
 from l1000_assets.core.evaluation.kernels import (
@@ -121,7 +122,7 @@ class _Scorer:
                         "(e.g. cell line|perturbagen type)"
                     )
                 _, self.group = np.unique(np.asarray(candidate_groups), return_inverse=True)
-                self.norm = self._ncs_normalizers()
+                self.norm = self._ncs_reference()
         else:
             self.q = _prepare(queries, metric)
             self.c = _prepare(candidates, metric, order)
@@ -138,25 +139,17 @@ class _Scorer:
         """Candidate rows (of ``self.c``) for positions ``cols`` of the order."""
         return cols if self.order is None else self.order[cols]
 
-    def _ncs_normalizers(self) -> np.ndarray:
+    def _ncs_reference(self) -> NDArray[np.float64]:
         """Per query and candidate group: mean positive WTCS and mean |negative| WTCS
         over the candidates (CMap's NCS reference is the candidate set itself here).
         ``(n_q, n_groups, 2)``; NaN where a group has no score of that sign."""
-        from l1000_assets.core.evaluation.connectivity import iter_wtcs_blocks
+        from l1000_assets.core.evaluation.connectivity import NcsReference, iter_wtcs_blocks
 
         n_groups = int(self.group.max()) + 1 if len(self.group) else 0
-        sums = np.zeros((self.n_queries, n_groups, 2))
-        counts = np.zeros((self.n_queries, n_groups, 2))
+        reference = NcsReference(self.n_queries, n_groups)
         for qs, cs, block in iter_wtcs_blocks(self.up, self.down, self.c, query_block=1024):
-            onehot = np.zeros((cs.stop - cs.start, n_groups))
-            onehot[np.arange(cs.stop - cs.start), self.group[cs]] = 1.0
-            pos, neg = block > 0, block < 0
-            sums[qs, :, 0] += np.where(pos, block, 0) @ onehot
-            sums[qs, :, 1] += np.where(neg, -block, 0) @ onehot
-            counts[qs, :, 0] += pos @ onehot
-            counts[qs, :, 1] += neg @ onehot
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (sums / counts).astype(np.float32)
+            reference.add(qs, block, self.group[cs])
+        return reference.means()
 
     def bounds(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query row, a range holding every possible score (bins are laid over it;
@@ -203,12 +196,12 @@ class _Scorer:
             s -= self.q_sq[rows][:, None]
         return s
 
-    def _normalize(self, out: np.ndarray, rows, groups: np.ndarray) -> None:
+    def _normalize(self, out: NDArray[np.float32], rows, groups: NDArray[np.intp]) -> None:
         """WTCS to NCS in place: divide by the query's mean same-sign score in the
         candidate's group; where there is no such reference, 0 (no evidence)."""
-        norm = self.norm[rows][:, groups]  # (b, t, 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:] = np.where(out > 0, out / norm[..., 0], np.where(out < 0, out / norm[..., 1], 0))
+        from l1000_assets.core.evaluation.connectivity import divide_by_group_means
+
+        divide_by_group_means(out, self.norm[rows], groups, out=out)
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def range_scores(
