@@ -86,8 +86,8 @@ def part_speed(n: int, d: int, repeats: int) -> None:
         f"{statistics.median(ours) / statistics.median(bare):.2f}x   (target <= 2x)"
     )
     print(
-        f"  result: {s.n_positives:,} positives, AUC {s.auc:.4f}, median q "
-        f"{s.median_quantile:.4f}, top-0.01 {s.recall_top_001:.4f}, MCC {result.mcc:.4f}"
+        f"  result: {s.n_positives:,} positives, AUC {s['auc']:.4f}, median q "
+        f"{s['median_quantile']:.4f}, top-0.01 {s['recall_top_0.01']:.4f}, MCC {result.mcc:.4f}"
     )
 
 
@@ -165,7 +165,7 @@ def part_wtcs(n_queries: int, n_candidates: int) -> None:
     pairs = n_queries * n_candidates
     print(
         f"  {dt:.1f} s ({pairs / dt / 1e6:.2f} M pairs/s, candidates ranked once); AUC "
-        f"{result.summary().auc:.4f}"
+        f"{result.summary()['auc']:.4f}"
     )
 
 

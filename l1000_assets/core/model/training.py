@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from l1000_assets.core.atomic import atomic_dir
-from l1000_assets.core.evaluation.metrics import RetrievalSummary, same_label_quantiles
+from l1000_assets.core.evaluation.metrics import same_label_quantiles, summarize_quantiles
 from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
 from l1000_assets.core.model.normalization import NormalizationStats, _batches
@@ -232,7 +232,7 @@ def _validation_auc(embedding, validation: SplitProfiles) -> float:
     if len(np.unique(validation.pert_ids)) < 2:
         return float("nan")
     q = same_label_quantiles(embed(embedding, validation.values), validation.pert_ids)
-    return RetrievalSummary.from_quantiles(q, len(validation.values)).auc
+    return summarize_quantiles(q)["auc"]
 
 
 def train(

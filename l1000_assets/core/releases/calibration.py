@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from l1000_assets.core.evaluation.metrics import RetrievalSummary, same_label_quantiles
+from l1000_assets.core.evaluation.metrics import (
+    SUMMARY_METRICS,
+    RetrievalSummary,
+    same_label_quantiles,
+)
 from l1000_assets.core.formats.gctx import GctxReader
 from l1000_assets.core.releases.schema import CONTROL_PERT_TYPES, GENETIC_PERT_TYPES
 from l1000_assets.core.releases.synthetic import (
@@ -133,9 +137,6 @@ def format_rows(rows: list[CalibrationRow]) -> str:
     ]
     for r in rows:
         s = r.summary
-        lines.append(
-            f"| {r.group} | {r.method} | {s.n_queries} | {s.median_quantile:.3f} | "
-            f"{s.recall_top_0001:.3f} | {s.recall_top_001:.3f} | {s.recall_top_01:.3f} | "
-            f"{s.auc:.3f} |"
-        )
+        figures = " | ".join(f"{s[m]:.3f}" for m in SUMMARY_METRICS)
+        lines.append(f"| {r.group} | {r.method} | {s.n_queries} | {figures} |")
     return "\n".join(lines)

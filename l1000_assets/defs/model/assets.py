@@ -265,7 +265,7 @@ def embedding_model(
         "parameters": result.extra["parameters"],
         "best_step": result.best_step,
         "best_validation_auc": result.best_validation_auc,
-        "heldout": {k: v.__dict__ for k, v in comparison.items()},
+        "heldout": {k: v.as_dict() for k, v in comparison.items()},
         "training_seconds": round(result.seconds, 1),
         "input": "level-4 landmark z-scores, 978 columns in gene_order; standardization is "
         "inside the model",
@@ -275,9 +275,9 @@ def embedding_model(
     )
     emb, base = comparison["embedding"], comparison["zscore_cosine"]
     context.log.info(
-        f"held-out perturbagens: embedding AUC {emb.auc:.3f} (top-0.01 "
-        f"{emb.recall_top_001:.3f}) vs z-score cosine AUC {base.auc:.3f} "
-        f"({base.recall_top_001:.3f})"
+        f"held-out perturbagens: embedding AUC {emb['auc']:.3f} (top-0.01 "
+        f"{emb['recall_top_0.01']:.3f}) vs z-score cosine AUC {base['auc']:.3f} "
+        f"({base['recall_top_0.01']:.3f})"
     )
     plot = lake.model_dir / "training.png"
     return dg.MaterializeResult(
@@ -290,10 +290,10 @@ def embedding_model(
             "resumed_from_step": result.resumed_from_step,
             "best_step": result.best_step,
             "best_validation_auc": round(result.best_validation_auc, 4),
-            "heldout_auc_embedding": round(emb.auc, 4),
-            "heldout_auc_zscore_cosine": round(base.auc, 4),
-            "heldout_top_0.01_embedding": round(emb.recall_top_001, 4),
-            "heldout_top_0.01_zscore_cosine": round(base.recall_top_001, 4),
+            "heldout_auc_embedding": round(emb["auc"], 4),
+            "heldout_auc_zscore_cosine": round(base["auc"], 4),
+            "heldout_top_0.01_embedding": round(emb["recall_top_0.01"], 4),
+            "heldout_top_0.01_zscore_cosine": round(base["recall_top_0.01"], 4),
             "training_seconds": round(result.seconds, 1),
             "history": dg.MetadataValue.md(
                 pd.DataFrame(result.history).round(4).to_markdown(index=False)
@@ -322,7 +322,7 @@ def embedding_model_beats_zscore(lake: LakeResource) -> dg.AssetCheckResult:
         lake.landmark_files(), set(split.loc[split["split"] == TEST, "pert_id"])
     )
     comparison = heldout_comparison(load_embedding(lake.model_dir), test)
-    emb, base = comparison["embedding"].auc, comparison["zscore_cosine"].auc
+    emb, base = comparison["embedding"]["auc"], comparison["zscore_cosine"]["auc"]
     return dg.AssetCheckResult(
         passed=bool(emb > base),
         metadata={
