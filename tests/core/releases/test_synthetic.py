@@ -175,12 +175,12 @@ def test_structure_is_learnable_from_training_perturbagens():
         RetrievalSummary,
         same_label_quantiles,
     )
-    from l1000_assets.core.releases.calibration import holdout_perturbagens
+    from l1000_assets.core.model.split import heldout_perturbagens
 
     inst, x = simulate_landmark_profiles(SyntheticConfig(n_profiles=12_000, seed=5))
     keep = ~inst["pert_type"].isin(CONTROL_PERT_TYPES).to_numpy()
     labels, x = inst.loc[keep, "pert_id"].to_numpy(), x[keep]
-    held = np.isin(labels, holdout_perturbagens(labels, 0.2, seed=0))
+    held = np.isin(labels, heldout_perturbagens(labels, seed=0))
     lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=0.1, n_components=32)
     lda.fit(x[~held], labels[~held])
     auc = {
