@@ -1,10 +1,9 @@
-"""CMap connectivity (ES, WTCS, NCS, tau) and MODZ against hand-worked cases and a direct,
+"""CMap connectivity (ES, WTCS, NCS, tau) against hand-worked cases and a direct,
 loop-by-loop transcription of the formulas."""
 
 import numpy as np
 import pytest
 
-from l1000_assets.core.embeddings.modz import modz
 from l1000_assets.core.evaluation.connectivity import (
     DEFAULT_K,
     enrichment_scores,
@@ -207,29 +206,3 @@ def test_tau_worked_by_hand():
     # Strictly below: 1 -> 1 of 5, 2.5 -> 4, 5 -> 5, 1.5 -> 3, 0.5 -> 0, 0.1 -> 0.
     np.testing.assert_allclose(got, [20.0, -80.0, 0.0, 100.0, 60.0, 0.0, -0.0, np.nan])
     assert tau(np.array([[1.0]]), reference).shape == (1, 1)
-
-
-# ---------------------------------------------------------------------------------- MODZ
-
-
-def test_modz_weights_worked_by_hand():
-    x1 = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    replicates = np.stack([x1, 2 * x1, x1[::-1]])
-    # Spearman: r12 = 1, r13 = r23 = -1 (clipped to 0). Sums 1, 1, 0 -> floor 0.01.
-    signature, weights = modz(replicates)
-    np.testing.assert_allclose(weights, np.array([1.0, 1.0, 0.01]) / 2.01)
-    np.testing.assert_allclose(signature, weights @ replicates)
-    assert weights.sum() == pytest.approx(1.0)
-
-
-def test_modz_of_one_replicate_is_itself_and_ties_are_spearman():
-    x = np.array([[0.5, -1.0, 2.0, 0.0]], dtype=np.float32)
-    signature, weights = modz(x)
-    np.testing.assert_array_equal(signature, x[0])
-    assert signature.dtype == np.float32 and weights.tolist() == [1.0]
-    # Two replicates: equal weights whatever their correlation; a constant replicate
-    # (undefined correlation) counts as uncorrelated.
-    _, w2 = modz(np.array([[1.0, 2.0, 2.0, 3.0], [3.0, 1.0, 2.0, 2.0]]))
-    np.testing.assert_allclose(w2, [0.5, 0.5])
-    _, w3 = modz(np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 4.0, 3.0], [7.0] * 4]))
-    np.testing.assert_allclose(w3, np.array([0.8, 0.8, 0.01]) / 1.61)
