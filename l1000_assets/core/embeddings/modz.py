@@ -25,7 +25,7 @@ from l1000_assets.core.embeddings.aggregates import (
     SIGNATURE_KEYS,
     signature_ids,
 )
-from l1000_assets.core.embeddings.vectors import SIGNATURE_COLUMN, _field, vector_array
+from l1000_assets.core.embeddings.vectors import SIGNATURE_COLUMN, metadata_field, vector_array
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
@@ -104,7 +104,7 @@ def write_zscore_signatures(
 
     if not landmark_files:
         raise L1000InputError(out_path, "no landmark profiles")
-    fields = [_field(c) for c in SIGNATURE_COLUMNS]
+    fields = [metadata_field(c) for c in SIGNATURE_COLUMNS]
     schema = pa.schema([*fields, pa.field(SIGNATURE_COLUMN, pa.list_(pa.float32(), N_LANDMARKS))])
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in landmark_files)
     meta_columns = [

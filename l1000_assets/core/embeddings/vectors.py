@@ -21,7 +21,7 @@ MODEL_VERSION_KEY = b"l1000.model_version"
 DIM_KEY = b"l1000.embedding_dim"
 
 
-EmbedFn = Callable[[np.ndarray], np.ndarray]
+EmbedFn = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 
 
 def model_version(card_path: str | Path) -> str:
@@ -77,13 +77,15 @@ def normalize_rows(
     return out
 
 
-def vector_array(x: np.ndarray) -> pa.FixedSizeListArray:
+def vector_array(x: NDArray[np.floating]) -> pa.FixedSizeListArray:
     """An ``(n, d)`` matrix as a ``fixed_size_list<float32>[d]`` Arrow array (zero-copy)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
 
 
-def vector_matrix(column: pa.Array | pa.ChunkedArray, dim: int | None = None) -> np.ndarray:
+def vector_matrix(
+    column: pa.Array | pa.ChunkedArray, dim: int | None = None
+) -> NDArray[np.float32]:
     """A list or fixed-size-list column as an ``(n, d)`` float32 matrix."""
     if isinstance(column, pa.ChunkedArray):
         column = (
@@ -112,16 +114,20 @@ def recorded_model_version(path: str | Path) -> str:
     return meta[MODEL_VERSION_KEY].decode()
 
 
-def _with_embedding(
+def embedding_schema(
     fields: Sequence[pa.Field], dim: int, version: str, column: str = EMBEDDING_COLUMN
 ) -> pa.Schema:
+    """``fields`` and a ``fixed_size_list<float32>[dim]`` ``column``, with the model version
+    and the width recorded in the schema metadata."""
     return pa.schema(
         [*fields, pa.field(column, pa.list_(pa.float32(), dim))],
         metadata={MODEL_VERSION_KEY: version.encode(), DIM_KEY: str(dim).encode()},
     )
 
 
-def _field(name: str) -> pa.Field:
+def metadata_field(name: str) -> pa.Field:
+    """The Arrow field of a metadata column: doses and times float64, counts (``n_*``)
+    int64, everything else string."""
     if name in ("pert_dose", "pert_time"):
         return pa.field(name, pa.float64())
     if name.startswith("n_"):
@@ -129,7 +135,9 @@ def _field(name: str) -> pa.Field:
     return pa.field(name, pa.string())
 
 
-def read_embeddings(path: str | Path, columns: Sequence[str]) -> tuple[pa.Table, np.ndarray]:
+def read_embeddings(
+    path: str | Path, columns: Sequence[str]
+) -> tuple[pa.Table, NDArray[np.float32]]:
     """Metadata ``columns`` and the ``(n, d)`` embedding matrix of an embeddings file."""
     table = pq.read_table(path, columns=[*columns, EMBEDDING_COLUMN])
     return table.drop_columns([EMBEDDING_COLUMN]), vector_matrix(
@@ -137,7 +145,9 @@ def read_embeddings(path: str | Path, columns: Sequence[str]) -> tuple[pa.Table,
     )
 
 
-def _versions(files: Sequence[str | Path]) -> str:
+def single_model_version(files: Sequence[str | Path]) -> str:
+    """The one model version recorded in every embeddings file of ``files`` (an
+    :class:`L1000InputError` when they come from different models)."""
     versions = {recorded_model_version(f) for f in files}
     if len(versions) != 1:
         raise L1000InputError(
@@ -148,7 +158,8 @@ def _versions(files: Sequence[str | Path]) -> str:
     return versions.pop()
 
 
-def _dims(files: Sequence[str | Path]) -> int:
+def single_embedding_dim(files: Sequence[str | Path]) -> int:
+    """The one embedding width of every embeddings file of ``files``."""
     dims = {embedding_dim(f) for f in files}
     if len(dims) != 1:
         raise L1000InputError(

@@ -68,7 +68,9 @@ _REFERENCE_BLOCK = 4096  # reference scores counted at a time by NcsReference.ad
 # --------------------------------------------------------------------------- query sets
 
 
-def query_sets(profiles: np.ndarray, *, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
+def query_sets(
+    profiles: NDArray[np.floating], *, k: int = DEFAULT_K
+) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
     """Up and down gene sets of query profiles.
 
     Parameters
@@ -115,8 +117,8 @@ class RankedProfiles:
         The weight exponent used.
     """
 
-    ranks: np.ndarray
-    weights: np.ndarray
+    ranks: NDArray[np.int16]
+    weights: NDArray[np.float32]
     p: float
 
     def __len__(self) -> int:
@@ -130,7 +132,7 @@ class RankedProfiles:
         return RankedProfiles(self.ranks[rows], self.weights[rows], self.p)
 
 
-def rank_profiles(profiles: np.ndarray, *, p: float = 1.0) -> RankedProfiles:
+def rank_profiles(profiles: NDArray[np.floating], *, p: float = 1.0) -> RankedProfiles:
     """Rank each profile's genes by descending z-score (ties: ascending gene index).
 
     Parameters
@@ -185,12 +187,12 @@ def _descending_order(z: np.ndarray) -> np.ndarray:
 
 
 def enrichment_scores(
-    candidates: np.ndarray | RankedProfiles,
-    gene_sets: np.ndarray,
+    candidates: NDArray[np.floating] | RankedProfiles,
+    gene_sets: NDArray[np.integer],
     *,
     p: float = 1.0,
     candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
-) -> np.ndarray:
+) -> NDArray[np.float32]:
     """ES of every gene set in every candidate.
 
     Parameters
@@ -220,7 +222,9 @@ def enrichment_scores(
     return out
 
 
-def wtcs_from_es(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
+def wtcs_from_es(
+    es_up: NDArray[np.floating], es_down: NDArray[np.floating]
+) -> NDArray[np.floating]:
     """WTCS from enrichment scores: ``(es_up - es_down) / 2`` where their signs are
     opposite (``es_up * es_down < 0``), else 0. Shapes broadcast."""
     es_up = np.asarray(es_up)
@@ -231,14 +235,14 @@ def wtcs_from_es(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
 
 
 def iter_wtcs_blocks(
-    up: np.ndarray,
-    down: np.ndarray,
-    candidates: np.ndarray | RankedProfiles,
+    up: NDArray[np.integer],
+    down: NDArray[np.integer],
+    candidates: NDArray[np.floating] | RankedProfiles,
     *,
     p: float = 1.0,
     query_block: int | None = None,
     candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
-) -> Iterator[tuple[slice, slice, np.ndarray]]:
+) -> Iterator[tuple[slice, slice, NDArray[np.float32]]]:
     """WTCS of every query against every candidate, one block at a time.
 
     Candidate blocks are the outer loop (each candidate is ranked once), query blocks the
@@ -283,14 +287,14 @@ def iter_wtcs_blocks(
 
 
 def wtcs(
-    up: np.ndarray,
-    down: np.ndarray,
-    candidates: np.ndarray | RankedProfiles,
+    up: NDArray[np.integer],
+    down: NDArray[np.integer],
+    candidates: NDArray[np.floating] | RankedProfiles,
     *,
     p: float = 1.0,
     candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
     max_pairs: int = 50_000_000,
-) -> np.ndarray:
+) -> NDArray[np.float32]:
     """The full ``(q, c)`` float32 WTCS matrix, for small cases.
 
     Parameters are those of :func:`iter_wtcs_blocks`; ``max_pairs`` caps ``q * c`` (the
@@ -461,7 +465,9 @@ def ncs(
     return out.reshape(s.shape).astype(dtype, copy=False)
 
 
-def tau(ncs_values: np.ndarray, reference_ncs: np.ndarray) -> np.ndarray:
+def tau(
+    ncs_values: NDArray[np.floating], reference_ncs: NDArray[np.floating]
+) -> NDArray[np.float64]:
     """Signed percentile of ``|NCS|`` within a reference distribution.
 
     ``tau = sign(ncs) * 100 * #{r in reference : |r| < |ncs|} / #reference``: the percentage

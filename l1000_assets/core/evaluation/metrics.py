@@ -83,10 +83,10 @@ class RetrievalSummary:
 
 
 def rank_quantiles(
-    scores: np.ndarray,
-    positive: np.ndarray,
-    negative: np.ndarray,
-) -> np.ndarray:
+    scores: NDArray[np.floating],
+    positive: NDArray[np.bool_],
+    negative: NDArray[np.bool_],
+) -> NDArray[np.float64]:
     """Rank quantiles of every positive within its row, ties counting half.
 
     Parameters
@@ -119,12 +119,12 @@ def rank_quantiles(
 
 
 def same_label_quantiles(
-    embeddings: np.ndarray,
-    labels: np.ndarray,
+    embeddings: NDArray[np.floating],
+    labels: NDArray,
     *,
     metric: str = "cosine",
     block_size: int = 1024,
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """Exact same-label retrieval: each row queries all others.
 
     Positives are the other rows with the query's label, negatives all rows with a

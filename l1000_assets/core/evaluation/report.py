@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from l1000_assets.core.evaluation.metrics import SUMMARY_METRICS, summarize_quantiles
 from l1000_assets.core.evaluation.protocols import METHODS, PROTOCOLS, ProtocolRun
@@ -38,7 +39,7 @@ PUBLISHED_AUC = {
 
 
 def run_metrics(
-    run: ProtocolRun, mask: np.ndarray, n_boot: int, seed: int
+    run: ProtocolRun, mask: NDArray[np.bool_], n_boot: int, seed: int
 ) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, bootstrap low, bootstrap high) over the queries in ``mask``."""
     r = run.result

@@ -61,8 +61,8 @@ _CONNECTIVITY = ("wtcs", "ncs")
 class RetrievalResult:
     """Quantiles of every positive, the query each belongs to, and MCC counts."""
 
-    quantiles: np.ndarray  # (n_positives,) float64
-    query_index: np.ndarray  # (n_positives,) int64, in the caller's query order
+    quantiles: NDArray[np.float64]  # (n_positives,)
+    query_index: NDArray[np.int64]  # (n_positives,), in the caller's query order
     n_queries: int
     confusion: tuple[int, int, int, int]  # tp, fp, tn, fn at the median threshold
     threshold: float
@@ -71,7 +71,7 @@ class RetrievalResult:
     def mcc(self) -> float:
         return mcc(*self.confusion)
 
-    def summary(self, mask: np.ndarray | None = None) -> RetrievalSummary:
+    def summary(self, mask: NDArray[np.bool_] | None = None) -> RetrievalSummary:
         """Pooled metrics, optionally over the positives of the queries in ``mask``."""
         q = self.quantiles if mask is None else self.quantiles[mask[self.query_index]]
         n = self.n_queries if mask is None else int(mask.sum())
@@ -248,7 +248,9 @@ class _Scorer:
         return -((q - c) ** 2).sum(axis=1)
 
 
-def _prepare(x: np.ndarray, metric: str, order: np.ndarray | None = None) -> np.ndarray:
+def _prepare(
+    x: NDArray[np.floating], metric: str, order: NDArray[np.intp] | None = None
+) -> NDArray[np.float32]:
     """A float32 copy of the vectors (rows in ``order``), unit length for cosine."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
@@ -300,13 +302,13 @@ def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
 
 
 def retrieval(
-    queries: np.ndarray,
-    query_labels: np.ndarray,
-    candidates: np.ndarray,
-    candidate_labels: np.ndarray,
+    queries: NDArray[np.floating],
+    query_labels: NDArray,
+    candidates: NDArray[np.floating],
+    candidate_labels: NDArray,
     *,
     metric: str = "cosine",
-    self_index: np.ndarray | None = None,
+    self_index: NDArray[np.integer] | None = None,
     mode: str = "exact",
     n_sampled: int = 10_000,
     seed: int = 0,
@@ -315,7 +317,7 @@ def retrieval(
     n_bins: int = 1024,
     n_threads: int | None = None,
     wtcs_k: int = 150,
-    candidate_groups: np.ndarray | None = None,
+    candidate_groups: NDArray | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RetrievalResult:
     """Rank quantiles of same-label candidates for every query.

@@ -40,7 +40,7 @@ class CalibrationRow:
     summary: RetrievalSummary
 
 
-def group_mask(pert_type: pd.Series, group: str) -> np.ndarray:
+def group_mask(pert_type: pd.Series, group: str) -> NDArray[np.bool_]:
     if group == "all":
         return np.ones(len(pert_type), dtype=bool)
     if group == "small molecules":

@@ -200,6 +200,28 @@ def test_ncs_worked_by_hand():
     assert ncs(scores.astype(np.float32), groups).dtype == np.float32
 
 
+def test_ncs_reference_accumulated_by_blocks_is_the_whole_reference():
+    from l1000_assets.core.evaluation.connectivity import NcsReference, divide_by_group_means
+
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(4, 30)).astype(np.float32)
+    scores[:, ::7] = 0.0
+    groups = rng.integers(0, 3, 30)
+    whole = NcsReference(4, 3)
+    whole.add(slice(None), scores, groups)
+    blocks = NcsReference(4, 3)
+    for cols in (slice(0, 11), slice(11, 20), slice(20, 30)):
+        for rows in (slice(0, 2), slice(2, 4)):
+            blocks.add(rows, scores[rows, cols], groups[cols])
+    np.testing.assert_allclose(blocks.means(), whole.means(), rtol=1e-12)
+    # In place on float32 scores (the retrieval path) = ncs() of the same scores.
+    labels = np.array(["A375|trt_cp", "MCF7|trt_cp", "MCF7|trt_sh"])[groups]
+    expected = ncs(scores, labels)
+    out = scores.copy()
+    assert divide_by_group_means(out, whole.means(), groups, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
 def test_tau_worked_by_hand():
     reference = np.array([-2.0, -1.0, 0.5, 1.0, 3.0, np.nan])  # |ref|: 0.5 1 1 2 3 (NaN dropped)
     got = tau(np.array([1.0, -2.5, 0.0, 5.0, 1.5, 0.5, -0.1, np.nan]), reference)
