@@ -1,4 +1,5 @@
-"""The embedding model: perturbagen split, normalization statistics, training."""
+"""The embedding model: perturbagen split, normalization statistics, training, and the models
+of further splits."""
 
 from typing import Literal
 
