@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l1000_assets.core.evaluation.metrics import l2_normalize  # noqa: E402
+from l1000_assets.core.embeddings.vectors import normalize_rows  # noqa: E402
 from l1000_assets.core.evaluation.retrieval import retrieval  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def embeddings(n: int, d: int, per_label: int, seed: int) -> tuple[np.ndarray, n
     labels = rng.integers(0, max(n // per_label, 1), n)
     centers = rng.standard_normal((max(n // per_label, 1), d)).astype(np.float32)
     x = centers[labels] + 1.2 * rng.standard_normal((n, d)).astype(np.float32)
-    return l2_normalize(x), labels
+    return normalize_rows(x), labels
 
 
 def bare_product(q: np.ndarray, c: np.ndarray, block: int = 1024) -> float:
@@ -86,8 +86,8 @@ def part_speed(n: int, d: int, repeats: int) -> None:
         f"{statistics.median(ours) / statistics.median(bare):.2f}x   (target <= 2x)"
     )
     print(
-        f"  result: {s.n_positives:,} positives, AUC {s.auc:.4f}, median q "
-        f"{s.median_quantile:.4f}, top-0.01 {s.recall_top_001:.4f}, MCC {result.mcc:.4f}"
+        f"  result: {s.n_positives:,} positives, AUC {s['auc']:.4f}, median q "
+        f"{s['median_quantile']:.4f}, top-0.01 {s['recall_top_0.01']:.4f}, MCC {result.mcc:.4f}"
     )
 
 
@@ -165,7 +165,7 @@ def part_wtcs(n_queries: int, n_candidates: int) -> None:
     pairs = n_queries * n_candidates
     print(
         f"  {dt:.1f} s ({pairs / dt / 1e6:.2f} M pairs/s, candidates ranked once); AUC "
-        f"{result.summary().auc:.4f}"
+        f"{result.summary()['auc']:.4f}"
     )
 
 

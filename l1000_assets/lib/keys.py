@@ -12,6 +12,7 @@ LANDMARK_PROFILES = dg.AssetKey("landmark_profiles")
 PERTURBAGEN_SPLIT = dg.AssetKey("perturbagen_split")
 NORMALIZATION_STATS = dg.AssetKey("normalization_stats")
 EMBEDDING_MODEL = dg.AssetKey("embedding_model")
+EXTRA_SPLIT_MODELS = dg.AssetKey("extra_split_models")
 # evaluation
 EVALUATION_METRICS = dg.AssetKey("evaluation_metrics")
 # embeddings

@@ -23,16 +23,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from l1000_assets.core.atomic import atomic_file
 from l1000_assets.core.embeddings.vectors import (
     EmbedFn,
-    _dims,
-    _field,
-    _versions,
-    _with_embedding,
+    embedding_schema,
+    metadata_field,
     normalize_rows,
     read_embeddings,
+    single_embedding_dim,
+    single_model_version,
     vector_array,
 )
 from l1000_assets.core.errors import L1000InputError
@@ -90,7 +91,7 @@ def _format_number(x: float | None) -> str:
     return f"{x:.10g}"
 
 
-def signature_ids(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+def signature_ids(table: pa.Table | pa.RecordBatch) -> NDArray[np.object_]:
     """``cell:pert:dose unit:time unit`` of every row, e.g. ``A549:BRD-K1:10uM:24h``.
 
     The same rows give the same ids whichever table they come from, so signature
@@ -159,8 +160,8 @@ def write_profile_embeddings(
                 ):
                     z = np.asarray(embed(landmark_matrix(batch)), np.float32)
                     if writer is None:
-                        schema = _with_embedding(
-                            [_field(c) for c in PROFILE_COLUMNS], z.shape[1], version
+                        schema = embedding_schema(
+                            [metadata_field(c) for c in PROFILE_COLUMNS], z.shape[1], version
                         )
                         writer = pq.ParquetWriter(tmp, schema)
                     arrays = [
@@ -191,8 +192,8 @@ def write_signature_embeddings(
     """
     if not profile_files:
         raise L1000InputError(out_path, "no profile embeddings: materialize profile_embeddings")
-    version, dim = _versions(profile_files), _dims(profile_files)
-    schema = _with_embedding([_field(c) for c in SIGNATURE_COLUMNS], dim, version)
+    version, dim = single_model_version(profile_files), single_embedding_dim(profile_files)
+    schema = embedding_schema([metadata_field(c) for c in SIGNATURE_COLUMNS], dim, version)
     meta_columns = [
         "pert_id",
         "pert_iname",
@@ -237,8 +238,8 @@ def write_perturbagen_embeddings(
     """
     if not profile_files:
         raise L1000InputError(out_path, "no profile embeddings: materialize profile_embeddings")
-    version, dim = _versions(profile_files), _dims(profile_files)
-    schema = _with_embedding([_field(c) for c in PERTURBAGEN_COLUMNS], dim, version)
+    version, dim = single_model_version(profile_files), single_embedding_dim(profile_files)
+    schema = embedding_schema([metadata_field(c) for c in PERTURBAGEN_COLUMNS], dim, version)
     parts: dict[str, list] = {
         c: [] for c in ("pert_id", "pert_iname", "pert_type", "cell_id", "sums", "counts")
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 from scipy.stats import rankdata
 
 from l1000_assets.core.atomic import atomic_file
@@ -24,23 +25,32 @@ from l1000_assets.core.embeddings.aggregates import (
     SIGNATURE_KEYS,
     signature_ids,
 )
-from l1000_assets.core.embeddings.vectors import SIGNATURE_COLUMN, _field, vector_array
+from l1000_assets.core.embeddings.vectors import SIGNATURE_COLUMN, metadata_field, vector_array
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
 from l1000_assets.core.progress import Progress
 
 MODZ_MIN_WEIGHT = 0.01
-"""Floor of a replicate's summed correlation in MODZ, before normalization."""
+"""Floor of a replicate's mean correlation in MODZ, before normalization (cmapPy's
+``min_wt``)."""
 
 
-def modz(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MODZ: the weighted average of replicate profiles (level 4 to level 5).
+def modz(
+    replicates: NDArray[np.floating],
+) -> tuple[NDArray[np.floating], NDArray[np.float64]]:
+    """MODZ: the weighted average of replicate profiles (level 4 to level 5), as CMap
+    computes it (cmapPy's ``agg_wt_avg``, mortar's ``modz``).
 
-    Spearman correlations between replicates over the genes, diagonal set to 0 and
-    negative values (and undefined ones, e.g. of a constant replicate) to 0; a replicate's
-    weight is the sum of its correlations, floored at :data:`MODZ_MIN_WEIGHT` (0.01), and
-    the weights are normalized to sum to 1. One replicate is its own signature.
+    Spearman correlations between replicates over the genes, negative values (and
+    undefined ones, e.g. of a constant replicate) set to 0; a replicate's raw weight is the
+    *mean* of its correlations with the other replicates, floored at
+    :data:`MODZ_MIN_WEIGHT` (0.01), and the weights are normalized to sum to 1. One
+    replicate is its own signature.
+
+    Two differences from cmapPy, both outside its usual inputs: cmapPy rounds the weights to
+    4 decimals before applying them (here they keep full precision), and it gives NaN
+    weights when a replicate is constant (here its correlations count as 0).
 
     Parameters
     ----------
@@ -70,7 +80,7 @@ def modz(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     corr = np.nan_to_num(corr, nan=0.0)
     np.fill_diagonal(corr, 0.0)
     np.clip(corr, 0.0, None, out=corr)
-    weights = np.maximum(corr.sum(axis=1), MODZ_MIN_WEIGHT)
+    weights = np.maximum(corr.sum(axis=1) / (len(x) - 1), MODZ_MIN_WEIGHT)
     weights /= weights.sum()
     return (weights @ x).astype(dtype), weights
 
@@ -94,7 +104,7 @@ def write_zscore_signatures(
 
     if not landmark_files:
         raise L1000InputError(out_path, "no landmark profiles")
-    fields = [_field(c) for c in SIGNATURE_COLUMNS]
+    fields = [metadata_field(c) for c in SIGNATURE_COLUMNS]
     schema = pa.schema([*fields, pa.field(SIGNATURE_COLUMN, pa.list_(pa.float32(), N_LANDMARKS))])
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in landmark_files)
     meta_columns = [

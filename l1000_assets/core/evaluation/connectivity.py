@@ -1,5 +1,5 @@
 """CMap connectivity (Subramanian et al., Cell 2017): a baseline for ranking candidate profiles
-against query profiles, and MODZ, the level 4 to level 5 collapse of replicates.
+against query profiles.
 
 Connectivity of a query to a candidate profile (all over the same ``N`` genes, normally the
 978 landmarks; any ``N`` from 2 to 32,767 works):
@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from l1000_assets.core.evaluation.kernels import score_kernel
 
@@ -61,12 +62,15 @@ DEFAULT_CANDIDATE_BLOCK = 4096
 
 _MAX_GENES = np.iinfo(np.int16).max  # ranks are stored as int16
 _RANK_CHUNK = 512  # profiles sorted at a time
+_REFERENCE_BLOCK = 4096  # reference scores counted at a time by NcsReference.add
 
 
 # --------------------------------------------------------------------------- query sets
 
 
-def query_sets(profiles: np.ndarray, *, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
+def query_sets(
+    profiles: NDArray[np.floating], *, k: int = DEFAULT_K
+) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
     """Up and down gene sets of query profiles.
 
     Parameters
@@ -113,8 +117,8 @@ class RankedProfiles:
         The weight exponent used.
     """
 
-    ranks: np.ndarray
-    weights: np.ndarray
+    ranks: NDArray[np.int16]
+    weights: NDArray[np.float32]
     p: float
 
     def __len__(self) -> int:
@@ -128,7 +132,7 @@ class RankedProfiles:
         return RankedProfiles(self.ranks[rows], self.weights[rows], self.p)
 
 
-def rank_profiles(profiles: np.ndarray, *, p: float = 1.0) -> RankedProfiles:
+def rank_profiles(profiles: NDArray[np.floating], *, p: float = 1.0) -> RankedProfiles:
     """Rank each profile's genes by descending z-score (ties: ascending gene index).
 
     Parameters
@@ -183,12 +187,12 @@ def _descending_order(z: np.ndarray) -> np.ndarray:
 
 
 def enrichment_scores(
-    candidates: np.ndarray | RankedProfiles,
-    gene_sets: np.ndarray,
+    candidates: NDArray[np.floating] | RankedProfiles,
+    gene_sets: NDArray[np.integer],
     *,
     p: float = 1.0,
     candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
-) -> np.ndarray:
+) -> NDArray[np.float32]:
     """ES of every gene set in every candidate.
 
     Parameters
@@ -218,7 +222,9 @@ def enrichment_scores(
     return out
 
 
-def wtcs_from_es(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
+def wtcs_from_es(
+    es_up: NDArray[np.floating], es_down: NDArray[np.floating]
+) -> NDArray[np.floating]:
     """WTCS from enrichment scores: ``(es_up - es_down) / 2`` where their signs are
     opposite (``es_up * es_down < 0``), else 0. Shapes broadcast."""
     es_up = np.asarray(es_up)
@@ -229,14 +235,14 @@ def wtcs_from_es(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
 
 
 def iter_wtcs_blocks(
-    up: np.ndarray,
-    down: np.ndarray,
-    candidates: np.ndarray | RankedProfiles,
+    up: NDArray[np.integer],
+    down: NDArray[np.integer],
+    candidates: NDArray[np.floating] | RankedProfiles,
     *,
     p: float = 1.0,
     query_block: int | None = None,
     candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
-) -> Iterator[tuple[slice, slice, np.ndarray]]:
+) -> Iterator[tuple[slice, slice, NDArray[np.float32]]]:
     """WTCS of every query against every candidate, one block at a time.
 
     Candidate blocks are the outer loop (each candidate is ranked once), query blocks the
@@ -281,14 +287,14 @@ def iter_wtcs_blocks(
 
 
 def wtcs(
-    up: np.ndarray,
-    down: np.ndarray,
-    candidates: np.ndarray | RankedProfiles,
+    up: NDArray[np.integer],
+    down: NDArray[np.integer],
+    candidates: NDArray[np.floating] | RankedProfiles,
     *,
     p: float = 1.0,
     candidate_block: int = DEFAULT_CANDIDATE_BLOCK,
     max_pairs: int = 50_000_000,
-) -> np.ndarray:
+) -> NDArray[np.float32]:
     """The full ``(q, c)`` float32 WTCS matrix, for small cases.
 
     Parameters are those of :func:`iter_wtcs_blocks`; ``max_pairs`` caps ``q * c`` (the
@@ -316,20 +322,98 @@ def wtcs(
 # --------------------------------------------------------------------------- NCS, tau
 
 
-def ncs(
-    scores: np.ndarray,
-    groups: np.ndarray,
+class NcsReference:
+    """NCS's reference: per row (query) and candidate group, the mean positive and the mean
+    absolute negative score, accumulated one block of reference scores at a time
+    (:meth:`add`), so the reference never has to be held whole.
+
+    Parameters
+    ----------
+    n_rows, n_groups
+        Rows (queries) and groups (integer codes ``0 .. n_groups - 1``).
+    """
+
+    def __init__(self, n_rows: int, n_groups: int):
+        self.n_groups = n_groups
+        self._sums = np.zeros((n_rows, n_groups, 2))
+        self._counts = np.zeros((n_rows, n_groups, 2))
+
+    def add(self, rows: slice, scores: NDArray[np.floating], groups: NDArray[np.intp]) -> None:
+        """Count the reference scores ``scores`` (``(len(rows), t)``) of the rows ``rows``
+        against ``t`` candidates of groups ``groups``. Zero and NaN scores count in neither
+        mean."""
+        for c0 in range(0, len(groups), _REFERENCE_BLOCK):
+            cols = slice(c0, c0 + _REFERENCE_BLOCK)
+            g = groups[cols]
+            onehot = np.zeros((len(g), self.n_groups))
+            onehot[np.arange(len(g)), g] = 1.0
+            block = scores[:, cols]
+            pos, neg = block > 0, block < 0
+            self._sums[rows, :, 0] += np.where(pos, block, 0) @ onehot
+            self._sums[rows, :, 1] += np.where(neg, -block, 0) @ onehot
+            self._counts[rows, :, 0] += pos @ onehot
+            self._counts[rows, :, 1] += neg @ onehot
+
+    def means(self) -> NDArray[np.float64]:
+        """``(n_rows, n_groups, 2)``: mean positive and mean ``|negative|`` score; NaN where a
+        group has no reference score of that sign."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._sums / self._counts
+
+
+def divide_by_group_means(
+    scores: NDArray[np.floating],
+    means: NDArray[np.float64],
+    groups: NDArray[np.intp],
     *,
-    reference: np.ndarray | None = None,
-    reference_groups: np.ndarray | None = None,
-) -> np.ndarray:
+    out: NDArray[np.floating] | None = None,
+) -> NDArray[np.floating]:
+    """WTCS to NCS: a positive score divided by the mean positive reference score of its
+    row and candidate group, a negative one by the mean absolute negative; 0 and NaN stay.
+
+    Parameters
+    ----------
+    scores
+        ``(b, t)`` WTCS of ``b`` rows against ``t`` candidates.
+    means
+        ``(b, n_groups, 2)`` (or ``(1, n_groups, 2)``, shared by all rows), from
+        :meth:`NcsReference.means`.
+    groups
+        ``(t,)`` group code of each candidate.
+    out
+        Where to write (may be ``scores`` itself); ``None``: a float64 copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``: NCS, NaN where the group has no reference score of the same sign.
+    """
+    if out is None:
+        out = np.array(scores, dtype=np.float64)
+    elif out is not scores:
+        out[...] = scores
+    positive, negative = out > 0, out < 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(out, means[:, groups, 0], out=out, where=positive)
+        np.divide(out, means[:, groups, 1], out=out, where=negative)
+    return out
+
+
+def ncs(
+    scores: NDArray[np.floating],
+    groups: NDArray,
+    *,
+    reference: NDArray[np.floating] | None = None,
+    reference_groups: NDArray | None = None,
+) -> NDArray[np.floating]:
     """Normalized connectivity scores.
 
     Along the last axis (the candidates), a positive WTCS is divided by the mean of the
     positive reference WTCS of its group, a negative one by the mean absolute value of the
-    negative reference WTCS of its group; 0 stays 0. Each row (query) is normalized by its
-    own reference row. Groups are meant to be (cell line, perturbagen type) pairs, e.g.
-    labels ``"A375|trt_cp"``.
+    negative reference WTCS of its group; 0 stays 0 (:class:`NcsReference`,
+    :func:`divide_by_group_means`). Each row (query) is normalized by its own reference
+    row. Groups are meant to be (cell line, perturbagen type) pairs, e.g. labels
+    ``"A375|trt_cp"``.
 
     Parameters
     ----------
@@ -372,28 +456,18 @@ def ncs(
     n = s.shape[-1]
     _, codes = np.unique(np.concatenate([groups, ref_groups]), return_inverse=True)
     codes = codes.ravel()
-    g_s, g_r = codes[:n], codes[n:]
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     s2 = s.reshape(-1, n)
     r2 = ref.reshape(-1, ref.shape[-1])
-    out = np.empty_like(s2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for i in range(len(s2)):
-            r = r2[i if len(r2) > 1 else 0]
-            if i == 0 or len(r2) > 1:
-                pos, neg = r > 0, r < 0
-                mu_pos = np.bincount(
-                    g_r, weights=np.where(pos, r, 0.0), minlength=n_groups
-                ) / np.bincount(g_r, weights=pos, minlength=n_groups)
-                mu_neg = np.bincount(
-                    g_r, weights=np.where(neg, -r, 0.0), minlength=n_groups
-                ) / np.bincount(g_r, weights=neg, minlength=n_groups)
-            row = s2[i]
-            out[i] = np.where(row > 0, row / mu_pos[g_s], np.where(row < 0, row / mu_neg[g_s], row))
+    reference_means = NcsReference(len(r2), n_groups)
+    reference_means.add(slice(None), r2, codes[n:])
+    out = divide_by_group_means(s2, reference_means.means(), codes[:n], out=s2)
     return out.reshape(s.shape).astype(dtype, copy=False)
 
 
-def tau(ncs_values: np.ndarray, reference_ncs: np.ndarray) -> np.ndarray:
+def tau(
+    ncs_values: NDArray[np.floating], reference_ncs: NDArray[np.floating]
+) -> NDArray[np.float64]:
     """Signed percentile of ``|NCS|`` within a reference distribution.
 
     ``tau = sign(ncs) * 100 * #{r in reference : |r| < |ncs|} / #reference``: the percentage

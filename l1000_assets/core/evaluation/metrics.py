@@ -9,50 +9,84 @@ matrix is ever kept and nothing is arg-sorted over the whole similarity matrix.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
+
+from l1000_assets.core.embeddings.vectors import normalize_rows
+
+RECALL_AT = {"recall_top_0.001": 0.001, "recall_top_0.01": 0.01, "recall_top_0.1": 0.1}
+"""Recall metrics and their rank-quantile thresholds (a positive counts when ``q <= x``)."""
+
+SUMMARY_METRICS = ("median_quantile", *RECALL_AT, "auc")
+"""The pooled summary of rank quantiles, under the names of the tidy evaluation table."""
+
+
+def summarize_quantiles(
+    q: NDArray[np.float64], weights: NDArray[np.float64] | None = None
+) -> dict[str, float]:
+    """The retrieval summary of rank quantiles: :data:`SUMMARY_METRICS` -> value.
+
+    Median ``q``, recall at top-0.001 / 0.01 / 0.1 (fraction of positives with ``q <= x``)
+    and AUC (``1 - mean q``), pooled over all positives; NaN when there are none.
+
+    Parameters
+    ----------
+    q
+        ``(n_positives,)`` rank quantiles.
+    weights
+        Multiplicity of each quantile (a bootstrap resample); ``q`` must then be sorted
+        ascending, and the median is the quantile where the cumulative weight reaches half.
+    """
+    if weights is not None:
+        total = float(weights.sum())
+        if len(q) == 0 or total == 0:
+            return dict.fromkeys(SUMMARY_METRICS, math.nan)
+        median = float(q[np.searchsorted(np.cumsum(weights), total / 2)])
+        return {
+            "median_quantile": median,
+            **{name: float(weights[q <= x].sum() / total) for name, x in RECALL_AT.items()},
+            "auc": float(1.0 - (weights * q).sum() / total),
+        }
+    if len(q) == 0:
+        return dict.fromkeys(SUMMARY_METRICS, math.nan)
+    return {
+        "median_quantile": float(np.median(q)),
+        **{name: float(np.mean(q <= x)) for name, x in RECALL_AT.items()},
+        "auc": float(1.0 - np.mean(q)),
+    }
 
 
 @dataclass(frozen=True)
 class RetrievalSummary:
-    """Pooled over all positives."""
+    """One retrieval's pooled summary: query and positive counts and ``metrics``
+    (:data:`SUMMARY_METRICS` -> value, from :func:`summarize_quantiles`); ``summary[name]``
+    reads a metric."""
 
     n_queries: int
     n_positives: int
-    median_quantile: float
-    recall_top_0001: float
-    recall_top_001: float
-    recall_top_01: float
-    auc: float
+    metrics: Mapping[str, float]
+
+    def __getitem__(self, metric: str) -> float:
+        return self.metrics[metric]
+
+    def as_dict(self) -> dict[str, float]:
+        """Counts and metrics in one flat dict (the model card's form)."""
+        return {"n_queries": self.n_queries, "n_positives": self.n_positives, **self.metrics}
 
     @classmethod
-    def from_quantiles(cls, q: np.ndarray, n_queries: int) -> RetrievalSummary:
-        if len(q) == 0:
-            nan = float("nan")
-            return cls(n_queries, 0, nan, nan, nan, nan, nan)
-        return cls(
-            n_queries=n_queries,
-            n_positives=len(q),
-            median_quantile=float(np.median(q)),
-            recall_top_0001=float(np.mean(q <= 0.001)),
-            recall_top_001=float(np.mean(q <= 0.01)),
-            recall_top_01=float(np.mean(q <= 0.1)),
-            auc=float(1.0 - np.mean(q)),
-        )
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+    def from_quantiles(cls, q: NDArray[np.float64], n_queries: int) -> RetrievalSummary:
+        return cls(n_queries, len(q), summarize_quantiles(q))
 
 
 def rank_quantiles(
-    scores: np.ndarray,
-    positive: np.ndarray,
-    negative: np.ndarray,
-) -> np.ndarray:
+    scores: NDArray[np.floating],
+    positive: NDArray[np.bool_],
+    negative: NDArray[np.bool_],
+) -> NDArray[np.float64]:
     """Rank quantiles of every positive within its row, ties counting half.
 
     Parameters
@@ -85,12 +119,12 @@ def rank_quantiles(
 
 
 def same_label_quantiles(
-    embeddings: np.ndarray,
-    labels: np.ndarray,
+    embeddings: NDArray[np.floating],
+    labels: NDArray,
     *,
     metric: str = "cosine",
     block_size: int = 1024,
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """Exact same-label retrieval: each row queries all others.
 
     Positives are the other rows with the query's label, negatives all rows with a
@@ -99,7 +133,7 @@ def same_label_quantiles(
     """
     x = np.asarray(embeddings, dtype=np.float32)
     if metric == "cosine":
-        x = l2_normalize(x)
+        x = normalize_rows(x)
     elif metric != "euclidean":
         raise ValueError(f"unknown metric {metric!r}")
     labels = np.asarray(labels)

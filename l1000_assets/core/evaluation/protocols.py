@@ -39,13 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from numpy.typing import NDArray
 
-from l1000_assets.core.evaluation.metrics import l2_normalize
+from l1000_assets.core.embeddings.vectors import normalize_rows
 from l1000_assets.core.evaluation.retrieval import RetrievalResult, retrieval
-from l1000_assets.core.lake.read import iter_profile_batches, landmark_matrix
+from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import VALUES_COLUMN
+from l1000_assets.core.model.normalization import perturbagen_batches
 from l1000_assets.core.progress import Log
 from l1000_assets.core.releases.schema import GENETIC_PERT_TYPES
 
@@ -67,7 +67,7 @@ META_COLUMNS = [
 class HeldOut:
     """Held-out profiles in memory: ``values`` (n, 978) float32 and their metadata."""
 
-    values: np.ndarray
+    values: NDArray[np.float32]
     meta: pd.DataFrame
 
 
@@ -81,13 +81,10 @@ def load_heldout(
 ) -> HeldOut:
     """Profiles of ``pert_ids`` from the lake with MOA and target from ``perturbagens``
     (streamed by batch; a seeded subsample of ``max_profiles`` when there are more)."""
-    wanted = pa.array(sorted(pert_ids), type=pa.string())
     values, metas = [], []
-    for batch in iter_profile_batches(files, [*META_COLUMNS, VALUES_COLUMN], batch_size=32_768):
-        batch = batch.filter(pc.is_in(batch.column("pert_id"), value_set=wanted))
-        if batch.num_rows:
-            values.append(landmark_matrix(batch).copy())
-            metas.append(batch.select(META_COLUMNS).to_pandas())
+    for batch in perturbagen_batches(files, pert_ids, [*META_COLUMNS, VALUES_COLUMN]):
+        values.append(landmark_matrix(batch).copy())
+        metas.append(batch.select(META_COLUMNS).to_pandas())
     if not values:
         return HeldOut(np.zeros((0, 978), np.float32), pd.DataFrame(columns=META_COLUMNS))
     x = np.concatenate(values)
@@ -117,8 +114,8 @@ class ProtocolRun:
     protocol: str
     method: str
     result: RetrievalResult
-    query_groups: dict[str, np.ndarray]  # group -> boolean mask over queries
-    query_clusters: np.ndarray  # perturbagen of each query (bootstrap unit)
+    query_groups: dict[str, NDArray[np.bool_]]  # group -> boolean mask over queries
+    query_clusters: NDArray[np.str_]  # perturbagen of each query (bootstrap unit)
 
 
 @dataclass
@@ -135,7 +132,7 @@ class EvaluationConfig:
 
 def run_protocols(
     heldout: HeldOut,
-    embeddings: np.ndarray | None,
+    embeddings: NDArray[np.float32] | None,
     config: EvaluationConfig,
     log: Log = lambda m: None,
 ) -> list[ProtocolRun]:
@@ -237,14 +234,14 @@ def _groups(kinds: np.ndarray, cells: np.ndarray | None) -> dict[str, np.ndarray
 
 
 def perturbagen_means(
-    values: np.ndarray, pert_ids: np.ndarray, *, normalize: bool
-) -> tuple[np.ndarray, np.ndarray]:
+    values: NDArray[np.floating], pert_ids: NDArray[np.str_], *, normalize: bool
+) -> tuple[NDArray[np.str_], NDArray[np.float32]]:
     """Mean vector of each perturbagen's rows (re-normalized when ``normalize``)."""
     ids, inverse = np.unique(pert_ids, return_inverse=True)
     sums = np.zeros((len(ids), values.shape[1]), np.float64)
     np.add.at(sums, inverse, values)
     means = (sums / np.bincount(inverse)[:, None]).astype(np.float32)
-    return ids, (l2_normalize(means) if normalize else means)
+    return ids, (normalize_rows(means) if normalize else means)
 
 
 def _drug_level(heldout, embeddings, protocol, kinds, config, log, metric_of):

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
+from l1000_assets.core.evaluation.metrics import SUMMARY_METRICS, summarize_quantiles
 from l1000_assets.core.evaluation.protocols import METHODS, PROTOCOLS, ProtocolRun
 
-METRICS = ("median_quantile", "recall_top_0.001", "recall_top_0.01", "recall_top_0.1", "auc", "mcc")
+METRICS = (*SUMMARY_METRICS, "mcc")
+"""The metric names of the tidy table (``evaluation_metrics.parquet``, the SQL view)."""
 QUANTILE_GRID = np.concatenate([[0.0], np.logspace(-4, 0, 81)])
 
 
@@ -25,15 +28,7 @@ PUBLISHED = pd.DataFrame(
         ("small_molecules", "zscore_cosine", 0.196, 0.051, 0.265, 0.412, 0.682),
         ("small_molecules", "embedding", 0.0120, 0.295, 0.480, 0.738, 0.904),
     ],
-    columns=[
-        "group",
-        "method",
-        "median_quantile",
-        "recall_top_0.001",
-        "recall_top_0.01",
-        "recall_top_0.1",
-        "auc",
-    ],
+    columns=["group", "method", *SUMMARY_METRICS],
 )
 PUBLISHED_AUC = {
     ("replicates", "zscore_cosine"): 0.843,
@@ -44,13 +39,13 @@ PUBLISHED_AUC = {
 
 
 def run_metrics(
-    run: ProtocolRun, mask: np.ndarray, n_boot: int, seed: int
+    run: ProtocolRun, mask: NDArray[np.bool_], n_boot: int, seed: int
 ) -> dict[str, tuple[float, float, float]]:
     """metric -> (value, bootstrap low, bootstrap high) over the queries in ``mask``."""
     r = run.result
     sel = mask[r.query_index]
     q = r.quantiles[sel]
-    out = {m: (v, math.nan, math.nan) for m, v in _point(q).items()}
+    out = {m: (v, math.nan, math.nan) for m, v in summarize_quantiles(q).items()}
     out["mcc"] = (r.mcc if mask.all() else math.nan, math.nan, math.nan)
     if n_boot and len(q) > 1:
         clusters = run.query_clusters[r.query_index[sel]]
@@ -59,38 +54,18 @@ def run_metrics(
         order = np.argsort(q, kind="stable")
         qs, cs = q[order], cid[order]
         k = cid.max() + 1
-        draws = {m: [] for m in out if m != "mcc"}
+        draws = {m: [] for m in SUMMARY_METRICS}
         for _ in range(n_boot):
             w = rng.multinomial(k, np.full(k, 1.0 / k))[cs].astype(np.float64)
-            total = w.sum()
-            if total == 0:
+            if w.sum() == 0:
                 continue
-            cw = np.cumsum(w)
-            draws["median_quantile"].append(qs[np.searchsorted(cw, total / 2)])
-            for x, name in (
-                (0.001, "recall_top_0.001"),
-                (0.01, "recall_top_0.01"),
-                (0.1, "recall_top_0.1"),
-            ):
-                draws[name].append(w[qs <= x].sum() / total)
-            draws["auc"].append(1.0 - (w * qs).sum() / total)
+            for m, v in summarize_quantiles(qs, w).items():
+                draws[m].append(v)
         for m, d in draws.items():
             if d:
                 lo, hi = np.percentile(d, [2.5, 97.5])
                 out[m] = (out[m][0], float(lo), float(hi))
     return out
-
-
-def _point(q: np.ndarray) -> dict[str, float]:
-    if len(q) == 0:
-        return {m: math.nan for m in METRICS if m != "mcc"}
-    return {
-        "median_quantile": float(np.median(q)),
-        "recall_top_0.001": float(np.mean(q <= 0.001)),
-        "recall_top_0.01": float(np.mean(q <= 0.01)),
-        "recall_top_0.1": float(np.mean(q <= 0.1)),
-        "auc": float(1.0 - np.mean(q)),
-    }
 
 
 def metrics_table(
@@ -209,7 +184,7 @@ def _fmt(value: float, lo: float, hi: float, digits: int = 3) -> str:
 
 def table1_markdown(table: pd.DataFrame) -> str:
     """A summary laid out like the paper's Table 1, the published figures beside ours."""
-    cols = ["median_quantile", "recall_top_0.001", "recall_top_0.01", "recall_top_0.1", "auc"]
+    cols = SUMMARY_METRICS
     head = ["group", "method", "source", "median q", "top-0.001", "top-0.01", "top-0.1", "AUC"]
     lines = [
         "Held-out perturbagens, same-perturbagen positives (95% interval in brackets).",

@@ -42,7 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
+from l1000_assets.core.embeddings.vectors import normalize_rows
 from l1000_assets.core.evaluation.kernels import (
     count_tile,
     finish,
@@ -59,8 +61,8 @@ _CONNECTIVITY = ("wtcs", "ncs")
 class RetrievalResult:
     """Quantiles of every positive, the query each belongs to, and MCC counts."""
 
-    quantiles: np.ndarray  # (n_positives,) float64
-    query_index: np.ndarray  # (n_positives,) int64, in the caller's query order
+    quantiles: NDArray[np.float64]  # (n_positives,)
+    query_index: NDArray[np.int64]  # (n_positives,), in the caller's query order
     n_queries: int
     confusion: tuple[int, int, int, int]  # tp, fp, tn, fn at the median threshold
     threshold: float
@@ -69,7 +71,7 @@ class RetrievalResult:
     def mcc(self) -> float:
         return mcc(*self.confusion)
 
-    def summary(self, mask: np.ndarray | None = None) -> RetrievalSummary:
+    def summary(self, mask: NDArray[np.bool_] | None = None) -> RetrievalSummary:
         """Pooled metrics, optionally over the positives of the queries in ``mask``."""
         q = self.quantiles if mask is None else self.quantiles[mask[self.query_index]]
         n = self.n_queries if mask is None else int(mask.sum())
@@ -120,7 +122,7 @@ class _Scorer:
                         "(e.g. cell line|perturbagen type)"
                     )
                 _, self.group = np.unique(np.asarray(candidate_groups), return_inverse=True)
-                self.norm = self._ncs_normalizers()
+                self.norm = self._ncs_reference()
         else:
             self.q = _prepare(queries, metric)
             self.c = _prepare(candidates, metric, order)
@@ -137,25 +139,17 @@ class _Scorer:
         """Candidate rows (of ``self.c``) for positions ``cols`` of the order."""
         return cols if self.order is None else self.order[cols]
 
-    def _ncs_normalizers(self) -> np.ndarray:
+    def _ncs_reference(self) -> NDArray[np.float64]:
         """Per query and candidate group: mean positive WTCS and mean |negative| WTCS
         over the candidates (CMap's NCS reference is the candidate set itself here).
         ``(n_q, n_groups, 2)``; NaN where a group has no score of that sign."""
-        from l1000_assets.core.evaluation.connectivity import iter_wtcs_blocks
+        from l1000_assets.core.evaluation.connectivity import NcsReference, iter_wtcs_blocks
 
         n_groups = int(self.group.max()) + 1 if len(self.group) else 0
-        sums = np.zeros((self.n_queries, n_groups, 2))
-        counts = np.zeros((self.n_queries, n_groups, 2))
+        reference = NcsReference(self.n_queries, n_groups)
         for qs, cs, block in iter_wtcs_blocks(self.up, self.down, self.c, query_block=1024):
-            onehot = np.zeros((cs.stop - cs.start, n_groups))
-            onehot[np.arange(cs.stop - cs.start), self.group[cs]] = 1.0
-            pos, neg = block > 0, block < 0
-            sums[qs, :, 0] += np.where(pos, block, 0) @ onehot
-            sums[qs, :, 1] += np.where(neg, -block, 0) @ onehot
-            counts[qs, :, 0] += pos @ onehot
-            counts[qs, :, 1] += neg @ onehot
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (sums / counts).astype(np.float32)
+            reference.add(qs, block, self.group[cs])
+        return reference.means()
 
     def bounds(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query row, a range holding every possible score (bins are laid over it;
@@ -202,12 +196,12 @@ class _Scorer:
             s -= self.q_sq[rows][:, None]
         return s
 
-    def _normalize(self, out: np.ndarray, rows, groups: np.ndarray) -> None:
+    def _normalize(self, out: NDArray[np.float32], rows, groups: NDArray[np.intp]) -> None:
         """WTCS to NCS in place: divide by the query's mean same-sign score in the
         candidate's group; where there is no such reference, 0 (no evidence)."""
-        norm = self.norm[rows][:, groups]  # (b, t, 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:] = np.where(out > 0, out / norm[..., 0], np.where(out < 0, out / norm[..., 1], 0))
+        from l1000_assets.core.evaluation.connectivity import divide_by_group_means
+
+        divide_by_group_means(out, self.norm[rows], groups, out=out)
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def range_scores(
@@ -254,15 +248,16 @@ class _Scorer:
         return -((q - c) ** 2).sum(axis=1)
 
 
-def _prepare(x: np.ndarray, metric: str, order: np.ndarray | None = None) -> np.ndarray:
+def _prepare(
+    x: NDArray[np.floating], metric: str, order: NDArray[np.intp] | None = None
+) -> NDArray[np.float32]:
     """A float32 copy of the vectors (rows in ``order``), unit length for cosine."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
     x = x[order] if order is not None else x.copy()
-    if metric == "cosine":  # in place, norms without an (n, d) temporary
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-        x /= np.maximum(norms, np.float32(1e-12))[:, None]
+    if metric == "cosine":  # in place: no second (n, d) copy
+        normalize_rows(x, out=x)
     return x
 
 
@@ -307,13 +302,13 @@ def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
 
 
 def retrieval(
-    queries: np.ndarray,
-    query_labels: np.ndarray,
-    candidates: np.ndarray,
-    candidate_labels: np.ndarray,
+    queries: NDArray[np.floating],
+    query_labels: NDArray,
+    candidates: NDArray[np.floating],
+    candidate_labels: NDArray,
     *,
     metric: str = "cosine",
-    self_index: np.ndarray | None = None,
+    self_index: NDArray[np.integer] | None = None,
     mode: str = "exact",
     n_sampled: int = 10_000,
     seed: int = 0,
@@ -322,7 +317,7 @@ def retrieval(
     n_bins: int = 1024,
     n_threads: int | None = None,
     wtcs_k: int = 150,
-    candidate_groups: np.ndarray | None = None,
+    candidate_groups: NDArray | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RetrievalResult:
     """Rank quantiles of same-label candidates for every query.

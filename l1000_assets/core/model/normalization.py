@@ -4,34 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
-from l1000_assets.core.lake.read import landmark_matrix
+from l1000_assets.core.lake.read import iter_profile_batches, landmark_matrix
 from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
 
 
-def _batches(
+def perturbagen_batches(
     files: Sequence[Path],
     pert_ids: set[str] | None,
     columns: Sequence[str],
     batch_size: int = 32_768,
-) -> Iterable[pa.RecordBatch]:
-    wanted = pa.array(sorted(pert_ids)) if pert_ids is not None else None
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(
-            batch_size=batch_size, columns=list(columns)
-        ):
-            if wanted is not None:
-                batch = batch.filter(pc.is_in(batch.column("pert_id"), value_set=wanted))
-            if batch.num_rows:
-                yield batch
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``columns`` of the lake files' profiles of ``pert_ids`` (every
+    profile when ``None``), streamed; empty batches are skipped."""
+    wanted = pa.array(sorted(pert_ids), type=pa.string()) if pert_ids is not None else None
+    for batch in iter_profile_batches(files, list(columns), batch_size=batch_size):
+        if wanted is not None:
+            batch = batch.filter(pc.is_in(batch.column("pert_id"), value_set=wanted))
+        if batch.num_rows:
+            yield batch
 
 
 def perturbagen_set_digest(pert_ids: Iterable[str]) -> str:
@@ -41,8 +40,8 @@ def perturbagen_set_digest(pert_ids: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class NormalizationStats:
-    mean: np.ndarray
-    sd: np.ndarray
+    mean: NDArray[np.float64]
+    sd: NDArray[np.float64]
     n_profiles: int
     train_digest: str = ""  # perturbagen_set_digest of the training perturbagens used
 
@@ -83,7 +82,7 @@ def normalization_stats(files: Sequence[Path], train_perts: set[str]) -> Normali
     total = np.zeros(N_LANDMARKS)
     total_sq = np.zeros(N_LANDMARKS)
     n = 0
-    for batch in _batches(files, train_perts, ["pert_id", VALUES_COLUMN]):
+    for batch in perturbagen_batches(files, train_perts, ["pert_id", VALUES_COLUMN]):
         x = landmark_matrix(batch).astype(np.float64)
         total += x.sum(axis=0)
         total_sq += (x * x).sum(axis=0)

@@ -13,11 +13,12 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
 
-def _unit_hash(values: list[str], seed: int, salt: str) -> np.ndarray:
+def _unit_hash(values: list[str], seed: int, salt: str) -> NDArray[np.float64]:
     out = np.empty(len(values))
     for i, v in enumerate(values):
         digest = hashlib.sha256(f"{seed}:{salt}:{v}".encode()).digest()
@@ -53,3 +54,12 @@ def assign_splits(
     valid = _unit_hash(ids, seed, "validation") < validation_fraction
     split = np.where(fold == test_fold, TEST, np.where(valid, VALIDATION, TRAIN))
     return pd.DataFrame({"pert_id": ids, "fold": fold, "split": split})
+
+
+def heldout_perturbagens(
+    pert_ids, *, seed: int = 0, n_folds: int = 5, test_fold: int = 0
+) -> NDArray[np.str_]:
+    """The held-out (test) perturbagens of :func:`assign_splits`, sorted: the one meaning of
+    "held out" for training, evaluation and calibration."""
+    split = assign_splits(pert_ids, seed=seed, n_folds=n_folds, test_fold=test_fold)
+    return split.loc[split["split"] == TEST, "pert_id"].to_numpy(dtype=str)

@@ -26,27 +26,28 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from l1000_assets.core.atomic import atomic_dir
-from l1000_assets.core.evaluation.metrics import RetrievalSummary, same_label_quantiles
+from l1000_assets.core.evaluation.metrics import same_label_quantiles, summarize_quantiles
 from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
-from l1000_assets.core.model.normalization import NormalizationStats, _batches
+from l1000_assets.core.model.normalization import NormalizationStats, perturbagen_batches
 from l1000_assets.core.progress import Log
 
 
 @dataclass
 class SplitProfiles:
-    values: np.ndarray  # (n, 978) float32, raw z-scores
-    pert_ids: np.ndarray  # (n,) str
-    pert_types: np.ndarray  # (n,) str
+    values: NDArray[np.float32]  # (n, 978) raw z-scores
+    pert_ids: NDArray[np.str_]  # (n,)
+    pert_types: NDArray[np.str_]  # (n,)
 
 
 def count_rows(files: Sequence[Path], pert_ids: set[str] | None = None) -> int:
     """Rows in the lake files (only those of ``pert_ids`` when given: reads one column)."""
     if pert_ids is None:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
-    return sum(b.num_rows for b in _batches(files, pert_ids, ["pert_id"]))
+    return sum(b.num_rows for b in perturbagen_batches(files, pert_ids, ["pert_id"]))
 
 
 def load_split_profiles(
@@ -54,7 +55,7 @@ def load_split_profiles(
 ) -> SplitProfiles:
     """Profiles of ``pert_ids`` in memory (optionally a seeded subsample of ``max_profiles``)."""
     values, perts, types = [], [], []
-    for batch in _batches(files, pert_ids, ["pert_id", "pert_type", VALUES_COLUMN]):
+    for batch in perturbagen_batches(files, pert_ids, ["pert_id", "pert_type", VALUES_COLUMN]):
         values.append(landmark_matrix(batch))
         perts.append(batch.column("pert_id").to_numpy(zero_copy_only=False))
         types.append(batch.column("pert_type").to_numpy(zero_copy_only=False))
@@ -103,7 +104,10 @@ def streaming_dataset(
 
     def generate():
         while True:
-            readers = [iter(_batches([f], wanted, ["pert_id", VALUES_COLUMN], 1024)) for f in files]
+            readers = [
+                iter(perturbagen_batches([f], wanted, ["pert_id", VALUES_COLUMN], 1024))
+                for f in files
+            ]
             left = rows.copy()
             while left.sum() > 0:
                 i = rng.choice(len(files), p=left / left.sum())
@@ -232,7 +236,7 @@ def _validation_auc(embedding, validation: SplitProfiles) -> float:
     if len(np.unique(validation.pert_ids)) < 2:
         return float("nan")
     q = same_label_quantiles(embed(embedding, validation.values), validation.pert_ids)
-    return RetrievalSummary.from_quantiles(q, len(validation.values)).auc
+    return summarize_quantiles(q)["auc"]
 
 
 def train(

@@ -2,7 +2,6 @@
 baselines, as a tidy table in the lake and the DuckDB catalog."""
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -13,12 +12,13 @@ from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir
 from l1000_assets.core.evaluation.protocols import METHODS, PROTOCOLS
-from l1000_assets.core.model.split import TEST, TRAIN, VALIDATION, assign_splits
+from l1000_assets.core.model.split import TEST
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     EMBEDDING_MODEL,
     EVALUATION_GROUP,
     EVALUATION_METRICS,
+    EXTRA_SPLIT_MODELS,
     LANDMARK_PROFILES,
     PERTURBAGEN_SPLIT,
     RELEASE_METADATA,
@@ -63,48 +63,9 @@ class EvaluationMetricsConfig(dg.Config):
         default=1000, ge=1, description="Seeded WTCS/NCS queries (against every candidate)."
     )
     wtcs_k: int = Field(default=150, ge=1, description="Top/bottom genes of a WTCS query.")
-    extra_splits: int = Field(
-        default=0,
-        ge=0,
-        description="Further perturbagen splits (seeds after the model's), each with a model "
-        "trained like the current one: intervals over splits instead of a "
-        "bootstrap. Each costs one training run.",
-    )
     bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples (one split).")
     per_cell_line: bool = Field(default=True, description="Also one group per cell line.")
     seed: int = Field(default=0, description="Seed of subsampling, sampling and bootstrap.")
-
-
-def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int):
-    """Train a model like the current one on the perturbagen split of ``seed``; return
-    (model, held-out perturbagens)."""
-    import pyarrow.parquet as pq
-
-    from l1000_assets.core.model.network import ModelConfig
-    from l1000_assets.core.model.normalization import normalization_stats
-    from l1000_assets.core.model.training import TrainConfig, load_split_profiles, train
-
-    perts = pd.concat([pq.read_table(f, columns=["pert_id"]).to_pandas() for f in files])
-    split = assign_splits(perts["pert_id"], seed=seed)
-    groups = {s: set(split.loc[split["split"] == s, "pert_id"]) for s in (TRAIN, VALIDATION, TEST)}
-    stats = normalization_stats(files, groups[TRAIN])
-    train_config = TrainConfig(
-        **{k: v for k, v in card["train_config"].items() if k in TrainConfig.__dataclass_fields__}
-    )
-    model_config = ModelConfig(**card["model_config"])
-    validation = load_split_profiles(files, groups[VALIDATION], max_profiles=4000, seed=seed)
-    with tempfile.TemporaryDirectory(prefix=f"l1000-split{seed}-") as ckpt:
-        result = train(
-            files,
-            sorted(groups[TRAIN]),
-            validation,
-            stats,
-            model_config,
-            train_config,
-            Path(ckpt),
-            log=context.log.info,
-        )
-    return result.embedding, groups[TEST]
 
 
 @dg.asset(
@@ -112,6 +73,7 @@ def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int
     group_name=EVALUATION_GROUP,
     deps=[
         EMBEDDING_MODEL,
+        EXTRA_SPLIT_MODELS,
         PERTURBAGEN_SPLIT,
         dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
         dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
@@ -121,9 +83,10 @@ def _extra_split_model(context, lake: LakeResource, files, card: dict, seed: int
         "The paper's retrieval protocols on held-out perturbagens (same perturbagen, "
         "biological replicates, drug-level MOA and target), for the deep embedding, z-score "
         "cosine, z-score Euclidean and CMap WTCS on the same queries; per group (all, small "
-        "molecules, genetic, each cell line). A tidy table (protocol, group, method, metric, "
-        "value, CI) in the lake and the catalog, recall curves, and a Table-1 summary beside "
-        "the published figures."
+        "molecules, genetic, each cell line). With extra_split_models on disk, every split "
+        "model of the current configuration too: intervals over splits instead of a "
+        "bootstrap. A tidy table (protocol, group, method, metric, value, CI) in the lake and "
+        "the catalog, recall curves, and a Table-1 summary beside the published figures."
     ),
 )
 def evaluation_metrics(
@@ -141,6 +104,12 @@ def evaluation_metrics(
         table1_markdown,
     )
     from l1000_assets.core.model.network import embed
+    from l1000_assets.core.model.split_models import (
+        find_split_models,
+        same_training,
+        split_models_dir,
+        split_perturbagens,
+    )
     from l1000_assets.core.model.store import load_card, load_embedding
     from l1000_assets.core.readacross.ranking import read_annotations
 
@@ -172,24 +141,29 @@ def evaluation_metrics(
         seed=config.seed,
     )
     base_seed = int(split["seed"].iloc[0])
-    models = [
-        (
-            base_seed,
-            lambda: (
-                load_embedding(lake.model_dir),
-                set(split.loc[split["split"] == TEST, "pert_id"]),
-            ),
+    models = {base_seed: lake.model_dir}
+    stale = []
+    for seed, model_dir in find_split_models(split_models_dir(lake.path)).items():
+        if seed != base_seed and same_training(load_card(model_dir), card):
+            models[seed] = model_dir
+        else:
+            stale.append(seed)
+    if stale:
+        context.log.warning(
+            f"split models of seeds {', '.join(map(str, stale))} left out: trained on other "
+            "data, with another configuration or on the current model's own split "
+            "(materialize extra_split_models again)"
         )
-    ]
-    for i in range(config.extra_splits):
-        s = base_seed + 1 + i
-        models.append((s, lambda s=s: _extra_split_model(context, lake, files, card, s)))
 
     t0 = time.perf_counter()
     all_runs = []
-    for k, (split_seed, get_model) in enumerate(models):
+    for k, (split_seed, model_dir) in enumerate(models.items()):
         context.log.info(f"split {k + 1}/{len(models)} (seed {split_seed})")
-        model, heldout_perts = get_model()
+        model = load_embedding(model_dir)
+        if split_seed == base_seed:
+            heldout_perts = set(split.loc[split["split"] == TEST, "pert_id"])
+        else:
+            heldout_perts = set(split_perturbagens(files, split_seed)[TEST])
         heldout = load_heldout(
             files, heldout_perts, perturbagens, max_profiles=config.max_profiles, seed=config.seed
         )
@@ -234,6 +208,8 @@ def evaluation_metrics(
             "table1": dg.MetadataValue.md(markdown),
             "recall_curves": png_markdown(out / PLOT_FILE, "recall versus rank quantile"),
             "n_splits": len(models),
+            "split_seeds": ", ".join(map(str, models)),
+            "stale_split_models": ", ".join(map(str, stale)) or "none",
             "mode": config.mode,
             **{f"auc_{m}": headline(m, "auc") for m in config.methods},
             **{f"top_0.01_{m}": headline(m, "recall_top_0.01") for m in config.methods},

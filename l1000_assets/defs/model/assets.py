@@ -1,28 +1,32 @@
-"""The embedding model: perturbagen split, normalization statistics, training."""
+"""The embedding model: perturbagen split, normalization statistics, training, and the models
+of further splits."""
 
-import hashlib
-import time
 from typing import Literal
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_file
-from l1000_assets.core.evaluation.metrics import RetrievalSummary, same_label_quantiles
-from l1000_assets.core.lake.read import read_profile_gene_ids
+from l1000_assets.core.embeddings.vectors import model_version
 from l1000_assets.core.model.split import TEST, TRAIN, VALIDATION, assign_splits
+from l1000_assets.core.model.split_models import (
+    find_split_models,
+    split_model_dir,
+    split_models_dir,
+)
+from l1000_assets.core.model.store import CARD_FILE
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     EMBEDDING_MODEL,
+    EXTRA_SPLIT_MODELS,
     LANDMARK_PROFILES,
     MODEL_GROUP,
     NORMALIZATION_STATS,
     PERTURBAGEN_SPLIT,
 )
-from l1000_assets.lib.lake import lake_fingerprint, landmark_files, read_split
+from l1000_assets.lib.lake import card_path, lake_fingerprint, landmark_files, read_split
 from l1000_assets.lib.metadata import png_markdown
 from l1000_assets.lib.resources import LakeResource
 
@@ -155,20 +159,6 @@ class EmbeddingModelConfig(dg.Config):
     seed: int = Field(default=0, description="Initialization and shuffling seed.")
 
 
-def heldout_comparison(embedding, test, max_profiles: int = 6000, seed: int = 0):
-    """Same-perturbagen retrieval on held-out profiles: embedding vs z-score cosine."""
-    from l1000_assets.core.model.network import embed
-
-    idx = np.arange(len(test.values))
-    if len(idx) > max_profiles:
-        idx = np.sort(np.random.default_rng(seed).choice(idx, max_profiles, replace=False))
-    x, labels = test.values[idx], test.pert_ids[idx]
-    return {
-        name: RetrievalSummary.from_quantiles(same_label_quantiles(v, labels), len(idx))
-        for name, v in (("zscore_cosine", x), ("embedding", embed(embedding, x)))
-    }
-
-
 @dg.asset(
     key=EMBEDDING_MODEL,
     group_name=MODEL_GROUP,
@@ -197,8 +187,9 @@ def embedding_model(
         NormalizationStats,
         perturbagen_set_digest,
     )
+    from l1000_assets.core.model.split_models import train_on_split
     from l1000_assets.core.model.store import save_model
-    from l1000_assets.core.model.training import TrainConfig, load_split_profiles, train
+    from l1000_assets.core.model.training import TrainConfig
 
     files = landmark_files(lake)
     split = read_split(lake)
@@ -234,50 +225,31 @@ def embedding_model(
     )
     if config.fresh_start and lake.checkpoint_dir.exists():
         shutil.rmtree(lake.checkpoint_dir)
-    data_version = lake_fingerprint(files)
-    validation = load_split_profiles(files, perts[VALIDATION], max_profiles=4000, seed=config.seed)
-    result = train(
+    trained = train_on_split(
         files,
-        sorted(perts[TRAIN]),
-        validation,
+        perts,
         stats,
         model_config,
         train_config,
         lake.checkpoint_dir,
+        split_seed=int(split["seed"].iloc[0]),
+        data_version=lake_fingerprint(files),
+        sample_seed=config.seed,
         log=context.log.info,
-        data_fingerprint=data_version,
     )
-    test = load_split_profiles(files, perts[TEST])
-    comparison = heldout_comparison(result.embedding, test, seed=config.seed)
-    card = {
-        "model": "l1000_assets deep metric embedding (Donner et al. 2018)",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model_config": model_config.to_dict(),
-        "train_config": train_config.__dict__,
-        "data_version": data_version,
-        "gene_order": read_profile_gene_ids(files[0]),
-        "normalization_sha256": stats.digest,
-        "split_seed": int(split["seed"].iloc[0]),
-        "n_classes": result.n_classes,
-        "n_train_profiles": result.n_train_profiles,
-        "device": result.device,
-        "batch_size": result.batch_size,
-        "parameters": result.extra["parameters"],
-        "best_step": result.best_step,
-        "best_validation_auc": result.best_validation_auc,
-        "heldout": {k: v.__dict__ for k, v in comparison.items()},
-        "training_seconds": round(result.seconds, 1),
-        "input": "level-4 landmark z-scores, 978 columns in gene_order; standardization is "
-        "inside the model",
-    }
+    result = trained.result
     save_model(
-        lake.model_dir, result.embedding, card, result.history, training_model=result.training_model
+        lake.model_dir,
+        result.embedding,
+        trained.card,
+        result.history,
+        training_model=result.training_model,
     )
-    emb, base = comparison["embedding"], comparison["zscore_cosine"]
+    emb, base = (trained.card["heldout"][m] for m in ("embedding", "zscore_cosine"))
     context.log.info(
-        f"held-out perturbagens: embedding AUC {emb.auc:.3f} (top-0.01 "
-        f"{emb.recall_top_001:.3f}) vs z-score cosine AUC {base.auc:.3f} "
-        f"({base.recall_top_001:.3f})"
+        f"held-out perturbagens: embedding AUC {emb['auc']:.3f} (top-0.01 "
+        f"{emb['recall_top_0.01']:.3f}) vs z-score cosine AUC {base['auc']:.3f} "
+        f"({base['recall_top_0.01']:.3f})"
     )
     plot = lake.model_dir / "training.png"
     return dg.MaterializeResult(
@@ -290,10 +262,10 @@ def embedding_model(
             "resumed_from_step": result.resumed_from_step,
             "best_step": result.best_step,
             "best_validation_auc": round(result.best_validation_auc, 4),
-            "heldout_auc_embedding": round(emb.auc, 4),
-            "heldout_auc_zscore_cosine": round(base.auc, 4),
-            "heldout_top_0.01_embedding": round(emb.recall_top_001, 4),
-            "heldout_top_0.01_zscore_cosine": round(base.recall_top_001, 4),
+            "heldout_auc_embedding": round(emb["auc"], 4),
+            "heldout_auc_zscore_cosine": round(base["auc"], 4),
+            "heldout_top_0.01_embedding": round(emb["recall_top_0.01"], 4),
+            "heldout_top_0.01_zscore_cosine": round(base["recall_top_0.01"], 4),
             "training_seconds": round(result.seconds, 1),
             "history": dg.MetadataValue.md(
                 pd.DataFrame(result.history).round(4).to_markdown(index=False)
@@ -301,9 +273,7 @@ def embedding_model(
             "history_plot": png_markdown(plot, "training history") if plot.exists() else "none",
             "normalization_sha256": stats.digest,
         },
-        data_version=dg.DataVersion(
-            hashlib.sha256((lake.model_dir / "card.json").read_bytes()).hexdigest()[:16]
-        ),
+        data_version=dg.DataVersion(model_version(lake.model_dir / CARD_FILE)),
     )
 
 
@@ -314,6 +284,7 @@ def embedding_model(
     "profiles better than z-score cosine (AUC).",
 )
 def embedding_model_beats_zscore(lake: LakeResource) -> dg.AssetCheckResult:
+    from l1000_assets.core.model.card import heldout_comparison
     from l1000_assets.core.model.store import load_embedding
     from l1000_assets.core.model.training import load_split_profiles
 
@@ -322,11 +293,108 @@ def embedding_model_beats_zscore(lake: LakeResource) -> dg.AssetCheckResult:
         lake.landmark_files(), set(split.loc[split["split"] == TEST, "pert_id"])
     )
     comparison = heldout_comparison(load_embedding(lake.model_dir), test)
-    emb, base = comparison["embedding"].auc, comparison["zscore_cosine"].auc
+    emb, base = comparison["embedding"]["auc"], comparison["zscore_cosine"]["auc"]
     return dg.AssetCheckResult(
         passed=bool(emb > base),
         metadata={
             "heldout_auc_embedding": round(emb, 4),
             "heldout_auc_zscore_cosine": round(base, 4),
         },
+    )
+
+
+class ExtraSplitModelsConfig(dg.Config):
+    n_splits: int = Field(
+        default=0,
+        ge=0,
+        description="Further perturbagen splits, on the seeds after perturbagen_split's, one "
+        "model each trained like embedding_model (its card's configuration); "
+        "evaluation_metrics then gives intervals over the splits. Each costs one training "
+        "run; 0 removes the split models.",
+    )
+
+
+@dg.asset(
+    key=EXTRA_SPLIT_MODELS,
+    group_name=MODEL_GROUP,
+    deps=[
+        EMBEDDING_MODEL,
+        PERTURBAGEN_SPLIT,
+        dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
+    ],
+    kinds={"tensorflow", "keras"},
+    pool="training",
+    description=(
+        "Models of further perturbagen splits, for confidence intervals over splits: for "
+        "each of n_splits seeds after perturbagen_split's, the lake's perturbagens split "
+        "with that seed, normalization statistics of its training perturbagens and a model "
+        "trained like embedding_model, saved in its store format under "
+        "models/splits/seed=<s>/ (each swapped in whole). Split models of other seeds are "
+        "removed."
+    ),
+)
+def extra_split_models(
+    context: dg.AssetExecutionContext, config: ExtraSplitModelsConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    import shutil
+
+    from l1000_assets.core.model.network import ModelConfig
+    from l1000_assets.core.model.split_models import train_split_model
+    from l1000_assets.core.model.store import load_card, save_model
+    from l1000_assets.core.model.training import TrainConfig
+
+    files = landmark_files(lake)
+    card = load_card(card_path(lake).parent)
+    base_seed = int(read_split(lake)["seed"].iloc[0])
+    seeds = [base_seed + 1 + i for i in range(config.n_splits)]
+    model_config = ModelConfig(**card["model_config"])
+    train_config = TrainConfig(
+        **{k: v for k, v in card["train_config"].items() if k in TrainConfig.__dataclass_fields__}
+    )
+    splits_dir = split_models_dir(lake.path)
+    checkpoints = lake.checkpoint_dir.parent / "splits"
+    data_version = lake_fingerprint(files)
+    rows = []
+    for k, seed in enumerate(seeds):
+        context.log.info(f"split model {k + 1}/{len(seeds)} (seed {seed})")
+        trained = train_split_model(
+            files,
+            seed,
+            model_config,
+            train_config,
+            split_model_dir(checkpoints, seed),
+            data_version=data_version,
+            log=context.log.info,
+        )
+        result = trained.result
+        save_model(
+            split_model_dir(splits_dir, seed),
+            result.embedding,
+            trained.card,
+            result.history,
+            training_model=result.training_model,
+        )
+        heldout = trained.card["heldout"]
+        rows.append(
+            {
+                "seed": seed,
+                "heldout_auc_embedding": round(heldout["embedding"]["auc"], 4),
+                "heldout_auc_zscore_cosine": round(heldout["zscore_cosine"]["auc"], 4),
+                "best_step": result.best_step,
+                "training_seconds": round(result.seconds, 1),
+            }
+        )
+    removed = [s for s in find_split_models(splits_dir) if s not in seeds]
+    for seed in removed:
+        shutil.rmtree(split_model_dir(splits_dir, seed))
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(splits_dir)),
+            "n_splits": len(seeds),
+            "seeds": ", ".join(map(str, seeds)) or "none",
+            "removed_seeds": ", ".join(map(str, removed)) or "none",
+            "splits": dg.MetadataValue.md(
+                pd.DataFrame(rows).to_markdown(index=False) if rows else "no split models"
+            ),
+        }
     )

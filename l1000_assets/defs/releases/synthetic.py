@@ -103,12 +103,12 @@ def synthetic_release_calibrated(lake: LakeResource) -> dg.AssetCheckResult:
     overall = next(r for r in rows if r.group == "all").summary
     lo, hi = CALIBRATION_BAND
     return dg.AssetCheckResult(
-        passed=lo <= overall.auc <= hi,
+        passed=lo <= overall["auc"] <= hi,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "zscore_cosine_auc": round(overall.auc, 4),
-            "median_quantile": round(overall.median_quantile, 4),
-            "recall_top_0.01": round(overall.recall_top_001, 4),
-            **{f"auc_{r.group.replace(' ', '_')}": round(r.summary.auc, 4) for r in rows},
+            "zscore_cosine_auc": round(overall["auc"], 4),
+            "median_quantile": round(overall["median_quantile"], 4),
+            "recall_top_0.01": round(overall["recall_top_0.01"], 4),
+            **{f"auc_{r.group.replace(' ', '_')}": round(r.summary["auc"], 4) for r in rows},
         },
     )

@@ -227,3 +227,26 @@ def test_a_failed_write_keeps_the_previous_file(lake, tmp_path):
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.parquet"]
     assert pd.read_parquet(out).shape[0] == 120
+
+
+def test_normalize_rows_in_place_and_by_blocks(monkeypatch):
+    import l1000_assets.core.embeddings.vectors as vectors
+    from l1000_assets.core.embeddings.vectors import normalize_rows
+
+    rng = np.random.default_rng(4)
+    x64 = rng.normal(size=(50, 7)) * rng.exponential(size=(50, 1))
+    x64[3] = 0.0
+    expected = (x64 / np.linalg.norm(np.where(x64 == 0, 1, x64), axis=1, keepdims=True)).astype(
+        np.float32
+    )
+    expected[3] = 0.0
+    once = normalize_rows(x64)
+    assert once.dtype == np.float32
+    np.testing.assert_array_equal(once, expected)
+    # float32 input of the same values, in place, in blocks of 3 rows: the same bits.
+    x32 = x64.astype(np.float32)
+    monkeypatch.setattr(vectors, "_NORMALIZE_BLOCK", 21)
+    assert normalize_rows(x32, out=x32) is x32
+    np.testing.assert_array_equal(x32, normalize_rows(x64.astype(np.float32).astype(np.float64)))
+    with pytest.raises(ValueError, match="float32"):
+        normalize_rows(x64, out=np.empty((50, 7)))

@@ -1,10 +1,9 @@
-"""CMap connectivity (ES, WTCS, NCS, tau) and MODZ against hand-worked cases and a direct,
+"""CMap connectivity (ES, WTCS, NCS, tau) against hand-worked cases and a direct,
 loop-by-loop transcription of the formulas."""
 
 import numpy as np
 import pytest
 
-from l1000_assets.core.embeddings.modz import modz
 from l1000_assets.core.evaluation.connectivity import (
     DEFAULT_K,
     enrichment_scores,
@@ -201,35 +200,31 @@ def test_ncs_worked_by_hand():
     assert ncs(scores.astype(np.float32), groups).dtype == np.float32
 
 
+def test_ncs_reference_accumulated_by_blocks_is_the_whole_reference():
+    from l1000_assets.core.evaluation.connectivity import NcsReference, divide_by_group_means
+
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(4, 30)).astype(np.float32)
+    scores[:, ::7] = 0.0
+    groups = rng.integers(0, 3, 30)
+    whole = NcsReference(4, 3)
+    whole.add(slice(None), scores, groups)
+    blocks = NcsReference(4, 3)
+    for cols in (slice(0, 11), slice(11, 20), slice(20, 30)):
+        for rows in (slice(0, 2), slice(2, 4)):
+            blocks.add(rows, scores[rows, cols], groups[cols])
+    np.testing.assert_allclose(blocks.means(), whole.means(), rtol=1e-12)
+    # In place on float32 scores (the retrieval path) = ncs() of the same scores.
+    labels = np.array(["A375|trt_cp", "MCF7|trt_cp", "MCF7|trt_sh"])[groups]
+    expected = ncs(scores, labels)
+    out = scores.copy()
+    assert divide_by_group_means(out, whole.means(), groups, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
 def test_tau_worked_by_hand():
     reference = np.array([-2.0, -1.0, 0.5, 1.0, 3.0, np.nan])  # |ref|: 0.5 1 1 2 3 (NaN dropped)
     got = tau(np.array([1.0, -2.5, 0.0, 5.0, 1.5, 0.5, -0.1, np.nan]), reference)
     # Strictly below: 1 -> 1 of 5, 2.5 -> 4, 5 -> 5, 1.5 -> 3, 0.5 -> 0, 0.1 -> 0.
     np.testing.assert_allclose(got, [20.0, -80.0, 0.0, 100.0, 60.0, 0.0, -0.0, np.nan])
     assert tau(np.array([[1.0]]), reference).shape == (1, 1)
-
-
-# ---------------------------------------------------------------------------------- MODZ
-
-
-def test_modz_weights_worked_by_hand():
-    x1 = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    replicates = np.stack([x1, 2 * x1, x1[::-1]])
-    # Spearman: r12 = 1, r13 = r23 = -1 (clipped to 0). Sums 1, 1, 0 -> floor 0.01.
-    signature, weights = modz(replicates)
-    np.testing.assert_allclose(weights, np.array([1.0, 1.0, 0.01]) / 2.01)
-    np.testing.assert_allclose(signature, weights @ replicates)
-    assert weights.sum() == pytest.approx(1.0)
-
-
-def test_modz_of_one_replicate_is_itself_and_ties_are_spearman():
-    x = np.array([[0.5, -1.0, 2.0, 0.0]], dtype=np.float32)
-    signature, weights = modz(x)
-    np.testing.assert_array_equal(signature, x[0])
-    assert signature.dtype == np.float32 and weights.tolist() == [1.0]
-    # Two replicates: equal weights whatever their correlation; a constant replicate
-    # (undefined correlation) counts as uncorrelated.
-    _, w2 = modz(np.array([[1.0, 2.0, 2.0, 3.0], [3.0, 1.0, 2.0, 2.0]]))
-    np.testing.assert_allclose(w2, [0.5, 0.5])
-    _, w3 = modz(np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 4.0, 3.0], [7.0] * 4]))
-    np.testing.assert_allclose(w3, np.array([0.8, 0.8, 0.01]) / 1.61)

@@ -19,9 +19,9 @@ def test_rank_quantile_worked_by_hand_with_ties():
     # 0.9: one negative above -> 1/4. 0.5: one above, two equal (half each) -> 2/4.
     np.testing.assert_allclose(q, [0.25, 0.5])
     s = RetrievalSummary.from_quantiles(q, 1)
-    assert s.auc == pytest.approx(1 - 0.375)
-    assert s.median_quantile == pytest.approx(0.375)
-    assert s.recall_top_01 == 0.0
+    assert s["auc"] == pytest.approx(1 - 0.375)
+    assert s["median_quantile"] == pytest.approx(0.375)
+    assert s["recall_top_0.1"] == 0.0
 
 
 def _direct(x, labels, metric):

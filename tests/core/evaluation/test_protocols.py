@@ -147,7 +147,7 @@ def test_ncs_method_on_request():
         held, None, EvaluationConfig(protocols=["same_perturbagen", "moa"], methods=["ncs"])
     )
     assert [(r.protocol, r.method) for r in runs] == [("same_perturbagen", "ncs"), ("moa", "ncs")]
-    assert runs[0].result.summary().auc > 0.9
+    assert runs[0].result.summary()["auc"] > 0.9
 
 
 def test_drug_level_embedding_uses_renormalized_means():

@@ -20,6 +20,29 @@ def test_unpatched_cmappy_fails_on_pandas_3():
     assert not hasattr(np, "string_")
 
 
+def test_agg_wt_avg_on_pandas_3():
+    """cmapPy's MODZ fills the diagonal of DataFrame.values, read-only under pandas 3."""
+    with pytest.raises(ValueError, match="read-only"):
+        np.fill_diagonal(pd.DataFrame(np.eye(3)).values, np.nan)
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    mat = pd.DataFrame({"r1": x, "r2": 2 * x, "r3": x[::-1]})
+    signature, upper, raw, weights = compat.agg_wt_avg(mat)
+    # The upper triangle only, negatives clipped, as on pandas 2.
+    assert upper.to_dict("list") == {
+        "index": ["r1", "r1", "r2"],
+        "rid": ["r2", "r3", "r3"],
+        "corr": [1.0, 0.0, 0.0],
+    }
+    assert raw.to_dict() == {"r1": 0.5, "r2": 0.5, "r3": 0.01}
+    assert weights.to_dict() == {"r1": 0.495, "r2": 0.495, "r3": 0.0099}
+    np.testing.assert_allclose(signature, mat.to_numpy() @ weights.to_numpy())
+    # The caller's frame is left as it was; numpy itself is not patched.
+    np.testing.assert_array_equal(mat["r1"], x)
+    assert not pd.DataFrame(np.eye(2)).values.flags.writeable
+    single, none, *_ = compat.agg_wt_avg(mat[["r1"]])
+    assert none is None and single.equals(mat[["r1"]])
+
+
 def test_parse_real_gctx_matches_h5py_reader(real_dir):
     gctoo = compat.parse(real_dir / CORE_A)
     with GctxReader(real_dir / CORE_A) as r:

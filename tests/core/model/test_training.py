@@ -107,7 +107,7 @@ def test_tiny_model_learns(small_lake, tmp_path):
     assert result.history[-1]["margin"] == pytest.approx(0.25)  # 0.001 per step, capped
     test = load_split_profiles(small_lake, set(_splits(small_lake)[TEST]))
     q = same_label_quantiles(embed(result.embedding, test.values), test.pert_ids)
-    assert RetrievalSummary.from_quantiles(q, len(test.values)).auc > 0.6
+    assert RetrievalSummary.from_quantiles(q, len(test.values))["auc"] > 0.6
     assert (tmp_path / "ckpt" / "state.json").exists()
 
 

@@ -120,6 +120,10 @@ def test_a_failed_evaluation_keeps_the_last_table(evaluated):
 
 def test_extra_splits_train_more_models_and_give_t_intervals(evaluated):
     graph, _ = evaluated
+    splits = graph.run(
+        ["extra_split_models"], config={"ops": {"extra_split_models": {"config": {"n_splits": 1}}}}
+    )
+    assert splits.success
     result = graph.run(
         ["evaluation_metrics"],
         config={
@@ -127,7 +131,6 @@ def test_extra_splits_train_more_models_and_give_t_intervals(evaluated):
                 "evaluation_metrics": {
                     "config": {
                         **FAST_EVAL,
-                        "extra_splits": 1,
                         "protocols": ["same_perturbagen"],
                         "methods": ["embedding", "zscore_cosine"],
                         "per_cell_line": False,
