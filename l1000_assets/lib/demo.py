@@ -37,7 +37,7 @@ def _stages(instance: dg.DagsterInstance):
         )
     yield (
         "embedding model",
-        ["perturbagen_split", "normalization_stats", "embedding_model"],
+        ["perturbagen_split", "normalization_stats", "embedding_model", "extra_split_models"],
         None,
         {},
     )

@@ -67,6 +67,11 @@ class LakeResource(dg.ConfigurableResource):
         return self.path / "models" / "embedding_model"
 
     @property
+    def split_models_dir(self) -> Path:
+        """One model per further perturbagen split: ``seed=<s>/`` directories."""
+        return self.path / "models" / "splits"
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.path / "models" / "checkpoints" / "embedding_model"
 

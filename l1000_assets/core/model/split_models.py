@@ -145,11 +145,6 @@ def train_split_model(
     )
 
 
-def split_models_dir(data_root: Path) -> Path:
-    """Where the split models live: ``<data root>/models/splits``."""
-    return Path(data_root) / "models" / "splits"
-
-
 def split_model_dir(splits_dir: Path, seed: int) -> Path:
     """The model directory of the split of ``seed``: ``<splits_dir>/seed=<seed>``."""
     return Path(splits_dir) / f"{SPLIT_DIR_PREFIX}{int(seed)}"

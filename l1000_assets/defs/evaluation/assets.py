@@ -107,7 +107,6 @@ def evaluation_metrics(
     from l1000_assets.core.model.split_models import (
         find_split_models,
         same_training,
-        split_models_dir,
         split_perturbagens,
     )
     from l1000_assets.core.model.store import load_card, load_embedding
@@ -143,7 +142,7 @@ def evaluation_metrics(
     base_seed = int(split["seed"].iloc[0])
     models = {base_seed: lake.model_dir}
     stale = []
-    for seed, model_dir in find_split_models(split_models_dir(lake.path)).items():
+    for seed, model_dir in find_split_models(lake.split_models_dir).items():
         if seed != base_seed and same_training(load_card(model_dir), card):
             models[seed] = model_dir
         else:

@@ -14,7 +14,6 @@ from l1000_assets.core.model.split import TEST, TRAIN, VALIDATION, assign_splits
 from l1000_assets.core.model.split_models import (
     find_split_models,
     split_model_dir,
-    split_models_dir,
 )
 from l1000_assets.core.model.store import CARD_FILE
 from l1000_assets.lib.keys import (
@@ -351,7 +350,7 @@ def extra_split_models(
     train_config = TrainConfig(
         **{k: v for k, v in card["train_config"].items() if k in TrainConfig.__dataclass_fields__}
     )
-    splits_dir = split_models_dir(lake.path)
+    splits_dir = lake.split_models_dir
     checkpoints = lake.checkpoint_dir.parent / "splits"
     data_version = lake_fingerprint(files)
     rows = []

@@ -4,20 +4,16 @@ import json
 from dataclasses import asdict
 
 import numpy as np
-import pytest
 
 from l1000_assets.core.evaluation.metrics import (
     SUMMARY_METRICS,
     RetrievalSummary,
     same_label_quantiles,
 )
-from l1000_assets.core.model.split import TEST, TRAIN
-
-pytest.importorskip("keras")
-
 from l1000_assets.core.model.card import model_card  # noqa: E402
 from l1000_assets.core.model.network import ModelConfig  # noqa: E402
 from l1000_assets.core.model.normalization import normalization_stats  # noqa: E402
+from l1000_assets.core.model.split import TEST, TRAIN
 from l1000_assets.core.model.split_models import (  # noqa: E402
     find_split_models,
     same_training,

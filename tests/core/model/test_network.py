@@ -3,10 +3,9 @@
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
 
 from l1000_assets.core.model.network import (  # noqa: E402
     MarginHead,

@@ -12,14 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from l1000_assets.core.lake.read import landmark_matrix
-from l1000_assets.core.model.split import TEST, TRAIN, VALIDATION, assign_splits
-
-pytest.importorskip("keras")
-
 from l1000_assets.core.model.normalization import (
     NormalizationStats,  # noqa: E402
     normalization_stats,  # noqa: E402
 )
+from l1000_assets.core.model.split import TEST, TRAIN, VALIDATION, assign_splits
 from l1000_assets.core.model.training import TrainConfig, load_split_profiles, train  # noqa: E402
 
 

@@ -3,8 +3,6 @@
 import pandas as pd
 import pytest
 
-pytest.importorskip("keras")
-
 SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
 FAST_EVAL = {"max_wtcs_queries": 150, "bootstrap": 50}
 
