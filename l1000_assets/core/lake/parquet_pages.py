@@ -1,5 +1,5 @@
 """The lake's Parquet writer: profile columns encoded by Arrow, landmark values written as
-plain data pages straight from the matrix block (see :class:`LakeFile`).
+plain data pages straight from the matrix block (see :class:`PageLakeFile`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
 
@@ -21,7 +23,7 @@ from l1000_assets.core.lake.schema import N_LANDMARKS, VALUES_COLUMN
 # carries a repetition and a definition level. Arrow's writer builds and encodes those
 # levels value by value, about three quarters of the CPU an ingest spends writing. For a
 # list that always holds 978 non-null floats they are the same few bytes for every row, so
-# _LakeFile writes the landmark column chunk itself: PLAIN data pages (v1) of whole rows,
+# PageLakeFile writes the landmark column chunk itself: PLAIN data pages (v1) of whole rows,
 # the levels as RLE runs computed once per page length, the values straight from the
 # buffer. The profile columns of each row group are encoded by Arrow's writer (dictionary,
 # statistics) into memory and copied in, their offsets moved to where they land. The
@@ -39,7 +41,7 @@ _DATA_PAGE, _FLOAT, _PLAIN, _RLE = 0, 4, 0, 3
 _REQUIRED, _OPTIONAL, _REPEATED = 0, 1, 2
 # Codec names as pyarrow takes them -> (Parquet CompressionCodec, pyarrow.Codec name).
 # Parquet's "LZ4" in pyarrow is the raw block format (LZ4_RAW).
-_CODECS = {
+CODECS = {
     "none": (0, None),
     "snappy": (1, "snappy"),
     "gzip": (2, "gzip"),
@@ -47,7 +49,6 @@ _CODECS = {
     "zstd": (6, "zstd"),
     "lz4": (7, "lz4_raw"),
 }
-_PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
 _IOV_MAX = 1024  # pieces one writev takes (POSIX allows no fewer than 16; Linux, macOS: 1024)
 
 
@@ -207,7 +208,7 @@ def _shift_offsets(chunk: dict, shift: int) -> None:
             chunk[fid] = (chunk[fid][0], chunk[fid][1] + shift)
 
 
-class _LakeFile:
+class PageLakeFile:
     """One lake Parquet file, written page by page and row group by row group; see the
     comment above.
 
@@ -219,7 +220,7 @@ class _LakeFile:
     def __init__(
         self, path: Path, schema: pa.Schema, compression: str, dictionary_columns: Sequence[str]
     ):
-        self._codec_id, name = _CODECS[compression]
+        self._codec_id, name = CODECS[compression]
         self._codec = pa.Codec(name) if name else None
         self._compression = compression
         self._dictionary_columns = list(dictionary_columns)
@@ -245,6 +246,9 @@ class _LakeFile:
         self.file = open(path, "wb", buffering=0)
         self.position = 0
         self._put([b"PAR1"])
+
+    def fileno(self) -> int:
+        return self.file.fileno()
 
     def _put(self, parts: Sequence) -> None:
         """Append ``parts`` (bytes-like objects) to the file."""
@@ -274,18 +278,21 @@ class _LakeFile:
             )
         return self._levels[rows]
 
-    def write_page(self, rows: int, values: Sequence) -> None:
-        """Append a data page of ``rows`` rows to the current row group's landmark chunk;
-        ``values``: bytes-like pieces holding their ``rows x 978`` float32 values in order."""
+    def write_page(self, values: NDArray[np.float32]) -> None:
+        """Append a data page of ``len(values)`` rows to the current row group's landmark
+        chunk; ``values``: ``rows x 978`` float32, C-contiguous, written as they are."""
+        rows = len(values)
         if self._group_rows == 0:
             self._group_start = self.position
+        # Parquet is little-endian: no copy unless the machine is not.
+        data = memoryview(np.ascontiguousarray(values, "<f4").reshape(-1).view(np.uint8))
         levels = self._page_levels(rows)
-        size = len(levels) + rows * N_LANDMARKS * 4
+        size = len(levels) + len(data)
         if self._codec is None:
-            payload = [levels, *values]
+            payload = [levels, data]
             compressed = size
         else:
-            payload = [self._codec.compress(b"".join([levels, *values]), asbytes=True)]
+            payload = [self._codec.compress(b"".join([levels, data]), asbytes=True)]
             compressed = len(payload[0])
         header = _thrift_struct(
             {
@@ -376,4 +383,8 @@ class _LakeFile:
         footer[4] = (_LIST, (_STRUCT, self._row_groups))
         encoded = _thrift_struct(footer)
         self._put([encoded, struct.pack("<i", len(encoded)), b"PAR1"])
+        self.file.close()
+
+    def abort(self) -> None:
+        """Close the file as it is, without a footer (the caller discards it)."""
         self.file.close()

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from l1000_assets.core.errors import L1000InputError
-from l1000_assets.core.formats.gctx import MATRIX_NODE, GctxWriter, decode_strings
+from l1000_assets.core.formats.gctx import MATRIX_NODE, GctxWriter
 from l1000_assets.core.lake import ingest, parquet_pages
 from l1000_assets.core.lake.ingest import (
     write_landmark_profiles,
@@ -441,18 +441,6 @@ def test_instances_in_chunks_with_different_dictionaries_give_the_same_lake(
         assert tables["chunks"][cell].equals(tables["one"][cell])
         assert tables["plain"][cell].equals(tables["one"][cell])
         assert tables["one"][cell].schema.equals(profile_schema(gene_ids))
-
-
-def test_column_ids_read_in_slices_decode_as_a_whole(tmp_path):
-    ids = [b"P1:A01", "P1:\xe9t\xe9".encode("latin-1"), "P1:\u00e9".encode(), b"P2:B02", b"P3"]
-    with h5py.File(tmp_path / "ids.h5", "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("ascii"))
-        f.create_dataset("fixed", data=np.array([b"a", b"bc", b"d"], dtype="S2"))
-        expected = decode_strings(f["ids"][()]).tolist()
-        assert expected[1] == "P1:\xe9t\xe9" and expected[2] == "P1:\u00e9"
-        for step in (1, 2, 5, 100):
-            assert ingest._arrow_ids(f["ids"], step).to_pylist() == expected
-        assert ingest._arrow_ids(f["fixed"], 2).to_pylist() == ["a", "bc", "d"]
 
 
 def test_codes_of_plain_and_dictionary_columns_with_nulls():
