@@ -16,10 +16,12 @@ the release is small: the metadata is held once, as Arrow, its text columns
 dictionary-encoded (about 100 bytes a profile in all), plus two row numbers per profile;
 the profile columns of the rows written are decoded a block at a time. The matrix is read
 with :meth:`~l1000_assets.core.formats.matrix.MatrixReader.read_span` into a few reused
-buffers. The landmark column chunk is written as plain Parquet pages, its values copied
-from the block into a small reused page buffer and from there into the file (see
-:mod:`~l1000_assets.core.lake.parquet_pages`), on background threads while the matrix is
-read.
+buffers. Two writers write the files, on background threads while the matrix is read:
+``fast`` (the default) writes the landmark column chunk as plain Parquet pages, its values
+copied from the block into a small reused page buffer and from there into the file
+(:mod:`~l1000_assets.core.lake.parquet_pages`); ``pyarrow`` writes the whole file with
+pyarrow's writer (:mod:`~l1000_assets.core.lake.parquet_arrow`), slower, and holding each
+cell line's open row group, for when a Parquet change ever breaks the fast one.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from numpy.typing import NDArray
 
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.formats.matrix import MatrixReader, RowSpan, open_matrix
+from l1000_assets.core.lake.parquet_arrow import ArrowLakeFile
 from l1000_assets.core.lake.parquet_pages import CODECS, PageLakeFile
 from l1000_assets.core.lake.read import compact_instances
 from l1000_assets.core.lake.schema import (
@@ -60,7 +63,22 @@ from l1000_assets.core.releases.reconcile import (
 )
 from l1000_assets.core.releases.schema import INSTANCE_COLUMNS
 
+#: The lake file writers: ``fast`` (landmark pages written directly) and ``pyarrow``.
+WRITERS = ("fast", "pyarrow")
+#: Rows per row group when not given, per writer: the fast writer holds only a row group's
+#: profile columns; pyarrow's holds its landmark values too, and is fastest at 8,192.
+ROW_GROUP_ROWS = {"fast": 2048, "pyarrow": 8192}
 _PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
+
+LakeFile = PageLakeFile | ArrowLakeFile
+
+
+def _resolve_row_group_rows(writer: str, row_group_rows: int | None) -> int:
+    """``row_group_rows``, or the writer's default; raises ``ValueError`` for an unknown
+    writer."""
+    if writer not in WRITERS:
+        raise ValueError(f"writer must be one of {list(WRITERS)}, not {writer!r}")
+    return ROW_GROUP_ROWS[writer] if row_group_rows is None else row_group_rows
 
 
 # --------------------------------------------------------------------------------------
@@ -138,9 +156,10 @@ class _CellWriters:
 
     :meth:`add` hands a block's rows of one cell line to the pool, as one job, and returns
     its future; the caller reads into that block again only once its jobs are done. A job
-    writes its rows in data pages of about 1 MB: each page's values are gathered from the
-    block into a page buffer of the thread's own, checked for NaN and inf and written
-    from there. The gather is the only copy of the values outside HDF5 and the kernel,
+    hands its rows to the file in pages of about 1 MB: each page's values are gathered from
+    the block into a page buffer of the thread's own, checked for NaN and inf and written
+    from there (the fast writer) or copied into the open row group (pyarrow's). For the
+    fast writer the gather is the only copy of the values outside HDF5 and the kernel,
     there are no buffers per cell line, and row groups (closed every ``row_group_rows``
     rows of a cell line, with their profile columns) need no memory but those columns. A
     cell line's jobs run in order: each first waits for its previous one. Encoding and
@@ -157,6 +176,7 @@ class _CellWriters:
         *,
         row_group_rows: int,
         compression: str | None,
+        writer: str,
         threads: int,
         matrix_path: Path,
     ):
@@ -167,6 +187,7 @@ class _CellWriters:
         self._compression = (compression or "none").lower()
         if self._compression not in CODECS:
             raise ValueError(f"compression must be one of {sorted(CODECS)}, not {compression!r}")
+        self._kind = writer
         self._matrix_path = matrix_path
         self._row_group_rows = max(1, row_group_rows)
         self._page_rows = max(1, min(self._row_group_rows, _PAGE_BYTES // (N_LANDMARKS * 4)))
@@ -175,7 +196,7 @@ class _CellWriters:
         self._meta: dict[str, list[pa.RecordBatch]] = {c: [] for c in self._paths}
         self._grouped = dict.fromkeys(self._paths, 0)  # rows in the open row group
         self._last: dict[str, Future] = {}
-        self._writers: dict[str, PageLakeFile] = {}
+        self._writers: dict[str, LakeFile] = {}
         self._scratch = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake-writer")
         self.written = dict.fromkeys(self._paths, 0)
@@ -215,14 +236,25 @@ class _CellWriters:
         for writer in self._writers.values():
             writer.abort()
 
-    def _writer(self, cell: str) -> PageLakeFile:
+    def _writer(self, cell: str) -> LakeFile:
         if cell not in self._writers:
             # Float z-scores barely compress (snappy: 1.2 % smaller), and dictionary
             # encoding or min/max statistics over 978 floats a row buy nothing: only the
             # profile columns get them.
-            self._writers[cell] = PageLakeFile(
-                self._paths[cell], self._schema, self._compression, PROFILE_META_COLUMNS
-            )
+            path, schema = self._paths[cell], self._schema
+            if self._kind == "pyarrow":
+                self._writers[cell] = ArrowLakeFile(
+                    path,
+                    schema,
+                    self._compression,
+                    PROFILE_META_COLUMNS,
+                    row_group_rows=self._row_group_rows,
+                    data_page_size=self._page_rows * N_LANDMARKS * 4,
+                )
+            else:
+                self._writers[cell] = PageLakeFile(
+                    path, schema, self._compression, PROFILE_META_COLUMNS
+                )
         return self._writers[cell]
 
     def _job(
@@ -356,9 +388,10 @@ def write_landmark_profiles_from_metadata(
     metadata_path: str | Path = "instances.parquet",
     on_bad_input: str = STRICT,
     block_size: int = 8192,
-    row_group_rows: int = 2048,
+    row_group_rows: int | None = None,
     budget_bytes: int = 96 << 20,
     compression: str | None = None,
+    writer: str = "fast",
     write_threads: int = 2,
     progress: Progress | None = None,
 ) -> LandmarkIngestReport:
@@ -389,13 +422,20 @@ def write_landmark_profiles_from_metadata(
         Matrix columns (samples) read per block, rounded down to whole on-disk chunks when
         it holds one; a block takes about 4 KB per sample (the gene span read).
     row_group_rows
-        Rows per Parquet row group (memory: only their profile columns are held).
+        Rows per Parquet row group; default :data:`ROW_GROUP_ROWS` of the writer. Memory:
+        the fast writer holds only their profile columns, pyarrow's their landmark values
+        too (about 3.9 KB a row per cell line).
     budget_bytes
         Bound on the blocks held, read ahead while earlier ones are written: at most
         ``max(2, budget_bytes // block bytes)``.
     compression
         Parquet compression codec of every column (``none``, ``snappy``, ``gzip``,
         ``brotli``, ``zstd``, ``lz4``); None writes them uncompressed.
+    writer
+        ``fast``: the landmark pages written directly
+        (:class:`~l1000_assets.core.lake.parquet_pages.PageLakeFile`); ``pyarrow``:
+        pyarrow's own writer (:class:`~l1000_assets.core.lake.parquet_arrow.ArrowLakeFile`).
+        Both files read back the same.
     write_threads
         Threads writing Parquet while the matrix is read.
     progress
@@ -413,6 +453,7 @@ def write_landmark_profiles_from_metadata(
         truncated matrix, or a non-finite value in a written profile.
     """
     check_on_bad_input(on_bad_input)
+    row_group_rows = _resolve_row_group_rows(writer, row_group_rows)
     t0 = time.perf_counter()
     matrix_path, metadata_path = Path(matrix_path), Path(metadata_path)
     instances = compact_instances(instances)
@@ -442,6 +483,7 @@ def write_landmark_profiles_from_metadata(
             row_group_rows=row_group_rows,
             budget_bytes=budget_bytes,
             compression=compression,
+            writer=writer,
             write_threads=write_threads,
             progress=progress,
             t0=t0,
@@ -457,14 +499,16 @@ def write_landmark_profiles(
     out_paths: Mapping[str, Path],
     *,
     block_size: int = 8192,
-    row_group_rows: int = 2048,
+    row_group_rows: int | None = None,
     budget_bytes: int = 96 << 20,
     compression: str | None = None,
+    writer: str = "fast",
     write_threads: int = 2,
     progress: Progress | None = None,
 ) -> LandmarkIngestReport:
     """:func:`write_landmark_profiles_from_metadata` for a release opened with
     :func:`open_release` and matched by :func:`reconcile`."""
+    row_group_rows = _resolve_row_group_rows(writer, row_group_rows)
     t0 = time.perf_counter()
     inst = reconciliation.instances
     instances = pa.Table.from_pandas(inst[INSTANCE_COLUMNS], preserve_index=False)
@@ -482,6 +526,7 @@ def write_landmark_profiles(
             row_group_rows=row_group_rows,
             budget_bytes=budget_bytes,
             compression=compression,
+            writer=writer,
             write_threads=write_threads,
             progress=progress,
             t0=t0,
@@ -506,6 +551,7 @@ def _write_blocks(
     row_group_rows: int,
     budget_bytes: int,
     compression: str | None,
+    writer: str,
     write_threads: int,
     progress: Progress | None,
     t0: float,
@@ -524,6 +570,7 @@ def _write_blocks(
         split.meta,
         row_group_rows=row_group_rows,
         compression=compression,
+        writer=writer,
         threads=write_threads,
         matrix_path=matrix.path,
     )

@@ -242,6 +242,9 @@ class Encoding(IntEnum):
 
 class PageType(IntEnum):
     DATA_PAGE = 0
+    INDEX_PAGE = 1
+    DICTIONARY_PAGE = 2
+    DATA_PAGE_V2 = 3
 
 
 class CompressionCodec(IntEnum):
