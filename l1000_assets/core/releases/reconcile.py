@@ -48,6 +48,10 @@ def _duplicates(ids: pa.Array) -> pa.Array:
     return counts.filter(pc.greater(counts["id_count"], 1)).column("id").combine_chunks()
 
 
+def _one_array(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+
+
 @dataclass(frozen=True)
 class IdMatch:
     """Matrix columns matched to metadata rows by id (:func:`match_ids`).
@@ -76,8 +80,8 @@ class IdMatch:
 
 
 def match_ids(
-    inst_ids: pa.Array,
-    col_ids: pa.Array,
+    inst_ids: pa.Array | pa.ChunkedArray,
+    col_ids: pa.Array | pa.ChunkedArray,
     *,
     on_bad_input: str = STRICT,
     matrix_path: str | Path,
@@ -89,9 +93,9 @@ def match_ids(
     Parameters
     ----------
     inst_ids
-        The metadata's ``inst_id`` column (``string``).
+        The metadata's ``inst_id`` column (``string``; chunks are combined, a copy).
     col_ids
-        The matrix column (sample) ids (``string``).
+        The matrix column (sample) ids (``string``; likewise).
     on_bad_input
         ``strict`` raises on a repeated ``inst_id``, a matrix column without a metadata row
         or a metadata row without a matrix column; ``skip`` drops those ids (keeping the
@@ -109,6 +113,7 @@ def match_ids(
     """
     check_on_bad_input(on_bad_input)
     matrix_path, metadata_path = Path(matrix_path), Path(metadata_path)
+    inst_ids, col_ids = _one_array(inst_ids), _one_array(col_ids)
     # One hash join: each matrix column gets the first metadata row of its id. Everything
     # else follows from how often each row was hit, so the common case (no disagreement)
     # costs nothing more.
