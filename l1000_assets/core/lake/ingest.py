@@ -68,17 +68,25 @@ WRITERS = ("fast", "pyarrow")
 #: Rows per row group when not given, per writer: the fast writer holds only a row group's
 #: profile columns; pyarrow's holds its landmark values too, and is fastest at 8,192.
 ROW_GROUP_ROWS = {"fast": 2048, "pyarrow": 8192}
+#: What the open row groups of pyarrow's writer (one per cell line) hold together at most
+#: when their size is not given: with many cell lines in one pass they get fewer rows.
+PYARROW_OPEN_BYTES = 512 << 20
 _PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
 
 LakeFile = PageLakeFile | ArrowLakeFile
 
 
-def _resolve_row_group_rows(writer: str, row_group_rows: int | None) -> int:
-    """``row_group_rows``, or the writer's default; raises ``ValueError`` for an unknown
-    writer."""
+def _resolve_row_group_rows(writer: str, row_group_rows: int | None, n_cells: int) -> int:
+    """``row_group_rows``, or the writer's default for ``n_cells`` files written at once;
+    raises ``ValueError`` for an unknown writer."""
     if writer not in WRITERS:
         raise ValueError(f"writer must be one of {list(WRITERS)}, not {writer!r}")
-    return ROW_GROUP_ROWS[writer] if row_group_rows is None else row_group_rows
+    if row_group_rows is not None:
+        return row_group_rows
+    if writer == "pyarrow":
+        held = PYARROW_OPEN_BYTES // (max(1, n_cells) * N_LANDMARKS * 4)
+        return max(1, min(ROW_GROUP_ROWS[writer], held))
+    return ROW_GROUP_ROWS[writer]
 
 
 # --------------------------------------------------------------------------------------
@@ -422,9 +430,10 @@ def write_landmark_profiles_from_metadata(
         Matrix columns (samples) read per block, rounded down to whole on-disk chunks when
         it holds one; a block takes about 4 KB per sample (the gene span read).
     row_group_rows
-        Rows per Parquet row group; default :data:`ROW_GROUP_ROWS` of the writer. Memory:
-        the fast writer holds only their profile columns, pyarrow's their landmark values
-        too (about 3.9 KB a row per cell line).
+        Rows per Parquet row group; default :data:`ROW_GROUP_ROWS` of the writer (for
+        pyarrow's, fewer when the cell lines' open row groups would hold more than
+        :data:`PYARROW_OPEN_BYTES`). Memory: the fast writer holds only their profile
+        columns, pyarrow's their landmark values too (about 3.9 KB a row per cell line).
     budget_bytes
         Bound on the blocks held, read ahead while earlier ones are written: at most
         ``max(2, budget_bytes // block bytes)``.
@@ -453,7 +462,7 @@ def write_landmark_profiles_from_metadata(
         truncated matrix, or a non-finite value in a written profile.
     """
     check_on_bad_input(on_bad_input)
-    row_group_rows = _resolve_row_group_rows(writer, row_group_rows)
+    row_group_rows = _resolve_row_group_rows(writer, row_group_rows, len(out_paths))
     t0 = time.perf_counter()
     matrix_path, metadata_path = Path(matrix_path), Path(metadata_path)
     instances = compact_instances(instances)
@@ -508,7 +517,7 @@ def write_landmark_profiles(
 ) -> LandmarkIngestReport:
     """:func:`write_landmark_profiles_from_metadata` for a release opened with
     :func:`open_release` and matched by :func:`reconcile`."""
-    row_group_rows = _resolve_row_group_rows(writer, row_group_rows)
+    row_group_rows = _resolve_row_group_rows(writer, row_group_rows, len(out_paths))
     t0 = time.perf_counter()
     inst = reconciliation.instances
     instances = pa.Table.from_pandas(inst[INSTANCE_COLUMNS], preserve_index=False)

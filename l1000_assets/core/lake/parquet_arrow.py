@@ -8,7 +8,8 @@ writer's files. :class:`ArrowLakeFile` takes the same calls as
 :class:`~l1000_assets.core.lake.parquet_pages.PageLakeFile`, so the ingest streams either the
 same way; the difference is memory: pyarrow writes a row group's column chunks one after the
 other, so the landmark values of the open row group are held until it is closed (about
-3.9 KB a row: 32 MB per cell line at 8,192-row groups).
+3.9 KB a row: 32 MB per cell line at 8,192-row groups; the ingest makes its default row
+groups smaller when many cell lines are written at once).
 """
 
 from __future__ import annotations

@@ -57,9 +57,9 @@ class LandmarkProfilesConfig(dg.Config):
         description=(
             "Parquet writer of the lake files. fast: the landmark column written as plain "
             "pages directly (several times faster); pyarrow: pyarrow's own writer (PLAIN, "
-            "8,192-row groups, data pages v2), slower and holding each cell line's open row "
-            "group (~32 MB), for if a Parquet change ever breaks the fast one. Both files "
-            "read back the same."
+            "up to 8,192-row groups, data pages v2), slower and holding each cell line's "
+            "open row group (up to 32 MB each, 512 MB in all), for if a Parquet change ever "
+            "breaks the fast one. Both files read back the same."
         ),
     )
 

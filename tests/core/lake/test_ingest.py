@@ -679,7 +679,7 @@ def _one_cell_release(tmp_path, n):
 def test_pyarrow_writer_settings_and_default_row_groups(tmp_path):
     """pyarrow's writer: the landmark values PLAIN in version-2 data pages, without a
     dictionary or statistics; the profile columns keep both; row groups of 8,192 rows by
-    default (the fast writer: 2,048)."""
+    default (the fast writer: 2,048), fewer when many cell lines are written at once."""
     n = ingest.ROW_GROUP_ROWS["pyarrow"] + 8
     path, instances, gene_ids, values = _one_cell_release(tmp_path, n)
     sizes = {}
@@ -706,3 +706,7 @@ def test_pyarrow_writer_settings_and_default_row_groups(tmp_path):
     assert page_type == parquet_pages.PageType.DATA_PAGE_V2
     cell = group.column(PROFILE_META_COLUMNS.index("cell_id"))
     assert cell.has_dictionary_page and cell.is_stats_set
+    # Many cell lines at once: smaller default row groups, their values held bounded.
+    rows = ingest._resolve_row_group_rows("pyarrow", None, 100)
+    assert rows < 8192 and 100 * rows * N_LANDMARKS * 4 <= ingest.PYARROW_OPEN_BYTES
+    assert ingest._resolve_row_group_rows("pyarrow", 40, 100) == 40
