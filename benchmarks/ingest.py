@@ -14,6 +14,11 @@ size), measured side by side in one run:
   profile, into a scratch Parquet directory. The canonical tables are written first,
   untimed and in their own process, as ``release_metadata`` writes them: ``open_release``
   + ``reconcile``, then ``DataFrame.to_parquet``.
+* **ingest, pyarrow writer** (with ``--compare-writers``): the same ingest of the larger
+  release with ``writer="pyarrow"`` (pyarrow's own Parquet writer, its best settings for the
+  landmark column) instead of the default fast page writer, run right after the fast one;
+  the fast / pyarrow throughput and CPU ratios are reported best against best and run by
+  run.
 
 Throughput is counted over the release's profiles (every landmark row is read; the
 ingest then drops controls), in MB/s of landmark data (``n x 978 x 4`` bytes).
@@ -34,6 +39,7 @@ Usage::
 
     python benchmarks/ingest.py --profiles 200000 [--dir /tmp] [--reuse DIR]
         [--block-size 8192] [--repeats 3] [--compression none] [--write-threads 2]
+        [--compare-writers]
 
 Scratch space: ~50 KB per profile for the releases (about 15 GB at 200,000), deleted at
 the end unless ``--reuse`` names a directory to keep them in.
@@ -112,6 +118,7 @@ from l1000_assets.core.lake.read import read_canonical_instances, read_canonical
 from l1000_assets.core.releases.local import find_matrix
 root, meta, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 block, compression, threads = int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+writer = sys.argv[7]
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 inst = read_canonical_instances(meta / "instances.parquet")
@@ -121,7 +128,8 @@ report = write_landmark_profiles_from_metadata(
     find_matrix(root), inst, read_canonical_landmarks(meta / "genes.parquet"),
     {c: out / f"cell_id={c}" / "bench.parquet" for c in cells}, release="bench",
     metadata_path=meta / "instances.parquet", block_size=block,
-    compression=None if compression == "none" else compression, write_threads=threads)
+    compression=None if compression == "none" else compression, write_threads=threads,
+    writer=writer)
 dt = time.perf_counter() - t0
 r1 = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": dt, "rows": report.total, "cell_lines": len(cells),
@@ -166,7 +174,9 @@ def _metadata(files: dict, scratch: Path) -> Path:
     )
 
 
-def _ingest(files: dict, meta: Path, args: argparse.Namespace, scratch: Path) -> dict:
+def _ingest(
+    files: dict, meta: Path, args: argparse.Namespace, scratch: Path, writer: str = "fast"
+) -> dict:
     out = Path(tempfile.mkdtemp(prefix="lake-", dir=scratch))
     try:
         return _child(
@@ -177,6 +187,7 @@ def _ingest(files: dict, meta: Path, args: argparse.Namespace, scratch: Path) ->
             args.block_size,
             args.compression,
             args.write_threads,
+            writer,
         )
     finally:
         shutil.rmtree(out)
@@ -236,6 +247,11 @@ def main() -> None:
         default=2,
         help="threads writing Parquet beside the matrix reads (default: 2)",
     )
+    parser.add_argument(
+        "--compare-writers",
+        action="store_true",
+        help="also ingest the larger release with writer='pyarrow' and report fast / pyarrow",
+    )
     args = parser.parse_args()
     full_n = args.profiles
     half_n = full_n // 2
@@ -246,10 +262,12 @@ def main() -> None:
         half_meta, full_meta = _metadata(half, scratch), _metadata(full, scratch)
         for files in (half, full):  # untimed: warm the page cache for every timed run
             _bare(files, args.block_size)
-        runs: dict[str, list[dict]] = {"bare": [], "half": [], "full": []}
+        runs: dict[str, list[dict]] = {"bare": [], "half": [], "full": [], "pyarrow": []}
         for _ in range(args.repeats):
             runs["bare"].append(_bare(full, args.block_size))
             runs["full"].append(_ingest(full, full_meta, args, scratch))
+            if args.compare_writers:
+                runs["pyarrow"].append(_ingest(full, full_meta, args, scratch, "pyarrow"))
             runs["half"].append(_ingest(half, half_meta, args, scratch))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -265,27 +283,33 @@ def main() -> None:
         f"{'what':<16}{'n':>10}{'seconds':>10}{'profiles/s':>13}{'MB/s':>9}"
         f"{'user s':>9}{'sys s':>8}{'peak RSS MB':>13}"
     )
-    for what, n, r in (
+    rows = [
         ("bare h5py read", full_n, bare),
         ("ingest", half_n, half_r),
         ("ingest", full_n, full_r),
-    ):
+    ]
+    if args.compare_writers:
+        rows.append(("ingest pyarrow", full_n, _best(runs["pyarrow"])))
+    for what, n, r in rows:
         mb = n * N_LANDMARKS * 4 / 1e6
         print(
             f"{what:<16}{n:>10,}{r['seconds']:>10.2f}{n / r['seconds']:>13,.0f}"
             f"{mb / r['seconds']:>9,.0f}{r['user_s']:>9.2f}{r['sys_s']:>8.2f}"
             f"{r['peak_rss_mb']:>13,.0f}"
         )
-    every = {k: ", ".join(f"{r['seconds']:.2f}" for r in rs) for k, rs in runs.items()}
-    print(
-        f"every run, seconds: bare {every['bare']}; ingest {half_n:,} {every['half']}; "
-        f"ingest {full_n:,} {every['full']}"
-    )
-    every = {k: ", ".join(f"{r['peak_rss_mb']:.0f}" for r in rs) for k, rs in runs.items()}
-    print(
-        f"every run, peak RSS MB: bare {every['bare']}; ingest {half_n:,} {every['half']}; "
-        f"ingest {full_n:,} {every['full']}"
-    )
+    labels = {
+        "bare": "bare",
+        "half": f"ingest {half_n:,}",
+        "full": f"ingest {full_n:,}",
+        "pyarrow": f"ingest pyarrow {full_n:,}",
+    }
+    for what, key, digits in (("seconds", "seconds", 2), ("peak RSS MB", "peak_rss_mb", 0)):
+        every = [
+            f"{labels[k]} " + ", ".join(f"{r[key]:.{digits}f}" for r in rs)
+            for k, rs in runs.items()
+            if rs
+        ]
+        print(f"every run, {what}: " + "; ".join(every))
     for n, r in ((half_n, half_r), (full_n, full_r)):
         print(
             f"parquet output, {n:,} profiles: {r['parquet_bytes'] / 1e6:,.0f} MB "
@@ -306,6 +330,28 @@ def main() -> None:
         f"({full_r['peak_rss_mb']:,.0f} / {half_r['peak_rss_mb']:,.0f} MB; target within "
         f"1.2x); median against median {med_full / med_half:.2f}x "
         f"({med_full:,.0f} / {med_half:,.0f} MB)"
+    )
+    if args.compare_writers:
+        _print_writer_ratio(runs["full"], runs["pyarrow"], full_n)
+
+
+def _cpu(run: dict) -> float:
+    return run["user_s"] + run["sys_s"]
+
+
+def _print_writer_ratio(fast_runs: list[dict], pyarrow_runs: list[dict], n: int) -> None:
+    """Fast against pyarrow writer, the same release: throughput and CPU, best against
+    best and run by run (each pyarrow ingest against the fast one just before it)."""
+    fast, slow = _best(fast_runs), _best(pyarrow_runs)
+    pairs = sorted(p["seconds"] / f["seconds"] for f, p in zip(fast_runs, pyarrow_runs))
+    cpu = sorted(_cpu(p) / _cpu(f) for f, p in zip(fast_runs, pyarrow_runs))
+    print(
+        f"\nfast / pyarrow writer, ingest {n:,}: throughput "
+        f"{slow['seconds'] / fast['seconds']:.2f}x best against best, run by run median "
+        f"{_median(pairs):.2f}x (range "
+        f"{pairs[0]:.2f}-{pairs[-1]:.2f}x); CPU seconds {_cpu(slow) / _cpu(fast):.2f}x best "
+        f"against best, run by run median {_median(cpu):.2f}x; peak RSS "
+        f"{fast['peak_rss_mb']:,.0f} / {slow['peak_rss_mb']:,.0f} MB"
     )
 
 

@@ -1,89 +1,122 @@
 """GCT 1.2/1.3 text files (``.gct``), parsed with cmapPy through the compatibility layer.
 
-:func:`read_gct` parses a file; :class:`GctMatrixSource` puts a parsed GCT behind the
-interface of :class:`~l1000_assets.core.formats.gctx.GctxReader` for release ingest.
+:class:`GctReader` parses a file whole (GCT files are small: one plate) and serves it
+behind the interface of :class:`~l1000_assets.core.formats.gctx.GctxReader`
+(:class:`~l1000_assets.core.formats.matrix.MatrixReader`), so a release ingest reads either
+format the same way; its ``values`` are the whole matrix, samples x genes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from numpy.typing import NDArray
 
 from l1000_assets.core.errors import L1000InputError, preview_ids
 from l1000_assets.core.formats import compat
+from l1000_assets.core.formats.matrix import MatrixReader, RowSpan
+
+#: The row metadata field that carries the gene id in GCT files keyed by probe id.
+GENE_ID_FIELD = "pr_gene_id"
 
 
-@dataclass(frozen=True)
-class GctMatrix:
-    """A parsed GCT: ``values`` is samples x genes (like a GCTX block), float32."""
+class GctReader(MatrixReader):
+    """A parsed GCT text file: ``values`` is samples x genes (like a GCTX block), float32.
 
-    row_ids: np.ndarray
-    col_ids: np.ndarray
-    values: np.ndarray
-    row_metadata: pd.DataFrame
-    col_metadata: pd.DataFrame
+    Parameters
+    ----------
+    path
+        The ``.gct`` file.
+    row_id_field
+        A row metadata field to key the rows by instead of the file's row ids, when the file
+        has it for every row: some GCT files key rows by probe id and carry the gene id as
+        row metadata (:data:`GENE_ID_FIELD`). None: the file's row ids.
 
+    Raises
+    ------
+    L1000InputError
+        If the file is missing or not a valid GCT, or holds missing (``-666``/NaN) or
+        non-finite values.
+    """
 
-def read_gct(path: str | Path) -> GctMatrix:
-    """Parse a GCT text file; missing (``-666``/NaN) or non-finite values are an error."""
-    path = Path(path)
-    if not path.exists():
-        raise L1000InputError(path, "file not found")
-    try:
-        gctoo = compat.parse(path)
-    except Exception as exc:  # cmapPy raises bare Exception/ValueError/AssertionError
-        raise L1000InputError(path, f"not a valid GCT file: {exc}") from exc
-    data = gctoo.data_df
-    values = data.to_numpy(dtype=np.float32).T
-    bad = ~np.isfinite(values).all(axis=1)
-    if bad.any():
-        raise L1000InputError(
-            path, f"non-finite or missing values in sample(s) {preview_ids(data.columns[bad])}"
-        )
-    return GctMatrix(
-        row_ids=data.index.astype(str).to_numpy(),
-        col_ids=data.columns.astype(str).to_numpy(),
-        values=values,
-        row_metadata=gctoo.row_metadata_df,
-        col_metadata=gctoo.col_metadata_df,
-    )
-
-
-class GctMatrixSource:
-    """A parsed GCT behaving like :class:`GctxReader` (``row_ids`` are gene ids)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        gct = read_gct(path)
-        self.values = gct.values  # samples x genes, float32
-        self.col_ids = gct.col_ids
-        meta = gct.row_metadata
-        # Some GCT files key rows by probe id and carry the gene id as row metadata.
-        if "pr_gene_id" in meta.columns and meta["pr_gene_id"].notna().all():
-            self.row_ids = (
-                meta["pr_gene_id"].astype(str).str.replace(r"\.0$", "", regex=True).to_numpy()
-            )
-        else:
-            self.row_ids = gct.row_ids
-        self.row_metadata = meta.assign(pr_gene_id=self.row_ids)
-        self.col_metadata = gct.col_metadata
-        self._index = {g: i for i, g in enumerate(self.row_ids)}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def row_positions(self, row_ids: Sequence[str]) -> np.ndarray:
-        missing = [r for r in row_ids if r not in self._index]
-        if missing:
+    def __init__(self, path: str | Path, *, row_id_field: str | None = None):
+        super().__init__(path)
+        if not self.path.exists():
+            raise L1000InputError(self.path, "file not found")
+        try:
+            gctoo = compat.parse(self.path)
+        except Exception as exc:  # cmapPy raises bare Exception/ValueError/AssertionError
+            raise L1000InputError(self.path, f"not a valid GCT file: {exc}") from exc
+        data = gctoo.data_df
+        self.values: NDArray[np.float32] = np.ascontiguousarray(data.to_numpy(dtype=np.float32).T)
+        bad = ~np.isfinite(self.values).all(axis=1)
+        if bad.any():
             raise L1000InputError(
                 self.path,
-                f"{len(missing)} requested row id(s) are not in the file: {preview_ids(missing)}",
+                f"non-finite or missing values in sample(s) {preview_ids(data.columns[bad])}",
             )
-        return np.array([self._index[r] for r in row_ids], dtype=np.int64)
+        self._col_ids = data.columns.astype(str).to_numpy()
+        self._row_ids = data.index.astype(str).to_numpy()
+        meta = gctoo.row_metadata_df
+        if row_id_field is not None and row_id_field in meta and meta[row_id_field].notna().all():
+            self._row_ids = (
+                meta[row_id_field].astype(str).str.replace(r"\.0$", "", regex=True).to_numpy()
+            )
+            meta = meta.assign(**{row_id_field: self._row_ids})
+        self._row_meta = meta
+        self._col_meta = gctoo.col_metadata_df
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n_cols, n_rows = self.values.shape
+        return n_rows, n_cols
+
+    @property
+    def row_ids(self) -> NDArray[np.object_]:
+        return self._row_ids
+
+    @property
+    def col_ids(self) -> NDArray[np.object_]:
+        return self._col_ids
+
+    def col_id_array(self) -> pa.Array:
+        return pa.array(self._col_ids.tolist(), pa.string())
+
+    def col_metadata(self, fields: Sequence[str] | None = None) -> pd.DataFrame:
+        """Column (sample) metadata as cmapPy parsed it, indexed by column id."""
+        return self._metadata(self._col_meta, self._col_ids, fields)
+
+    def row_metadata(self, fields: Sequence[str] | None = None) -> pd.DataFrame:
+        """Row (gene) metadata as cmapPy parsed it (``row_id_field`` as the row ids),
+        indexed by row id."""
+        return self._metadata(self._row_meta, self._row_ids, fields)
+
+    def _metadata(
+        self, meta: pd.DataFrame, ids: np.ndarray, fields: Sequence[str] | None
+    ) -> pd.DataFrame:
+        missing = [f for f in fields or () if f not in meta.columns]
+        if missing:
+            raise L1000InputError(self.path, f"metadata field(s) {missing} not found")
+        out = meta[list(fields)] if fields else meta.copy()
+        out.index = pd.Index(ids, name="id", dtype="string")
+        return out
+
+    def read_span(
+        self, start: int, stop: int, span: RowSpan, out: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
+        values = self.values[start:stop, span.lo : span.hi]
+        if out is None:
+            return values.copy()
+        out = out[: stop - start]
+        out[:] = values
+        return out
+
+
+def read_gct(path: str | Path) -> GctReader:
+    """:class:`GctReader` of ``path``, its rows keyed by the file's row ids (the name the
+    read-across query reader calls)."""
+    return GctReader(path)

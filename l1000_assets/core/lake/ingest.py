@@ -3,28 +3,31 @@
 :func:`write_landmark_profiles_from_metadata` writes the lake from the canonical metadata
 tables (:func:`~l1000_assets.core.lake.read.read_canonical_instances`,
 :func:`~l1000_assets.core.lake.read.read_canonical_landmarks`) and the matrix
-(:func:`~l1000_assets.core.releases.local.find_matrix`), matching them as
-:func:`~l1000_assets.core.releases.reconcile.reconcile` does: it streams the landmark rows of
-the matrix in column blocks, drops controls and writes one Parquet file per (cell line,
-release), with the landmark values as one ``fixed_size_list<float32>[978]`` column in
-canonical gene order. :func:`write_landmark_profiles` does the same for a release opened with
-:func:`~l1000_assets.core.releases.local.open_release`.
+(:func:`~l1000_assets.core.releases.local.find_matrix`), matched by
+:func:`~l1000_assets.core.releases.reconcile.match_ids` (the matching ``reconcile`` does
+too): it streams the landmark rows of the matrix in column blocks, drops controls and writes
+one Parquet file per (cell line, release), with the landmark values as one
+``fixed_size_list<float32>[978]`` column in canonical gene order.
+:func:`write_landmark_profiles` does the same for a release opened with
+:func:`~l1000_assets.core.releases.local.open_release` and reconciled.
 
 Memory is bounded by the block size and the number of blocks read ahead; what grows with
 the release is small: the metadata is held once, as Arrow, its text columns
 dictionary-encoded (about 100 bytes a profile in all), plus two row numbers per profile;
-the profile columns of the rows written are decoded a block at a time. The landmark
-column chunk is written as plain Parquet pages, its values copied from the block into a
-small reused page buffer and from there into the file (see
-:mod:`~l1000_assets.core.lake.parquet_pages`), on background threads while the matrix is
-read.
+the profile columns of the rows written are decoded a block at a time. The matrix is read
+with :meth:`~l1000_assets.core.formats.matrix.MatrixReader.read_span` into a few reused
+buffers. Two writers write the files, on background threads while the matrix is read:
+``fast`` (the default) writes the landmark column chunk as plain Parquet pages, its values
+copied from the block into a small reused page buffer and from there into the file
+(:mod:`~l1000_assets.core.lake.parquet_pages`); ``pyarrow`` writes the whole file with
+pyarrow's writer (:mod:`~l1000_assets.core.lake.parquet_arrow`), slower, and holding each
+cell line's open row group, for when a Parquet change ever breaks the fast one.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -33,21 +36,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import NDArray
 
-from l1000_assets.core.errors import L1000InputError, preview_ids
-from l1000_assets.core.formats.gct import GctMatrixSource
-from l1000_assets.core.formats.gctx import (
-    COL_IDS_NODE,
-    MATRIX_NODE,
-    ROW_IDS_NODE,
-    decode_strings,
-)
-from l1000_assets.core.lake.parquet_pages import _CODECS, _PAGE_BYTES, _LakeFile
-from l1000_assets.core.lake.read import _compact_instances
+from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.formats.matrix import MatrixReader, RowSpan, open_matrix
+from l1000_assets.core.lake.parquet_arrow import ArrowLakeFile
+from l1000_assets.core.lake.parquet_pages import CODECS, PageLakeFile
+from l1000_assets.core.lake.read import compact_instances
 from l1000_assets.core.lake.schema import (
     N_LANDMARKS,
     PROFILE_META_COLUMNS,
@@ -57,234 +55,49 @@ from l1000_assets.core.lake.schema import (
 )
 from l1000_assets.core.progress import Progress
 from l1000_assets.core.releases.local import ReleaseData
-from l1000_assets.core.releases.reconcile import SKIP, STRICT, Reconciliation
+from l1000_assets.core.releases.reconcile import (
+    STRICT,
+    Reconciliation,
+    check_on_bad_input,
+    match_ids,
+)
 from l1000_assets.core.releases.schema import INSTANCE_COLUMNS
 
+#: The lake file writers: ``fast`` (landmark pages written directly) and ``pyarrow``.
+WRITERS = ("fast", "pyarrow")
+#: Rows per row group when not given, per writer: the fast writer holds only a row group's
+#: profile columns; pyarrow's holds its landmark values too, and is fastest at 8,192.
+ROW_GROUP_ROWS = {"fast": 2048, "pyarrow": 8192}
+#: What the open row groups of pyarrow's writer (one per cell line) hold together at most
+#: when their size is not given: with many cell lines in one pass they get fewer rows.
+PYARROW_OPEN_BYTES = 512 << 20
+_PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
 
-# --------------------------------------------------------------------------------------
-# Landmark rows of a matrix, read in column blocks
-# --------------------------------------------------------------------------------------
-class _GctxLandmarks:
-    """A GCTX opened for the lake: column ids as one Arrow array, and the landmark rows
-    read block by block into one reused buffer.
-
-    Not :class:`GctxReader`: that keeps every column id as a Python ``str`` (decoded one by
-    one, ~0.1 s and ~80 bytes per profile at 200,000) and allocates and sub-indexes every
-    block.
-    """
-
-    def __init__(self, path: Path, gene_ids: Sequence[str], block_size: int):
-        self.path = path
-        try:
-            self._h5 = h5py.File(path, "r")
-        except OSError as exc:
-            raise L1000InputError(
-                path, f"not a readable HDF5/GCTX file (truncated or corrupt?): {exc}"
-            ) from exc
-        try:
-            missing = [n for n in (MATRIX_NODE, ROW_IDS_NODE, COL_IDS_NODE) if n not in self._h5]
-            if missing:
-                raise L1000InputError(
-                    path, f"HDF5 file lacks the GCTX node(s) {', '.join(missing)}"
-                )
-            self._matrix = self._h5[MATRIX_NODE]
-            row_ids = decode_strings(self._h5[ROW_IDS_NODE][()])
-            self.col_ids = _arrow_ids(self._h5[COL_IDS_NODE])
-            if self._matrix.shape != (len(self.col_ids), len(row_ids)):
-                raise L1000InputError(
-                    path,
-                    f"id vectors ({len(row_ids)} row ids, {len(self.col_ids)} column ids) "
-                    f"do not match the matrix (shape {self._matrix.shape}, samples x genes "
-                    "on disk)",
-                )
-            rows = _row_positions(path, row_ids, gene_ids)
-        except BaseException:
-            self._h5.close()
-            raise
-        # Read whole on-disk chunks along the gene axis: HDF5 then copies each chunk's rows
-        # in one piece instead of row by row (0.1 s instead of 0.3 s per 200,000 samples
-        # for 978 of 1,000 genes); the landmarks are picked out in the per-cell gather.
-        width = (self._matrix.chunks or (0, 1))[1]
-        self._lo = int(rows.min()) // width * width
-        self._hi = min(-(-(int(rows.max()) + 1) // width) * width, len(row_ids))
-        self.columns = _as_slice(rows - self._lo)
-        # Blocks of whole on-disk chunks along the sample axis too, when the block holds
-        # one: a chunk split between two blocks would be read (and copied) twice.
-        step = (self._matrix.chunks or (1, 1))[0]
-        self.align = step if block_size >= step else 1
-        self.block_rows = block_size // self.align * self.align
-        self.block_bytes = self.block_rows * (self._hi - self._lo) * 4
-
-    def new_buffer(self) -> np.ndarray:
-        """A buffer for :meth:`read`: ``block_rows`` samples x the gene span."""
-        return np.empty((self.block_rows, self._hi - self._lo), np.float32)
-
-    def read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
-        """Samples ``start..stop`` x the gene span, read into ``buffer``."""
-        out = buffer[: stop - start]
-        try:
-            self._matrix.read_direct(out, np.s_[start:stop, self._lo : self._hi])
-        except (OSError, RuntimeError) as exc:
-            raise L1000InputError(
-                self.path, f"cannot read samples {start}..{stop} (truncated or corrupt?): {exc}"
-            ) from exc
-        return out
-
-    def close(self) -> None:
-        self._h5.close()
+LakeFile = PageLakeFile | ArrowLakeFile
 
 
-class _GctLandmarks:
-    """A GCT text matrix (small, parsed whole) behind the interface of :class:`_GctxLandmarks`."""
-
-    def __init__(self, path: Path, gene_ids: Sequence[str], block_size: int):
-        self.path = path
-        self._source = GctMatrixSource(path)
-        self.col_ids = pa.array(self._source.col_ids.astype(str), pa.string())
-        self.columns = _as_slice(self._source.row_positions(gene_ids))
-        self.align = 1
-        self.block_rows = block_size
-        self.block_bytes = 0  # read in place: no buffers
-
-    def new_buffer(self) -> None:
-        return None
-
-    def read(self, start: int, stop: int, buffer: None) -> np.ndarray:
-        return self._source.values[start:stop]
-
-    def close(self) -> None:
-        return None
-
-
-def _open_landmarks(
-    path: Path, gene_ids: Sequence[str], block_size: int
-) -> _GctxLandmarks | _GctLandmarks:
-    if path.suffix == ".gct":
-        return _GctLandmarks(path, gene_ids, block_size)
-    if not path.exists():
-        raise L1000InputError(path, "file not found")
-    return _GctxLandmarks(path, gene_ids, block_size)
-
-
-def _arrow_ids(dataset: h5py.Dataset, step: int = 1 << 15) -> pa.Array:
-    """The HDF5 id strings of ``dataset`` as one Arrow string array, latin-1 where not
-    UTF-8. Read ``step`` ids at a time: variable-length ids come as Python ``bytes``
-    objects (about 80 bytes each), so only a slice of them is alive at once."""
-    chunks = [_arrow_id_chunk(dataset[s : s + step]) for s in range(0, len(dataset), step)]
-    if len(chunks) == 1:
-        return chunks[0]
-    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
-
-
-def _arrow_id_chunk(raw: np.ndarray) -> pa.Array:
-    try:
-        # Variable-length ids come as an object array: converted from a list, 20 times
-        # faster than from the array (0.01 s instead of 0.2 s for 200,000).
-        ids = raw.tolist() if raw.dtype == object else raw
-        return pa.array(ids, pa.binary()).cast(pa.string())
-    except pa.ArrowInvalid:
-        return pa.array(decode_strings(raw), pa.string())
-
-
-def _row_positions(path: Path, row_ids: np.ndarray, wanted: Sequence[str]) -> np.ndarray:
-    index = {r: i for i, r in enumerate(row_ids)}
-    missing = [g for g in wanted if g not in index]
-    if missing:
-        raise L1000InputError(
-            path, f"{len(missing)} requested row id(s) are not in the file: {preview_ids(missing)}"
-        )
-    return np.array([index[g] for g in wanted], dtype=np.int64)
-
-
-def _as_slice(columns: np.ndarray) -> slice | np.ndarray:
-    """``columns`` as a slice when they are consecutive: a sliced gather copies rows whole."""
-    first = int(columns[0])
-    if np.array_equal(columns, np.arange(first, first + len(columns))):
-        return slice(first, first + len(columns))
-    return columns
+def _resolve_row_group_rows(writer: str, row_group_rows: int | None, n_cells: int) -> int:
+    """``row_group_rows``, or the writer's default for ``n_cells`` files written at once;
+    raises ``ValueError`` for an unknown writer."""
+    if writer not in WRITERS:
+        raise ValueError(f"writer must be one of {list(WRITERS)}, not {writer!r}")
+    if row_group_rows is not None:
+        return row_group_rows
+    if writer == "pyarrow":
+        held = PYARROW_OPEN_BYTES // (max(1, n_cells) * N_LANDMARKS * 4)
+        return max(1, min(ROW_GROUP_ROWS[writer], held))
+    return ROW_GROUP_ROWS[writer]
 
 
 # --------------------------------------------------------------------------------------
-# Matching matrix columns to metadata rows, and the per-cell-line split
+# The per-cell-line split of the matched profiles
 # --------------------------------------------------------------------------------------
-def _preview(ids: pa.Array, limit: int = 5) -> str:
-    """:func:`preview_ids` of an Arrow array, converting only the ids shown."""
-    more = len(ids) - limit
-    return preview_ids(ids.slice(0, limit).to_pylist(), limit) + (
-        f" (and {more} more)" if more > 0 else ""
-    )
-
-
-def _duplicates(ids: pa.Array) -> pa.Array:
-    counts = pa.table({"id": ids}).group_by("id", use_threads=False).aggregate([("id", "count")])
-    return counts.filter(pc.greater(counts["id_count"], 1)).column("id").combine_chunks()
-
-
-def _match(
-    instances: pa.Table,
-    col_ids: pa.Array,
-    *,
-    on_bad_input: str,
-    matrix_path: Path,
-    metadata_path: Path,
-) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
-    """Metadata row and matrix position of every matrix column that has metadata.
-
-    Returns ``(rows, positions, report)``, ascending by position; ``report`` as
-    :meth:`Reconciliation.report`. ``strict`` raises on any disagreement; ``skip`` drops
-    the offending ids and keeps the first of repeated ``inst_id`` rows. A repeated matrix
-    column id always raises.
-    """
-    inst_ids = _one_chunk(instances.column("inst_id"))
-    # One hash join: each matrix column gets the first metadata row of its id. Everything
-    # else follows from how often each row was hit, so the common case (no disagreement)
-    # costs nothing more.
-    row_of_col = pc.index_in(col_ids, value_set=inst_ids)
-    has_meta = row_of_col.is_valid().to_numpy(zero_copy_only=False)
-    rows = row_of_col.drop_null().to_numpy()
-    hits = np.bincount(rows, minlength=len(inst_ids))
-    no_meta = col_ids.filter(pa.array(~has_meta))
-    dup_cols = pa.concat_arrays([inst_ids.take(np.flatnonzero(hits > 1)), _duplicates(no_meta)])
-    # A row that no column hit has an id missing from the matrix or repeats an earlier row.
-    unhit = inst_ids.take(np.flatnonzero(hits == 0))
-    dup_inst = no_profile = unhit
-    if len(unhit):
-        dup_inst = _duplicates(inst_ids)
-        no_profile = unhit.filter(pc.invert(pc.is_in(unhit, value_set=col_ids)))
-    if len(dup_inst) and on_bad_input == STRICT:
-        raise L1000InputError(metadata_path, f"duplicate inst_id value(s): {_preview(dup_inst)}")
-    if len(dup_cols):
-        raise L1000InputError(matrix_path, f"duplicate column (sample) ids: {_preview(dup_cols)}")
-    if on_bad_input == STRICT:
-        if len(no_meta):
-            raise L1000InputError(
-                matrix_path,
-                f"{len(no_meta)} profile(s) have no row in {metadata_path.name}: "
-                f"{_preview(no_meta)}",
-            )
-        if len(no_profile):
-            raise L1000InputError(
-                metadata_path,
-                f"{len(no_profile)} inst_id(s) have no column in "
-                f"{matrix_path.name}: {_preview(no_profile)}",
-            )
-    report = {
-        "n_matrix_columns": len(col_ids),
-        "n_profiles_without_metadata": len(no_meta),
-        "n_metadata_rows_without_profile": len(no_profile),
-        "n_duplicate_inst_ids": len(dup_inst),
-        "examples_without_metadata": _preview(no_meta),
-        "examples_without_profile": _preview(no_profile),
-    }
-    return rows, np.flatnonzero(has_meta), report
-
-
 def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
     """``column`` as one array, without a copy when it is one chunk already."""
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def _codes(column: pa.ChunkedArray, values: Sequence[str]) -> np.ndarray:
+def _codes(column: pa.ChunkedArray, values: Sequence[str]) -> NDArray[np.integer]:
     """Per row of ``column`` (``string`` or dictionary-encoded): the index of its value in
     ``values``, -1 where not there or null. A dictionary-encoded column is looked up
     value by distinct value, not row by row."""
@@ -306,14 +119,17 @@ class _CellSplit:
     ``meta``, the profile columns of the instances (taken a block at a time, as written)."""
 
     meta: pa.RecordBatch
-    rows: np.ndarray
-    positions: np.ndarray
-    bounds: np.ndarray
+    rows: NDArray[np.integer]
+    positions: NDArray[np.integer]
+    bounds: NDArray[np.intp]
     controls_removed: dict[str, int]
 
 
 def _split_cells(
-    instances: pa.Table, rows: np.ndarray, positions: np.ndarray, cells: Sequence[str]
+    instances: pa.Table,
+    rows: NDArray[np.integer],
+    positions: NDArray[np.integer],
+    cells: Sequence[str],
 ) -> _CellSplit:
     """Drop controls and profiles of other cell lines; group the rest by cell line.
 
@@ -348,9 +164,10 @@ class _CellWriters:
 
     :meth:`add` hands a block's rows of one cell line to the pool, as one job, and returns
     its future; the caller reads into that block again only once its jobs are done. A job
-    writes its rows in data pages of about 1 MB: each page's values are gathered from the
-    block into a page buffer of the thread's own, checked for NaN and inf and written
-    from there. The gather is the only copy of the values outside HDF5 and the kernel,
+    hands its rows to the file in pages of about 1 MB: each page's values are gathered from
+    the block into a page buffer of the thread's own, checked for NaN and inf and written
+    from there (the fast writer) or copied into the open row group (pyarrow's). For the
+    fast writer the gather is the only copy of the values outside HDF5 and the kernel,
     there are no buffers per cell line, and row groups (closed every ``row_group_rows``
     rows of a cell line, with their profile columns) need no memory but those columns. A
     cell line's jobs run in order: each first waits for its previous one. Encoding and
@@ -367,6 +184,7 @@ class _CellWriters:
         *,
         row_group_rows: int,
         compression: str | None,
+        writer: str,
         threads: int,
         matrix_path: Path,
     ):
@@ -375,8 +193,9 @@ class _CellWriters:
         self._source = meta
         self._meta_schema = pa.schema([f for f in schema if f.name != VALUES_COLUMN])
         self._compression = (compression or "none").lower()
-        if self._compression not in _CODECS:
-            raise ValueError(f"compression must be one of {sorted(_CODECS)}, not {compression!r}")
+        if self._compression not in CODECS:
+            raise ValueError(f"compression must be one of {sorted(CODECS)}, not {compression!r}")
+        self._kind = writer
         self._matrix_path = matrix_path
         self._row_group_rows = max(1, row_group_rows)
         self._page_rows = max(1, min(self._row_group_rows, _PAGE_BYTES // (N_LANDMARKS * 4)))
@@ -385,7 +204,7 @@ class _CellWriters:
         self._meta: dict[str, list[pa.RecordBatch]] = {c: [] for c in self._paths}
         self._grouped = dict.fromkeys(self._paths, 0)  # rows in the open row group
         self._last: dict[str, Future] = {}
-        self._writers: dict[str, _LakeFile] = {}
+        self._writers: dict[str, LakeFile] = {}
         self._scratch = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake-writer")
         self.written = dict.fromkeys(self._paths, 0)
@@ -393,10 +212,10 @@ class _CellWriters:
     def add(
         self,
         cell: str,
-        block: np.ndarray,
-        rows: np.ndarray,
-        columns: slice | np.ndarray,
-        meta_rows: np.ndarray,
+        block: NDArray[np.float32],
+        rows: NDArray[np.integer],
+        columns: slice | NDArray[np.int64],
+        meta_rows: NDArray[np.integer],
     ) -> Future:
         """Write ``block[rows]``'s landmark ``columns`` to ``cell``'s file, with the
         profile columns of rows ``meta_rows`` of ``meta``; the block must stay as it is
@@ -423,25 +242,36 @@ class _CellWriters:
         """Drop pending jobs and close the files as they are (the caller discards them)."""
         self._pool.shutdown(cancel_futures=True)
         for writer in self._writers.values():
-            writer.file.close()
+            writer.abort()
 
-    def _writer(self, cell: str) -> _LakeFile:
+    def _writer(self, cell: str) -> LakeFile:
         if cell not in self._writers:
             # Float z-scores barely compress (snappy: 1.2 % smaller), and dictionary
             # encoding or min/max statistics over 978 floats a row buy nothing: only the
             # profile columns get them.
-            self._writers[cell] = _LakeFile(
-                self._paths[cell], self._schema, self._compression, PROFILE_META_COLUMNS
-            )
+            path, schema = self._paths[cell], self._schema
+            if self._kind == "pyarrow":
+                self._writers[cell] = ArrowLakeFile(
+                    path,
+                    schema,
+                    self._compression,
+                    PROFILE_META_COLUMNS,
+                    row_group_rows=self._row_group_rows,
+                    data_page_size=self._page_rows * N_LANDMARKS * 4,
+                )
+            else:
+                self._writers[cell] = PageLakeFile(
+                    path, schema, self._compression, PROFILE_META_COLUMNS
+                )
         return self._writers[cell]
 
     def _job(
         self,
         cell: str,
-        block: np.ndarray,
-        rows: np.ndarray,
-        columns: slice | np.ndarray,
-        meta_rows: np.ndarray,
+        block: NDArray[np.float32],
+        rows: NDArray[np.integer],
+        columns: slice | NDArray[np.int64],
+        meta_rows: NDArray[np.integer],
         previous: Future | None,
     ) -> None:
         # The profile columns of these rows only, as text: dictionary-encoded columns are
@@ -463,7 +293,7 @@ class _CellWriters:
                     "non-finite values (NaN or inf) in "
                     f"sample {meta.column('inst_id')[done + bad].as_py()!r}",
                 )
-            writer.write_page(n, [values])
+            writer.write_page(values)
             self._meta[cell].append(meta.slice(done, n))
             self._grouped[cell] += n
             done += n
@@ -471,17 +301,20 @@ class _CellWriters:
                 writer.end_row_group(pa.concat_batches(self._meta[cell]))
                 self._meta[cell], self._grouped[cell] = [], 0
         self.written[cell] += len(rows)
-        _drop_behind(writer.file, writer.position)
+        _drop_behind(writer.fileno(), writer.position)
 
     def _page_values(
-        self, block: np.ndarray, rows: np.ndarray, columns: slice | np.ndarray
-    ) -> memoryview | None:
+        self,
+        block: NDArray[np.float32],
+        rows: NDArray[np.integer],
+        columns: slice | NDArray[np.int64],
+    ) -> NDArray[np.float32] | None:
         """The values of ``block[rows]``'s landmark ``columns`` gathered into this
-        thread's page buffer, as bytes, or None if any is NaN or inf.
+        thread's page buffer (``len(rows) x 978``), or None if any is NaN or inf.
 
         The page buffer is small and reused, so it stays in the CPU cache between the copy
-        and the write that reads it (cheaper than handing the kernel each row of the block
-        as a piece of its own: 0.08 s instead of 0.13 s of CPU per 200,000 profiles).
+        and the write that reads it (cheaper in CPU than handing the kernel each row of the
+        block as a piece of its own).
         """
         scratch = getattr(self._scratch, "values", None)
         if scratch is None:
@@ -502,34 +335,32 @@ class _CellWriters:
         # checked value by value).
         if not (np.isfinite(out.sum(dtype=np.float32)) or np.isfinite(out).all()):
             return None
-        if sys.byteorder != "little":  # Parquet is little-endian
-            out.byteswap(inplace=True)
-        return memoryview(out.reshape(-1)).cast("B")
+        return out
 
 
-def _drop_behind(file, end: int) -> None:
-    """Start writing ``file``'s cached pages before byte ``end`` to disk and drop those
-    already written.
+def _drop_behind(fd: int, end: int) -> None:
+    """Start writing the cached pages of file ``fd`` before byte ``end`` to disk and drop
+    those already written.
 
     The lake is written once and not read back during the ingest, so its pages need not
     stay cached: dropping them lets the next row groups reuse the memory instead of taking
     fresh pages, which cost a fault and zeroing each, far more on a VM that returns free
-    memory to its host (200,000 profiles on the 2-core dev VM, 6 alternating runs: median
-    1.5 s instead of 2.0 s). Linux starts the writeback without waiting for it; pages
-    still under writeback are dropped by a later call.
+    memory to its host. Linux starts the writeback without waiting for it; pages still
+    under writeback are dropped by a later call.
 
     The page holding ``end`` is kept: the next row group is appended to it, and once
     dropped it would have to be read back from disk first, a wait of its own.
     """
     whole = end // mmap.PAGESIZE * mmap.PAGESIZE
     if whole and hasattr(os, "posix_fadvise"):  # not on macOS or Windows
-        os.posix_fadvise(file.fileno(), 0, whole, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, whole, os.POSIX_FADV_DONTNEED)
 
 
 @dataclass(frozen=True)
 class LandmarkIngestReport:
     """What an ingest wrote, per cell line; ``reconciliation`` as
-    :meth:`Reconciliation.report` (non-zero counts only in ``skip`` mode)."""
+    :meth:`~l1000_assets.core.releases.reconcile.IdMatch.report` (non-zero counts only in
+    ``skip`` mode)."""
 
     release: str
     rows_written: dict[str, int]
@@ -565,9 +396,10 @@ def write_landmark_profiles_from_metadata(
     metadata_path: str | Path = "instances.parquet",
     on_bad_input: str = STRICT,
     block_size: int = 8192,
-    row_group_rows: int = 2048,
+    row_group_rows: int | None = None,
     budget_bytes: int = 96 << 20,
     compression: str | None = None,
+    writer: str = "fast",
     write_threads: int = 2,
     progress: Progress | None = None,
 ) -> LandmarkIngestReport:
@@ -598,13 +430,21 @@ def write_landmark_profiles_from_metadata(
         Matrix columns (samples) read per block, rounded down to whole on-disk chunks when
         it holds one; a block takes about 4 KB per sample (the gene span read).
     row_group_rows
-        Rows per Parquet row group (memory: only their profile columns are held).
+        Rows per Parquet row group; default :data:`ROW_GROUP_ROWS` of the writer (for
+        pyarrow's, fewer when the cell lines' open row groups would hold more than
+        :data:`PYARROW_OPEN_BYTES`). Memory: the fast writer holds only their profile
+        columns, pyarrow's their landmark values too (about 3.9 KB a row per cell line).
     budget_bytes
         Bound on the blocks held, read ahead while earlier ones are written: at most
         ``max(2, budget_bytes // block bytes)``.
     compression
         Parquet compression codec of every column (``none``, ``snappy``, ``gzip``,
         ``brotli``, ``zstd``, ``lz4``); None writes them uncompressed.
+    writer
+        ``fast``: the landmark pages written directly
+        (:class:`~l1000_assets.core.lake.parquet_pages.PageLakeFile`); ``pyarrow``:
+        pyarrow's own writer (:class:`~l1000_assets.core.lake.parquet_arrow.ArrowLakeFile`).
+        Both files read back the same.
     write_threads
         Threads writing Parquet while the matrix is read.
     progress
@@ -621,41 +461,42 @@ def write_landmark_profiles_from_metadata(
         repeated matrix column id, a landmark missing from the matrix, an unreadable or
         truncated matrix, or a non-finite value in a written profile.
     """
-    if on_bad_input not in (STRICT, SKIP):
-        raise ValueError(f"on_bad_input must be {STRICT!r} or {SKIP!r}")
+    check_on_bad_input(on_bad_input)
+    row_group_rows = _resolve_row_group_rows(writer, row_group_rows, len(out_paths))
     t0 = time.perf_counter()
     matrix_path, metadata_path = Path(matrix_path), Path(metadata_path)
-    instances = _compact_instances(instances)
-    matrix = _open_landmarks(matrix_path, landmark_gene_ids, block_size)
-    try:
-        rows, positions, report = _match(
-            instances,
-            matrix.col_ids,
+    instances = compact_instances(instances)
+    with open_matrix(matrix_path) as matrix:
+        rows = matrix.row_positions(landmark_gene_ids)
+        match = match_ids(
+            _one_chunk(instances.column("inst_id")),
+            matrix.col_id_array(),
             on_bad_input=on_bad_input,
             matrix_path=matrix_path,
             metadata_path=metadata_path,
         )
-        split = _split_cells(instances, rows, positions, list(out_paths))
+        split = _split_cells(instances, match.rows, match.positions, list(out_paths))
+        report = match.report()
         # Only the split is needed from here: give back the column ids and what the
         # match's hash tables took (Arrow's allocator keeps freed memory otherwise, beside
         # the block buffers the write then takes).
-        del rows, positions, instances
-        matrix.col_ids = None
+        del match, instances
         pa.default_memory_pool().release_unused()
         written = _write_blocks(
             matrix,
+            rows,
             split,
             landmark_gene_ids,
             out_paths,
+            block_size=block_size,
             row_group_rows=row_group_rows,
             budget_bytes=budget_bytes,
             compression=compression,
+            writer=writer,
             write_threads=write_threads,
             progress=progress,
             t0=t0,
         )
-    finally:
-        matrix.close()
     return LandmarkIngestReport(
         release, written, split.controls_removed, time.perf_counter() - t0, report
     )
@@ -667,36 +508,38 @@ def write_landmark_profiles(
     out_paths: Mapping[str, Path],
     *,
     block_size: int = 8192,
-    row_group_rows: int = 2048,
+    row_group_rows: int | None = None,
     budget_bytes: int = 96 << 20,
     compression: str | None = None,
+    writer: str = "fast",
     write_threads: int = 2,
     progress: Progress | None = None,
 ) -> LandmarkIngestReport:
     """:func:`write_landmark_profiles_from_metadata` for a release opened with
     :func:`open_release` and matched by :func:`reconcile`."""
+    row_group_rows = _resolve_row_group_rows(writer, row_group_rows, len(out_paths))
     t0 = time.perf_counter()
     inst = reconciliation.instances
     instances = pa.Table.from_pandas(inst[INSTANCE_COLUMNS], preserve_index=False)
     instances = instances.replace_schema_metadata(None).cast(instance_schema())
     rows = np.arange(len(inst), dtype=np.int64)
     split = _split_cells(instances, rows, inst["position"].to_numpy(np.int64), list(out_paths))
-    matrix = _open_landmarks(release.matrix_path, reconciliation.landmark_gene_ids, block_size)
-    try:
+    with release.open_matrix() as matrix:
         written = _write_blocks(
             matrix,
+            reconciliation.landmark_rows,
             split,
             reconciliation.landmark_gene_ids,
             out_paths,
+            block_size=block_size,
             row_group_rows=row_group_rows,
             budget_bytes=budget_bytes,
             compression=compression,
+            writer=writer,
             write_threads=write_threads,
             progress=progress,
             t0=t0,
         )
-    finally:
-        matrix.close()
     return LandmarkIngestReport(
         release.name,
         written,
@@ -707,22 +550,28 @@ def write_landmark_profiles(
 
 
 def _write_blocks(
-    matrix: _GctxLandmarks | _GctLandmarks,
+    matrix: MatrixReader,
+    landmark_rows: NDArray[np.int64],
     split: _CellSplit,
     gene_ids: Sequence[str],
     out_paths: Mapping[str, Path],
     *,
+    block_size: int,
     row_group_rows: int,
     budget_bytes: int,
     compression: str | None,
+    writer: str,
     write_threads: int,
     progress: Progress | None,
     t0: float,
 ) -> dict[str, int]:
     """Read the blocks of the matrix that hold wanted profiles and hand each cell line's
     rows of a block to the writers, which write them to the file straight from the block.
-    Blocks are read ahead while earlier ones are written, into at most
-    ``max(2, budget_bytes // block bytes)`` buffers. Returns rows written per cell line."""
+
+    Blocks span the landmark rows' chunks (:meth:`MatrixReader.row_span`) and whole sample
+    chunks (:meth:`MatrixReader.aligned_blocks`), and are read ahead while earlier ones are
+    written, into at most ``max(2, budget_bytes // block bytes)`` reused buffers. Returns
+    rows written per cell line."""
     cells = list(out_paths)
     writers = _CellWriters(
         out_paths,
@@ -730,26 +579,30 @@ def _write_blocks(
         split.meta,
         row_group_rows=row_group_rows,
         compression=compression,
+        writer=writer,
         threads=write_threads,
         matrix_path=matrix.path,
     )
-    n_buffers = max(2, budget_bytes // max(1, matrix.block_bytes))
-    held: deque[tuple[np.ndarray | None, list[Future]]] = deque()  # buffer, its jobs
+    span: RowSpan = matrix.row_span(landmark_rows)
+    align, block_samples = matrix.aligned_blocks(block_size)
+    buffer_shape = (min(block_samples, matrix.shape[1]), span.width)
+    n_buffers = max(2, budget_bytes // max(1, buffer_shape[0] * buffer_shape[1] * 4))
+    held: deque[tuple[NDArray[np.float32], list[Future]]] = deque()  # buffer, its jobs
     wanted = np.sort(split.positions)
     cursor = split.bounds[:-1].copy()  # per cell line: first row not yet handed over
     try:
         lo = 0
         while lo < len(wanted):
-            start = int(wanted[lo]) // matrix.align * matrix.align
-            hi = int(np.searchsorted(wanted, start + matrix.block_rows))
+            start = int(wanted[lo]) // align * align
+            hi = int(np.searchsorted(wanted, start + block_samples))
             stop = int(wanted[hi - 1]) + 1
             if len(held) == n_buffers:  # reuse the oldest buffer once it is written
                 buffer, jobs = held.popleft()
                 for job in jobs:
                     job.result()
             else:
-                buffer = matrix.new_buffer()
-            block = matrix.read(start, stop, buffer)
+                buffer = np.empty(buffer_shape, np.float32)
+            block = matrix.read_span(start, stop, span, buffer)
             jobs = []
             for k, cell in enumerate(cells):
                 end = cursor[k] + int(
@@ -761,7 +614,7 @@ def _write_blocks(
                             cell,
                             block,
                             split.positions[cursor[k] : end] - start,
-                            matrix.columns,
+                            span.index,
                             split.rows[cursor[k] : end],
                         )
                     )

@@ -52,10 +52,10 @@ def read_canonical_instances(path: str | Path) -> pa.Table:
     table = pq.ParquetFile(path, read_dictionary=_DICTIONARY_COLUMNS).read(
         columns=schema.names, use_threads=False
     )
-    return _compact_instances(table)
+    return compact_instances(table)
 
 
-def _compact_instances(table: pa.Table) -> pa.Table:
+def compact_instances(table: pa.Table) -> pa.Table:
     """The canonical instance columns of ``table``, one chunk each: dictionary-encoded
     text columns stay so (values cast to ``string``), the others are cast to the canonical
     types (:func:`instance_schema`)."""

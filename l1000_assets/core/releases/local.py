@@ -18,11 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from l1000_assets.core.errors import L1000InputError, preview_ids
-from l1000_assets.core.formats.gct import GctMatrixSource
-from l1000_assets.core.formats.gctx import (
-    GctxReader,
-)
 from l1000_assets.core.formats.info_tables import read_info_table
+from l1000_assets.core.formats.matrix import MatrixReader, open_matrix
 from l1000_assets.core.releases.schema import (
     canonical_cell_lines,
     canonical_genes,
@@ -99,10 +96,9 @@ class ReleaseData:
     cell_lines: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
 
-    def open_matrix(self):
-        if self.matrix_path.suffix == ".gct":
-            return GctMatrixSource(self.matrix_path)
-        return GctxReader(self.matrix_path)
+    def open_matrix(self) -> MatrixReader:
+        """The level-4 matrix, its rows keyed by gene id (:func:`open_matrix`)."""
+        return open_matrix(self.matrix_path)
 
 
 def _find_gct(root: Path) -> Path | None:
@@ -155,17 +151,17 @@ def open_release(name: str, root: str | Path, files: dict[str, str] | None = Non
 
 
 def _open_gct_release(name: str, gct: Path, files: dict[str, Path]) -> ReleaseData:
-    source = GctMatrixSource(gct)
+    source = open_matrix(gct)
     if "inst_info" in files:
         inst_raw = read_info_table(files["inst_info"])
     else:
-        inst_raw = source.col_metadata.reset_index().astype("string")
+        inst_raw = source.col_metadata().reset_index().astype("string")
         inst_raw = inst_raw.rename(columns={inst_raw.columns[0]: "inst_id"})
     instances = canonical_instances(inst_raw, name, path=files.get("inst_info", gct))
     if "gene_info" in files:
         genes_raw = read_info_table(files["gene_info"])
     else:
-        genes_raw = source.row_metadata.reset_index(drop=True).astype("string")
+        genes_raw = source.row_metadata().reset_index(drop=True).astype("string")
         if "pr_is_lm" not in genes_raw.columns and "pr_is_lmark" not in genes_raw.columns:
             genes_raw["pr_is_lm"] = "1"  # a 978-row GCT holds only landmarks
     genes = canonical_genes(genes_raw, path=files.get("gene_info", gct))

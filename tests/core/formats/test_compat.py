@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from l1000_assets.core.formats import compat
-from l1000_assets.core.formats.gct import read_gct
+from l1000_assets.core.formats.gct import GctReader
 from l1000_assets.core.formats.gctx import GctxReader, GctxWriter
 
 CORE_A = "CORE_A_level4_ZSPCINF_n40x12328.gctx"
@@ -93,19 +93,19 @@ def test_parse_with_rid_returns_file_order(real_dir):
 
 
 def test_real_gct_text_files(real_dir):
-    ljp = read_gct(real_dir / LJP005)
+    ljp = GctReader(real_dir / LJP005)
     assert ljp.values.shape == (377, 978)
-    assert ljp.row_metadata["pr_gene_id"].notna().all()
-    assert set(ljp.col_metadata["pert_type"]) >= {"trt_cp", "ctl_vehicle"}
-    kd = read_gct(real_dir / KD017)
+    assert ljp.row_metadata()["pr_gene_id"].notna().all()
+    assert set(ljp.col_metadata()["pert_type"]) >= {"trt_cp", "ctl_vehicle"}
+    kd = GctReader(real_dir / KD017)
     assert kd.values.shape == (374, 976)  # two landmarks are missing from this plate
-    assert "trt_sh" in set(kd.col_metadata["pert_type"])
+    assert "trt_sh" in set(kd.col_metadata()["pert_type"])
 
 
 def test_gct_text_round_trip(real_dir, tmp_path):
     gctoo = compat.parse(real_dir / LJP005)
     compat.write(gctoo, tmp_path / "copy.gct")
-    again = read_gct(tmp_path / "copy.gct")
+    again = GctReader(tmp_path / "copy.gct")
     np.testing.assert_allclose(again.values, gctoo.data_df.to_numpy().T, rtol=0, atol=1e-4)
 
 
@@ -113,4 +113,4 @@ def test_bad_gct_is_named(tmp_path):
     bad = tmp_path / "bad.gct"
     bad.write_text("#1.3\nthis is not a gct\n")
     with pytest.raises(ValueError, match=r"bad\.gct: not a valid GCT file"):
-        read_gct(bad)
+        GctReader(bad)

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.formats import gctx
 from l1000_assets.core.formats.gctx import (
     COL_IDS_NODE,
     MATRIX_NODE,
     GctxReader,
     GctxWriter,
+    decode_strings,
 )
 
 CORE_A = "CORE_A_level4_ZSPCINF_n40x12328.gctx"
@@ -136,3 +138,15 @@ def test_incomplete_write_is_refused(tmp_path, matrix):
     with pytest.raises(ValueError, match="only 1 of 50 columns"):
         w.close()
     assert not path.exists()
+
+
+def test_column_ids_read_in_slices_decode_as_a_whole(tmp_path):
+    ids = [b"P1:A01", "P1:\xe9t\xe9".encode("latin-1"), "P1:\u00e9".encode(), b"P2:B02", b"P3"]
+    with h5py.File(tmp_path / "ids.h5", "w") as f:
+        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("ascii"))
+        f.create_dataset("fixed", data=np.array([b"a", b"bc", b"d"], dtype="S2"))
+        expected = decode_strings(f["ids"][()]).tolist()
+        assert expected[1] == "P1:\xe9t\xe9" and expected[2] == "P1:\u00e9"
+        for step in (1, 2, 5, 100):
+            assert gctx._arrow_ids(f["ids"], step).to_pylist() == expected
+        assert gctx._arrow_ids(f["fixed"], 2).to_pylist() == ["a", "bc", "d"]

@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from l1000_assets.core.errors import L1000InputError
-from l1000_assets.core.formats.gctx import MATRIX_NODE, GctxWriter, decode_strings
+from l1000_assets.core.formats.gctx import MATRIX_NODE, GctxWriter
 from l1000_assets.core.lake import ingest, parquet_pages
 from l1000_assets.core.lake.ingest import (
+    WRITERS,
     write_landmark_profiles,
     write_landmark_profiles_from_metadata,
 )
@@ -23,7 +24,12 @@ from l1000_assets.core.lake.read import (
     read_canonical_landmarks,
     read_profile_gene_ids,
 )
-from l1000_assets.core.lake.schema import PROFILE_META_COLUMNS, instance_schema, profile_schema
+from l1000_assets.core.lake.schema import (
+    N_LANDMARKS,
+    PROFILE_META_COLUMNS,
+    instance_schema,
+    profile_schema,
+)
 from l1000_assets.core.releases.local import find_matrix, open_release
 from l1000_assets.core.releases.reconcile import SKIP, reconcile
 from l1000_assets.core.releases.schema import canonical_instances
@@ -250,9 +256,10 @@ def _treated_cells(instances):
     return sorted(set(treated["cell_id"].to_pylist()))
 
 
+@pytest.mark.parametrize("writer", WRITERS)
 @pytest.mark.parametrize("block_size", [100, 1500])
 def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(
-    small_release, tmp_path, monkeypatch, block_size
+    small_release, tmp_path, monkeypatch, block_size, writer
 ):
     release = open_release("synthetic", small_release.root)
     inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
@@ -276,6 +283,7 @@ def test_lake_from_canonical_metadata_is_exactly_the_h5py_values(
         block_size=block_size,
         row_group_rows=40,
         budget_bytes=1,
+        writer=writer,
     )
     old_paths = {c: tmp_path / "old" / f"{c}.parquet" for c in cells}
     old = write_landmark_profiles(release, reconcile(release), old_paths)
@@ -443,18 +451,6 @@ def test_instances_in_chunks_with_different_dictionaries_give_the_same_lake(
         assert tables["one"][cell].schema.equals(profile_schema(gene_ids))
 
 
-def test_column_ids_read_in_slices_decode_as_a_whole(tmp_path):
-    ids = [b"P1:A01", "P1:\xe9t\xe9".encode("latin-1"), "P1:\u00e9".encode(), b"P2:B02", b"P3"]
-    with h5py.File(tmp_path / "ids.h5", "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("ascii"))
-        f.create_dataset("fixed", data=np.array([b"a", b"bc", b"d"], dtype="S2"))
-        expected = decode_strings(f["ids"][()]).tolist()
-        assert expected[1] == "P1:\xe9t\xe9" and expected[2] == "P1:\u00e9"
-        for step in (1, 2, 5, 100):
-            assert ingest._arrow_ids(f["ids"], step).to_pylist() == expected
-        assert ingest._arrow_ids(f["fixed"], 2).to_pylist() == ["a", "bc", "d"]
-
-
 def test_codes_of_plain_and_dictionary_columns_with_nulls():
     values = ["b", None, "a", "z", "b", None]
     for column in (
@@ -498,13 +494,14 @@ def _tiny_release(tmp_path, values, order):
     return path, pa.Table.from_pandas(inst, preserve_index=False), genes[:978]
 
 
+@pytest.mark.parametrize("writer", WRITERS)
 @pytest.mark.parametrize("order", ["ascending", "descending"])
-def test_landmarks_in_any_row_order_and_non_finite_values(tmp_path, order):
+def test_landmarks_in_any_row_order_and_non_finite_values(tmp_path, order, writer):
     values = np.arange(6 * 1000, dtype=np.float32).reshape(6, 1000)
     path, instances, gene_ids = _tiny_release(tmp_path, values, order)
     out = {"HELA": tmp_path / "HELA.parquet", "A549": tmp_path / "A549.parquet"}
     report = write_landmark_profiles_from_metadata(
-        path, instances, gene_ids, out, release="tiny", block_size=4
+        path, instances, gene_ids, out, release="tiny", block_size=4, writer=writer
     )
     assert report.rows_written == {"HELA": 3, "A549": 2}
     assert report.controls_removed == {"HELA": 1, "A549": 0}
@@ -515,7 +512,9 @@ def test_landmarks_in_any_row_order_and_non_finite_values(tmp_path, order):
     values[3, 500] = np.inf
     path, instances, gene_ids = _tiny_release(tmp_path, values, order)
     with pytest.raises(L1000InputError, match=r"tiny_n6x1000\.gctx: non-finite .* 'P1:A04'"):
-        write_landmark_profiles_from_metadata(path, instances, gene_ids, out, release="tiny")
+        write_landmark_profiles_from_metadata(
+            path, instances, gene_ids, out, release="tiny", writer=writer
+        )
 
 
 def test_gct_text_release_from_canonical_metadata(real_dir, tmp_path):
@@ -554,8 +553,9 @@ def test_thrift_codec_gives_back_arrows_footer_exactly(tmp_path):
     assert footer[3][1] == 150 and len(footer[4][1][1]) == 4  # num_rows, row groups
 
 
+@pytest.mark.parametrize("writer", WRITERS)
 @pytest.mark.parametrize("compression", ["snappy", "zstd", "gzip", "lz4"])
-def test_lake_files_read_back_with_every_codec_in_pyarrow_and_duckdb(tmp_path, compression):
+def test_lake_files_read_back_with_every_codec_in_pyarrow_and_duckdb(tmp_path, compression, writer):
     duckdb = pytest.importorskip("duckdb")
     rng = np.random.default_rng(3)
     values = rng.standard_normal((6, 1000)).astype(np.float32)
@@ -566,7 +566,7 @@ def test_lake_files_read_back_with_every_codec_in_pyarrow_and_duckdb(tmp_path, c
         "MCF7": tmp_path / "MCF7.parquet",
     }  # no profiles: an empty file
     report = write_landmark_profiles_from_metadata(
-        path, instances, gene_ids, out, release="tiny", compression=compression
+        path, instances, gene_ids, out, release="tiny", compression=compression, writer=writer
     )
     assert report.rows_written == {"HELA": 3, "A549": 2, "MCF7": 0}
     hela = pq.read_table(out["HELA"])
@@ -602,3 +602,111 @@ def test_unknown_codec_is_refused(tmp_path):
             release="tiny",
             compression="lzo",
         )
+
+
+def test_unknown_writer_is_refused(tmp_path):
+    path, instances, gene_ids = _tiny_release(
+        tmp_path, np.zeros((6, 1000), np.float32), "ascending"
+    )
+    with pytest.raises(ValueError, match="writer must be one of"):
+        write_landmark_profiles_from_metadata(
+            path,
+            instances,
+            gene_ids,
+            {"HELA": tmp_path / "HELA.parquet"},
+            release="tiny",
+            writer="parquet-go",
+        )
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_lake_files_read_back_in_polars_as_in_pyarrow(small_release, tmp_path, writer):
+    """The README's third reader: polars gives the values and profile columns pyarrow
+    gives, for files of several row groups with null doses."""
+    pl = pytest.importorskip("polars")
+    release = open_release("synthetic", small_release.root)
+    inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
+    instances = read_canonical_instances(inst_path)
+    dose = instances.schema.get_field_index("pert_dose")
+    every_third = pa.array(np.arange(instances.num_rows) % 3 == 0)
+    instances = instances.set_column(
+        dose, "pert_dose", pc.if_else(every_third, None, instances["pert_dose"])
+    )
+    cells = _treated_cells(instances)
+    paths = {c: tmp_path / "lake" / f"{c}.parquet" for c in cells}
+    write_landmark_profiles_from_metadata(
+        find_matrix(small_release.root),
+        instances,
+        read_canonical_landmarks(genes_path),
+        paths,
+        release="synthetic",
+        row_group_rows=50,
+        compression="zstd",
+        writer=writer,
+    )
+    for path in paths.values():
+        table = pq.read_table(path)
+        frame = pl.read_parquet(path)
+        assert frame.columns == table.column_names
+        assert frame.height == table.num_rows > 50
+        values = frame["landmarks"].to_numpy()
+        assert values.dtype == np.float32
+        np.testing.assert_array_equal(values, landmark_matrix(table))
+        for name in PROFILE_META_COLUMNS:
+            assert frame[name].to_list() == table.column(name).to_pylist(), name
+        assert frame["pert_dose"].null_count() > 0
+
+
+def _one_cell_release(tmp_path, n):
+    """A GCTX of ``n`` treated profiles of one cell line x the 978 landmarks, and its
+    canonical instances."""
+    genes = [str(10 + i) for i in range(N_LANDMARKS)]
+    samples = [f"P{i // 384}:A{i % 384:03d}" for i in range(n)]
+    values = np.random.default_rng(5).standard_normal((n, N_LANDMARKS)).astype(np.float32)
+    path = tmp_path / f"one_n{n}x978.gctx"
+    with GctxWriter(path, genes, n, chunks=(1024, N_LANDMARKS)) as w:
+        w.write_block(samples, values)
+    inst = canonical_instances(
+        pd.DataFrame(
+            {"inst_id": samples, "pert_id": "BRD-A", "pert_type": "trt_cp", "cell_id": "HELA"},
+            dtype="string",
+        ),
+        "one",
+    )
+    return path, pa.Table.from_pandas(inst, preserve_index=False), genes, values
+
+
+def test_pyarrow_writer_settings_and_default_row_groups(tmp_path):
+    """pyarrow's writer: the landmark values PLAIN in version-2 data pages, without a
+    dictionary or statistics; the profile columns keep both; row groups of 8,192 rows by
+    default (the fast writer: 2,048), fewer when many cell lines are written at once."""
+    n = ingest.ROW_GROUP_ROWS["pyarrow"] + 8
+    path, instances, gene_ids, values = _one_cell_release(tmp_path, n)
+    sizes = {}
+    for writer in WRITERS:
+        out = tmp_path / writer / "HELA.parquet"
+        write_landmark_profiles_from_metadata(
+            path, instances, gene_ids, {"HELA": out}, release="one", writer=writer
+        )
+        np.testing.assert_array_equal(landmark_matrix(pq.read_table(out)), values)
+        meta = pq.read_metadata(out)
+        sizes[writer] = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sizes["pyarrow"] == [8192, 8]
+    assert sizes["fast"] == [2048] * 4 + [8]
+    out = tmp_path / "pyarrow" / "HELA.parquet"
+    group = pq.read_metadata(out).row_group(0)
+    landmarks = group.column(group.num_columns - 1)
+    assert landmarks.path_in_schema == "landmarks.list.element"
+    assert not landmarks.has_dictionary_page and not landmarks.is_stats_set
+    assert "PLAIN" in landmarks.encodings and "RLE_DICTIONARY" not in landmarks.encodings
+    header, _ = parquet_pages._thrift_read(
+        out.read_bytes(), landmarks.data_page_offset, parquet_pages.Compact.STRUCT
+    )
+    page_type = header[parquet_pages.PageHeader.TYPE][1]
+    assert page_type == parquet_pages.PageType.DATA_PAGE_V2
+    cell = group.column(PROFILE_META_COLUMNS.index("cell_id"))
+    assert cell.has_dictionary_page and cell.is_stats_set
+    # Many cell lines at once: smaller default row groups, their values held bounded.
+    rows = ingest._resolve_row_group_rows("pyarrow", None, 100)
+    assert rows < 8192 and 100 * rows * N_LANDMARKS * 4 <= ingest.PYARROW_OPEN_BYTES
+    assert ingest._resolve_row_group_rows("pyarrow", 40, 100) == 40

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.formats.gctx import GctxWriter
 from l1000_assets.core.releases.local import find_release_files
-from l1000_assets.core.releases.reconcile import check_release
+from l1000_assets.core.releases.reconcile import SKIP, check_release, match_ids
 
 N_GENES = 1_000
 
@@ -81,3 +82,20 @@ def test_missing_files_are_named(tmp_path):
     empty.mkdir()
     with pytest.raises(L1000InputError, match="expected one level-4 GCTX"):
         find_release_files(empty)
+
+
+def test_match_ids_takes_arrays_in_chunks(tmp_path):
+    """Metadata ids from pandas come as Arrow chunks once the frame was concatenated."""
+    inst = pd.concat(
+        [pd.Series(["p:A02", "p:A01"], dtype="string"), pd.Series(["p:A03"], dtype="string")],
+        ignore_index=True,
+    )
+    inst_ids = pa.array(inst, pa.string())
+    assert isinstance(inst_ids, pa.ChunkedArray)
+    cols = pa.chunked_array([["p:A01", "p:A02"], ["p:A03", "p:A04"]])
+    kwargs = {"matrix_path": tmp_path / "m.gctx", "metadata_path": tmp_path / "inst_info.txt"}
+    match = match_ids(inst_ids, cols, on_bad_input=SKIP, **kwargs)
+    assert match.rows.tolist() == [1, 0, 2] and match.positions.tolist() == [0, 1, 2]
+    assert match.report()["examples_without_metadata"] == "'p:A04'"
+    with pytest.raises(L1000InputError, match=r"m\.gctx: 1 profile\(s\) have no row in"):
+        match_ids(inst_ids, cols, **kwargs)

@@ -90,6 +90,24 @@ def test_one_cell_line_partition_rewrites_only_that_line(graph):
     assert other.stat().st_mtime_ns == mtime
 
 
+def test_pyarrow_writer_config_writes_the_same_lake(graph):
+    cell = graph.cells[0]
+    part = graph.root / "lake" / "landmark_profiles" / f"cell_id={cell}" / "synthetic.parquet"
+    fast = pq.read_table(part)
+    try:
+        result = graph.run(
+            ["landmark_profiles"],
+            partition=cell,
+            config={"ops": {"landmark_profiles": {"config": {"writer": "pyarrow"}}}},
+        )
+        mat = result.asset_materializations_for_node("landmark_profiles")[0]
+        assert mat.metadata["writer"].value == "pyarrow"
+        assert pq.read_table(part).equals(fast)
+        assert all(check.passed for check in result.get_asset_check_evaluations())
+    finally:
+        graph.run(["landmark_profiles"], partition=cell)
+
+
 def test_metadata_without_profile_fails_strict_and_is_skipped_on_request(graph):
     root, cell = graph.root, graph.cells[0]
     inst_path = root / "lake" / "metadata" / "release=synthetic" / "instances.parquet"
