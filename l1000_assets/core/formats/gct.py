@@ -114,9 +114,3 @@ class GctReader(MatrixReader):
         out = out[: stop - start]
         out[:] = values
         return out
-
-
-def read_gct(path: str | Path) -> GctReader:
-    """:class:`GctReader` of ``path``, its rows keyed by the file's row ids (the name the
-    read-across query reader calls)."""
-    return GctReader(path)

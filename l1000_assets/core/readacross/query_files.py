@@ -101,9 +101,9 @@ def read_query_file(
     if suffix == ".gctx":
         return _read_gctx(path, genes, options, progress)
     if suffix == ".gct":
-        from l1000_assets.core.formats.gct import read_gct
+        from l1000_assets.core.formats.gct import GctReader
 
-        gct = read_gct(path)
+        gct = GctReader(path)
         return _assemble(
             path,
             gct.row_ids.tolist(),

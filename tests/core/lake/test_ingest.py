@@ -2,6 +2,7 @@
 
 import shutil
 
+import duckdb
 import h5py
 import numpy as np
 import pandas as pd
@@ -556,7 +557,6 @@ def test_thrift_codec_gives_back_arrows_footer_exactly(tmp_path):
 @pytest.mark.parametrize("writer", WRITERS)
 @pytest.mark.parametrize("compression", ["snappy", "zstd", "gzip", "lz4"])
 def test_lake_files_read_back_with_every_codec_in_pyarrow_and_duckdb(tmp_path, compression, writer):
-    duckdb = pytest.importorskip("duckdb")
     rng = np.random.default_rng(3)
     values = rng.standard_normal((6, 1000)).astype(np.float32)
     path, instances, gene_ids = _tiny_release(tmp_path, values, "ascending")
