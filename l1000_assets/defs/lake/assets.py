@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir
-from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.errors import L1000InputError, preview_ids
 from l1000_assets.core.lake.ingest import write_landmark_profiles_from_metadata
 from l1000_assets.core.lake.read import (
     iter_profile_batches,
@@ -20,6 +20,7 @@ from l1000_assets.core.lake.read import (
     read_profile_gene_ids,
 )
 from l1000_assets.core.lake.schema import N_LANDMARKS
+from l1000_assets.core.lake.validate import duplicate_inst_ids, metadata_mismatch
 from l1000_assets.core.progress import ProgressReporter
 from l1000_assets.core.releases.local import find_matrix
 from l1000_assets.core.releases.reconcile import STRICT
@@ -167,9 +168,6 @@ def landmark_profiles(
 )
 def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
     problems = []
-    n_rows = 0
-    seen: set[str] = set()
-    duplicates = 0
     files = lake.landmark_files()
     orders: dict[tuple, list[str]] = {}
     for path in files:
@@ -180,15 +178,11 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
         orders.setdefault(tuple(recorded), []).append(release)
         if len(recorded) != N_LANDMARKS or recorded != expected:
             problems.append(f"{path}: landmark order differs from genes.parquet")
-        for batch in iter_profile_batches([path], columns=["inst_id", "landmarks"]):
+        for batch in iter_profile_batches([path], columns=["landmarks"]):
             x = landmark_matrix(batch)
             if x.shape[1] != N_LANDMARKS or not np.isfinite(x).all():
                 problems.append(f"{path}: non-finite values or wrong width")
                 break
-            ids = batch.column("inst_id").to_pylist()
-            duplicates += sum(1 for i in ids if i in seen)
-            seen.update(ids)
-            n_rows += len(ids)
     if len(orders) > 1:
         # One model reads every file: all releases must share one landmark gene list.
         groups = [sorted(set(r)) for r in orders.values()]
@@ -196,13 +190,16 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
             f"{len(orders)} different landmark gene lists across the lake "
             f"(releases {' vs '.join(', '.join(g) for g in groups[:3])})"
         )
-    if duplicates:
-        problems.append(f"{duplicates} duplicate inst_id across the lake")
+    ids = duplicate_inst_ids(files)
+    if ids.n_duplicates:
+        problems.append(
+            f"{ids.n_duplicates} duplicate inst_id across the lake: {preview_ids(ids.examples)}"
+        )
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={
             "n_files": len(files),
-            "n_profiles": n_rows,
+            "n_profiles": ids.n_rows,
             "problems": "; ".join(problems[:5]) or "none",
         },
     )
@@ -216,21 +213,14 @@ def landmark_profiles_valid(lake: LakeResource) -> dg.AssetCheckResult:
 )
 def landmark_profiles_match_metadata(lake: LakeResource) -> dg.AssetCheckResult:
     problems = []
-    by_release: dict[str, set[str]] = {}
     files = lake.landmark_files()
+    by_release: dict[str, list] = {}
     for path in files:
-        ids = by_release.setdefault(path.stem, set())
-        for batch in iter_profile_batches([path], columns=["inst_id"]):
-            ids.update(batch.column("inst_id").to_pylist())
-    cells_in_lake = {p.parent.name.split("=", 1)[1] for p in files}
-    for release, ids in by_release.items():
-        inst = read_metadata(lake, release, "instances")
-        kept = inst[(inst["profile_class"] != "control") & inst["cell_id"].isin(cells_in_lake)]
-        expected = set(kept["inst_id"])
-        if ids - expected:
-            problems.append(f"{release}: {len(ids - expected)} profiles without metadata")
-        if expected - ids:
-            problems.append(f"{release}: {len(expected - ids)} metadata rows without profile")
+        by_release.setdefault(path.stem, []).append(path)
+    cells_in_lake = sorted({p.parent.name.split("=", 1)[1] for p in files})
+    for release, paths in by_release.items():
+        instances = lake.metadata_dir(release) / "instances.parquet"
+        problems += metadata_mismatch(release, paths, instances, cells_in_lake).problems()
     return dg.AssetCheckResult(
         passed=not problems, metadata={"problems": "; ".join(problems) or "none"}
     )
