@@ -62,6 +62,17 @@ SIGNATURE_KEYS = [
     "pert_time",
     "pert_time_unit",
 ]
+#: The profile columns a signature keeps (its replicates share them).
+SIGNATURE_META_COLUMNS = [
+    "pert_id",
+    "pert_iname",
+    "pert_type",
+    "cell_id",
+    "pert_dose",
+    "pert_dose_unit",
+    "pert_time",
+    "pert_time_unit",
+]
 SIGNATURE_COLUMNS = [
     "sig_id",
     "pert_id",
@@ -194,23 +205,13 @@ def write_signature_embeddings(
         raise L1000InputError(out_path, "no profile embeddings: materialize profile_embeddings")
     version, dim = single_model_version(profile_files), single_embedding_dim(profile_files)
     schema = embedding_schema([metadata_field(c) for c in SIGNATURE_COLUMNS], dim, version)
-    meta_columns = [
-        "pert_id",
-        "pert_iname",
-        "pert_type",
-        "cell_id",
-        "pert_dose",
-        "pert_dose_unit",
-        "pert_time",
-        "pert_time_unit",
-    ]
     n = 0
     with atomic_file(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for path in profile_files:
-            table, z = read_embeddings(path, meta_columns)
+            table, z = read_embeddings(path, SIGNATURE_META_COLUMNS)
             keys, first, sums, counts = _grouped_sums(signature_ids(table), z)
             rows = table.take(pa.array(first))
-            arrays = {c: rows.column(c) for c in meta_columns}
+            arrays = {c: rows.column(c) for c in SIGNATURE_META_COLUMNS}
             arrays["sig_id"] = pa.array(keys.astype(str).tolist(), pa.string())
             arrays["n_replicates"] = pa.array(counts, pa.int64())
             writer.write_table(

@@ -23,6 +23,7 @@ from l1000_assets.core.catalog.build import sql_literal
 from l1000_assets.core.embeddings.aggregates import (
     SIGNATURE_COLUMNS,
     SIGNATURE_KEYS,
+    SIGNATURE_META_COLUMNS,
     signature_ids,
 )
 from l1000_assets.core.embeddings.vectors import SIGNATURE_COLUMN, metadata_field, vector_array
@@ -107,16 +108,6 @@ def write_zscore_signatures(
     fields = [metadata_field(c) for c in SIGNATURE_COLUMNS]
     schema = pa.schema([*fields, pa.field(SIGNATURE_COLUMN, pa.list_(pa.float32(), N_LANDMARKS))])
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in landmark_files)
-    meta_columns = [
-        "pert_id",
-        "pert_iname",
-        "pert_type",
-        "cell_id",
-        "pert_dose",
-        "pert_dose_unit",
-        "pert_time",
-        "pert_time_unit",
-    ]
     t0 = time.perf_counter()
     done = 0
     n = 0
@@ -129,7 +120,7 @@ def write_zscore_signatures(
         x = np.concatenate([p[1] for p in pending])
         signature, _ = modz(x)
         first = pending[0][0].slice(0, 1).to_pylist()[0]
-        for c in meta_columns:
+        for c in SIGNATURE_META_COLUMNS:
             out[c].append(first[c])
         out["sig_id"].append(pending_id)
         out["n_replicates"].append(len(x))
@@ -159,7 +150,7 @@ def write_zscore_signatures(
         con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
         con.execute(f"SET temp_directory = {sql_literal(spill)}")
         query = (
-            f"SELECT {', '.join(meta_columns)}, {VALUES_COLUMN} "
+            f"SELECT {', '.join(SIGNATURE_META_COLUMNS)}, {VALUES_COLUMN} "
             "FROM read_parquet($files, union_by_name = true) "
             f"ORDER BY {', '.join(SIGNATURE_KEYS)} NULLS LAST"
         )
