@@ -88,11 +88,13 @@ def landmark_profiles(
     releases: ReleaseRegistry,
 ) -> dg.MaterializeResult:
     cells = list(context.partition_keys)
+    # Every key checked (and its directory kept under the lake) before anything is written.
+    cell_dirs = {c: lake.landmark_dir(c) for c in cells}
     written: dict[str, dict[str, int]] = {c: {} for c in cells}
     removed: dict[str, int] = dict.fromkeys(cells, 0)
     skipped: dict[str, dict[str, object]] = {}
     with contextlib.ExitStack() as stack:
-        tmp_dirs = {c: stack.enter_context(atomic_dir(lake.landmark_dir(c))) for c in cells}
+        tmp_dirs = {c: stack.enter_context(atomic_dir(d)) for c, d in cell_dirs.items()}
         for name in lake.metadata_releases():
             # release_metadata already parsed and matched this release: read its canonical
             # tables, and from the matrix only the column ids and the landmark rows.
@@ -146,7 +148,7 @@ def landmark_profiles(
             "profiles_per_cell_line": dg.MetadataValue.md(rows.to_markdown(index=False))
             if len(rows)
             else "none",
-            "lake_dir": dg.MetadataValue.path(str(lake.landmark_dir("*").parent)),
+            "lake_dir": dg.MetadataValue.path(str(lake.landmark_profiles_dir)),
             "dagster/column_schema": dg.TableSchema(
                 columns=[
                     dg.TableColumn("inst_id", "string"),
