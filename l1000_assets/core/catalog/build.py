@@ -42,6 +42,9 @@ def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path
     skipped: dict[str, str] = {}
     n = 0
     with atomic_file(db_path) as tmp:
+        # DuckDB's write-ahead log beside the temporary: removed whether the build succeeds
+        # or fails (on a full disk the closing checkpoint fails and leaves it).
+        wal = Path(f"{tmp}.wal")
         con = duckdb.connect(str(tmp))
         try:
             for sql_file in sql_files:
@@ -60,9 +63,10 @@ def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path
                         raise L1000InputError(sql_file, f"{head}: {exc}") from exc
             con.execute("CHECKPOINT")
         finally:
-            con.close()
-        wal = Path(str(tmp) + ".wal")
-        wal.unlink(missing_ok=True)
+            try:
+                con.close()
+            finally:
+                wal.unlink(missing_ok=True)
     return CatalogReport(Path(db_path), n, skipped)
 
 
