@@ -1,5 +1,6 @@
 """The DuckDB catalog built from sql/ over a lake."""
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,3 +136,29 @@ def test_a_killed_build_leaves_nothing_after_the_next_one(tmp_path):
     assert tmp.exists() and Path(f"{tmp}.wal").exists()
     build_catalog(db, SQL, tmp_path / "lake")
     assert sorted(p.name for p in db.parent.iterdir()) == ["l1000.duckdb"]
+
+
+def test_the_catalog_follows_a_copied_or_moved_data_root(tmp_path):
+    """Built as the warehouse asset builds it (<root>/catalog over <root>/lake), the catalog
+    reads the lake of the data root it is opened in: a copy reads its own lake, a moved root
+    reads where it now is."""
+    root = tmp_path / "data"
+    _lake(root / "lake", n=5)
+    build_catalog(root / "catalog" / "l1000.duckdb", SQL, root / "lake")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    shutil.rmtree(copy / "lake")
+    _lake(copy / "lake", n=3)  # the copy's lake now differs from the original's
+    with connect_read_only(copy / "catalog" / "l1000.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(3,)]
+        assert con.execute("SELECT count(*) FROM instances").fetchall() == [(3,)]
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    root.rename(moved)
+    with connect_read_only(moved / "catalog" / "l1000.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(5,)]
+        assert con.execute("SELECT release FROM genes").fetchall() == [("synthetic",)]
+    # Another DuckDB client is told where the lake now is.
+    with duckdb.connect(str(moved / "catalog" / "l1000.duckdb"), read_only=True) as con:
+        con.execute("SET VARIABLE lake_dir = ?", [str(moved / "lake")])
+        assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(5,)]
