@@ -252,6 +252,19 @@ def _canonical_tables(release, directory):
     return directory / "instances.parquet", directory / "genes.parquet"
 
 
+def test_a_genes_table_with_unmarked_landmarks_names_them(small_release, tmp_path):
+    release = open_release("synthetic", small_release.root)
+    _, genes_path = _canonical_tables(release, tmp_path / "meta")
+    genes = pd.read_parquet(genes_path)
+    unmarked = genes.loc[genes["landmark_index"].isin([3, 500, 977]), "gene_id"].tolist()
+    genes.loc[genes["landmark_index"].isin([3, 500, 977]), "is_landmark"] = False
+    genes.to_parquet(genes_path, index=False)
+    with pytest.raises(L1000InputError, match="975 landmark genes marked, expected 978") as caught:
+        read_canonical_landmarks(genes_path)
+    message = str(caught.value)
+    assert all(f"'{g}'" in message for g in unmarked) and "3, 500, 977" in message
+
+
 def _treated_cells(instances):
     treated = instances.filter(pc.not_equal(instances["profile_class"], "control"))
     return sorted(set(treated["cell_id"].to_pylist()))
