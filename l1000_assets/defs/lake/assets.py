@@ -54,6 +54,13 @@ class LandmarkProfilesConfig(dg.Config):
     on_bad_input: Literal["strict", "skip"] = Field(
         default=STRICT, description="As for release_metadata: fail, or drop and report."
     )
+    allow_non_zscores: bool = Field(
+        default=False,
+        description=(
+            "Ingest a matrix that plainly is not level-4 z-scores (no negative value, only "
+            "whole numbers, or a median far from 0: level 3, counts) instead of refusing it."
+        ),
+    )
     allow_shrink: bool = Field(
         default=False,
         description=(
@@ -131,6 +138,7 @@ def landmark_profiles(
                     on_bad_input=config.on_bad_input,
                     block_size=config.block_size,
                     writer=config.writer,
+                    allow_non_zscores=config.allow_non_zscores,
                     progress=ProgressReporter(
                         lambda m, n=name: context.log.info(f"{n}: {m}"), interval=10.0
                     ),
