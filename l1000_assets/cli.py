@@ -62,7 +62,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _read_across(args: argparse.Namespace) -> int:
     from l1000_assets.core.progress import ProgressReporter
-    from l1000_assets.core.readacross.query_files import DEFAULT_MAX_BYTES, QueryOptions
+    from l1000_assets.core.readacross.query_files import QueryOptions
     from l1000_assets.core.readacross.ranking import ReadAcross
     from l1000_assets.lib.resources import LakeResource
 
@@ -85,7 +85,7 @@ def _read_across(args: argparse.Namespace) -> int:
         max_missing=args.max_missing,
         allow_unknown=args.allow_unknown_genes,
         allow_non_zscores=args.allow_non_zscores,
-        max_bytes=DEFAULT_MAX_BYTES if args.max_bytes is None else args.max_bytes,
+        max_bytes=args.max_bytes,
     )
     scope = f"cell line {args.cell}" if args.cell else "all cell lines"
     frames, failed = [], 0
@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-bytes",
         type=int,
         default=None,
-        help="refuse query files larger than this, unread (default 256 MiB)",
+        help="refuse query files larger than this, unread (default 64 MiB for GCT, CSV and "
+        "TSV, which are parsed whole; 2 GiB for GCTX, which is streamed)",
     )
     ra.add_argument("--out", type=Path, default=None, help="also write the hits as CSV")
     ra.add_argument(

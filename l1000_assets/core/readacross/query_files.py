@@ -7,8 +7,8 @@ not z-scores: profiles that plainly are not (:func:`~l1000_assets.core.zscores.n
 no negative value, only whole numbers, or a median far from 0) are refused unless
 ``allow_non_zscores``, and values far outside any z-score
 (:data:`~l1000_assets.core.zscores.MAX_ABS_ZSCORE`) always are. A file larger than
-``max_bytes`` is refused before it is read, and a text file holding binary data after its
-first bytes are read.
+``max_bytes`` is refused before it is read, and a text file whose first 64 KB hold binary
+data after those are read.
 
 Accepted files (one or many profiles each):
 
@@ -48,8 +48,10 @@ from l1000_assets.core.zscores import MAX_ABS_ZSCORE, OVERRIDE, not_zscores, out
 
 QUERY_SUFFIXES = (".gct", ".gctx", ".csv", ".tsv", ".txt")
 DEFAULT_MAX_MISSING = 50  # of 978 landmark genes (about 5%)
-#: Largest query file read (text files are parsed whole: several times this in memory).
-DEFAULT_MAX_BYTES = 256 << 20
+#: Largest query file read when ``max_bytes`` is not given: text files are parsed whole
+#: (about 7 times their size in memory), GCTX files are streamed.
+DEFAULT_MAX_TEXT_BYTES = 64 << 20
+DEFAULT_MAX_GCTX_BYTES = 2 << 30
 #: Row metadata fields that name a GCT/GCTX row's gene when its row id does not.
 GENE_FIELDS = ("pr_gene_id", "pr_gene_symbol")
 _SNIFF_BYTES = 1 << 16
@@ -78,7 +80,8 @@ class QueryOptions:
     max_missing: int = DEFAULT_MAX_MISSING
     allow_unknown: bool = False  # skip unknown gene identifiers instead of refusing
     allow_non_zscores: bool = False  # rank profiles that plainly are not z-scores (warned)
-    max_bytes: int = DEFAULT_MAX_BYTES  # larger files are refused unread
+    # Larger files are refused unread; None: DEFAULT_MAX_TEXT_BYTES, DEFAULT_MAX_GCTX_BYTES.
+    max_bytes: int | None = None
 
 
 def is_query_file(path: Path) -> bool:
@@ -116,10 +119,13 @@ def read_query_file(
     size = path.stat().st_size
     if size == 0:
         raise L1000InputError(path, "empty file")
-    if size > options.max_bytes:
+    limit = options.max_bytes
+    if limit is None:
+        limit = DEFAULT_MAX_GCTX_BYTES if suffix == ".gctx" else DEFAULT_MAX_TEXT_BYTES
+    if size > limit:
         raise L1000InputError(
             path,
-            f"{size:,} bytes, more than the {options.max_bytes:,} a query file may have "
+            f"{size:,} bytes, more than the {limit:,} a query file may have "
             "(max_bytes; l1000 read-across --max-bytes): not read",
         )
     if suffix == ".gctx":

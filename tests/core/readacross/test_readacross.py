@@ -19,6 +19,7 @@ from l1000_assets.core.lake.schema import N_LANDMARKS
 from l1000_assets.core.readacross.folder import scan_queries
 from l1000_assets.core.readacross.genes import GeneIndex
 from l1000_assets.core.readacross.query_files import (
+    DEFAULT_MAX_TEXT_BYTES,
     QueryOptions,
     QueryProfiles,
     read_query_file,
@@ -234,6 +235,14 @@ def test_files_above_the_size_limit_and_binary_files_are_refused_unread(tmp_path
     garbage.write_bytes(np.random.default_rng(0).bytes(200_000))
     with pytest.raises(L1000InputError, match="garbage.csv: binary data, not a text table"):
         read_query_file(garbage, genes)
+    # Default limits: text files are parsed whole, GCTX files streamed.
+    for name in ("big.tsv", "big.gctx"):
+        with open(tmp_path / name, "wb") as f:
+            f.truncate(DEFAULT_MAX_TEXT_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(L1000InputError, match=f"more than the {DEFAULT_MAX_TEXT_BYTES:,}"):
+        read_query_file(tmp_path / "big.tsv", genes)
+    with pytest.raises(L1000InputError, match="big.gctx: not a readable HDF5"):
+        read_query_file(tmp_path / "big.gctx", genes)
 
 
 @pytest.fixture(scope="module")
