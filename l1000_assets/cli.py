@@ -71,6 +71,8 @@ def _read_across(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     lake = LakeResource(root=str(args.data_root))
+    # The card, genes and references only: the model is loaded once a file has been read
+    # and checked, so a bad file costs no model load.
     engine = ReadAcross(
         lake.model_dir,
         lake.metadata_files("genes"),
@@ -79,7 +81,12 @@ def _read_across(args: argparse.Namespace) -> int:
         cell=args.cell,
         pert_type=args.pert_type,
     )
-    options = QueryOptions(max_missing=args.max_missing, allow_unknown=args.allow_unknown_genes)
+    options = QueryOptions(
+        max_missing=args.max_missing,
+        allow_unknown=args.allow_unknown_genes,
+        allow_non_zscores=args.allow_non_zscores,
+        max_bytes=args.max_bytes,
+    )
     scope = f"cell line {args.cell}" if args.cell else "all cell lines"
     frames, failed = [], 0
     for path in args.files:
@@ -92,12 +99,18 @@ def _read_across(args: argparse.Namespace) -> int:
             )
 
         try:
-            result = engine.run(path, top=args.top, options=options, progress=progress)
+            q = engine.read(path, options, progress=progress("read"))
         except L1000InputError as exc:
             err(f"error: {exc}")
             failed += 1
             continue
-        q = result.query
+        engine.model  # noqa: B018 - loaded here, once: a model problem ends the command
+        try:
+            result = engine.rank_query(q, top=args.top, progress=progress("embedded"))
+        except L1000InputError as exc:
+            err(f"error: {exc}")
+            failed += 1
+            continue
         err(
             f"{path}: {len(q.profile_ids):,} profile(s), {q.n_landmarks_used}/978 landmark genes"
             + (
@@ -192,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip gene ids the genes table does not know instead of refusing",
     )
+    ra.add_argument(
+        "--allow-non-zscores",
+        action="store_true",
+        help="rank profiles that plainly are not z-scores (no negative value, only whole "
+        "numbers, or a median far from 0) instead of refusing them; better: convert to "
+        "z-scores first",
+    )
+    ra.add_argument(
+        "--max-bytes",
+        type=int,
+        default=None,
+        help="refuse query files larger than this, unread (default 64 MiB for GCT, CSV and "
+        "TSV, which are parsed whole; 2 GiB for GCTX, which is streamed)",
+    )
     ra.add_argument("--out", type=Path, default=None, help="also write the hits as CSV")
     ra.add_argument(
         "--progress-from",
@@ -210,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(args, "top", 1) < 1 or getattr(args, "max_missing", 0) < 0:
         print("error: --top must be at least 1 and --max-missing at least 0", file=sys.stderr)
+        return 2
+    if getattr(args, "max_bytes", None) is not None and args.max_bytes < 1:
+        print("error: --max-bytes must be at least 1", file=sys.stderr)
         return 2
     try:
         return args.func(args)

@@ -1,6 +1,8 @@
 -- Views over the Parquet lake. The lake directory placeholder (the word lake in double
--- braces) is replaced by a quoted SQL string literal: DuckDB cannot take prepared
--- parameters in CREATE VIEW. A view whose files do not exist yet is skipped by the catalog.
+-- braces) is replaced by the session variable lake_dir when set (connect_read_only sets it
+-- from where the catalog file is), else the lake the catalog was built over, as a quoted SQL
+-- string literal: DuckDB cannot take prepared parameters in CREATE VIEW. A view whose files
+-- do not exist yet is skipped by the catalog.
 
 CREATE OR REPLACE VIEW profiles AS
 SELECT * REPLACE (landmarks::FLOAT[978] AS landmarks)

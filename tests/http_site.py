@@ -19,6 +19,9 @@ class Site:
         self.log: list[tuple[str, str, dict[str, str]]] = []
         # Path -> body bytes the next GET sends before the server drops the connection.
         self.drop_after: dict[str, int] = {}
+        # Path -> body bytes the next GET of a longer body sends, announcing that shorter
+        # length as its Content-Length (a proxy or server that cuts a file short silently).
+        self.short_get: dict[str, int] = {}
         # (method, path) -> statuses to answer the next requests with, in order.
         self.fail_next: dict[tuple[str, str], list[int]] = {}
         self.refuse_head = False
@@ -106,6 +109,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 data = data[: int(last) + 1] if last else data
                 status = 206
             body = data[start:]
+            if not head and len(body) > site.short_get.get(self.path, len(body)):
+                body = body[: site.short_get.pop(self.path)]
             self.send_response(status)
             if not (head and site.head_without_length):
                 self.send_header("Content-Length", str(len(body)))

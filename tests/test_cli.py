@@ -1,5 +1,7 @@
 """The ``l1000`` command line."""
 
+import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +71,62 @@ def test_read_across_bad_arguments(tmp_path):
         [L1000, "read-across", "--help"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and "level-4-like" in out.stdout
+
+
+def _data_root_without_weights(root: Path) -> list[str]:
+    """A data root with a model card, genes and perturbagen embeddings but no model weights:
+    enough to read and check query files, not to embed them."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from l1000_assets.core.embeddings.vectors import embedding_schema, model_version, vector_array
+
+    genes = [str(1000 + i) for i in range(978)]
+    card = root / "models" / "embedding_model" / "card.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"gene_order": genes}))
+    meta = root / "lake" / "metadata" / "release=synthetic"
+    meta.mkdir(parents=True)
+    pd.DataFrame({"gene_id": genes, "symbol": genes, "is_landmark": True}).to_parquet(
+        meta / "genes.parquet"
+    )
+    pd.DataFrame({"pert_id": ["a"], "moa": [None], "target": [None]}).to_parquet(
+        meta / "perturbagens.parquet"
+    )
+    fields = [pa.field(n, pa.string()) for n in ("pert_id", "pert_iname", "pert_type", "cell_id")]
+    schema = embedding_schema(fields, 4, model_version(card))
+    vectors = vector_array(np.eye(4, dtype=np.float32)[:1])
+    out = root / "lake" / "embeddings" / "perturbagens.parquet"
+    out.parent.mkdir(parents=True)
+    pq.write_table(pa.table([["a"], ["A"], ["trt_cp"], [None], vectors], schema=schema), out)
+    return genes
+
+
+def test_read_across_reads_and_refuses_a_file_before_loading_the_model(tmp_path):
+    genes = _data_root_without_weights(tmp_path)
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(random.Random(0).randbytes(2_000_000))
+    huge = tmp_path / "huge.csv"
+    values = [f"{(i % 7 - 3) * 1e30:g}" for i in range(978)]
+    huge.write_text("gene,p1\n" + "".join(f"{g},{v}\n" for g, v in zip(genes, values)))
+    out = subprocess.run(
+        [L1000, "read-across", str(garbage), str(huge), "--data-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Both refused for what they hold; the model (absent here) was never loaded.
+    assert out.returncode == 1, out.stderr
+    assert f"error: {garbage}: binary data, not a text table" in out.stderr
+    assert f"error: {huge}: 1 profile(s) with values beyond" in out.stderr
+    assert "embedding.keras" not in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run(
+        [L1000, "read-across", str(garbage), "--data-root", str(tmp_path), "--max-bytes", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "2,000,000 bytes, more than the 1,000 a query file may have" in out.stderr

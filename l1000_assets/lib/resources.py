@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
+
+from l1000_assets.lib.partitions import (
+    PartitionKeyError,
+    cell_line_partitions,
+    check_partition_key,
+    release_partitions,
+    valid_partition_key,
+)
+
+KEY = "{key}"
+_RELEASE = release_partitions.name
+_CELL_LINE = cell_line_partitions.name
 
 DATA_ROOT_ENV = "L1000_DATA_ROOT"
 QUERIES_DIR_ENV = "L1000_QUERIES_DIR"
@@ -26,32 +39,63 @@ class LakeResource(dg.ConfigurableResource):
     def path(self) -> Path:
         return Path(self.root).expanduser().resolve()
 
+    def keyed_path(self, partition: str, key: str, *parts: str) -> Path:
+        """``<root>/<parts...>`` with ``{key}`` in the parts replaced by a partition key: the
+        one way a partition key becomes a path.
+
+        The key must follow its partition's rule
+        (:func:`~l1000_assets.lib.partitions.check_partition_key`), and the path, symlinks
+        resolved, must lie strictly under the directory the parts before the first ``{key}``
+        name; otherwise :class:`~l1000_assets.lib.partitions.PartitionKeyError` (a
+        ``dg.Failure`` naming the partition and the key) is raised and nothing is created.
+        E.g. ``keyed_path("split", key, "models", "splits", "split={key}")``.
+        """
+        fixed = list(itertools.takewhile(lambda part: KEY not in part, parts))
+        if len(fixed) == len(parts):
+            raise ValueError(f"no {KEY} in the path parts {parts}")
+        check_partition_key(partition, key)
+        base = self.path.joinpath(*fixed)
+        path = self.path.joinpath(*(part.replace(KEY, key) for part in parts))
+        real_base, real = base.resolve(), path.resolve()
+        if real == real_base or not real.is_relative_to(real_base):
+            raise PartitionKeyError(
+                partition, key, f"{path} resolves to {real}, outside {real_base}; nothing written"
+            )
+        return path
+
     def release_dir(self, release: str) -> Path:
         """Downloaded or generated release files."""
-        return self.path / "releases" / release
+        return self.keyed_path(_RELEASE, release, "releases", KEY)
 
     def metadata_dir(self, release: str) -> Path:
         """Canonical metadata tables of one release (Parquet)."""
-        return self.path / "lake" / "metadata" / f"release={release}"
+        return self.keyed_path(_RELEASE, release, "lake", "metadata", f"release={KEY}")
 
     def release_manifest_path(self, release: str) -> Path:
         """``release_files``' record of the release's files (sizes, hashes, versions)."""
-        return self.path / "lake" / "metadata" / f"{release}.release_files.json"
+        return self.keyed_path(_RELEASE, release, "lake", "metadata", f"{KEY}.release_files.json")
 
     def metadata_releases(self) -> list[str]:
-        """Releases whose canonical metadata is in the lake."""
+        """Releases whose canonical metadata is in the lake (directories named by a valid
+        release key)."""
         base = self.path / "lake" / "metadata"
         if not base.is_dir():
             return []
-        return sorted(p.name.split("=", 1)[1] for p in base.glob("release=*") if p.is_dir())
+        names = (p.name.split("=", 1)[1] for p in base.glob("release=*") if p.is_dir())
+        return sorted(n for n in names if valid_partition_key(_RELEASE, n))
+
+    @property
+    def landmark_profiles_dir(self) -> Path:
+        """The landmark lake: one ``cell_id=<line>`` directory per cell line."""
+        return self.path / "lake" / "landmark_profiles"
 
     def landmark_dir(self, cell_line: str) -> Path:
         """Landmark profiles of one cell line: one Parquet file per release."""
-        return self.path / "lake" / "landmark_profiles" / f"cell_id={cell_line}"
+        return self.keyed_path(_CELL_LINE, cell_line, "lake", "landmark_profiles", f"cell_id={KEY}")
 
     def landmark_files(self) -> list[Path]:
         """Every landmark profile file in the lake (all cell lines, all releases)."""
-        base = self.path / "lake" / "landmark_profiles"
+        base = self.landmark_profiles_dir
         return sorted(base.glob("cell_id=*/*.parquet")) if base.is_dir() else []
 
     @property
@@ -85,12 +129,25 @@ class LakeResource(dg.ConfigurableResource):
         """Profile, signature and perturbagen embeddings (Parquet)."""
         return self.path / "lake" / "embeddings"
 
+    @property
+    def profile_embeddings_dir(self) -> Path:
+        """Profile embeddings: one ``cell_id=<line>`` directory per cell line."""
+        return self.embeddings_dir / "profiles"
+
     def profile_embeddings_path(self, cell_line: str) -> Path:
-        return self.embeddings_dir / "profiles" / f"cell_id={cell_line}" / "embeddings.parquet"
+        return self.keyed_path(
+            _CELL_LINE,
+            cell_line,
+            "lake",
+            "embeddings",
+            "profiles",
+            f"cell_id={KEY}",
+            "embeddings.parquet",
+        )
 
     def profile_embedding_files(self) -> list[Path]:
         """Every profile embeddings file (one per cell line)."""
-        base = self.embeddings_dir / "profiles"
+        base = self.profile_embeddings_dir
         return sorted(base.glob("cell_id=*/embeddings.parquet")) if base.is_dir() else []
 
     @property
@@ -101,10 +158,20 @@ class LakeResource(dg.ConfigurableResource):
     def perturbagen_embeddings_path(self) -> Path:
         return self.embeddings_dir / "perturbagens.parquet"
 
+    @property
+    def zscore_signatures_dir(self) -> Path:
+        """MODZ z-score signatures: one ``cell_id=<line>`` directory per cell line."""
+        return self.path / "lake" / "zscore_signatures"
+
     def zscore_signatures_path(self, cell_line: str) -> Path:
         """MODZ z-score signatures of one cell line."""
-        return (
-            self.path / "lake" / "zscore_signatures" / f"cell_id={cell_line}" / "signatures.parquet"
+        return self.keyed_path(
+            _CELL_LINE,
+            cell_line,
+            "lake",
+            "zscore_signatures",
+            f"cell_id={KEY}",
+            "signatures.parquet",
         )
 
     def metadata_files(self, table: str) -> list[Path]:

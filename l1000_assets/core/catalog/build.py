@@ -2,10 +2,20 @@
 
 The catalog is rebuilt whole into a temporary file and renamed into place, so readers
 never see a half-built catalog and the last good one survives a failed build.
+
+The views over the lake follow the data root the catalog is opened in: each reads its files
+under the session variable ``lake_dir`` when it is set, else under the lake the catalog was
+built over. The catalog records where its lake lies relative to the catalog file
+(``catalog_info``), and :func:`connect_read_only` sets ``lake_dir`` from that, so a data root
+copied or moved whole (catalog and lake together) reads its own lake. Another DuckDB client
+reads the lake where it was built unless told otherwise
+(``SET VARIABLE lake_dir = '<data root>/lake'``). The embedding tables are copies, wherever
+the file goes.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +25,11 @@ from l1000_assets.core.atomic import atomic_file
 from l1000_assets.core.errors import L1000InputError
 
 LAKE_PLACEHOLDER = "{{lake}}"
+#: The session variable naming the lake directory the views read.
+LAKE_VARIABLE = "lake_dir"
+#: The table recording where the lake lies relative to the catalog file.
+CATALOG_INFO = "catalog_info"
+_LAKE_FROM_CATALOG = "lake_dir_from_catalog"
 
 
 def sql_literal(value: str) -> str:
@@ -38,12 +53,25 @@ def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path
     sql_files = sorted(Path(sql_dir).glob("*.sql"))
     if not sql_files:
         raise L1000InputError(sql_dir, "no .sql files")
-    lake = sql_literal(str(Path(lake_dir).resolve()))
+    lake_dir = Path(lake_dir).resolve()
+    lake = f"coalesce(getvariable('{LAKE_VARIABLE}'), {sql_literal(str(lake_dir))})"
+    try:
+        relative = os.path.relpath(lake_dir, Path(db_path).resolve().parent)
+    except ValueError:  # another drive (Windows): only the absolute path holds
+        relative = None
     skipped: dict[str, str] = {}
     n = 0
     with atomic_file(db_path) as tmp:
+        # DuckDB's write-ahead log beside the temporary: removed whether the build succeeds
+        # or fails (on a full disk the closing checkpoint fails and leaves it).
+        wal = Path(f"{tmp}.wal")
         con = duckdb.connect(str(tmp))
         try:
+            con.execute(f"CREATE TABLE {CATALOG_INFO} (key VARCHAR, value VARCHAR)")
+            con.execute(
+                f"INSERT INTO {CATALOG_INFO} VALUES (?, ?), ('lake_dir_at_build', ?)",
+                [_LAKE_FROM_CATALOG, relative, str(lake_dir)],
+            )
             for sql_file in sql_files:
                 text = sql_file.read_text().replace(LAKE_PLACEHOLDER, lake)
                 for statement in duckdb.extract_statements(text):
@@ -60,9 +88,10 @@ def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path
                         raise L1000InputError(sql_file, f"{head}: {exc}") from exc
             con.execute("CHECKPOINT")
         finally:
-            con.close()
-        wal = Path(str(tmp) + ".wal")
-        wal.unlink(missing_ok=True)
+            try:
+                con.close()
+            finally:
+                wal.unlink(missing_ok=True)
     return CatalogReport(Path(db_path), n, skipped)
 
 
@@ -70,9 +99,37 @@ def _strip_comments(query: str) -> str:
     return "\n".join(line for line in query.splitlines() if not line.strip().startswith("--"))
 
 
-def connect_read_only(db_path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open the catalog for queries (read-only: the catalog asset is the only writer)."""
+def connect_read_only(
+    db_path: str | Path, lake_dir: str | Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the catalog for queries (read-only: the catalog asset is the only writer).
+
+    The views read the lake at ``lake_dir``; by default the lake where the catalog recorded
+    it, relative to the catalog file (so a copied or moved data root reads its own lake).
+    """
     path = Path(db_path)
     if not path.exists():
         raise L1000InputError(path, "catalog not found: materialize the warehouse asset first")
-    return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        lake = Path(lake_dir) if lake_dir is not None else _recorded_lake(con, path)
+        if lake is not None:
+            con.execute(f"SET VARIABLE {LAKE_VARIABLE} = ?", [str(lake.resolve())])
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _recorded_lake(con: duckdb.DuckDBPyConnection, db_path: Path) -> Path | None:
+    """The lake the catalog recorded, relative to ``db_path``; None for a catalog built
+    before it recorded one (its views read the lake where it was built)."""
+    try:
+        rows = con.execute(
+            f"SELECT value FROM {CATALOG_INFO} WHERE key = ?", [_LAKE_FROM_CATALOG]
+        ).fetchall()
+    except duckdb.CatalogException:
+        return None
+    if not rows or rows[0][0] is None:
+        return None
+    return db_path.resolve().parent / rows[0][0]

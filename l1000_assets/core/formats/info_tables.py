@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def read_info_table(
         raise L1000InputError(path, "file not found")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise L1000InputError(path, f"cannot read (truncated gzip?): {exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        # zlib.error (a corrupt deflate stream) is not an OSError: caught by name.
+        raise L1000InputError(path, f"cannot read (truncated or corrupt gzip?): {exc}") from exc
     if not raw.strip():
         raise L1000InputError(path, "file is empty")
     try:

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.errors import L1000InputError, preview_ids
 from l1000_assets.core.formats.matrix import MatrixReader, RowSpan, open_matrix
 from l1000_assets.core.lake.parquet_arrow import ArrowLakeFile
 from l1000_assets.core.lake.parquet_pages import CODECS, PageLakeFile
@@ -62,6 +62,7 @@ from l1000_assets.core.releases.reconcile import (
     match_ids,
 )
 from l1000_assets.core.releases.schema import INSTANCE_COLUMNS
+from l1000_assets.core.zscores import OVERRIDE, not_zscores
 
 #: The lake file writers: ``fast`` (landmark pages written directly) and ``pyarrow``.
 WRITERS = ("fast", "pyarrow")
@@ -72,6 +73,8 @@ ROW_GROUP_ROWS = {"fast": 2048, "pyarrow": 8192}
 #: when their size is not given: with many cell lines in one pass they get fewer rows.
 PYARROW_OPEN_BYTES = 512 << 20
 _PAGE_BYTES = 1 << 20  # landmark data page size, about (whole rows)
+#: Samples of each block whose landmark values are checked to be z-scores (spread evenly).
+ZSCORE_SAMPLES = 16
 
 LakeFile = PageLakeFile | ArrowLakeFile
 
@@ -338,6 +341,26 @@ class _CellWriters:
         return out
 
 
+def _check_zscores(
+    matrix: MatrixReader, block: NDArray[np.float32], span: RowSpan, start: int
+) -> None:
+    """Refuse the matrix if :data:`ZSCORE_SAMPLES` samples of ``block`` (the matrix's
+    samples from ``start``), spread evenly, plainly are not z-scores over their landmarks."""
+    step = max(1, len(block) // ZSCORE_SAMPLES)
+    sample = block[::step][:, span.index]
+    found = not_zscores(sample[np.isfinite(sample)].reshape(1, -1))
+    if found:
+        ids = matrix.col_ids[start : start + len(block) : step][:3].tolist()
+        raise L1000InputError(
+            matrix.path,
+            f"not level-4 z-scores: the samples from {ids[0]!r} on ({len(sample)} checked: "
+            f"{preview_ids(ids, 3)}...) have {' and '.join(found)}; level-4 values are "
+            "robust z-scores against the plate "
+            f"population (level 3, counts and other platforms are not): convert them to "
+            f"z-scores first, or set {OVERRIDE} to ingest them anyway",
+        )
+
+
 def _drop_behind(fd: int, end: int) -> None:
     """Start writing the cached pages of file ``fd`` before byte ``end`` to disk and drop
     those already written.
@@ -401,6 +424,7 @@ def write_landmark_profiles_from_metadata(
     compression: str | None = None,
     writer: str = "fast",
     write_threads: int = 2,
+    allow_non_zscores: bool = False,
     progress: Progress | None = None,
 ) -> LandmarkIngestReport:
     """Write the non-control landmark profiles of a release for the cell lines in
@@ -447,6 +471,11 @@ def write_landmark_profiles_from_metadata(
         Both files read back the same.
     write_threads
         Threads writing Parquet while the matrix is read.
+    allow_non_zscores
+        Ingest a matrix that plainly is not level-4 z-scores
+        (:func:`~l1000_assets.core.zscores.not_zscores` of :data:`ZSCORE_SAMPLES` samples of
+        each block: no negative value, only whole numbers, or a median far from 0) instead
+        of refusing it.
     progress
         Called as ``progress(done, total, elapsed_seconds)`` after each block.
 
@@ -459,7 +488,8 @@ def write_landmark_profiles_from_metadata(
     L1000InputError
         Naming the file and a few ids, for any of the disagreements above (``strict``), a
         repeated matrix column id, a landmark missing from the matrix, an unreadable or
-        truncated matrix, or a non-finite value in a written profile.
+        truncated matrix, a non-finite value in a written profile, or values that are not
+        z-scores (unless ``allow_non_zscores``).
     """
     check_on_bad_input(on_bad_input)
     row_group_rows = _resolve_row_group_rows(writer, row_group_rows, len(out_paths))
@@ -494,6 +524,7 @@ def write_landmark_profiles_from_metadata(
             compression=compression,
             writer=writer,
             write_threads=write_threads,
+            allow_non_zscores=allow_non_zscores,
             progress=progress,
             t0=t0,
         )
@@ -513,6 +544,7 @@ def write_landmark_profiles(
     compression: str | None = None,
     writer: str = "fast",
     write_threads: int = 2,
+    allow_non_zscores: bool = False,
     progress: Progress | None = None,
 ) -> LandmarkIngestReport:
     """:func:`write_landmark_profiles_from_metadata` for a release opened with
@@ -537,6 +569,7 @@ def write_landmark_profiles(
             compression=compression,
             writer=writer,
             write_threads=write_threads,
+            allow_non_zscores=allow_non_zscores,
             progress=progress,
             t0=t0,
         )
@@ -562,6 +595,7 @@ def _write_blocks(
     compression: str | None,
     writer: str,
     write_threads: int,
+    allow_non_zscores: bool,
     progress: Progress | None,
     t0: float,
 ) -> dict[str, int]:
@@ -603,6 +637,8 @@ def _write_blocks(
             else:
                 buffer = np.empty(buffer_shape, np.float32)
             block = matrix.read_span(start, stop, span, buffer)
+            if not allow_non_zscores:
+                _check_zscores(matrix, block, span, start)
             jobs = []
             for k, cell in enumerate(cells):
                 end = cursor[k] + int(

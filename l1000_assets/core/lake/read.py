@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.errors import L1000InputError, preview_ids
 from l1000_assets.core.lake.schema import (
     GENE_IDS_KEY,
     N_LANDMARKS,
@@ -90,10 +90,25 @@ def read_canonical_landmarks(path: str | Path) -> list[str]:
     if not path.exists():
         raise L1000InputError(path, "file not found")
     genes = pq.read_table(path, columns=["gene_id", "is_landmark", "landmark_index"])
-    landmarks = genes.filter(pc.fill_null(genes["is_landmark"], False))
+    marked = pc.fill_null(genes["is_landmark"], False)
+    landmarks = genes.filter(marked)
     if landmarks.num_rows != N_LANDMARKS:
+        # A landmark_index says which genes were landmarks when the table was written.
+        unmarked = genes.filter(pc.and_(pc.is_valid(genes["landmark_index"]), pc.invert(marked)))
+        held = set(landmarks["landmark_index"].drop_null().to_pylist())
+        gaps = [i for i in range(N_LANDMARKS) if i not in held]
+        detail = ""
+        if unmarked.num_rows:
+            detail += (
+                f"; with a landmark_index but not marked: "
+                f"{preview_ids(unmarked['gene_id'].to_pylist())}"
+            )
+        if gaps:
+            shown = ", ".join(map(str, gaps[:10])) + (" ..." if len(gaps) > 10 else "")
+            detail += f"; landmark positions without a gene: {shown}"
         raise L1000InputError(
-            path, f"genes: {landmarks.num_rows} landmark genes marked, expected {N_LANDMARKS}"
+            path,
+            f"genes: {landmarks.num_rows} landmark genes marked, expected {N_LANDMARKS}{detail}",
         )
     return landmarks.sort_by("landmark_index").column("gene_id").cast(pa.string()).to_pylist()
 

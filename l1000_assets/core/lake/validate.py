@@ -5,7 +5,7 @@ the ids are held as Arrow strings in polars' hash tables, not as Python objects)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,3 +92,20 @@ def metadata_mismatch(
         sides.append((int(n.item()), head["inst_id"].to_list()))
     (n_meta, ex_meta), (n_prof, ex_prof) = sides
     return MetadataMismatch(release, n_meta, n_prof, ex_meta, ex_prof)
+
+
+#: A new version may hold at most this fraction fewer profiles than the lake holds before it
+#: is refused (unless allowed): it would otherwise erase good data.
+SHRINK_LIMIT = 0.5
+
+
+def shrinkage(
+    before: Mapping[str, int], after: Mapping[str, int], *, limit: float = SHRINK_LIMIT
+) -> dict[str, tuple[int, int]]:
+    """Keys whose count falls by more than ``limit`` (a fraction of the count ``before``;
+    a key missing ``after`` counts 0): key -> (before, after)."""
+    return {
+        key: (n, after.get(key, 0))
+        for key, n in before.items()
+        if n > 0 and after.get(key, 0) < n * (1 - limit)
+    }

@@ -3,7 +3,12 @@
 Inputs are **level-4-like landmark z-scores**: each value says how far a gene's expression
 in the profile lies from its plate (or experiment) population, in robust standard
 deviations (median 0, MAD-based scale). Raw counts, log expression or fold changes are
-not z-scores; profiles that look like them get a warning.
+not z-scores: profiles that plainly are not (:func:`~l1000_assets.core.zscores.not_zscores`:
+no negative value, only whole numbers, or a median far from 0) are refused unless
+``allow_non_zscores``, and values far outside any z-score
+(:data:`~l1000_assets.core.zscores.MAX_ABS_ZSCORE`) always are. A file larger than
+``max_bytes`` is refused before it is read, and a text file whose first 64 KB hold binary
+data after those are read.
 
 Accepted files (one or many profiles each):
 
@@ -14,8 +19,11 @@ Accepted files (one or many profiles each):
 
 Genes are Entrez ids (``5720``) or symbols (``PSME1``, case-insensitive), mapped to the
 978 landmark genes in the model's input order (``gene_order`` of the model card) through
-the lake's ``genes`` table. Known non-landmark genes are ignored; landmark genes missing
-from the file are set to 0 (no change) and reported, and a file missing more than
+the lake's ``genes`` table. A GCT or GCTX whose row ids are not genes (probe ids such as
+``200814_at``, as in CMap's level-5 files) is read by its row metadata's gene ids or
+symbols (:data:`GENE_FIELDS`), whichever names more genes. Known non-landmark genes are
+ignored; landmark genes missing from the file are set to 0 (no change) and reported, and a
+file missing more than
 ``max_missing`` of them is refused. Unknown identifiers, duplicate genes, non-numeric or
 non-finite values and empty files are refused with :class:`L1000InputError` naming the
 file and a few offending ids.
@@ -36,9 +44,17 @@ from l1000_assets.core.errors import L1000InputError, preview_ids
 from l1000_assets.core.lake.schema import N_LANDMARKS
 from l1000_assets.core.progress import Progress
 from l1000_assets.core.readacross.genes import GeneIndex
+from l1000_assets.core.zscores import MAX_ABS_ZSCORE, OVERRIDE, not_zscores, out_of_range
 
 QUERY_SUFFIXES = (".gct", ".gctx", ".csv", ".tsv", ".txt")
 DEFAULT_MAX_MISSING = 50  # of 978 landmark genes (about 5%)
+#: Largest query file read when ``max_bytes`` is not given: text files are parsed whole
+#: (about 7 times their size in memory), GCTX files are streamed.
+DEFAULT_MAX_TEXT_BYTES = 64 << 20
+DEFAULT_MAX_GCTX_BYTES = 2 << 30
+#: Row metadata fields that name a GCT/GCTX row's gene when its row id does not.
+GENE_FIELDS = ("pr_gene_id", "pr_gene_symbol")
+_SNIFF_BYTES = 1 << 16
 
 
 @dataclass
@@ -63,6 +79,9 @@ class QueryProfiles:
 class QueryOptions:
     max_missing: int = DEFAULT_MAX_MISSING
     allow_unknown: bool = False  # skip unknown gene identifiers instead of refusing
+    allow_non_zscores: bool = False  # rank profiles that plainly are not z-scores (warned)
+    # Larger files are refused unread; None: DEFAULT_MAX_TEXT_BYTES, DEFAULT_MAX_GCTX_BYTES.
+    max_bytes: int | None = None
 
 
 def is_query_file(path: Path) -> bool:
@@ -83,9 +102,10 @@ def read_query_file(
     Raises
     ------
     L1000InputError
-        Naming the file and the problem: unsupported type, empty file, unknown gene
-        identifiers, duplicate genes, too many landmark genes missing, non-numeric or
-        non-finite values, duplicate profile ids.
+        Naming the file and the problem: unsupported type, larger than ``max_bytes``, empty
+        file, binary data in a text file, unknown gene identifiers, duplicate genes, too many
+        landmark genes missing, non-numeric or non-finite values, duplicate profile ids,
+        values that are not z-scores (unless allowed) or far outside any.
     """
     path = Path(path)
     if not path.is_file():
@@ -96,23 +116,53 @@ def read_query_file(
             path,
             f"unsupported file type {suffix or '(none)'!r}: expected {', '.join(QUERY_SUFFIXES)}",
         )
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise L1000InputError(path, "empty file")
+    limit = options.max_bytes
+    if limit is None:
+        limit = DEFAULT_MAX_GCTX_BYTES if suffix == ".gctx" else DEFAULT_MAX_TEXT_BYTES
+    if size > limit:
+        raise L1000InputError(
+            path,
+            f"{size:,} bytes, more than the {limit:,} a query file may have "
+            "(max_bytes; l1000 read-across --max-bytes): not read",
+        )
     if suffix == ".gctx":
         return _read_gctx(path, genes, options, progress)
+    with open(path, "rb") as f:
+        if b"\0" in f.read(_SNIFF_BYTES):
+            raise L1000InputError(path, "binary data, not a text table (GCT, CSV or TSV)")
     if suffix == ".gct":
         from l1000_assets.core.formats.gct import GctReader
 
         gct = GctReader(path)
         return _assemble(
             path,
-            gct.row_ids.tolist(),
+            _gene_labels(gct.row_ids, gct.row_metadata, genes),
             [str(c) for c in gct.col_ids],
             lambda rows: gct.values[:, rows],
             genes,
             options,
         )
     return _read_table(path, genes, options)
+
+
+def _gene_labels(
+    row_ids: np.ndarray, row_metadata: Callable[[], pd.DataFrame], genes: GeneIndex
+) -> list[str]:
+    """The row ids, or the row metadata field of :data:`GENE_FIELDS` that names more genes
+    of ``genes`` when the row ids are not all genes (probe ids)."""
+    labels = [str(r) for r in row_ids]
+    best = genes.matches(labels)
+    if best == len(labels):
+        return labels
+    meta = row_metadata()
+    for name in (f for f in GENE_FIELDS if f in meta.columns):
+        candidate = [str(v) for v in meta[name].tolist()]
+        if (n := genes.matches(candidate)) > best:
+            labels, best = candidate, n
+    return labels
 
 
 def _map_genes(path: Path, labels: Sequence[object], genes: GeneIndex, options: QueryOptions):
@@ -187,7 +237,7 @@ def _assemble(
         missing,
         ignored,
         unknown,
-        scale_warnings(values, profile_ids),
+        _check_scale(path, values, profile_ids, options),
     )
 
 
@@ -196,6 +246,38 @@ def _check_unique(path: Path, profile_ids: Sequence[str]) -> None:
     dup = ids[ids.duplicated()].unique().tolist()
     if dup:
         raise L1000InputError(path, f"duplicate profile id(s): {preview_ids(dup)}")
+
+
+def _check_scale(
+    path: Path, values: np.ndarray, profile_ids: Sequence[str], options: QueryOptions
+) -> list[str]:
+    """Refuse profiles with values far outside any z-score, and (unless
+    ``allow_non_zscores``, then as warnings) profiles that plainly are not z-scores; return
+    the other scale warnings."""
+    ids = np.asarray(profile_ids, object)
+    huge = out_of_range(values)
+    if huge.any():
+        raise L1000InputError(
+            path,
+            f"{huge.sum()} profile(s) with values beyond +-{MAX_ABS_ZSCORE:g}, far outside "
+            f"any z-score (largest {np.abs(values).max():.3g}): {preview_ids(ids[huge])}",
+        )
+    found = [
+        f"{rows.sum()} profile(s) with {reason}: {preview_ids(ids[rows])}"
+        for reason, rows in not_zscores(values).items()
+    ]
+    if found and not options.allow_non_zscores:
+        raise L1000InputError(
+            path,
+            "not level-4 z-scores: "
+            + "; ".join(found)
+            + ". Query profiles are robust z-scores against the plate population: convert "
+            f"them to z-scores first, or set {OVERRIDE} (l1000 read-across "
+            "--allow-non-zscores) to rank them anyway",
+        )
+    return [f"not z-scores, ranked as allowed: {f}" for f in found] + scale_warnings(
+        values, profile_ids
+    )
 
 
 def _check_finite(path: Path, values: np.ndarray, profile_ids: Sequence[str]) -> None:
@@ -288,7 +370,7 @@ def _read_gctx(
     from l1000_assets.core.formats.gctx import GctxReader
 
     with GctxReader(path) as reader:
-        labels = reader.row_ids.tolist()
+        labels = _gene_labels(reader.row_ids, reader.row_metadata, genes)
         profile_ids = [str(c) for c in reader.col_ids]
         if not profile_ids:
             raise L1000InputError(path, "no profiles in the file")
@@ -311,27 +393,20 @@ def _read_gctx(
         missing,
         ignored,
         unknown,
-        scale_warnings(values, profile_ids),
+        _check_scale(path, values, profile_ids, options),
     )
 
 
 def scale_warnings(values: np.ndarray, profile_ids: Sequence[str]) -> list[str]:
-    """Warnings for profiles that do not look like level-4 z-scores."""
+    """Warnings for profiles that may be z-scores but look odd: a wide spread, or none."""
     out = []
-    nonneg = (values >= 0).all(axis=1)
-    center = np.abs(np.median(values, axis=1))
     spread = values.std(axis=1)
     ids = np.asarray(profile_ids, object)
-    if nonneg.any():
+    wide = spread > 10
+    if wide.any():
         out.append(
-            f"{nonneg.sum()} profile(s) have no negative value, like raw or log "
-            f"expression rather than z-scores: {preview_ids(ids[nonneg])}"
-        )
-    far = ~nonneg & ((center > 2) | (spread > 10))
-    if far.any():
-        out.append(
-            f"{far.sum()} profile(s) are far from level-4 z-scores (|median| > 2 or "
-            f"SD > 10): {preview_ids(ids[far])}"
+            f"{wide.sum()} profile(s) spread far wider than level-4 z-scores (SD > 10): "
+            f"{preview_ids(ids[wide])}"
         )
     flat = spread == 0
     if flat.any():

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from l1000_assets.core.embeddings.vectors import read_embeddings, recorded_model_version
-from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.errors import L1000InputError, preview_ids
 from l1000_assets.core.progress import Progress
 from l1000_assets.core.readacross.genes import GeneIndex, read_genes
 from l1000_assets.core.readacross.query_files import (
@@ -181,6 +181,10 @@ class ReadAcrossResult:
 class ReadAcross:
     """The current model, gene index and reference perturbagens, loaded once.
 
+    The model itself (Keras, seconds and about a GB to load) is loaded only when the first
+    profiles are embedded, so a query file is read and checked first: a bad file is refused
+    without it (:meth:`read`, then :meth:`rank_query`; :meth:`run` does both).
+
     Parameters
     ----------
     model_dir
@@ -202,9 +206,10 @@ class ReadAcross:
         pert_type: str | None = None,
     ):
         from l1000_assets.core.embeddings.vectors import model_version
-        from l1000_assets.core.model.store import CARD_FILE, load_card, load_embedding
+        from l1000_assets.core.model.store import CARD_FILE, load_card
 
         self.model_dir = Path(model_dir)
+        self.perturbagen_embeddings = Path(perturbagen_embeddings)
         card_path = self.model_dir / CARD_FILE
         if not card_path.exists():
             raise L1000InputError(
@@ -228,20 +233,32 @@ class ReadAcross:
                 f"current model is {self.version}: materialize "
                 "profile_embeddings and perturbagen_embeddings again",
             )
-        self.model = load_embedding(self.model_dir)
-        n_in, dim = self.model.input_shape[-1], self.model.output_shape[-1]
-        if n_in != len(self.genes.gene_order):
-            raise L1000InputError(
-                self.model_dir,
-                f"model/gene-order mismatch: the model takes "
-                f"{n_in} inputs, its card lists "
-                f"{len(self.genes.gene_order)} genes",
-            )
-        if dim != self.references.vectors.shape[1]:
-            raise L1000InputError(
-                perturbagen_embeddings,
-                f"{self.references.vectors.shape[1]}-d embeddings, the model makes {dim}-d ones",
-            )
+        self._model = None
+
+    @property
+    def model(self):
+        """The Keras embedding model, loaded (and checked against the card and the
+        references) on first use."""
+        if self._model is None:
+            from l1000_assets.core.model.store import load_embedding
+
+            model = load_embedding(self.model_dir)
+            n_in, dim = model.input_shape[-1], model.output_shape[-1]
+            if n_in != len(self.genes.gene_order):
+                raise L1000InputError(
+                    self.model_dir,
+                    f"model/gene-order mismatch: the model takes "
+                    f"{n_in} inputs, its card lists "
+                    f"{len(self.genes.gene_order)} genes",
+                )
+            if dim != self.references.vectors.shape[1]:
+                raise L1000InputError(
+                    self.perturbagen_embeddings,
+                    f"{self.references.vectors.shape[1]}-d embeddings, the model makes "
+                    f"{dim}-d ones",
+                )
+            self._model = model
+        return self._model
 
     def embed(
         self, values: np.ndarray, *, batch_size: int = 4096, progress: Progress | None = None
@@ -256,6 +273,25 @@ class ReadAcross:
                 progress(min(b0 + batch_size, len(values)), len(values), time.perf_counter() - t0)
         return out
 
+    def read(
+        self,
+        path: str | Path,
+        options: QueryOptions = QueryOptions(),
+        *,
+        progress: Progress | None = None,
+    ) -> QueryProfiles:
+        """Read and check one query file (:func:`read_query_file`); needs no model."""
+        return read_query_file(path, self.genes, options, progress=progress)
+
+    def rank_query(
+        self, query: QueryProfiles, *, top: int = DEFAULT_TOP, progress: Progress | None = None
+    ) -> ReadAcrossResult:
+        """Embed and rank the profiles of a query file read by :meth:`read`; profiles whose
+        embedding is not unit length are refused (:func:`check_unit_length`)."""
+        z = self.embed(query.values, progress=progress)
+        check_unit_length(query.path, z, query.profile_ids)
+        return ReadAcrossResult(query, z, rank(query, z, self.references, top))
+
     def run(
         self,
         path: str | Path,
@@ -267,6 +303,22 @@ class ReadAcross:
         """Read, check, embed and rank one query file. ``progress(stage)`` may return a
         progress callback for the stages ``"read"`` (GCTX blocks) and ``"embedded"``."""
         stage = progress or (lambda _: None)
-        query = read_query_file(path, self.genes, options, progress=stage("read"))
-        z = self.embed(query.values, progress=stage("embedded"))
-        return ReadAcrossResult(query, z, rank(query, z, self.references, top))
+        query = self.read(path, options, progress=stage("read"))
+        return self.rank_query(query, top=top, progress=stage("embedded"))
+
+
+def check_unit_length(
+    path: str | Path, embeddings: np.ndarray, profile_ids: Sequence[str], tol: float = 1e-3
+) -> None:
+    """Refuse profiles whose embedding is not a unit vector (zero or non-finite: degenerate
+    input the model cannot place), naming them; their hits would be arbitrary."""
+    norms = np.linalg.norm(np.asarray(embeddings, np.float64), axis=1)
+    bad = ~np.isfinite(norms) | (np.abs(norms - 1) > tol)
+    if bad.any():
+        ids = np.asarray(profile_ids, object)[bad]
+        raise L1000InputError(
+            path,
+            f"{bad.sum()} profile(s) embed to a vector that is not unit length (norm "
+            f"{norms[bad][0]:.3g}): degenerate values the model cannot place, not ranked: "
+            f"{preview_ids(ids)}",
+        )

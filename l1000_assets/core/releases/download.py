@@ -8,9 +8,12 @@
   ``If-Range``, so a file that changed on the server is never stitched onto old bytes.
 * Transient failures (connection errors, timeouts, short reads, 5xx, 408, 429) are retried
   with exponential backoff; other 4xx statuses fail at once.
-* The finished bytes are checked against the declared size, ``expected_size`` and
-  ``sha512``, optionally gunzipped as a stream, and only then renamed onto the target, so
-  the target only ever appears complete and verified.
+* The finished bytes are checked against every size the server announced for that version
+  (the HEAD ``Content-Length``, or the ``Content-Range`` total of the probe when HEAD is
+  refused; the GET's ``Content-Length``; the ``Content-Range`` totals of resumed ranges),
+  ``expected_size`` and ``sha512``, optionally gunzipped as a stream, and only then renamed
+  onto the target, so the target only ever appears complete and verified (a server that
+  sends a short body with a matching short ``Content-Length`` is caught too).
 * A ``<name>.source.json`` sidecar beside the target records what was fetched; a later call
   whose HEAD request shows the same ETag, Last-Modified and Content-Length does nothing.
 
@@ -77,6 +80,8 @@ class RemoteVersion:
     etag: str | None
     last_modified: str | None
     content_length: int | None
+    #: Where ``content_length`` came from, as named in errors.
+    length_source: str = "HEAD Content-Length"
 
 
 @dataclass(frozen=True)
@@ -143,12 +148,11 @@ def probe(url: str, *, timeout: float = 60.0) -> RemoteVersion:
         if exc.status not in _HEAD_REFUSED:
             raise
     with _open(url, headers={"Range": "bytes=0-0"}, timeout=timeout) as response:
-        length = (
-            _content_range(response.headers)[2]
-            if response.status == 206
-            else _content_length(response.headers)
-        )
-        return _version(url, response.headers, length)
+        if response.status == 206:
+            length, source = _content_range(response.headers)[2], "Content-Range total"
+        else:
+            length, source = _content_length(response.headers), "GET Content-Length"
+        return _version(url, response.headers, length, source)
 
 
 def download(
@@ -210,9 +214,10 @@ def download(
         includes the initial HEAD request: when it fails the call raises even if a good
         copy of ``dest`` exists, and the caller decides whether to use that copy.
     L1000InputError
-        Naming ``dest`` when the size or SHA-512 does not match, or ``<dest>.gz`` when the
-        gzip data is truncated or corrupt. The bad data is deleted and ``dest`` is left as
-        it was.
+        Naming ``dest`` when the size differs from ``expected_size`` or from any size the
+        server announced for the version fetched, or the SHA-512 does not match, or naming
+        ``<dest>.gz`` when the gzip data is truncated or corrupt. The bad data is deleted and
+        ``dest`` is left as it was.
 
     Notes
     -----
@@ -264,9 +269,16 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial.discard_unless_resumable(remote)
     meter = _Meter(progress)
+    announced: dict[str, int] = {}  # Content-Range totals of the ranges fetched
     resumed_from = _with_retries(
         lambda: _fetch_rest(
-            url, partial, remote, timeout=timeout, chunk_size=chunk_size, meter=meter
+            url,
+            partial,
+            remote,
+            timeout=timeout,
+            chunk_size=chunk_size,
+            meter=meter,
+            announced=announced,
         ),
         url=url,
         retries=retries,
@@ -276,10 +288,13 @@ def download(
 
     meta = partial.meta() or {}
     size = partial.size()
-    for expected, source in (
-        (meta.get("total"), "the server's Content-Length"),
-        (expected_size, "expected_size"),
-    ):
+    sizes = [(meta.get("total"), "the server's Content-Length")]
+    # The probe's size holds for the bytes fetched when they are of the version it saw
+    # (a file changed between HEAD and GET has another size, and new validators).
+    if (meta.get("etag"), meta.get("last_modified")) == (remote.etag, remote.last_modified):
+        sizes.append((remote.content_length, remote.length_source))
+    sizes += [(total, source) for source, total in announced.items()]
+    for expected, source in [*sizes, (expected_size, "expected_size")]:
         if expected is not None and size != expected:
             partial.discard()
             raise L1000InputError(
@@ -560,8 +575,10 @@ def _fetch_rest(
     timeout: float,
     chunk_size: int,
     meter: _Meter,
+    announced: dict[str, int],
 ) -> int:
-    """One GET attempt that completes ``partial``; returns the offset it started at."""
+    """One GET attempt that completes ``partial``; returns the offset it started at. The
+    ``Content-Range`` total of a ranged answer is recorded in ``announced``."""
     offset = partial.size()
     meta = partial.meta() or {}
     if offset and offset == remote.content_length:
@@ -586,6 +603,8 @@ def _fetch_rest(
             )
         if response.status == 206:
             start, _, total = _content_range(response.headers)
+            if total is not None:
+                announced["Content-Range total"] = total
             if start != offset:
                 partial.discard()
                 raise DownloadError(
@@ -687,12 +706,15 @@ def _if_range(etag: str | None, last_modified: str | None) -> str | None:
     return last_modified
 
 
-def _version(url: str, headers: Any, length: int | None) -> RemoteVersion:
+def _version(
+    url: str, headers: Any, length: int | None, source: str = "HEAD Content-Length"
+) -> RemoteVersion:
     return RemoteVersion(
         url=url,
         etag=headers.get("ETag"),
         last_modified=headers.get("Last-Modified"),
         content_length=length,
+        length_source=source,
     )
 
 

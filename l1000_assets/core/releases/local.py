@@ -11,7 +11,7 @@ tables, or metadata embedded in the GCT) into canonical metadata and a matrix so
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from l1000_assets.core.releases.schema import (
     canonical_instances,
     canonical_perturbagens,
     cell_lines_from_instances,
+    instance_schema_drift,
     perturbagens_from_instances,
 )
 
@@ -86,7 +87,9 @@ def find_release_files(root: str | Path) -> LocalRelease:
 
 @dataclass
 class ReleaseData:
-    """A release opened for ingest: canonical metadata plus a matrix to stream."""
+    """A release opened for ingest: canonical metadata plus a matrix to stream.
+    ``schema_warnings``: optional canonical columns the metadata lacks or leaves empty
+    (:func:`~l1000_assets.core.releases.schema.instance_schema_drift`)."""
 
     name: str
     matrix_path: Path
@@ -95,6 +98,7 @@ class ReleaseData:
     perturbagens: pd.DataFrame
     cell_lines: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
+    schema_warnings: list[str] = field(default_factory=list)
 
     def open_matrix(self) -> MatrixReader:
         """The level-4 matrix, its rows keyed by gene id (:func:`open_matrix`)."""
@@ -108,14 +112,24 @@ def _find_gct(root: Path) -> Path | None:
     return gcts[0] if gcts else None
 
 
-def open_release(name: str, root: str | Path, files: dict[str, str] | None = None) -> ReleaseData:
+def open_release(
+    name: str,
+    root: str | Path,
+    files: dict[str, str] | None = None,
+    *,
+    reference_landmarks: Collection[str] | None = None,
+    reference: str = "the reference",
+) -> ReleaseData:
     """Open the release in directory ``root`` and map its metadata to the canonical schema.
 
     ``files`` may name any of the roles (``level4``, ``inst_info``, ``gene_info``,
     ``pert_info``, ``cell_info``) explicitly, relative to ``root``; the rest are found by
     their GEO-style names. A directory holding a single ``.gct`` file is a GCT-text release
-    whose metadata may be embedded in the GCT.
+    whose metadata may be embedded in the GCT. ``reference_landmarks`` (the landmark genes
+    of ``reference``, e.g. a release in the lake) names the genes behind a wrong landmark
+    count (:func:`~l1000_assets.core.releases.schema.canonical_genes`).
     """
+    landmarks = {"reference_landmarks": reference_landmarks, "reference": reference}
     root = Path(root)
     files = {k: root / v for k, v in (files or {}).items()}
     if not root.is_dir():
@@ -124,7 +138,7 @@ def open_release(name: str, root: str | Path, files: dict[str, str] | None = Non
     if gct is None and "level4" not in files:
         gct = _find_gct(root)
     if gct is not None:
-        return _open_gct_release(name, gct, files)
+        return _open_gct_release(name, gct, files, landmarks)
     found = (
         find_release_files(root) if not {"level4", "inst_info", "gene_info"} <= set(files) else None
     )
@@ -136,7 +150,10 @@ def open_release(name: str, root: str | Path, files: dict[str, str] | None = Non
             raise L1000InputError(path, f"{role} file not found")
     inst_raw = read_info_table(files["inst_info"])
     instances = canonical_instances(inst_raw, name, path=files["inst_info"])
-    genes = canonical_genes(read_info_table(files["gene_info"]), path=files["gene_info"])
+    drift = instance_schema_drift(inst_raw, instances, path=files["inst_info"])
+    genes = canonical_genes(
+        read_info_table(files["gene_info"]), path=files["gene_info"], **landmarks
+    )
     perts = (
         canonical_perturbagens(read_info_table(files["pert_info"]), name, path=files["pert_info"])
         if "pert_info" in files
@@ -147,10 +164,12 @@ def open_release(name: str, root: str | Path, files: dict[str, str] | None = Non
         if "cell_info" in files
         else cell_lines_from_instances(instances)
     )
-    return ReleaseData(name, files["level4"], instances, genes, perts, cells, files)
+    return ReleaseData(name, files["level4"], instances, genes, perts, cells, files, drift)
 
 
-def _open_gct_release(name: str, gct: Path, files: dict[str, Path]) -> ReleaseData:
+def _open_gct_release(
+    name: str, gct: Path, files: dict[str, Path], landmarks: dict[str, object]
+) -> ReleaseData:
     source = open_matrix(gct)
     if "inst_info" in files:
         inst_raw = read_info_table(files["inst_info"])
@@ -158,17 +177,18 @@ def _open_gct_release(name: str, gct: Path, files: dict[str, Path]) -> ReleaseDa
         inst_raw = source.col_metadata().reset_index().astype("string")
         inst_raw = inst_raw.rename(columns={inst_raw.columns[0]: "inst_id"})
     instances = canonical_instances(inst_raw, name, path=files.get("inst_info", gct))
+    drift = instance_schema_drift(inst_raw, instances, path=files.get("inst_info", gct))
     if "gene_info" in files:
         genes_raw = read_info_table(files["gene_info"])
     else:
         genes_raw = source.row_metadata().reset_index(drop=True).astype("string")
         if "pr_is_lm" not in genes_raw.columns and "pr_is_lmark" not in genes_raw.columns:
             genes_raw["pr_is_lm"] = "1"  # a 978-row GCT holds only landmarks
-    genes = canonical_genes(genes_raw, path=files.get("gene_info", gct))
+    genes = canonical_genes(genes_raw, path=files.get("gene_info", gct), **landmarks)
     perts = perturbagens_from_instances(instances)
     cells = cell_lines_from_instances(instances)
     files = {**files, "level4": gct}
-    return ReleaseData(name, gct, instances, genes, perts, cells, files)
+    return ReleaseData(name, gct, instances, genes, perts, cells, files, drift)
 
 
 def find_matrix(root: str | Path, files: Mapping[str, str] | None = None) -> Path:

@@ -14,7 +14,7 @@ Canonical tables (one Parquet file each per release):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -101,6 +101,17 @@ _CELL_ALIASES = {
     "subtype": ("subtype", "cell_lineage"),
 }
 REQUIRED_INSTANCE = ("inst_id", "pert_id", "pert_type", "cell_id")
+#: Canonical instance columns a release may lack, reported (:func:`instance_schema_drift`),
+#: not refused: groups of which one column is enough (GEO's GSE92742 has ``rna_plate`` and
+#: no ``det_plate``).
+OPTIONAL_INSTANCE: tuple[tuple[str, ...], ...] = (
+    ("pert_iname",),
+    ("pert_dose",),
+    ("pert_dose_unit",),
+    ("pert_time",),
+    ("pert_time_unit",),
+    ("rna_plate", "det_plate"),
+)
 
 
 def _rename(df: pd.DataFrame, aliases: Mapping[str, tuple[str, ...]]) -> pd.DataFrame:
@@ -155,22 +166,65 @@ def canonical_instances(df: pd.DataFrame, release: str, *, path="inst_info") -> 
     return out[INSTANCE_COLUMNS]
 
 
+def instance_schema_drift(
+    raw: pd.DataFrame, instances: pd.DataFrame, *, path="inst_info"
+) -> list[str]:
+    """Warnings for the optional canonical columns (:data:`OPTIONAL_INSTANCE`) that an
+    ``inst_info``-like table ``raw`` lacks, or has with no value in any row of its canonical
+    ``instances`` (e.g. a dose that is not a number anywhere), with the columns it has: a
+    renamed column (``pert_dose`` as ``dose``) otherwise becomes missing in silence."""
+    absent, empty = [], []
+    for group in OPTIONAL_INSTANCE:
+        found = {
+            c: n for c in group if (n := next((a for a in _INSTANCE_ALIASES[c] if a in raw), None))
+        }
+        if not found:
+            names = sorted({a for c in group for a in _INSTANCE_ALIASES[c]})
+            absent.append(f"{' or '.join(group)} (accepted names: {', '.join(names)})")
+        elif len(raw) and all(
+            raw[n].isna().all() or instances[c].isna().all() for c, n in found.items()
+        ):
+            empty.append(" or ".join(f"{c} (as {n!r})" for c, n in found.items()))
+    found = f"columns found: {preview_ids(raw.columns, 30)}"
+    out = []
+    if absent:
+        out.append(f"{path}: instances: no column for {'; '.join(absent)}; {found}")
+    if empty:
+        out.append(
+            f"{path}: instances: no value in every row (missing or not a number) for "
+            f"{', '.join(empty)}; {found}"
+        )
+    return out
+
+
 def canonical_genes(
-    df: pd.DataFrame, *, path="gene_info", n_landmarks: int = N_LANDMARKS
+    df: pd.DataFrame,
+    *,
+    path="gene_info",
+    n_landmarks: int = N_LANDMARKS,
+    reference_landmarks: Collection[str] | None = None,
+    reference: str = "the reference",
 ) -> pd.DataFrame:
     """Canonical ``genes``: landmarks first in ascending numeric gene id (``landmark_index``
     0..977, the column order of every profile vector in the lake), then the other genes.
 
-    A release-independent order, so profiles from different releases line up.
+    A release-independent order, so profiles from different releases line up. When the
+    table does not mark ``n_landmarks`` landmarks, the error names a few genes: those of
+    ``reference_landmarks`` (the landmarks of ``reference``, e.g. a release already in the
+    lake) not marked here and those marked here but not there, and genes whose landmark
+    flag is missing.
     """
     _require(df, _GENE_ALIASES, ("gene_id",), path, "genes")
     out = _rename(df, _GENE_ALIASES)
     if "pr_is_lm" in df.columns:
-        flag = df["pr_is_lm"].astype("string").str.strip().isin(["1", "1.0"])
+        raw_flag = df["pr_is_lm"].astype("string").str.strip()
+        flag = raw_flag.isin(["1", "1.0"])
     elif "pr_is_lmark" in df.columns:
-        flag = df["pr_is_lmark"].astype("string").str.strip().isin(["Y", "1", "True"])
+        raw_flag = df["pr_is_lmark"].astype("string").str.strip()
+        flag = raw_flag.isin(["Y", "1", "True"])
     elif "feature_space" in df.columns:
-        flag = df["feature_space"].astype("string").str.strip().eq("landmark")
+        raw_flag = df["feature_space"].astype("string").str.strip()
+        flag = raw_flag.eq("landmark")
     else:
         raise L1000InputError(
             path,
@@ -183,7 +237,11 @@ def canonical_genes(
         raise L1000InputError(path, f"genes: duplicate gene ids {preview_ids(dup)}")
     n_lm = int(out["is_landmark"].sum())
     if n_lm != n_landmarks:
-        raise L1000InputError(path, f"genes: {n_lm} landmark genes marked, expected {n_landmarks}")
+        raise L1000InputError(
+            path,
+            f"genes: {n_lm} landmark genes marked, expected {n_landmarks}"
+            + _landmark_differences(out, raw_flag.isna(), reference_landmarks, reference),
+        )
     numeric = pd.to_numeric(out["gene_id"], errors="coerce")
     out = out.assign(_num=numeric).sort_values(
         ["is_landmark", "_num", "gene_id"], ascending=[False, True, True], kind="stable"
@@ -192,6 +250,38 @@ def canonical_genes(
     for col in ("symbol", "title"):
         out[col] = out[col].astype("string")
     return out[GENE_COLUMNS].reset_index(drop=True)
+
+
+def _landmark_differences(
+    genes: pd.DataFrame,
+    no_flag: pd.Series,
+    reference_landmarks: Collection[str] | None,
+    reference: str,
+) -> str:
+    """``; ...``: the genes behind a wrong landmark count, with their symbols."""
+    symbols = dict(zip(genes["gene_id"], genes["symbol"]))
+
+    def named(ids) -> str:
+        shown = [f"{i!r} ({symbols[i]})" if pd.notna(symbols.get(i)) else repr(i) for i in ids]
+        more = len(shown) - 5
+        return ", ".join(shown[:5]) + (f" (and {more} more)" if more > 0 else "")
+
+    parts = []
+    marked = set(genes.loc[genes["is_landmark"], "gene_id"])
+    if reference_landmarks is not None:
+        wanted = [str(g) for g in reference_landmarks]
+        missing = [g for g in wanted if g not in marked]
+        extra = sorted(marked - set(wanted))
+        if missing:
+            parts.append(f"landmarks of {reference} not marked here: {named(missing)}")
+        if extra:
+            parts.append(f"marked here, not landmarks of {reference}: {named(extra)}")
+    unflagged = genes.loc[no_flag.fillna(True).to_numpy(), "gene_id"].tolist()
+    if unflagged:
+        parts.append(f"{len(unflagged)} gene(s) with no landmark flag: {named(unflagged)}")
+    if not parts:
+        parts.append("no landmark list to compare with: check the table's landmark flag")
+    return "; " + "; ".join(parts)
 
 
 def canonical_perturbagens(df: pd.DataFrame, release: str, *, path="pert_info") -> pd.DataFrame:

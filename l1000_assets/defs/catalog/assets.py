@@ -54,7 +54,7 @@ def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     report = build_catalog(lake.catalog_path, SQL_DIR, lake.path / "lake")
     for head, reason in report.skipped.items():
         context.log.warning(f"skipped {head!r}: {reason}")
-    with connect_read_only(lake.catalog_path) as con:
+    with connect_read_only(lake.catalog_path, lake.path / "lake") as con:
         views = [
             r[0]
             for r in con.execute(
@@ -95,7 +95,8 @@ def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
             **{f"rows_{v}": int(n) for v, n in counts.items()},
             "skipped": ", ".join(report.skipped) or "none",
             "open_with": dg.MetadataValue.md(
-                f"```sql\n-- duckdb -readonly {lake.catalog_path}\nSELECT cell_id, count(*) "
+                f"```sql\n-- duckdb -readonly {lake.catalog_path}\n-- (the data root moved or "
+                "copied: SET VARIABLE lake_dir = '<data root>/lake';)\nSELECT cell_id, count(*) "
                 "FROM profiles GROUP BY 1;\nSELECT * FROM similar_perturbagens('<pert_id or "
                 "name>', k := 10);\n```"
             ),
@@ -109,7 +110,7 @@ def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     description="Every lake view exists and the profiles view has 978-wide vectors.",
 )
 def warehouse_views(lake: LakeResource) -> dg.AssetCheckResult:
-    with connect_read_only(lake.catalog_path) as con:
+    with connect_read_only(lake.catalog_path, lake.path / "lake") as con:
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
         missing = [v for v in EXPECTED_VIEWS if v not in views]
         width = None

@@ -68,17 +68,21 @@ def profile_embeddings(
     from l1000_assets.core.model.network import embed
     from l1000_assets.core.model.store import load_card, load_embedding
 
+    # Every key checked (and its paths kept under the lake) before anything is read.
+    paths = {
+        c: (lake.landmark_dir(c), lake.profile_embeddings_path(c)) for c in context.partition_keys
+    }
     card = card_path(lake)
     version = model_version(card)
     gene_order = load_card(lake.model_dir)["gene_order"]
     model = load_embedding(lake.model_dir)
     rows = {}
-    for cell in context.partition_keys:
-        files = sorted(lake.landmark_dir(cell).glob("*.parquet"))
+    for cell, (cell_dir, out_path) in paths.items():
+        files = sorted(cell_dir.glob("*.parquet"))
         if not files:
             raise dg.Failure(
                 f"no landmark profiles for cell line {cell!r} under "
-                f"{lake.landmark_dir(cell)}: materialize landmark_profiles"
+                f"{cell_dir}: materialize landmark_profiles"
             )
         for path in files:
             if read_profile_gene_ids(path) != gene_order:
@@ -91,7 +95,7 @@ def profile_embeddings(
             rows[cell] = write_profile_embeddings(
                 files,
                 lambda x: embed(model, x),
-                lake.profile_embeddings_path(cell),
+                out_path,
                 version=version,
                 batch_size=config.batch_size,
                 progress=ProgressReporter(
@@ -107,7 +111,7 @@ def profile_embeddings(
             "model_version": version,
             "embedding_dim": int(model.output_shape[-1]),
             "profiles_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
-            "path": dg.MetadataValue.path(str(lake.profile_embeddings_path("*"))),
+            "path": dg.MetadataValue.path(str(lake.profile_embeddings_dir)),
             "dagster/column_schema": _embedding_schema("inst_id", "pert_id", "cell_id"),
         }
     )
@@ -235,16 +239,20 @@ class ZscoreSignaturesConfig(dg.Config):
 def zscore_signatures(
     context: dg.AssetExecutionContext, config: ZscoreSignaturesConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
+    # Every key checked (and its paths kept under the lake) before anything is read.
+    paths = {
+        c: (lake.landmark_dir(c), lake.zscore_signatures_path(c)) for c in context.partition_keys
+    }
     counts = {}
-    for cell in context.partition_keys:
-        files = sorted(lake.landmark_dir(cell).glob("*.parquet"))
+    for cell, (cell_dir, out_path) in paths.items():
+        files = sorted(cell_dir.glob("*.parquet"))
         if not files:
             raise dg.Failure(
                 f"no landmark profiles for cell line {cell!r}: materialize landmark_profiles"
             )
         counts[cell] = write_zscore_signatures(
             files,
-            lake.zscore_signatures_path(cell),
+            out_path,
             memory_limit_mb=config.memory_limit_mb,
             progress=ProgressReporter(
                 lambda m, c=cell: context.log.info(f"{c}: {m}"), interval=10.0
@@ -255,6 +263,6 @@ def zscore_signatures(
         metadata={
             "dagster/row_count": int(table["signatures"].sum()),
             "signatures_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
-            "path": dg.MetadataValue.path(str(lake.zscore_signatures_path("*"))),
+            "path": dg.MetadataValue.path(str(lake.zscore_signatures_dir)),
         }
     )

@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir
@@ -20,7 +21,7 @@ from l1000_assets.core.lake.read import (
     read_profile_gene_ids,
 )
 from l1000_assets.core.lake.schema import N_LANDMARKS
-from l1000_assets.core.lake.validate import duplicate_inst_ids, metadata_mismatch
+from l1000_assets.core.lake.validate import duplicate_inst_ids, metadata_mismatch, shrinkage
 from l1000_assets.core.progress import ProgressReporter
 from l1000_assets.core.releases.local import find_matrix
 from l1000_assets.core.releases.reconcile import STRICT
@@ -52,6 +53,20 @@ class LandmarkProfilesConfig(dg.Config):
     )
     on_bad_input: Literal["strict", "skip"] = Field(
         default=STRICT, description="As for release_metadata: fail, or drop and report."
+    )
+    allow_non_zscores: bool = Field(
+        default=False,
+        description=(
+            "Ingest a matrix that plainly is not level-4 z-scores (no negative value, only "
+            "whole numbers, or a median far from 0: level 3, counts) instead of refusing it."
+        ),
+    )
+    allow_shrink: bool = Field(
+        default=False,
+        description=(
+            "Accept writing a cell line's file of a release with fewer than half the profiles "
+            "the lake holds there (refused by default: it would replace good files)."
+        ),
     )
     writer: Literal["fast", "pyarrow"] = Field(
         default="fast",
@@ -88,11 +103,18 @@ def landmark_profiles(
     releases: ReleaseRegistry,
 ) -> dg.MaterializeResult:
     cells = list(context.partition_keys)
+    # Every key checked (and its directory kept under the lake) before anything is written.
+    cell_dirs = {c: lake.landmark_dir(c) for c in cells}
+    held = {
+        f"{c}/{f.stem}": pq.read_metadata(f).num_rows
+        for c, d in cell_dirs.items()
+        for f in sorted(d.glob("*.parquet"))
+    }
     written: dict[str, dict[str, int]] = {c: {} for c in cells}
     removed: dict[str, int] = dict.fromkeys(cells, 0)
     skipped: dict[str, dict[str, object]] = {}
     with contextlib.ExitStack() as stack:
-        tmp_dirs = {c: stack.enter_context(atomic_dir(lake.landmark_dir(c))) for c in cells}
+        tmp_dirs = {c: stack.enter_context(atomic_dir(d)) for c, d in cell_dirs.items()}
         for name in lake.metadata_releases():
             # release_metadata already parsed and matched this release: read its canonical
             # tables, and from the matrix only the column ids and the landmark rows.
@@ -116,6 +138,7 @@ def landmark_profiles(
                     on_bad_input=config.on_bad_input,
                     block_size=config.block_size,
                     writer=config.writer,
+                    allow_non_zscores=config.allow_non_zscores,
                     progress=ProgressReporter(
                         lambda m, n=name: context.log.info(f"{n}: {m}"), interval=10.0
                     ),
@@ -128,6 +151,23 @@ def landmark_profiles(
             for c in here:
                 written[c][name] = report.rows_written[c]
                 removed[c] += report.controls_removed[c]
+        # Still inside the swap: a refusal leaves every cell line's files as they were.
+        shrunk = shrinkage(
+            held, {f"{c}/{r}": n for c, per in written.items() for r, n in per.items()}
+        )
+        problems = [
+            f"{key.replace('/', ', release ')}: {now:,} profiles against {was:,} in the lake"
+            for key, (was, now) in shrunk.items()
+        ]
+        if problems and not config.allow_shrink:
+            raise dg.Failure(
+                "refused to replace landmark profiles with fewer than half of those in the "
+                f"lake (the lake's files are kept): cell line {'; cell line '.join(problems)}. "
+                "If the release's new version is right, set allow_shrink: true in the run "
+                "config of landmark_profiles."
+            )
+        for problem in problems:
+            context.log.warning(f"allowed (allow_shrink): cell line {problem}")
     rows = pd.DataFrame(
         [
             {"cell_id": c, "release": r, "profiles": n}
@@ -143,10 +183,11 @@ def landmark_profiles(
             "controls_removed": int(sum(removed.values())),
             "writer": config.writer,
             "skipped_ids": dg.MetadataValue.json(skipped),
+            "shrink_allowed": "; ".join(problems) or "none",
             "profiles_per_cell_line": dg.MetadataValue.md(rows.to_markdown(index=False))
             if len(rows)
             else "none",
-            "lake_dir": dg.MetadataValue.path(str(lake.landmark_dir("*").parent)),
+            "lake_dir": dg.MetadataValue.path(str(lake.landmark_profiles_dir)),
             "dagster/column_schema": dg.TableSchema(
                 columns=[
                     dg.TableColumn("inst_id", "string"),

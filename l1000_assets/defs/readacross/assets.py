@@ -53,6 +53,13 @@ class ReadAcrossConfig(dg.Config):
             "Skip gene identifiers the genes table does not know instead of refusing the file."
         ),
     )
+    allow_non_zscores: bool = Field(
+        default=False,
+        description=(
+            "Rank profiles that plainly are not z-scores (no negative value, only whole "
+            "numbers, or a median far from 0) instead of refusing the file."
+        ),
+    )
     cell_line: str | None = Field(
         default=None,
         description=(
@@ -121,7 +128,11 @@ def read_across_results(
     )
     context.log.info(f"{len(paths)} query file(s) from {folder if not explicit else 'config'}")
     engine = _read_across(lake, config)
-    options = QueryOptions(max_missing=config.max_missing, allow_unknown=config.allow_unknown_genes)
+    options = QueryOptions(
+        max_missing=config.max_missing,
+        allow_unknown=config.allow_unknown_genes,
+        allow_non_zscores=config.allow_non_zscores,
+    )
     results, failed, summary = [], {}, []
     for path in paths:
         t0 = time.perf_counter()

@@ -7,10 +7,13 @@ from typing import Literal
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir, atomic_file
 from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.lake.read import read_canonical_landmarks
+from l1000_assets.core.lake.validate import shrinkage
 from l1000_assets.core.progress import ProgressReporter
 from l1000_assets.core.releases.local import open_release
 from l1000_assets.core.releases.reconcile import STRICT, reconcile
@@ -162,6 +165,61 @@ class ReleaseMetadataConfig(dg.Config):
             "skip: drop the offending ids and report them in the metadata."
         ),
     )
+    allow_shrink: bool = Field(
+        default=False,
+        description=(
+            "Accept a version with no treatment profiles, or with fewer than half the "
+            "treatment profiles the lake holds for this release (refused by default: it "
+            "would replace the release's good canonical tables)."
+        ),
+    )
+    strict_schema: bool = Field(
+        default=False,
+        description=(
+            "Fail when inst_info lacks an optional canonical column (pert_iname, pert_dose, "
+            "pert_dose_unit, pert_time, pert_time_unit, a plate) or leaves it empty in every "
+            "row; by default that is a warning recorded in the metadata (schema_warnings)."
+        ),
+    )
+
+
+def _lake_landmarks(lake: LakeResource, release: str) -> tuple[list[str] | None, str]:
+    """The landmark genes of another release in the lake, to name the genes behind a wrong
+    landmark count; None when there is none."""
+    for other in lake.metadata_releases():
+        if other != release:
+            try:
+                return read_canonical_landmarks(lake.metadata_dir(other) / "genes.parquet"), (
+                    f"release {other} in the lake"
+                )
+            except L1000InputError:
+                continue
+    return None, "the lake"
+
+
+def _treatment_count(instances: pd.Series) -> int:
+    return int((instances.astype("string") != "control").fillna(True).sum())
+
+
+def _shrink_problems(lake: LakeResource, release: str, instances: pd.DataFrame) -> list[str]:
+    """Why this version of ``release`` would erase good data: no treatment profiles, or
+    fewer than half the treatment profiles of its canonical tables in the lake."""
+    treated = _treatment_count(instances["profile_class"])
+    if treated == 0:
+        return [
+            f"no treatment profiles: {len(instances):,} profile(s), "
+            f"{len(instances) - treated:,} of them controls"
+        ]
+    held = lake.metadata_dir(release) / "instances.parquet"
+    if not held.exists():
+        return []
+    before = _treatment_count(
+        pq.read_table(held, columns=["profile_class"]).to_pandas()["profile_class"]
+    )
+    return [
+        f"{now:,} treatment profiles against {was:,} in the lake ({held}): more than half gone"
+        for was, now in shrinkage({release: before}, {release: treated}).values()
+    ]
 
 
 @dg.asset(
@@ -174,7 +232,8 @@ class ReleaseMetadataConfig(dg.Config):
         "Canonical metadata of one release as Parquet: instances (one row per profile, with "
         "profile_class control/compound/genetic/other), genes (landmarks first, in the lake's "
         "vector order), perturbagens (MOA/target where known) and cell_lines. Adds the "
-        "release's cell lines as cell_line partitions."
+        "release's cell lines as cell_line partitions. A version with no treatment profiles, "
+        "or fewer than half those the lake holds, is refused unless allow_shrink."
     ),
 )
 def release_metadata(
@@ -184,12 +243,35 @@ def release_metadata(
     releases: ReleaseRegistry,
 ) -> dg.MaterializeResult:
     source = release_source(context.partition_key, releases, lake)
+    reference_landmarks, reference = _lake_landmarks(lake, source.name)
     try:
-        release = open_release(source.name, release_root(source, lake), release_file_names(source))
+        release = open_release(
+            source.name,
+            release_root(source, lake),
+            release_file_names(source),
+            reference_landmarks=reference_landmarks,
+            reference=reference,
+        )
         rec = reconcile(release, on_bad_input=config.on_bad_input)
     except L1000InputError as exc:
         raise dg.Failure(str(exc)) from exc
+    for warning in release.schema_warnings:
+        context.log.warning(warning)
+    if release.schema_warnings and config.strict_schema:
+        raise dg.Failure(
+            f"release {source.name}: schema drift (strict_schema): "
+            + " | ".join(release.schema_warnings)
+        )
     instances = release.instances[release.instances["inst_id"].isin(rec.instances["inst_id"])]
+    shrink = _shrink_problems(lake, source.name, instances)
+    if shrink and not config.allow_shrink:
+        raise dg.Failure(
+            f"release {source.name}: this version was refused, the lake's canonical tables "
+            f"are kept: {'; '.join(shrink)}. If this version is right, set allow_shrink: true "
+            "in the run config of release_metadata (and of landmark_profiles)."
+        )
+    for problem in shrink:
+        context.log.warning(f"release {source.name}: allowed (allow_shrink): {problem}")
     tables = {
         "instances": instances,
         "genes": release.genes,
@@ -225,6 +307,10 @@ def release_metadata(
             **{f"n_{k}": int(v) for k, v in counts.items()},
             "on_bad_input": config.on_bad_input,
             **{k: v for k, v in rec.report().items()},
+            "schema_warnings": dg.MetadataValue.md(
+                "\n".join(f"- {w}" for w in release.schema_warnings) or "none"
+            ),
+            "shrink_allowed": "; ".join(shrink) or "none",
             "instances_preview": markdown_preview(instances),
         },
     )

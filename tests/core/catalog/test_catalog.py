@@ -1,5 +1,11 @@
 """The DuckDB catalog built from sql/ over a lake."""
 
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -83,3 +89,76 @@ def test_bad_sql_names_the_file_and_keeps_the_old_catalog(tmp_path):
 
 def test_sql_literal():
     assert sql_literal("a'b") == "'a''b'"
+
+
+def test_a_failed_build_leaves_no_temporary_and_no_write_ahead_log(tmp_path):
+    """A build that fails after writing (a full disk, bad SQL) removes its temporary file
+    and DuckDB's write-ahead log beside it; the old catalog stays."""
+    _lake(tmp_path / "lake")
+    build_catalog(tmp_path / "c.duckdb", SQL, tmp_path / "lake")
+    before = (tmp_path / "c.duckdb").read_bytes()
+    bad = tmp_path / "sql"
+    bad.mkdir()
+    # No checkpoint when the connection closes: what was written stays in the WAL, as when
+    # the checkpoint itself fails on a full disk.
+    (bad / "010_write.sql").write_text(
+        "PRAGMA disable_checkpoint_on_shutdown;\n"
+        "CREATE TABLE big AS SELECT range AS i FROM range(100000);\n"
+    )
+    (bad / "020_bad.sql").write_text("CREATE VIEW oops AS SELECT * FROM nowhere_table;")
+    with pytest.raises(L1000InputError, match=r"020_bad\.sql"):
+        build_catalog(tmp_path / "c.duckdb", bad, tmp_path / "lake")
+    assert (tmp_path / "c.duckdb").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.duckdb", "lake", "sql"]
+
+
+def test_a_killed_build_leaves_nothing_after_the_next_one(tmp_path):
+    """A build killed mid-way (kill -9) leaves its temporary and write-ahead log; the next
+    build removes both."""
+    _lake(tmp_path / "lake")
+    db = tmp_path / "catalog" / "l1000.duckdb"
+    hold = (
+        "import sys, time, duckdb\n"
+        "from l1000_assets.core.atomic import atomic_file\n"
+        "block = atomic_file(sys.argv[1])\n"
+        "tmp = block.__enter__()\n"
+        "con = duckdb.connect(str(tmp))\n"
+        "con.execute('CREATE TABLE t AS SELECT range AS i FROM range(100000)')\n"
+        "print(tmp, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(db)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    tmp = Path(proc.stdout.readline().strip())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert tmp.exists() and Path(f"{tmp}.wal").exists()
+    build_catalog(db, SQL, tmp_path / "lake")
+    assert sorted(p.name for p in db.parent.iterdir()) == ["l1000.duckdb"]
+
+
+def test_the_catalog_follows_a_copied_or_moved_data_root(tmp_path):
+    """Built as the warehouse asset builds it (<root>/catalog over <root>/lake), the catalog
+    reads the lake of the data root it is opened in: a copy reads its own lake, a moved root
+    reads where it now is."""
+    root = tmp_path / "data"
+    _lake(root / "lake", n=5)
+    build_catalog(root / "catalog" / "l1000.duckdb", SQL, root / "lake")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    shutil.rmtree(copy / "lake")
+    _lake(copy / "lake", n=3)  # the copy's lake now differs from the original's
+    with connect_read_only(copy / "catalog" / "l1000.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(3,)]
+        assert con.execute("SELECT count(*) FROM instances").fetchall() == [(3,)]
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    root.rename(moved)
+    with connect_read_only(moved / "catalog" / "l1000.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(5,)]
+        assert con.execute("SELECT release FROM genes").fetchall() == [("synthetic",)]
+    # Another DuckDB client is told where the lake now is.
+    with duckdb.connect(str(moved / "catalog" / "l1000.duckdb"), read_only=True) as con:
+        con.execute("SET VARIABLE lake_dir = ?", [str(moved / "lake")])
+        assert con.execute("SELECT count(*) FROM profiles").fetchall() == [(5,)]

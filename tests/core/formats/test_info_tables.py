@@ -75,3 +75,22 @@ def test_bad_tables_name_file_and_problem(tmp_path, content, kwargs, message):
 def test_missing_table(tmp_path):
     with pytest.raises(L1000InputError, match="file not found"):
         read_info_table(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("damage", ["bad block", "bad checksum", "truncated", "not gzip"])
+def test_a_bad_gzip_body_is_named(tmp_path, damage):
+    text = "".join(f"inst_{i}\tBRD-K{i:05d}\ttrt_cp\tA375\n" for i in range(5000))
+    gz = bytearray(gzip.compress(("inst_id\tpert_id\tpert_type\tcell_id\n" + text).encode()))
+    if damage == "bad block":
+        gz[10] = 0xFF  # the first deflate block of a reserved type: zlib.error
+    elif damage == "bad checksum":
+        gz[-8] ^= 0xFF  # the CRC-32 trailer: gzip.BadGzipFile
+    elif damage == "truncated":
+        gz = gz[: len(gz) // 2]
+    else:
+        gz = bytearray(b"plain text, not gzip\n" * 10)
+    path = tmp_path / "GSE_inst_info.txt.gz"
+    path.write_bytes(bytes(gz))
+    with pytest.raises(L1000InputError, match="gzip") as caught:
+        read_info_table(path)
+    assert str(caught.value).startswith(str(path))

@@ -43,13 +43,16 @@ CORE_A_FILES = {
 }
 
 
-def _ingest(release, tmp_path, **kwargs):
+def _ingest(release, tmp_path, allow_non_zscores=False, **kwargs):
     rec = reconcile(release, **kwargs)
     cells = sorted(
         rec.instances.loc[rec.instances["profile_class"] != "control", "cell_id"].unique()
     )
     paths = {c: tmp_path / f"{c}.parquet" for c in cells}
-    return rec, write_landmark_profiles(release, rec, paths, block_size=7), paths
+    report = write_landmark_profiles(
+        release, rec, paths, block_size=7, allow_non_zscores=allow_non_zscores
+    )
+    return rec, report, paths
 
 
 def test_real_gctx_ingests_to_exactly_the_h5py_values(real_dir, tmp_path):
@@ -74,12 +77,36 @@ def test_real_gct_text_release(real_dir, tmp_path):
     release = open_release("LJP005", real_dir, {"level4": "LJP005_A375_24H_level4_n377x978.gct"})
     counts = release.instances["profile_class"].value_counts().to_dict()
     assert counts["control"] == 26 and counts["compound"] == 328
-    _, report, paths = _ingest(release, tmp_path)
+    # A level-3 plate despite its name: ingested only when allowed.
+    _, report, paths = _ingest(release, tmp_path, allow_non_zscores=True)
     assert report.rows_written == {"A375": 351}
     assert report.controls_removed == {"A375": 26}
     table = pq.read_table(paths["A375"])
     assert set(table.column("pert_type").to_pylist()) == {"trt_cp", "trt_poscon"}
     assert np.isfinite(landmark_matrix(table)).all()
+
+
+def test_a_real_level3_plate_named_level4_is_refused(real_dir, tmp_path):
+    files = {"level4": "LJP005_A375_24H_level4_n377x978.gct"}
+    release = open_release("LJP005", real_dir, files)
+    with pytest.raises(L1000InputError, match="not level-4 z-scores") as caught:
+        _ingest(release, tmp_path)
+    message = str(caught.value)
+    assert message.startswith(str(real_dir / files["level4"]))
+    assert "no negative value" in message and "median" in message
+    assert "samples from 'LJP005_A375_24H_X1_B19:" in message
+    assert "convert them to z-scores first" in message and "allow_non_zscores" in message
+    assert list(tmp_path.iterdir()) == []
+    inst_path, genes_path = _canonical_tables(release, tmp_path / "meta")
+    with pytest.raises(L1000InputError, match="not level-4 z-scores"):
+        write_landmark_profiles_from_metadata(
+            find_matrix(real_dir, files),
+            read_canonical_instances(inst_path),
+            read_canonical_landmarks(genes_path),
+            {"A375": tmp_path / "A375.parquet"},
+            release="LJP005",
+        )
+    assert not (tmp_path / "A375.parquet").exists()
 
 
 def test_real_shrna_plate_problems_are_named(real_dir, tmp_path):
@@ -234,7 +261,8 @@ def test_cmap_beta_column_names(tmp_path):
     assert inst["pert_iname"].tolist() == ["drugA", "drugB", "DMSO"]
     assert inst["pert_dose"].isna().tolist() == [False, True, True]
     assert release.perturbagens.set_index("pert_id").loc["BRD-A", "target"] == "EGFR|ERBB2"
-    _, report, paths = _ingest(release, tmp_path / "out")
+    # Counting numbers stand in for z-scores here, so they are allowed.
+    _, report, paths = _ingest(release, tmp_path / "out", allow_non_zscores=True)
     assert report.rows_written == {"HELA": 2}
     np.testing.assert_array_equal(landmark_matrix(pq.read_table(paths["HELA"])), values[:2, :978])
 
@@ -250,6 +278,19 @@ def _canonical_tables(release, directory):
     inst.to_parquet(directory / "instances.parquet", index=False)
     release.genes.to_parquet(directory / "genes.parquet", index=False)
     return directory / "instances.parquet", directory / "genes.parquet"
+
+
+def test_a_genes_table_with_unmarked_landmarks_names_them(small_release, tmp_path):
+    release = open_release("synthetic", small_release.root)
+    _, genes_path = _canonical_tables(release, tmp_path / "meta")
+    genes = pd.read_parquet(genes_path)
+    unmarked = genes.loc[genes["landmark_index"].isin([3, 500, 977]), "gene_id"].tolist()
+    genes.loc[genes["landmark_index"].isin([3, 500, 977]), "is_landmark"] = False
+    genes.to_parquet(genes_path, index=False)
+    with pytest.raises(L1000InputError, match="975 landmark genes marked, expected 978") as caught:
+        read_canonical_landmarks(genes_path)
+    message = str(caught.value)
+    assert all(f"'{g}'" in message for g in unmarked) and "3, 500, 977" in message
 
 
 def _treated_cells(instances):
@@ -501,8 +542,16 @@ def test_landmarks_in_any_row_order_and_non_finite_values(tmp_path, order, write
     values = np.arange(6 * 1000, dtype=np.float32).reshape(6, 1000)
     path, instances, gene_ids = _tiny_release(tmp_path, values, order)
     out = {"HELA": tmp_path / "HELA.parquet", "A549": tmp_path / "A549.parquet"}
+    # Counting numbers stand in for z-scores here, so they are allowed.
     report = write_landmark_profiles_from_metadata(
-        path, instances, gene_ids, out, release="tiny", block_size=4, writer=writer
+        path,
+        instances,
+        gene_ids,
+        out,
+        release="tiny",
+        block_size=4,
+        writer=writer,
+        allow_non_zscores=True,
     )
     assert report.rows_written == {"HELA": 3, "A549": 2}
     assert report.controls_removed == {"HELA": 1, "A549": 0}
@@ -514,7 +563,7 @@ def test_landmarks_in_any_row_order_and_non_finite_values(tmp_path, order, write
     path, instances, gene_ids = _tiny_release(tmp_path, values, order)
     with pytest.raises(L1000InputError, match=r"tiny_n6x1000\.gctx: non-finite .* 'P1:A04'"):
         write_landmark_profiles_from_metadata(
-            path, instances, gene_ids, out, release="tiny", writer=writer
+            path, instances, gene_ids, out, release="tiny", writer=writer, allow_non_zscores=True
         )
 
 
@@ -528,6 +577,7 @@ def test_gct_text_release_from_canonical_metadata(real_dir, tmp_path):
         read_canonical_landmarks(genes_path),
         out,
         release="LJP005",
+        allow_non_zscores=True,  # a level-3 plate despite its name
     )
     assert report.rows_written == {"A375": 351} and report.controls_removed == {"A375": 26}
     assert np.isfinite(landmark_matrix(pq.read_table(out["A375"]))).all()

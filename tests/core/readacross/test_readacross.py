@@ -12,23 +12,28 @@ import pytest
 
 from l1000_assets.core.embeddings.vectors import vector_array
 from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.formats.gct import GctReader
 from l1000_assets.core.formats.gctx import GctxWriter
+from l1000_assets.core.formats.info_tables import read_info_table
 from l1000_assets.core.lake.schema import N_LANDMARKS
 from l1000_assets.core.readacross.folder import scan_queries
 from l1000_assets.core.readacross.genes import GeneIndex
 from l1000_assets.core.readacross.query_files import (
+    DEFAULT_MAX_TEXT_BYTES,
     QueryOptions,
     QueryProfiles,
     read_query_file,
 )
 from l1000_assets.core.readacross.ranking import (
     ReadAcrossResult,
+    check_unit_length,
     load_references,
     rank,
     read_annotations,
     top_k,
 )
 from l1000_assets.core.readacross.results import write_results
+from l1000_assets.core.releases.schema import canonical_genes
 
 LANDMARKS = [str(1000 + i) for i in range(N_LANDMARKS)]
 OTHERS = [str(5000 + i) for i in range(40)]
@@ -194,11 +199,118 @@ def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
     assert (q.values[:, [genes.position[g] for g in q.missing]] == 0).all()
 
 
-def test_values_that_are_not_z_scores_get_a_warning(tmp_path, genes):
+def test_values_that_are_not_z_scores_are_refused_unless_allowed(tmp_path, genes):
     df = profiles(2)
     df["P0"] = np.abs(df["P0"]) * 100 + 5  # like raw expression
-    q = read_query_file(write_csv(tmp_path / "q.csv", df), genes)
-    assert len(q.warnings) == 1 and "no negative value" in q.warnings[0] and "'P0'" in q.warnings[0]
+    path = write_csv(tmp_path / "q.csv", df)
+    with pytest.raises(L1000InputError, match="not level-4 z-scores") as caught:
+        read_query_file(path, genes)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and "no negative value" in message
+    assert "'P0'" in message and "'P1'" not in message
+    assert "convert them to z-scores first" in message and "--allow-non-zscores" in message
+    q = read_query_file(path, genes, QueryOptions(allow_non_zscores=True))
+    assert all("'P0'" in w for w in q.warnings)
+    assert "no negative value" in q.warnings[0] and "median" in q.warnings[1]
+
+
+def test_values_far_outside_any_z_score_are_refused_even_when_allowed(tmp_path, genes):
+    df = profiles(2)
+    df["P1"] = df["P1"] * 1e30  # finite, but embeds to a zero vector
+    path = write_csv(tmp_path / "q.csv", df)
+    for options in (QueryOptions(), QueryOptions(allow_non_zscores=True)):
+        with pytest.raises(L1000InputError, match=r"far outside any z-score.*'P1'$"):
+            read_query_file(path, genes, options)
+
+
+def test_files_above_the_size_limit_and_binary_files_are_refused_unread(tmp_path, genes):
+    path = write_csv(tmp_path / "q.csv", profiles(3))
+    size = path.stat().st_size
+    with pytest.raises(
+        L1000InputError, match=rf"{size:,} bytes, more than the 1,000 .*--max-bytes"
+    ):
+        read_query_file(path, genes, QueryOptions(max_bytes=1000))
+    assert read_query_file(path, genes, QueryOptions(max_bytes=size)).profile_ids
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(np.random.default_rng(0).bytes(200_000))
+    with pytest.raises(L1000InputError, match="garbage.csv: binary data, not a text table"):
+        read_query_file(garbage, genes)
+    # Default limits: text files are parsed whole, GCTX files streamed.
+    for name in ("big.tsv", "big.gctx"):
+        with open(tmp_path / name, "wb") as f:
+            f.truncate(DEFAULT_MAX_TEXT_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(L1000InputError, match=f"more than the {DEFAULT_MAX_TEXT_BYTES:,}"):
+        read_query_file(tmp_path / "big.tsv", genes)
+    with pytest.raises(L1000InputError, match="big.gctx: not a readable HDF5"):
+        read_query_file(tmp_path / "big.gctx", genes)
+
+
+@pytest.fixture(scope="module")
+def real_genes(real_dir) -> GeneIndex:
+    """The real genes table (12,328 genes) and its 978 landmarks in the lake's order."""
+    table = canonical_genes(read_info_table(real_dir / "gene_info_n12328.txt"))
+    order = table.loc[table["is_landmark"], "gene_id"].tolist()
+    return GeneIndex.from_genes(table, order, "card.json")
+
+
+def _by_gene(values: np.ndarray, gene_ids, genes: GeneIndex) -> np.ndarray:
+    """Profiles x genes of a file laid out in the model's gene order (0 where absent)."""
+    out = np.zeros((values.shape[0], N_LANDMARKS), np.float32)
+    for column, gene in enumerate(gene_ids):
+        if gene in genes.position:
+            out[:, genes.position[gene]] = values[:, column]
+    return out
+
+
+def test_a_real_level3_plate_keyed_by_probe_ids(real_dir, real_genes):
+    """LJP005: row ids are probes (200814_at), genes are in pr_gene_id; level 3 values."""
+    path = real_dir / "LJP005_A375_24H_level4_n377x978.gct"
+    with pytest.raises(L1000InputError, match="not level-4 z-scores") as caught:
+        read_query_file(path, real_genes)
+    assert "377 profile(s) with no negative value" in str(caught.value)
+    q = read_query_file(path, real_genes, QueryOptions(allow_non_zscores=True))
+    assert q.n_landmarks_used == N_LANDMARKS and q.unknown == [] and len(q.profile_ids) == 377
+    gct = GctReader(path, row_id_field="pr_gene_id")
+    np.testing.assert_array_equal(q.values, _by_gene(gct.values, gct.row_ids, real_genes))
+
+
+def _probe_copy(real_dir, tmp_path, blank_gene_ids: bool):
+    """KD017 with its row ids replaced by probe ids (and, if asked, no pr_gene_id)."""
+    lines = (real_dir / "KD017_shRNA_plate_n374x976.gct").read_text().splitlines()
+    n_rows, _, _, n_col_meta = map(int, lines[1].split("\t"))
+    first = 3 + n_col_meta
+    for i in range(first, first + n_rows):
+        fields = lines[i].split("\t")
+        fields[0] = f"{200000 + i}_at"
+        if blank_gene_ids:
+            fields[1] = "-666"
+        lines[i] = "\t".join(fields)
+    path = tmp_path / f"KD017_probes{'_symbols' if blank_gene_ids else ''}.gct"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_real_shrna_plate_by_gene_ids_probe_ids_or_symbols(real_dir, real_genes, tmp_path):
+    """KD017: real z-scores keyed by Entrez id; the same read by pr_gene_id or
+    pr_gene_symbol when its row ids are probes, as GCT and as GCTX."""
+    q = read_query_file(real_dir / "KD017_shRNA_plate_n374x976.gct", real_genes)
+    assert q.n_landmarks_used == 976 and len(q.missing) == 2 and len(q.profile_ids) == 374
+    by_id = read_query_file(_probe_copy(real_dir, tmp_path, False), real_genes)
+    assert by_id.profile_ids == q.profile_ids and by_id.missing == q.missing
+    np.testing.assert_array_equal(by_id.values, q.values)
+    # By symbol: 16 of the plate's symbols are newer names than the genes table's.
+    by_symbol = read_query_file(
+        _probe_copy(real_dir, tmp_path, True), real_genes, QueryOptions(allow_unknown=True)
+    )
+    assert len(by_symbol.unknown) == 16 and by_symbol.n_landmarks_used == 960
+    used = [real_genes.position[g] for g in real_genes.gene_order if g not in by_symbol.missing]
+    np.testing.assert_array_equal(by_symbol.values[:, used], q.values[:, used])
+    gct = GctReader(_probe_copy(real_dir, tmp_path, False))
+    path = tmp_path / "KD017_probes.gctx"
+    meta = gct.row_metadata(["pr_gene_id", "pr_gene_symbol"]).astype(str).reset_index(drop=True)
+    with GctxWriter(path, gct.row_ids.tolist(), len(gct.col_ids), row_metadata=meta) as w:
+        w.write_block(gct.col_ids.tolist(), gct.values)
+    np.testing.assert_array_equal(read_query_file(path, real_genes).values, q.values)
 
 
 def test_model_gene_order_must_be_the_landmark_genes():
@@ -286,6 +398,17 @@ def test_references_by_scope_and_type_with_annotations(tmp_path):
         ["q2", 2, second[3]],
     ]
     assert hits["similarity"][0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_embeddings_that_are_not_unit_length_are_refused(tmp_path):
+    z = np.eye(4, dtype=np.float32)[:3].copy()
+    check_unit_length(tmp_path / "q.csv", z, ["a", "b", "c"])
+    z[1], z[2] = 0.0, np.nan  # what a degenerate profile embeds to
+    with pytest.raises(
+        L1000InputError,
+        match=r"q\.csv: 2 profile\(s\) embed to a vector that is not unit.*'b', 'c'",
+    ):
+        check_unit_length(tmp_path / "q.csv", z, ["a", "b", "c"])
 
 
 def test_scan_remembers_files_by_size_and_mtime(tmp_path):

@@ -176,6 +176,44 @@ def test_size_mismatch_is_rejected(site, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("announced", ["HEAD Content-Length", "Content-Range total"])
+def test_a_short_get_is_refused_against_every_size_the_server_announced(site, tmp_path, announced):
+    """The GET's own Content-Length agrees with the short body it sends; the size the
+    server announced before (HEAD, or the ranged probe when HEAD is refused) does not."""
+    url = site.put("/f.bin", DATA)
+    dest = tmp_path / "f.bin"
+    download(url, dest, **FAST)
+    site.put("/f.bin", DATA[::-1])  # a new version, so it is fetched again
+    site.refuse_head = announced == "Content-Range total"
+    site.short_get["/f.bin"] = 200_000
+    with pytest.raises(
+        L1000InputError, match=f"downloaded 200,000 bytes.*{announced} says {len(DATA):,}"
+    ) as caught:
+        download(url, dest, **FAST)
+    assert str(caught.value).startswith(str(dest))
+    assert dest.read_bytes() == DATA  # the good copy stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "f.bin.source.json"]
+    assert download(url, dest, **FAST).size == len(DATA)  # a whole GET is fine again
+    assert dest.read_bytes() == DATA[::-1]
+
+
+def test_a_short_resumed_range_is_refused_against_its_content_range_total(site, tmp_path):
+    url = site.put("/f.bin", DATA)
+    site.head_without_length = True
+    site.drop_after["/f.bin"] = 100_000
+    with pytest.raises(DownloadError):
+        download(url, tmp_path / "f.bin", **{**FAST, "retries": 0})
+    # The first GET recorded the full length; forget it, as a server without one would.
+    meta = tmp_path / "f.bin.part.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "total": None}))
+    site.short_get["/f.bin"] = 50_000
+    with pytest.raises(
+        L1000InputError, match=f"downloaded 150,000 bytes.*Content-Range total says {len(DATA):,}"
+    ):
+        download(url, tmp_path / "f.bin", **FAST)
+    assert not (tmp_path / "f.bin").exists()
+
+
 @pytest.mark.parametrize("keep", [False, True])
 def test_gzip_is_streamed_through_gunzip(site, tmp_path, keep):
     gz = gzip.compress(TEXT)

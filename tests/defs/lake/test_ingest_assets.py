@@ -1,5 +1,6 @@
 """The ingest graph on a small synthetic release: dg.materialize with a temp data root."""
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -185,3 +186,50 @@ def test_releases_with_different_landmark_lists_fail_the_lake_check(graph, tmp_p
     result = landmark_profiles_valid(lake=lake)
     assert not result.passed
     assert "2 different landmark gene lists" in result.metadata["problems"].value
+
+
+def test_a_level3_plate_named_level4_is_refused_unless_allowed(tmp_path, real_dir):
+    """The real LJP005 plate (level 3 despite its file name) as a drop-in release."""
+    from l1000_assets.definitions import defs
+    from l1000_assets.lib.releases import ReleaseRegistry
+    from l1000_assets.lib.resources import LakeResource
+
+    incoming = tmp_path / "releases" / "incoming" / "LJP005"
+    incoming.mkdir(parents=True)
+    (incoming / "LJP005_A375_24H_level4_n377x978.gct").symlink_to(
+        real_dir / "LJP005_A375_24H_level4_n377x978.gct"
+    )
+    definitions = defs()
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("release", ["LJP005"])
+
+    def run(selection, partition, config=None):
+        return dg.materialize(
+            [*definitions.assets, *definitions.asset_checks],
+            selection=selection,
+            partition_key=partition,
+            instance=instance,
+            resources={"lake": LakeResource(root=str(tmp_path)), "releases": ReleaseRegistry()},
+            run_config={"ops": config or {}},
+            raise_on_error=False,
+        )
+
+    assert run(["release_files", "release_metadata"], "LJP005").success
+    refused = run(["landmark_profiles"], "A375")
+    assert not refused.success
+    failure = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    message = str(failure.event_specific_data.error)
+    assert "not level-4 z-scores" in message and "allow_non_zscores" in message
+    assert not (tmp_path / "lake" / "landmark_profiles" / "cell_id=A375").exists()
+    allowed = run(
+        ["landmark_profiles"],
+        "A375",
+        {"landmark_profiles": {"config": {"allow_non_zscores": True}}},
+    )
+    assert allowed.success
+    assert (
+        pq.read_metadata(
+            tmp_path / "lake" / "landmark_profiles" / "cell_id=A375" / "LJP005.parquet"
+        ).num_rows
+        == 351
+    )

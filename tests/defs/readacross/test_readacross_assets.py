@@ -214,12 +214,15 @@ def test_cli_round_trip_and_bad_file(embedded, tmp_path):
     table.to_csv(path, sep="\t", index=False)
     bad = tmp_path / "empty.csv"
     bad.write_text("")
+    huge = tmp_path / "huge.tsv"  # finite, but a zero embedding and arbitrary hits
+    table.assign(my_extract=table["my_extract"] * 1e30).to_csv(huge, sep="\t", index=False)
     out = subprocess.run(
         [
             L1000,
             "read-across",
             str(path),
             str(bad),
+            str(huge),
             "--top",
             "5",
             "--data-root",
@@ -240,5 +243,7 @@ def test_cli_round_trip_and_bad_file(embedded, tmp_path):
     assert first[:2] == ["my_extract", "1"] and first[3] == pert
     assert moa_of(graph, pert).split()[0] in lines[header + 1]
     assert f"error: {bad}: empty file" in out.stderr
+    assert f"error: {huge}: 1 profile(s) with values beyond" in out.stderr
+    assert "huge.tsv: top" not in out.stdout
     assert "978/978 landmark genes" in out.stderr
     assert "1/1 profiles (100%)" in out.stderr  # the progress indicator
