@@ -96,9 +96,7 @@ def test_each_positive_is_paired_with_a_seeded_negative_of_its_query(mode):
     np.testing.assert_allclose(again.negative_scores, result.negative_scores, atol=1e-6)
     other_seed = retrieval(x, y, x, y, block_size=32, **{**kwargs, "seed": 3})
     assert not np.allclose(other_seed.negative_scores, result.negative_scores)
-    assert result.mcc == pytest.approx(
-        balanced_mcc(result.positive_scores, result.negative_scores)
-    )
+    assert result.mcc == pytest.approx(balanced_mcc(result.positive_scores, result.negative_scores))
     assert 0 < result.mcc < 1
 
 
