@@ -100,6 +100,22 @@ def training_strategy() -> Devices:
     return Devices(_STRATEGY, len(gpus), device, where)
 
 
+def fit_across_workers(model, strategy, dataset) -> None:
+    """Make ``model.fit`` work under ``MultiWorkerMirroredStrategy`` in Keras 3.15 (TF
+    backend), which fails there twice: its symbolic build reduces the first input batch
+    across workers, and every step reduces its scalar logs along axis 0. The model is built
+    here from a local batch instead (shapes are all it needs), and the step's logs are given
+    one axis, so the workers' mean loss and accuracy come back as scalars. Gradients are
+    all-reduced by the strategy as before; nothing else changes."""
+    import tensorflow as tf
+
+    with strategy.scope():
+        model._symbolic_build(data_batch=next(iter(dataset)))
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+    step = model.train_step
+    model.train_step = lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
+
+
 def gpu_names() -> list[str]:
     """The GPUs ``nvidia-smi`` lists (empty when it is absent or fails)."""
     out = _nvidia_smi("name")

@@ -328,7 +328,7 @@ def _train(
     import keras
     import tensorflow as tf
 
-    from l1000_assets.core.model.devices import GpuMonitor
+    from l1000_assets.core.model.devices import GpuMonitor, fit_across_workers
     from l1000_assets.core.model.network import (
         MarginSchedule,
         build_embedding_model,
@@ -439,10 +439,12 @@ def _train(
             files, label_of, batch, train_config.shuffle_buffer, shuffle_seed
         )
     if where.n_workers > 1:
-        # Every worker reads its own seeded stream: no sharding of one stream.
+        # Every worker reads its own seeded stream (no sharding of one stream); each step's
+        # batch of `batch` profiles is split across the workers.
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         dataset = dataset.with_options(options)
+        fit_across_workers(fit_model, strategy, dataset)
 
     class _Chunk(keras.callbacks.Callback):
         """After every chunk: validation retrieval, best weights, checkpoint, progress."""

@@ -7,6 +7,7 @@ perturbagens out by a hash seeded with ``<seed>``: the evaluation pools their he
 Adding a split is adding a ``split_<seed>`` partition in the UI."""
 
 import shutil
+from dataclasses import asdict
 from typing import Literal
 
 import dagster as dg
@@ -273,12 +274,14 @@ def _configs(config: EmbeddingModelConfig):
 def embedding_model(
     context: dg.AssetExecutionContext, config: EmbeddingModelConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
+    from l1000_assets.core.model.devices import cluster
     from l1000_assets.core.model.normalization import (
         NormalizationStats,
         perturbagen_set_digest,
     )
     from l1000_assets.core.model.split_models import train_on_split
     from l1000_assets.core.model.store import save_model
+    from l1000_assets.core.model.worker import SPEC_FILE, WorkerSpec, write_spec
 
     key = context.partition_key
     files = landmark_files(lake)
@@ -298,6 +301,36 @@ def embedding_model(
     checkpoints = lake.checkpoint_dir(key)
     if config.fresh_start and checkpoints.exists():
         shutil.rmtree(checkpoints)
+    data_version = lake_fingerprint(files)
+    where = cluster()
+    if not where.is_chief:
+        raise dg.Failure(
+            f"TF_CONFIG makes this process worker {where.index}: embedding_model runs on the "
+            "chief (worker 0); run the other workers with `python -m "
+            f"l1000_assets.core.model.worker {checkpoints / SPEC_FILE}`"
+        )
+    workers = where.n_workers
+    if workers > 1:
+        spec = write_spec(
+            checkpoints / SPEC_FILE,
+            WorkerSpec(
+                files=[str(f) for f in files],
+                split_path=str(lake.split_path(key)),
+                normalization_path=str(stats_path),
+                split=key,
+                split_seed=_seed_of(key),
+                model_config=model_config.to_dict(),
+                train_config=asdict(train_config),
+                checkpoint_dir=str(checkpoints),
+                model_dir=str(lake.split_model_dir(key)),
+                data_version=data_version,
+                sample_seed=config.seed,
+            ),
+        )
+        context.log.info(
+            f"TF_CONFIG names {workers} workers: this run is the chief; start the others "
+            f"with `python -m l1000_assets.core.model.worker {spec}`"
+        )
     trained = train_on_split(
         files,
         perts,
@@ -307,7 +340,7 @@ def embedding_model(
         checkpoints,
         split=key,
         split_seed=_seed_of(key),
-        data_version=lake_fingerprint(files),
+        data_version=data_version,
         sample_seed=config.seed,
         log=context.log.info,
     )
