@@ -26,6 +26,7 @@ from l1000_assets.core.model.split import (
     split_sets,
 )
 from l1000_assets.core.model.store import CARD_FILE
+from l1000_assets.defs.model.jobs import training_op_tags
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     EMBEDDING_MODEL,
@@ -258,6 +259,7 @@ def _configs(config: EmbeddingModelConfig):
     ],
     kinds={"tensorflow", "keras"},
     pool="training",
+    op_tags=training_op_tags(),
     description=(
         "The deep metric embedding (Donner et al. 2018), one model per split partition: "
         "DenseNet-style SELU stack on the 978 standardized landmarks, L2-normalized output, "
