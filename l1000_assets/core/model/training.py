@@ -277,8 +277,12 @@ def train(
     *,
     log: Log = print,
     data_fingerprint: str = "",
+    profiles: SplitProfiles | None = None,
 ) -> TrainResult:
     """Train the embedding; resume from ``checkpoint_dir`` when it holds a compatible run.
+
+    ``profiles``: the training profiles already in memory (``files`` are then not read for
+    training; ``benchmarks/train.py`` passes generated ones).
 
     With fewer than two validation perturbagens nothing is selected: the last weights are
     kept (the ``all`` split, trained on every perturbagen). Under ``TF_CONFIG`` with several
@@ -306,6 +310,7 @@ def train(
             devices=devices,
             log=log,
             data_fingerprint=data_fingerprint,
+            profiles=profiles,
         )
     finally:
         if mixed:  # the policy is global: leave the process as it was
@@ -324,6 +329,7 @@ def _train(
     devices,
     log,
     data_fingerprint,
+    profiles,
 ) -> TrainResult:
     import keras
     import tensorflow as tf
@@ -343,16 +349,16 @@ def _train(
     batch = train_config.resolved_batch_size(devices.n_gpus)
     classes = sorted(set(train_perts))
     label_of = {p: i for i, p in enumerate(classes)}
-    n_train = count_rows(files, set(classes))
+    n_train = len(profiles.values) if profiles is not None else count_rows(files, set(classes))
     nbytes = n_train * N_LANDMARKS * 4
-    in_memory = nbytes <= train_config.memory_budget_mb * 2**20
+    in_memory = profiles is not None or nbytes <= train_config.memory_budget_mb * 2**20
     pipeline = (
         train_config.resolved_input(devices.n_gpus, where.n_workers, nbytes)
         if in_memory
         else "stream"
     )
     if in_memory:
-        data = load_split_profiles(files, set(classes))
+        data = profiles if profiles is not None else load_split_profiles(files, set(classes))
         labels = np.array([label_of[p] for p in data.pert_ids], np.int32)
         values = data.values
         del data
