@@ -84,7 +84,7 @@ def _data_root_without_weights(root: Path) -> list[str]:
     from l1000_assets.core.embeddings.vectors import embedding_schema, model_version, vector_array
 
     genes = [str(1000 + i) for i in range(978)]
-    card = root / "models" / "embedding_model" / "card.json"
+    card = root / "models" / "embedding_model" / "all" / "card.json"  # the served model
     card.parent.mkdir(parents=True)
     card.write_text(json.dumps({"gene_order": genes}))
     meta = root / "lake" / "metadata" / "release=synthetic"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from l1000_assets.lib.partitions import DEFAULT_SPLITS, missing_partitions, split_partitions
 from l1000_assets.lib.resources import DATA_ROOT_ENV
 
 ASSET_PARTITION_RANGE_START = "dagster/asset_partition_range_start"
@@ -35,12 +36,18 @@ def _stages(instance: dg.DagsterInstance):
             None,
             {ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]},
         )
-    yield (
-        "embedding model",
-        ["perturbagen_split", "normalization_stats", "embedding_model", "extra_split_models"],
-        None,
-        {},
-    )
+    # One model per split partition: split_0 (20% held out, for the evaluation) and all
+    # (every perturbagen trained, the served model). Each run also ranks its split.
+    new = missing_partitions(instance, split_partitions, DEFAULT_SPLITS)
+    if new:
+        instance.add_dynamic_partitions(split_partitions.name, new)
+    for split in DEFAULT_SPLITS:
+        yield (
+            f"embedding model [{split}]",
+            ["perturbagen_split", "normalization_stats", "embedding_model", "evaluation_ranks"],
+            split,
+            {},
+        )
     yield "evaluation", ["evaluation_metrics"], None, {}
     if cells:
         # Partitioned and unpartitioned assets in separate runs; one run for all cell lines.
@@ -104,14 +111,18 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
                     (v.value for v in mat.metadata.values() if isinstance(v, dg.PathMetadataValue)),
                     "",
                 )
-                materialized[mat.asset_key.to_user_string()] = path
+                name = mat.asset_key.to_user_string()
+                partition = mat.partition
+                if partition in DEFAULT_SPLITS:  # one line per split model
+                    name = f"{name}[{partition}]"
+                materialized[name] = path
             for check in result.get_asset_check_evaluations():
                 status = "passed" if check.passed else f"FAILED ({check.severity.value})"
                 checks.append((check.check_name, status))
     print(f"\ndone in {time.perf_counter() - t0:.0f} s")
     print("materialized:")
     for key, path in materialized.items():
-        print(f"  {key:<28} {path}")
+        print(f"  {key:<34} {path}")
     print("checks:")
     for name, status in checks:
         print(f"  {name:<40} {status}")

@@ -12,8 +12,8 @@ LANDMARK_PROFILES = dg.AssetKey("landmark_profiles")
 PERTURBAGEN_SPLIT = dg.AssetKey("perturbagen_split")
 NORMALIZATION_STATS = dg.AssetKey("normalization_stats")
 EMBEDDING_MODEL = dg.AssetKey("embedding_model")
-EXTRA_SPLIT_MODELS = dg.AssetKey("extra_split_models")
 # evaluation
+EVALUATION_RANKS = dg.AssetKey("evaluation_ranks")
 EVALUATION_METRICS = dg.AssetKey("evaluation_metrics")
 # embeddings
 PROFILE_EMBEDDINGS = dg.AssetKey("profile_embeddings")
@@ -35,4 +35,4 @@ READ_ACROSS_GROUP = "read_across"
 CATALOG_GROUP = "catalog"
 
 ALL_PARTITIONS = dg.AllPartitionMapping()
-"""A dependency on every cell line (or release) partition of the upstream asset."""
+"""A dependency on every cell line (or release, or split) partition of the upstream asset."""

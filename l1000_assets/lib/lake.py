@@ -31,11 +31,12 @@ def lake_fingerprint(files) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def read_split(lake: LakeResource) -> pd.DataFrame:
-    """The ``perturbagen_split`` table."""
-    if not lake.split_path.exists():
-        raise dg.Failure(f"{lake.split_path} not found: materialize perturbagen_split first")
-    return pd.read_parquet(lake.split_path)
+def read_split(lake: LakeResource, split: str) -> pd.DataFrame:
+    """The ``perturbagen_split`` table of one split partition."""
+    path = lake.split_path(split)
+    if not path.exists():
+        raise dg.Failure(f"{path} not found: materialize perturbagen_split[{split}] first")
+    return pd.read_parquet(path)
 
 
 def read_metadata(lake: LakeResource, release: str, table: str) -> pd.DataFrame:
@@ -43,11 +44,15 @@ def read_metadata(lake: LakeResource, release: str, table: str) -> pd.DataFrame:
     return pd.read_parquet(lake.metadata_dir(release) / f"{table}.parquet")
 
 
-def card_path(lake: LakeResource) -> Path:
-    """The current model's card; fails when no model is trained."""
-    path = lake.model_dir / "card.json"
+def card_path(lake: LakeResource, split: str | None = None) -> Path:
+    """The card of one split's model (default: the served model's); fails when it is not
+    trained."""
+    split = split or lake.served_split
+    path = lake.split_model_dir(split) / "card.json"
     if not path.exists():
-        raise dg.Failure(f"{lake.model_dir}: no trained model, materialize embedding_model first")
+        raise dg.Failure(
+            f"{path.parent}: no trained model, materialize embedding_model[{split}] first"
+        )
     return path
 
 

@@ -10,16 +10,20 @@ import dagster as dg
 from pydantic import Field
 
 from l1000_assets.lib.partitions import (
+    ALL_SPLIT,
     PartitionKeyError,
     cell_line_partitions,
     check_partition_key,
     release_partitions,
+    served_split,
+    split_partitions,
     valid_partition_key,
 )
 
 KEY = "{key}"
 _RELEASE = release_partitions.name
 _CELL_LINE = cell_line_partitions.name
+_SPLIT = split_partitions.name
 
 DATA_ROOT_ENV = "L1000_DATA_ROOT"
 QUERIES_DIR_ENV = "L1000_QUERIES_DIR"
@@ -30,10 +34,16 @@ class LakeResource(dg.ConfigurableResource):
     """Where the Parquet lake, releases, models and the DuckDB catalog live.
 
     Set with the ``L1000_DATA_ROOT`` environment variable (default ``./data``, relative to
-    the directory Dagster runs in; the Makefile sets it to ``<repo>/data``).
+    the directory Dagster runs in; the Makefile sets it to ``<repo>/data``). ``model_dir`` is the
+    served model, the ``all`` split's unless ``L1000_SERVED_SPLIT`` names another.
     """
 
     root: str = Field(description="Data root directory (releases, lake, models, catalog).")
+    served_split: str = Field(
+        default=ALL_SPLIT,
+        description="The embedding_model partition that read-across, the embeddings and the "
+        "catalog use: 'all' (every perturbagen trained) unless L1000_SERVED_SPLIT says otherwise.",
+    )
 
     @property
     def path(self) -> Path:
@@ -48,7 +58,7 @@ class LakeResource(dg.ConfigurableResource):
         resolved, must lie strictly under the directory the parts before the first ``{key}``
         name; otherwise :class:`~l1000_assets.lib.partitions.PartitionKeyError` (a
         ``dg.Failure`` naming the partition and the key) is raised and nothing is created.
-        E.g. ``keyed_path("split", key, "models", "splits", "split={key}")``.
+        E.g. ``keyed_path("split", key, "models", "embedding_model", "{key}")``.
         """
         fixed = list(itertools.takewhile(lambda part: KEY not in part, parts))
         if len(fixed) == len(parts):
@@ -98,26 +108,31 @@ class LakeResource(dg.ConfigurableResource):
         base = self.landmark_profiles_dir
         return sorted(base.glob("cell_id=*/*.parquet")) if base.is_dir() else []
 
-    @property
-    def split_path(self) -> Path:
-        return self.path / "lake" / "perturbagen_split.parquet"
+    def split_path(self, split: str) -> Path:
+        """``perturbagen_split`` of one split partition."""
+        return self.keyed_path(_SPLIT, split, "lake", "perturbagen_split", f"split={KEY}.parquet")
 
-    @property
-    def normalization_path(self) -> Path:
-        return self.path / "models" / "normalization_stats.json"
+    def normalization_path(self, split: str) -> Path:
+        """``normalization_stats`` of one split partition (its training profiles)."""
+        return self.keyed_path(_SPLIT, split, "models", "normalization_stats", f"{KEY}.json")
+
+    def split_model_dir(self, split: str) -> Path:
+        """``embedding_model`` of one split partition."""
+        return self.keyed_path(_SPLIT, split, "models", "embedding_model", KEY)
 
     @property
     def model_dir(self) -> Path:
-        return self.path / "models" / "embedding_model"
+        """The served model: the ``embedding_model`` partition ``served_split``."""
+        return self.split_model_dir(self.served_split)
 
-    @property
-    def split_models_dir(self) -> Path:
-        """One model per further perturbagen split: ``seed=<s>/`` directories."""
-        return self.path / "models" / "splits"
+    def checkpoint_dir(self, split: str) -> Path:
+        """Training checkpoints of one split partition's model."""
+        return self.keyed_path(_SPLIT, split, "models", "checkpoints", "embedding_model", KEY)
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.path / "models" / "checkpoints" / "embedding_model"
+    def evaluation_ranks_path(self, split: str) -> Path:
+        """``evaluation_ranks`` of one split partition (beside, not inside, the evaluation
+        directory that ``evaluation_metrics`` swaps in whole)."""
+        return self.keyed_path(_SPLIT, split, "lake", "evaluation_ranks", f"split={KEY}.parquet")
 
     @property
     def catalog_path(self) -> Path:
@@ -197,6 +212,5 @@ class LakeResource(dg.ConfigurableResource):
 
 def lake_from_env() -> LakeResource:
     """The lake resource, from ``L1000_DATA_ROOT`` when it is set."""
-    if DATA_ROOT_ENV in os.environ:
-        return LakeResource(root=dg.EnvVar(DATA_ROOT_ENV))
-    return LakeResource(root=DEFAULT_DATA_ROOT)
+    root = dg.EnvVar(DATA_ROOT_ENV) if DATA_ROOT_ENV in os.environ else DEFAULT_DATA_ROOT
+    return LakeResource(root=root, served_split=served_split())

@@ -43,12 +43,18 @@ def test_every_path_builder_refuses_a_hostile_key(tmp_path, key):
 
 def test_keys_of_any_partition_go_through_one_guard(tmp_path):
     lake = LakeResource(root=str(tmp_path))
-    assert lake.keyed_path("split", "seed-3", "models", "splits", "split={key}") == (
-        lake.path / "models" / "splits" / "split=seed-3"
+    # A partition without a rule of its own: any plain file name.
+    assert lake.keyed_path("sweep", "seed-3", "models", "sweeps", "sweep={key}") == (
+        lake.path / "models" / "sweeps" / "sweep=seed-3"
     )
     for key in ("../../x", "a/b", ".."):
+        with pytest.raises(PartitionKeyError, match=r"sweep"):
+            lake.keyed_path("sweep", key, "models", "sweeps", "sweep={key}")
+    # The split partition has its own rule: all or split_<seed>.
+    assert lake.split_model_dir("split_3") == lake.path / "models" / "embedding_model" / "split_3"
+    for key in ("seed-3", "../../x", "split_03", "all/.."):
         with pytest.raises(PartitionKeyError, match=r"split"):
-            lake.keyed_path("split", key, "models", "splits", "split={key}")
+            lake.split_model_dir(key)
     # Real cell line and release names pass.
     for cell in ("SK-N-SH", "NCI-H716", "HT29", "A375.311"):
         assert check_partition_key("cell_line", cell) == cell

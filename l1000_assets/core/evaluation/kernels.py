@@ -126,7 +126,6 @@ def positives(
     lower,
     scale,
     n_bins,
-    thr,
     pos_val,
     pos_bin,
     pos_order,
@@ -134,12 +133,11 @@ def positives(
     bin_first,
     bin_last,
     hist,
-    above,
 ):
     """Scores and bins of each row's positives (its range's scores in ``flat``, the query
     itself left out), grouped by bin:
-    ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``; each row's
-    lowest positive score; and the positives above the MCC threshold."""
+    ``pos_order[offsets[i] + bin_first[i, k] : offsets[i] + bin_last[i, k]]``; and each
+    row's lowest positive score."""
     for i in range(len(offsets) - 1):
         o = offsets[i]
         k = 0
@@ -149,8 +147,6 @@ def positives(
                 pos_val[o + k] = v
                 pos_bin[o + k] = bin_of(v, lower[i], scale[i], n_bins)
                 row_min[i] = min(row_min[i], v)
-                if v > thr:
-                    above[i, 0] += 1
                 k += 1
         order = np.argsort(pos_bin[o : o + k], kind="mergesort")
         for t in range(k):
@@ -174,7 +170,6 @@ def count_tile(
     lower,
     scale,
     n_bins,
-    thr,
     row_min,
     pos_val,
     pos_order,
@@ -183,16 +178,14 @@ def count_tile(
     hist,
     greater,
     equal,
-    above,
 ):
     """Count the negatives of each row of the tile ``s`` (candidates ``c0 ..``).
 
-    Per row, two passes the compiler vectorizes: the negatives above the MCC threshold,
-    and, 64 candidates at a time, a bit mask of the negatives not below the row's lowest
-    positive (a lower one is above no positive). Only the set bits are visited: each such
-    negative goes into the row's histogram and is compared exactly with the positives of
-    its bin when the bin holds any (flagged bins). (A branch per negative instead of the
-    mask was measured 2x slower: it is mispredicted.)"""
+    Per row, 64 candidates at a time, a pass the compiler vectorizes builds a bit mask of
+    the negatives not below the row's lowest positive (a lower one is above no positive).
+    Only the set bits are visited: each such negative goes into the row's histogram and is
+    compared exactly with the positives of its bin when the bin holds any (flagged bins).
+    (A branch per negative instead of the mask was measured 2x slower: it is mispredicted.)"""
     b, t = s.shape
     one = np.uint64(1)
     for i in range(b):
@@ -202,24 +195,17 @@ def count_tile(
         smin, sc, vmin = lower[i], scale[i], row_min[i]
         left = min(max(lo[i] - c0, 0), t)
         right = min(max(hi[i] - c0, 0), t)
-        n_above = 0
         for part in range(2):
             seg = row[0:left] if part == 0 else row[right:t]
             n = seg.shape[0]
             for base in range(0, n, 64):
                 mask = np.uint64(0)
-                na = np.int32(0)
                 if base + 64 <= n:
                     for u in range(64):
-                        x = seg[base + u]
-                        na += np.int32(x > thr)
-                        mask |= np.uint64(x >= vmin) << np.uint64(u)
+                        mask |= np.uint64(seg[base + u] >= vmin) << np.uint64(u)
                 else:
                     for u in range(n - base):
-                        x = seg[base + u]
-                        na += np.int32(x > thr)
-                        mask |= np.uint64(x >= vmin) << np.uint64(u)
-                n_above += na
+                        mask |= np.uint64(seg[base + u] >= vmin) << np.uint64(u)
                 while mask:
                     v = seg[base + cttz(mask)]
                     mask &= mask - one
@@ -236,7 +222,6 @@ def count_tile(
         sp = self_pos[i] - c0
         if 0 <= sp < t and not (left <= sp < right):  # the query itself is no negative
             v = row[sp]
-            n_above -= v > thr
             if v >= vmin:
                 bb = bin_of(v, smin, sc, n_bins)
                 h[bb] -= 1
@@ -247,7 +232,6 @@ def count_tile(
                             greater[m] -= 1
                         elif v == pos_val[m]:
                             equal[m] -= 1
-        above[i, 1] += n_above
 
 
 @numba.njit(nogil=True, cache=True)

@@ -19,10 +19,28 @@ from numpy.typing import NDArray
 from l1000_assets.core.embeddings.vectors import normalize_rows
 
 RECALL_AT = {"recall_top_0.001": 0.001, "recall_top_0.01": 0.01, "recall_top_0.1": 0.1}
-"""Recall metrics and their rank-quantile thresholds (a positive counts when ``q <= x``)."""
+"""Recall metrics and their rank-quantile thresholds: a positive counts 1 when ``q < x`` and
+one half when ``q == x`` (the paper's ``sgn``; :func:`recall_at`)."""
 
 SUMMARY_METRICS = ("median_quantile", *RECALL_AT, "auc")
 """The pooled summary of rank quantiles, under the names of the tidy evaluation table."""
+
+
+def recall_at(
+    q: NDArray[np.float64], x: float | NDArray[np.float64], weights=None
+) -> float | NDArray[np.float64]:
+    """Fraction of positives within the top ``x``: ``q < x`` counts 1, ``q == x`` one half
+    (as the paper's ``(1 + sgn(x - q)) / 2``). ``q`` sorted ascending when ``x`` is an array
+    of thresholds (a recall curve); ``weights``: multiplicities (a bootstrap resample)."""
+    q = np.asarray(q, np.float64)
+    if np.ndim(x):
+        below = np.searchsorted(q, x, side="left")
+        at_or_below = np.searchsorted(q, x, side="right")
+        return (below + 0.5 * (at_or_below - below)) / len(q)
+    score = (q < x) + 0.5 * (q == x)
+    if weights is None:
+        return float(np.mean(score))
+    return float((weights * score).sum() / weights.sum())
 
 
 def summarize_quantiles(
@@ -30,8 +48,9 @@ def summarize_quantiles(
 ) -> dict[str, float]:
     """The retrieval summary of rank quantiles: :data:`SUMMARY_METRICS` -> value.
 
-    Median ``q``, recall at top-0.001 / 0.01 / 0.1 (fraction of positives with ``q <= x``)
-    and AUC (``1 - mean q``), pooled over all positives; NaN when there are none.
+    Median ``q``, recall at top-0.001 / 0.01 / 0.1 (:func:`recall_at`: ``q < x`` counts
+    1, ``q == x`` one half) and AUC (``1 - mean q``), pooled over all positives; NaN when
+    there are none.
 
     Parameters
     ----------
@@ -48,14 +67,14 @@ def summarize_quantiles(
         median = float(q[np.searchsorted(np.cumsum(weights), total / 2)])
         return {
             "median_quantile": median,
-            **{name: float(weights[q <= x].sum() / total) for name, x in RECALL_AT.items()},
+            **{name: recall_at(q, x, weights) for name, x in RECALL_AT.items()},
             "auc": float(1.0 - (weights * q).sum() / total),
         }
     if len(q) == 0:
         return dict.fromkeys(SUMMARY_METRICS, math.nan)
     return {
         "median_quantile": float(np.median(q)),
-        **{name: float(np.mean(q <= x)) for name, x in RECALL_AT.items()},
+        **{name: recall_at(q, x) for name, x in RECALL_AT.items()},
         "auc": float(1.0 - np.mean(q)),
     }
 

@@ -1,6 +1,7 @@
-"""The paper's evaluation protocols, every method on the same queries, as a tidy table.
+"""The paper's evaluation protocols, every method on the same queries.
 
-Protocols (Donner et al. 2018; ``../shared/docs/science.md`` section 3):
+Protocols (Donner et al. 2018; ``../shared/docs/science.md`` section 3), on one split's
+held-out perturbagens (:func:`run_protocols`):
 
 ``same_perturbagen``
     Every held-out profile is a query; positives are the other held-out profiles of the
@@ -8,32 +9,41 @@ Protocols (Donner et al. 2018; ``../shared/docs/science.md`` section 3):
 ``replicates``
     Positives are biological replicates: same perturbagen, cell line, dose and time;
     negatives every held-out profile of another condition.
-``moa`` / ``target`` (drug level)
-    A perturbagen's vector is the mean of its profiles' vectors (re-normalized for the
-    embedding; the mean z-score profile for the baselines); positives share the
-    annotation, negatives do not. Perturbagens without the annotation are left out.
+``moa`` / ``target`` (drug level, compounds only)
+    A compound's vector is the mean of its profiles' vectors (re-normalized for the
+    embedding; the mean z-score profile for the baselines); positives are the other
+    compounds that share the annotation, negatives those that do not. Only compounds
+    (``trt_cp``) are queries and candidates, as in the paper's Table 2: a genetic
+    perturbagen "targets" its gene, often with the opposite sign. Unannotated compounds are
+    left out.
 
-Methods: ``embedding`` (cosine of the deep embedding), ``zscore_cosine``,
-``zscore_euclidean``, ``wtcs`` (CMap connectivity of the query's top and bottom 150
-landmark genes; on at most ``max_wtcs_queries`` seeded queries against every candidate,
-because it costs about a thousand times more than a dot product) and, on request,
-``ncs`` (WTCS normalized within the candidates' cell line and perturbagen type, with the
-held-out candidates as the reference set; twice the cost of WTCS). CMap's tau is not
-offered: it needs a fixed reference set of queries (CMap's Touchstone) that a held-out
-evaluation does not have.
+and, with the model trained on every perturbagen (:func:`run_direct`):
 
-Groups: queries of ``all`` types, ``small_molecules`` (``trt_cp``), ``genetic`` and, for
-profile-level protocols, each cell line (``cell:<id>``). Candidates are always every
-held-out profile, whatever the group.
+``moa_direct`` / ``target_direct``
+    The drug-level protocols over every compound of the lake, as the paper's "direct
+    training" (its Table 2): the model has seen every compound as a class, never its
+    annotation. Vectors are streamed from the lake (:func:`load_perturbagen_means`).
 
-Confidence intervals: over several splits (a t interval of the per-split values) when
-more than one split is given, else a percentile bootstrap over the held-out perturbagens
-(query clusters).
+Methods (:data:`METHOD_SPECS`, one entry each, so that a method is added in one place):
+``embedding`` (cosine of the deep embedding), ``zscore_cosine``, ``zscore_euclidean``,
+``wtcs`` (CMap connectivity of the query's top and bottom 150 landmark genes) and, on
+request, ``ncs`` (WTCS normalized within the candidates' cell line and perturbagen type,
+with the held-out candidates as the reference set; twice the cost of WTCS). Every method
+ranks the same queries against the same candidates, except that WTCS and NCS, about a
+thousand times the cost of a dot product, score at most ``max_wtcs_queries`` seeded queries
+(against every candidate); the counts of queries and positives go with every figure.
+CMap's tau is not offered: it needs a fixed reference set of queries (CMap's Touchstone)
+that a held-out evaluation does not have.
+
+Each run keeps, per query, its kind (``small_molecules``, ``genetic``, ``other``), cell
+line (profile-level protocols) and perturbagen, so that the report
+(:mod:`~l1000_assets.core.evaluation.report`) can pool the ranks of several splits and
+group them afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +60,38 @@ from l1000_assets.core.progress import Log
 from l1000_assets.core.releases.schema import GENETIC_PERT_TYPES
 
 PROTOCOLS = ("same_perturbagen", "replicates", "moa", "target")
-METHODS = ("embedding", "zscore_cosine", "zscore_euclidean", "wtcs", "ncs")
+"""Protocols on a split's held-out perturbagens."""
+DIRECT_PROTOCOLS = ("moa_direct", "target_direct")
+"""Drug-level protocols of the model trained on every perturbagen (the ``all`` split)."""
+DRUG_LEVEL = {"moa": "moa", "target": "target", "moa_direct": "moa", "target_direct": "target"}
+"""Drug-level protocol -> the annotation its positives share."""
+COMPOUND = "trt_cp"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A retrieval method: the vectors it scores (``embedding``: the model's, ``zscore``: the
+    level-4 landmark z-scores), its similarity (:func:`~l1000_assets.core.evaluation.
+    retrieval.retrieval`'s ``metric``) and whether it is too costly for every query (then
+    at most ``max_wtcs_queries`` seeded queries)."""
+
+    name: str
+    vectors: str
+    metric: str
+    subsampled: bool = False
+
+
+METHOD_SPECS = {
+    m.name: m
+    for m in (
+        Method("embedding", "embedding", "cosine"),
+        Method("zscore_cosine", "zscore", "cosine"),
+        Method("zscore_euclidean", "zscore", "euclidean"),
+        Method("wtcs", "zscore", "wtcs", subsampled=True),
+        Method("ncs", "zscore", "ncs", subsampled=True),
+    )
+}
+METHODS = tuple(METHOD_SPECS)
 DEFAULT_METHODS = ("embedding", "zscore_cosine", "zscore_euclidean", "wtcs")
 META_COLUMNS = [
     "inst_id",
@@ -109,13 +150,16 @@ def pert_group(pert_type: pd.Series) -> np.ndarray:
 
 @dataclass
 class ProtocolRun:
-    """One protocol for one method on one split: the retrieval result and its queries."""
+    """One protocol for one method on one split: the retrieval result and, per query (in
+    the result's query order), its kind, cell line (``None`` at drug level) and
+    perturbagen (the bootstrap's cluster)."""
 
     protocol: str
     method: str
     result: RetrievalResult
-    query_groups: dict[str, NDArray[np.bool_]]  # group -> boolean mask over queries
-    query_clusters: NDArray[np.str_]  # perturbagen of each query (bootstrap unit)
+    query_kinds: NDArray[np.str_]
+    query_cells: NDArray[np.str_] | None
+    query_clusters: NDArray[np.str_]
 
 
 @dataclass
@@ -126,8 +170,23 @@ class EvaluationConfig:
     n_sampled: int = 10_000
     max_wtcs_queries: int = 1000
     wtcs_k: int = 150
-    per_cell_line: bool = True
     seed: int = 0
+
+
+def _check(protocols: Sequence[str], allowed: Sequence[str], methods: Sequence[str]) -> None:
+    for protocol in protocols:
+        if protocol not in allowed:
+            raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(allowed)}")
+    for method in methods:
+        if method not in METHOD_SPECS:
+            raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+
+
+def _query_subset(n: int, method: Method, config: EvaluationConfig) -> NDArray[np.intp]:
+    if method.subsampled and n > config.max_wtcs_queries:
+        rng = np.random.default_rng(config.seed)
+        return np.sort(rng.choice(n, config.max_wtcs_queries, replace=False))
+    return np.arange(n)
 
 
 def run_protocols(
@@ -141,96 +200,72 @@ def run_protocols(
     ``embeddings`` are the model's (n, d) vectors of ``heldout.values`` (None: the
     embedding method is skipped).
     """
+    _check(config.protocols, PROTOCOLS, config.methods)
     runs: list[ProtocolRun] = []
     meta = heldout.meta
     n = len(meta)
     if n == 0:
         return runs
+    vectors = {"embedding": embeddings, "zscore": heldout.values}
     kinds = pert_group(meta["pert_type"])
-    vectors = {
-        "embedding": embeddings,
-        "zscore_cosine": heldout.values,
-        "zscore_euclidean": heldout.values,
-        "wtcs": heldout.values,
-        "ncs": heldout.values,
-    }
-    metric_of = {
-        "embedding": "cosine",
-        "zscore_cosine": "cosine",
-        "zscore_euclidean": "euclidean",
-        "wtcs": "wtcs",
-        "ncs": "ncs",
-    }
+    cells = meta["cell_id"].astype(str).to_numpy()
+    clusters = meta["pert_id"].astype(str).to_numpy()
     ncs_groups = (meta["cell_id"].astype(str) + "|" + meta["pert_type"].astype(str)).to_numpy()
     for protocol in config.protocols:
-        if protocol in ("same_perturbagen", "replicates"):
-            if protocol == "same_perturbagen":
-                labels = meta["pert_id"].astype(str).to_numpy()
-            else:
-                labels = (
-                    meta["pert_id"].astype(str)
-                    + "|"
-                    + meta["cell_id"].astype(str)
-                    + "|"
-                    + meta["pert_dose"].astype(str)
-                    + "|"
-                    + meta["pert_time"].astype(str)
-                ).to_numpy()
-            groups = _groups(
-                kinds, meta["cell_id"].astype(str).to_numpy() if config.per_cell_line else None
-            )
-            clusters = meta["pert_id"].astype(str).to_numpy()
-            for method in config.methods:
-                x = vectors[method]
-                if x is None:
-                    continue
-                queries = np.arange(n)
-                if method in ("wtcs", "ncs") and n > config.max_wtcs_queries:
-                    queries = np.sort(
-                        np.random.default_rng(config.seed).choice(
-                            n, config.max_wtcs_queries, replace=False
-                        )
+        if protocol in DRUG_LEVEL:
+            compounds = (meta["pert_type"].astype(str) == COMPOUND).to_numpy()
+            pert_ids = clusters[compounds]
+            per_pert = meta[compounds].drop_duplicates("pert_id").set_index("pert_id")
+            means = {}
+            for space, x in vectors.items():
+                if x is not None:
+                    ids, means[space] = perturbagen_means(
+                        x[compounds], pert_ids, normalize=space == "embedding"
                     )
-                log(f"{protocol} / {method}: {len(queries):,} queries x {n:,} candidates")
-                result = retrieval(
-                    x[queries],
-                    labels[queries],
-                    x,
-                    labels,
-                    metric=metric_of[method],
-                    self_index=queries,
-                    mode=config.mode,
-                    n_sampled=config.n_sampled,
-                    seed=config.seed,
-                    wtcs_k=config.wtcs_k,
-                    candidate_groups=ncs_groups if method == "ncs" else None,
-                    block_size=len(queries) if method in ("wtcs", "ncs") else 256,
-                )
-                runs.append(
-                    ProtocolRun(
-                        protocol,
-                        method,
-                        result,
-                        {g: m[queries] for g, m in groups.items()},
-                        clusters[queries],
-                    )
-                )
-        elif protocol in ("moa", "target"):
-            runs.extend(_drug_level(heldout, embeddings, protocol, kinds, config, log, metric_of))
+            if not means:
+                continue
+            annotations = per_pert.loc[ids, DRUG_LEVEL[protocol]]
+            runs.extend(_drug_level(protocol, ids, means, annotations, config, log))
+            continue
+        if protocol == "same_perturbagen":
+            labels = clusters
         else:
-            raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+            labels = (
+                meta["pert_id"].astype(str)
+                + "|"
+                + meta["cell_id"].astype(str)
+                + "|"
+                + meta["pert_dose"].astype(str)
+                + "|"
+                + meta["pert_time"].astype(str)
+            ).to_numpy()
+        for name in config.methods:
+            method = METHOD_SPECS[name]
+            x = vectors[method.vectors]
+            if x is None:
+                continue
+            queries = _query_subset(n, method, config)
+            log(f"{protocol} / {name}: {len(queries):,} queries x {n:,} candidates")
+            result = retrieval(
+                x[queries],
+                labels[queries],
+                x,
+                labels,
+                metric=method.metric,
+                self_index=queries,
+                mode=config.mode,
+                n_sampled=config.n_sampled,
+                seed=config.seed,
+                wtcs_k=config.wtcs_k,
+                candidate_groups=ncs_groups if method.metric == "ncs" else None,
+                block_size=len(queries) if method.subsampled else 256,
+            )
+            runs.append(
+                ProtocolRun(
+                    protocol, name, result, kinds[queries], cells[queries], clusters[queries]
+                )
+            )
     return runs
-
-
-def _groups(kinds: np.ndarray, cells: np.ndarray | None) -> dict[str, np.ndarray]:
-    groups = {"all": np.ones(len(kinds), bool)}
-    for g in ("small_molecules", "genetic"):
-        if (kinds == g).any():
-            groups[g] = kinds == g
-    if cells is not None:
-        for c in sorted(set(cells)):
-            groups[f"cell:{c}"] = cells == c
-    return groups
 
 
 def perturbagen_means(
@@ -244,36 +279,112 @@ def perturbagen_means(
     return ids, (normalize_rows(means) if normalize else means)
 
 
-def _drug_level(heldout, embeddings, protocol, kinds, config, log, metric_of):
-    meta = heldout.meta
-    per_pert = meta.drop_duplicates("pert_id").set_index("pert_id")
+@dataclass
+class PerturbagenMeans:
+    """One row per perturbagen: ``ids`` and, per kind of vector (``zscore``,
+    ``embedding``), the mean of its profiles' vectors (the embedding's re-normalized)."""
+
+    ids: NDArray[np.str_]
+    vectors: dict[str, NDArray[np.float32]]
+    n_profiles: NDArray[np.int64]
+
+
+def load_perturbagen_means(
+    files: Sequence[Path],
+    pert_ids: set[str],
+    embed: Callable[[NDArray[np.float32]], NDArray[np.float32]] | None,
+    *,
+    batch_size: int = 32_768,
+) -> PerturbagenMeans:
+    """Per-perturbagen mean z-score profile and (with ``embed``) mean embedding of the lake's
+    profiles of ``pert_ids``, streamed by batch: memory is one batch plus the sums
+    (perturbagens x (978 + d) float64), never the profiles."""
+    ids = np.array(sorted(pert_ids), dtype=str)
+    code = {p: i for i, p in enumerate(ids)}
+    sums: dict[str, np.ndarray] = {}
+    counts = np.zeros(len(ids), np.int64)
+    for batch in perturbagen_batches(files, pert_ids, ["pert_id", VALUES_COLUMN], batch_size):
+        rows = np.array(
+            [code[p] for p in batch.column("pert_id").to_numpy(zero_copy_only=False)], np.int64
+        )
+        x = landmark_matrix(batch)
+        parts = {"zscore": x}
+        if embed is not None:
+            parts["embedding"] = embed(x)
+        for space, v in parts.items():
+            acc = sums.setdefault(space, np.zeros((len(ids), v.shape[1]), np.float64))
+            np.add.at(acc, rows, v)
+        counts += np.bincount(rows, minlength=len(ids))
+    seen = counts > 0
+    vectors = {}
+    for space, acc in sums.items():
+        means = (acc[seen] / counts[seen, None]).astype(np.float32)
+        vectors[space] = normalize_rows(means) if space == "embedding" else means
+    return PerturbagenMeans(ids[seen], vectors, counts[seen])
+
+
+def run_direct(
+    means: PerturbagenMeans,
+    perturbagens: pd.DataFrame,
+    config: EvaluationConfig,
+    log: Log = lambda m: None,
+) -> list[ProtocolRun]:
+    """The drug-level protocols over every compound of ``means`` (from the model trained on
+    every perturbagen): ``config.protocols`` among :data:`DIRECT_PROTOCOLS`.
+
+    ``perturbagens`` has ``pert_id``, ``pert_type``, ``moa`` and ``target``; only compounds
+    are queries and candidates.
+    """
+    _check(config.protocols, DIRECT_PROTOCOLS, config.methods)
+    info = perturbagens.drop_duplicates("pert_id").set_index("pert_id")
+    known = np.isin(means.ids, info.index)
+    compound = np.zeros(len(means.ids), bool)
+    compound[known] = (info.loc[means.ids[known], "pert_type"].astype(str) == COMPOUND).to_numpy()
+    ids = means.ids[compound]
+    vectors = {space: v[compound] for space, v in means.vectors.items()}
     runs = []
-    pert_ids = meta["pert_id"].astype(str).to_numpy()
-    for method in config.methods:
-        x = embeddings if method == "embedding" else heldout.values
-        if x is None:
+    for protocol in config.protocols:
+        annotations = info.loc[ids, DRUG_LEVEL[protocol]]
+        runs.extend(_drug_level(protocol, ids, vectors, annotations, config, log))
+    return runs
+
+
+def _drug_level(
+    protocol: str,
+    ids: NDArray[np.str_],
+    vectors: dict[str, NDArray[np.float32]],
+    annotations: pd.Series,
+    config: EvaluationConfig,
+    log: Log,
+) -> list[ProtocolRun]:
+    """One drug-level protocol: every annotated compound queries the others."""
+    annotation = annotations.astype("string")
+    ok = (annotation.notna() & (annotation.fillna("").str.len() > 0)).to_numpy()
+    if ok.sum() < 2:
+        log(f"{protocol}: fewer than 2 annotated compounds; skipped")
+        return []
+    labels = annotation.to_numpy()[ok].astype(str)
+    clusters = ids[ok]
+    kinds = np.full(len(clusters), "small_molecules")
+    runs = []
+    for name in config.methods:
+        method = METHOD_SPECS[name]
+        if method.vectors not in vectors:
             continue
-        ids, means = perturbagen_means(x, pert_ids, normalize=method == "embedding")
-        annotation = per_pert.loc[ids, protocol].astype("string")
-        ok = annotation.notna().to_numpy() & (annotation.fillna("").str.len() > 0).to_numpy()
-        if ok.sum() < 2:
-            log(f"{protocol}: fewer than 2 annotated held-out perturbagens; skipped")
-            return []
-        labels = annotation.to_numpy()[ok].astype(str)
-        vecs = means[ok]
-        log(f"{protocol} / {method}: {len(vecs):,} perturbagens")
-        pkinds = pert_group(per_pert.loc[ids[ok], "pert_type"])
+        vecs = vectors[method.vectors][ok]
+        queries = _query_subset(len(vecs), method, config)
+        log(f"{protocol} / {name}: {len(queries):,} of {len(vecs):,} compounds")
         result = retrieval(
+            vecs[queries],
+            labels[queries],
             vecs,
             labels,
-            vecs,
-            labels,
-            metric=metric_of[method],
-            self_index=np.arange(len(vecs)),
+            metric=method.metric,
+            self_index=queries,
             mode="exact",
             seed=config.seed,
             wtcs_k=config.wtcs_k,
-            candidate_groups=pkinds if method == "ncs" else None,
+            candidate_groups=kinds if method.metric == "ncs" else None,
         )
-        runs.append(ProtocolRun(protocol, method, result, _groups(pkinds, None), ids[ok]))
+        runs.append(ProtocolRun(protocol, name, result, kinds[queries], None, clusters[queries]))
     return runs

@@ -1,5 +1,11 @@
-"""The evaluation's report: the tidy metrics table with intervals, recall curves and their
-plot, and a summary laid out like the paper's Table 1 beside the published figures.
+"""The evaluation's report: the ranks of one split as a table, the tidy metrics table of
+ranks pooled over splits (with the per-split spread), recall curves and their plot, and a
+summary laid out like the paper's Table 1 beside the published figures.
+
+Pooling is the paper's: every positive's rank quantile from every split goes into one set
+before the median, recalls and AUC are taken; MCC pools every split's balanced (positive,
+paired negative) scores and thresholds them at their median
+(:func:`~l1000_assets.core.evaluation.retrieval.balanced_mcc`).
 """
 
 from __future__ import annotations
@@ -12,8 +18,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from l1000_assets.core.evaluation.metrics import SUMMARY_METRICS, summarize_quantiles
-from l1000_assets.core.evaluation.protocols import METHODS, PROTOCOLS, ProtocolRun
+from l1000_assets.core.evaluation.metrics import SUMMARY_METRICS, recall_at, summarize_quantiles
+from l1000_assets.core.evaluation.protocols import (
+    DIRECT_PROTOCOLS,
+    METHODS,
+    PROTOCOLS,
+    ProtocolRun,
+)
+from l1000_assets.core.evaluation.retrieval import balanced_mcc
 
 METRICS = (*SUMMARY_METRICS, "mcc")
 """The metric names of the tidy table (``evaluation_metrics.parquet``, the SQL view)."""
@@ -34,130 +46,251 @@ PUBLISHED_AUC = {
     ("replicates", "zscore_cosine"): 0.843,
     ("replicates", "embedding"): 0.965,
     ("target", "zscore_cosine"): 0.826,
-    ("target", "embedding"): 0.906,
+    ("target", "embedding"): 0.901,  # held out (Table 2's holdout variant)
+    ("target_direct", "zscore_cosine"): 0.826,
+    ("target_direct", "embedding"): 0.906,  # direct training
 }
+PUBLISHED_MCC = {"zscore_cosine": "0.262", "embedding": "0.648"}
 
 
-def run_metrics(
-    run: ProtocolRun, mask: NDArray[np.bool_], n_boot: int, seed: int
-) -> dict[str, tuple[float, float, float]]:
-    """metric -> (value, bootstrap low, bootstrap high) over the queries in ``mask``."""
-    r = run.result
-    sel = mask[r.query_index]
-    q = r.quantiles[sel]
-    out = {m: (v, math.nan, math.nan) for m, v in summarize_quantiles(q).items()}
-    out["mcc"] = (r.mcc if mask.all() else math.nan, math.nan, math.nan)
-    if n_boot and len(q) > 1:
-        clusters = run.query_clusters[r.query_index[sel]]
-        _, cid = np.unique(clusters, return_inverse=True)
-        rng = np.random.default_rng(seed)
-        order = np.argsort(q, kind="stable")
-        qs, cs = q[order], cid[order]
-        k = cid.max() + 1
-        draws = {m: [] for m in SUMMARY_METRICS}
-        for _ in range(n_boot):
-            w = rng.multinomial(k, np.full(k, 1.0 / k))[cs].astype(np.float64)
-            if w.sum() == 0:
-                continue
-            for m, v in summarize_quantiles(qs, w).items():
-                draws[m].append(v)
-        for m, d in draws.items():
-            if d:
-                lo, hi = np.percentile(d, [2.5, 97.5])
-                out[m] = (out[m][0], float(lo), float(hi))
+RANK_COLUMNS = [
+    "split",
+    "protocol",
+    "method",
+    "query",
+    "cluster",
+    "kind",
+    "cell_id",
+    "quantile",
+    "positive_score",
+    "negative_score",
+]
+"""One row per positive: the ranks one split contributes (``evaluation_ranks``)."""
+
+
+def ranks_table(runs: Sequence[ProtocolRun], split: str) -> pd.DataFrame:
+    """Every positive of ``runs`` (one split) as a row of :data:`RANK_COLUMNS`: its rank
+    quantile, its score and its paired negative's score (for the pooled MCC), and its
+    query's index, perturbagen, kind and cell line (``None`` at drug level)."""
+    frames = []
+    for run in runs:
+        r = run.result
+        qi = r.query_index
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "protocol": run.protocol,
+                    "method": run.method,
+                    "query": qi.astype(np.int32),
+                    "cluster": run.query_clusters[qi],
+                    "kind": run.query_kinds[qi],
+                    "cell_id": run.query_cells[qi] if run.query_cells is not None else None,
+                    "quantile": r.quantiles,
+                    "positive_score": r.positive_scores.astype(np.float32),
+                    "negative_score": r.negative_scores.astype(np.float32),
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in RANK_COLUMNS})
+    out = pd.concat(frames, ignore_index=True)
+    for column in ("split", "protocol", "method", "kind", "cell_id"):
+        out[column] = out[column].astype("category")
     return out
 
 
+def _groups(sub: pd.DataFrame, per_cell_line: bool) -> dict[str, NDArray[np.bool_]]:
+    """Query groups of one protocol's ranks: ``all``; at profile level also each kind and,
+    with ``per_cell_line``, each cell line (drug-level ranks are compounds only)."""
+    groups = {"all": np.ones(len(sub), bool)}
+    cells = sub["cell_id"]
+    if cells.isna().all():
+        return groups
+    kinds = sub["kind"].astype(str).to_numpy()
+    for kind in ("small_molecules", "genetic"):
+        if (kinds == kind).any():
+            groups[kind] = kinds == kind
+    if per_cell_line:
+        values = cells.astype(str).to_numpy()
+        for cell in sorted(set(values)):
+            groups[f"cell:{cell}"] = values == cell
+    return groups
+
+
+def pooled_metrics(sub: pd.DataFrame) -> dict[str, float]:
+    """:data:`METRICS` of ranks pooled over every split and query in ``sub``."""
+    out = summarize_quantiles(sub["quantile"].to_numpy())
+    out["mcc"] = balanced_mcc(sub["positive_score"].to_numpy(), sub["negative_score"].to_numpy())
+    return out
+
+
+def _bootstrap(sub: pd.DataFrame, n_boot: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap (95%) of the summary metrics over query perturbagens."""
+    q = sub["quantile"].to_numpy()
+    _, cid = np.unique(sub["cluster"].astype(str).to_numpy(), return_inverse=True)
+    order = np.argsort(q, kind="stable")
+    qs, cs = q[order], cid[order]
+    k = int(cid.max()) + 1
+    rng = np.random.default_rng(seed)
+    draws = {m: [] for m in SUMMARY_METRICS}
+    for _ in range(n_boot):
+        w = rng.multinomial(k, np.full(k, 1.0 / k))[cs].astype(np.float64)
+        if w.sum() == 0:
+            continue
+        for m, v in summarize_quantiles(qs, w).items():
+            draws[m].append(v)
+    return {m: tuple(np.percentile(d, [2.5, 97.5])) for m, d in draws.items() if d}
+
+
+def _t_interval(values: NDArray[np.float64]) -> tuple[float, float]:
+    from scipy.stats import t as student_t
+
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2:
+        return math.nan, math.nan
+    half = student_t.ppf(0.975, len(finite) - 1) * finite.std(ddof=1) / math.sqrt(len(finite))
+    centre = finite.mean()
+    return centre - half, centre + half
+
+
 def metrics_table(
-    splits: Sequence[list[ProtocolRun]], *, n_boot: int = 200, seed: int = 0
-) -> pd.DataFrame:
-    """The tidy table: protocol, group, method, metric, value, ci_low, ci_high, ci_method,
-    n_splits, n_queries, n_positives.
+    ranks: pd.DataFrame, *, n_boot: int = 200, seed: int = 0, per_cell_line: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tidy table and the per-split table of ranks pooled over splits.
 
-    With one split the interval is a percentile bootstrap over held-out perturbagens;
-    with several, ``value`` is the mean over splits and the interval a 95% t interval.
+    ``value`` is computed from the ranks of every split pooled (as the paper pools its 41
+    splits): every positive's quantile, and for MCC every (positive, paired negative) pair.
+    ``n_queries`` and ``n_positives`` count what was pooled. The interval shows the spread
+    over splits when there are several (a 95% t interval of the per-split values), else a
+    95% percentile bootstrap over query perturbagens (none for MCC).
+
+    Returns
+    -------
+    (table, per_split)
+        ``table``: protocol, group, method, metric, value, ci_low, ci_high, ci_method,
+        n_splits, n_queries, n_positives. ``per_split``: protocol, group, method, split,
+        metric, value, n_queries, n_positives.
     """
-    per_split: dict[tuple, list] = {}
-    for runs in splits:
-        for run in runs:
-            for group, mask in run.query_groups.items():
-                sel = mask[run.result.query_index]
-                values = run_metrics(run, mask, n_boot if len(splits) == 1 else 0, seed)
-                key = (run.protocol, group, run.method)
-                per_split.setdefault(key, []).append((values, int(mask.sum()), int(sel.sum())))
-    rows = []
-    for (protocol, group, method), entries in per_split.items():
-        k = len(entries)
-        for metric in METRICS:
-            vals = np.array([e[0][metric][0] for e in entries], np.float64)
-            if k == 1:
-                value, lo, hi = entries[0][0][metric]
-                ci_method = "bootstrap95 over perturbagens" if not math.isnan(lo) else ""
-            else:
-                finite = vals[np.isfinite(vals)]
-                value = float(finite.mean()) if len(finite) else math.nan
-                if len(finite) > 1:
-                    from scipy.stats import t as student_t
-
-                    half = (
-                        student_t.ppf(0.975, len(finite) - 1)
-                        * finite.std(ddof=1)
-                        / math.sqrt(len(finite))
-                    )
-                    lo, hi = value - half, value + half
+    rows, split_rows = [], []
+    for (protocol, method), sub in ranks.groupby(["protocol", "method"], observed=True, sort=False):
+        sub = sub.reset_index(drop=True)
+        for group, mask in _groups(sub, per_cell_line).items():
+            g = sub[mask]
+            if g.empty:
+                continue
+            splits = g.groupby("split", observed=True, sort=True)
+            per_split = {}
+            for split, s in splits:
+                per_split[split] = pooled_metrics(s)
+                split_rows += [
+                    {
+                        "protocol": protocol,
+                        "group": group,
+                        "method": method,
+                        "split": split,
+                        "metric": metric,
+                        "value": value,
+                        "n_queries": int(s["query"].nunique()),
+                        "n_positives": len(s),
+                    }
+                    for metric, value in per_split[split].items()
+                ]
+            pooled = pooled_metrics(g)
+            k = len(per_split)
+            boot = _bootstrap(g, n_boot, seed) if k == 1 and n_boot and len(g) > 1 else {}
+            n_queries = int(g.groupby("split", observed=True)["query"].nunique().sum())
+            for metric in METRICS:
+                if k > 1:
+                    lo, hi = _t_interval(np.array([v[metric] for v in per_split.values()]))
+                    ci_method = f"t95 over {k} splits"
+                elif metric in boot:
+                    (lo, hi), ci_method = boot[metric], "bootstrap95 over perturbagens"
                 else:
                     lo = hi = math.nan
-                ci_method = f"t95 over {len(finite)} splits"
-            rows.append(
-                {
-                    "protocol": protocol,
-                    "group": group,
-                    "method": method,
-                    "metric": metric,
-                    "value": value,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "ci_method": ci_method,
-                    "n_splits": k,
-                    "n_queries": int(np.mean([e[1] for e in entries])),
-                    "n_positives": int(np.mean([e[2] for e in entries])),
-                }
-            )
-    return pd.DataFrame(rows)
+                    ci_method = ""
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "group": group,
+                        "method": method,
+                        "metric": metric,
+                        "value": pooled[metric],
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "ci_method": ci_method,
+                        "n_splits": k,
+                        "n_queries": n_queries,
+                        "n_positives": len(g),
+                    }
+                )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS), pd.DataFrame(
+        split_rows, columns=PER_SPLIT_COLUMNS
+    )
+
+
+TABLE_COLUMNS = [
+    "protocol",
+    "group",
+    "method",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "n_splits",
+    "n_queries",
+    "n_positives",
+]
+PER_SPLIT_COLUMNS = [
+    "protocol",
+    "group",
+    "method",
+    "split",
+    "metric",
+    "value",
+    "n_queries",
+    "n_positives",
+]
 
 
 def recall_curves(
-    runs: Sequence[ProtocolRun], protocol: str = "same_perturbagen", group: str = "all"
+    ranks: pd.DataFrame, protocol: str = "same_perturbagen", group: str = "all"
 ) -> pd.DataFrame:
-    """Recall (fraction of positives with q <= x) on :data:`QUANTILE_GRID`, per method."""
+    """Recall (:func:`~l1000_assets.core.evaluation.metrics.recall_at`: ``q = x`` counting
+    one half) on :data:`QUANTILE_GRID`, per method, ranks pooled over splits; ``group`` is
+    ``all`` or a kind."""
     rows = []
-    for run in runs:
-        if run.protocol != protocol or group not in run.query_groups:
-            continue
-        q = np.sort(run.result.quantiles[run.query_groups[group][run.result.query_index]])
+    sub = ranks[ranks["protocol"] == protocol]
+    if group != "all":
+        sub = sub[sub["kind"] == group]
+    for method, m in sub.groupby("method", observed=True, sort=False):
+        q = np.sort(m["quantile"].to_numpy())
         if len(q) == 0:
             continue
-        recall = np.searchsorted(q, QUANTILE_GRID, side="right") / len(q)
+        recall = recall_at(q, QUANTILE_GRID)
         rows += [
-            {"method": run.method, "quantile": float(x), "recall": float(y)}
+            {"method": method, "quantile": float(x), "recall": float(y)}
             for x, y in zip(QUANTILE_GRID, recall)
         ]
     return pd.DataFrame(rows, columns=["method", "quantile", "recall"])
 
 
-def plot_recall_curves(runs: Sequence[ProtocolRun], path: Path) -> None:
-    """Recall versus rank quantile, one panel per protocol (group ``all``), as a PNG."""
+def plot_recall_curves(ranks: pd.DataFrame, path: Path) -> None:
+    """Recall versus rank quantile, one panel per protocol (group ``all``, ranks pooled over
+    splits), as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    protocols = [p for p in PROTOCOLS if any(r.protocol == p for r in runs)]
+    present = set(ranks["protocol"].astype(str))
+    protocols = [p for p in (*PROTOCOLS, *DIRECT_PROTOCOLS) if p in present]
     fig, axes = plt.subplots(
         1, max(len(protocols), 1), figsize=(4.2 * max(len(protocols), 1), 3.6), squeeze=False
     )
     for ax, protocol in zip(axes[0], protocols):
-        curves = recall_curves(runs, protocol)
+        curves = recall_curves(ranks, protocol)
         for method, df in curves.groupby("method", sort=False):
             ax.plot(df["quantile"].clip(lower=1e-4), df["recall"], label=method)
         ax.set_xscale("log")
@@ -182,17 +315,43 @@ def _fmt(value: float, lo: float, hi: float, digits: int = 3) -> str:
     return s
 
 
+def _counts(sub: pd.DataFrame) -> str:
+    """``n_queries / n_positives`` of a table slice (every metric row has the same)."""
+    row = sub.iloc[0]
+    return f"{int(row['n_queries']):,} / {int(row['n_positives']):,}"
+
+
 def table1_markdown(table: pd.DataFrame) -> str:
-    """A summary laid out like the paper's Table 1, the published figures beside ours."""
+    """A summary laid out like the paper's Table 1, the published figures beside ours, with
+    the queries and positives behind every figure."""
     cols = SUMMARY_METRICS
-    head = ["group", "method", "source", "median q", "top-0.001", "top-0.01", "top-0.1", "AUC"]
+    head = [
+        "group",
+        "method",
+        "source",
+        "median q",
+        "top-0.001",
+        "top-0.01",
+        "top-0.1",
+        "AUC",
+        "MCC",
+        "queries / positives",
+    ]
+    same = table[(table["protocol"] == "same_perturbagen")]
+    n_splits = int(same["n_splits"].max()) if len(same) else 0
+    spread = (
+        f"ranks pooled over {n_splits} splits; in brackets the 95% t interval of the "
+        "per-split values"
+        if n_splits > 1
+        else "one split; in brackets a 95% bootstrap interval over perturbagens"
+    )
     lines = [
-        "Held-out perturbagens, same-perturbagen positives (95% interval in brackets).",
+        f"Held-out perturbagens, same-perturbagen positives ({spread}). MCC: each positive "
+        "paired with a seeded negative of its query, thresholded at the pooled median.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
-    same = table[(table["protocol"] == "same_perturbagen")]
     for group in ("all", "small_molecules", "genetic"):
         for method in METHODS:
             sub = same[(same["group"] == group) & (same["method"] == method)].set_index("metric")
@@ -207,7 +366,14 @@ def table1_markdown(table: pd.DataFrame) -> str:
                 )
                 for c in cols
             ]
-            lines.append(f"| {group} | {method} | ours | " + " | ".join(cells) + " |")
+            mcc_cell = _fmt(
+                sub.loc["mcc", "value"], sub.loc["mcc", "ci_low"], sub.loc["mcc", "ci_high"]
+            )
+            lines.append(
+                f"| {group} | {method} | ours | "
+                + " | ".join(cells)
+                + f" | {mcc_cell} | {_counts(sub)} |"
+            )
             pub = PUBLISHED[(PUBLISHED["group"] == group) & (PUBLISHED["method"] == method)]
             if len(pub):
                 p = pub.iloc[0]
@@ -216,7 +382,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
                     + " | ".join(
                         f"{p[c]:.4f}" if c == "median_quantile" else f"{p[c]:.3f}" for c in cols
                     )
-                    + " |"
+                    + f" | {PUBLISHED_MCC.get(method, '-')} | 41 splits |"
                 )
     other = table[
         (table["protocol"] != "same_perturbagen")
@@ -227,13 +393,15 @@ def table1_markdown(table: pd.DataFrame) -> str:
     if len(other):
         lines += [
             "",
-            "Other protocols, all queries: AUC (paper in parentheses; its drug-level "
-            "figure is for ChEMBL targets).",
+            "Other protocols, all queries: AUC (paper in parentheses; its drug-level figure is "
+            "for ChEMBL targets) and queries / positives. Drug level: compounds only; "
+            "*_direct: the model trained on every perturbagen (the paper's direct training), "
+            "over every compound.",
             "",
             "| protocol | " + " | ".join(methods) + " |",
             "|" + "---|" * (len(methods) + 1),
         ]
-        for protocol in [p for p in PROTOCOLS if p != "same_perturbagen"]:
+        for protocol in [p for p in (*PROTOCOLS, *DIRECT_PROTOCOLS) if p != "same_perturbagen"]:
             sub = other[other["protocol"] == protocol].set_index("method")
             if sub.empty:
                 continue
@@ -243,19 +411,10 @@ def table1_markdown(table: pd.DataFrame) -> str:
                     cells.append("-")
                     continue
                 cell = _fmt(sub.loc[m, "value"], sub.loc[m, "ci_low"], sub.loc[m, "ci_high"])
-                if (protocol, m) in PUBLISHED_AUC:
-                    cell += f" ({PUBLISHED_AUC[(protocol, m)]:.3f})"
+                published = PUBLISHED_AUC.get((protocol, m))
+                if published is not None:
+                    cell += f" ({published:.3f})"
+                cell += f"; {int(sub.loc[m, 'n_queries']):,} / {int(sub.loc[m, 'n_positives']):,}"
                 cells.append(cell)
             lines.append(f"| {protocol} | " + " | ".join(cells) + " |")
-    mcc_rows = table[
-        (table["metric"] == "mcc")
-        & (table["group"] == "all")
-        & (table["protocol"] == "same_perturbagen")
-    ]
-    if len(mcc_rows):
-        lines += [
-            "",
-            "MCC at the median similarity (same perturbagen, all): "
-            + ", ".join(f"{r.method} {r.value:.3f}" for r in mcc_rows.itertuples()),
-        ]
     return "\n".join(lines) + "\n"

@@ -24,9 +24,12 @@ still in the core's cache.
 ``n_sampled`` candidates drawn without replacement from its negatives, by a generator
 seeded with ``(seed, query index)``: the same result for any block size or thread count.
 
-**MCC** thresholds similarity at its median (estimated from a seeded sample of pairs) and
-classifies each (query, candidate) pair as same-label or not (in sampled mode: the sampled
-pairs and every positive).
+**MCC** as the paper computes it: every positive is paired with one negative of the same
+query, drawn by a generator seeded with ``(seed, query index)`` (in sampled mode, among the
+sampled negatives), so positives and negatives are balanced; their scores are returned
+with the quantiles, and :func:`balanced_mcc` thresholds the pooled pairs (over queries, and
+over splits by the caller) at their median. Over all pairs, where positives are well under
+1%, MCC could not exceed a few hundredths and would not be the paper's quantity.
 
 **Similarities**: ``cosine``, ``euclidean`` (negated squared distance) and ``wtcs`` (CMap's
 weighted connectivity score of the query's top and bottom genes against the candidate
@@ -59,17 +62,18 @@ _CONNECTIVITY = ("wtcs", "ncs")
 
 @dataclass(frozen=True)
 class RetrievalResult:
-    """Quantiles of every positive, the query each belongs to, and MCC counts."""
+    """Quantiles of every positive, the query each belongs to, and each positive's score
+    beside the score of the negative it is paired with (for :func:`balanced_mcc`)."""
 
     quantiles: NDArray[np.float64]  # (n_positives,)
     query_index: NDArray[np.int64]  # (n_positives,), in the caller's query order
     n_queries: int
-    confusion: tuple[int, int, int, int]  # tp, fp, tn, fn at the median threshold
-    threshold: float
+    positive_scores: NDArray[np.float32]  # (n_positives,)
+    negative_scores: NDArray[np.float32]  # (n_positives,): a seeded negative of the query
 
     @property
     def mcc(self) -> float:
-        return mcc(*self.confusion)
+        return balanced_mcc(self.positive_scores, self.negative_scores)
 
     def summary(self, mask: NDArray[np.bool_] | None = None) -> RetrievalSummary:
         """Pooled metrics, optionally over the positives of the queries in ``mask``."""
@@ -83,6 +87,25 @@ def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
     tp, fp, tn, fn = (float(v) for v in (tp, fp, tn, fn))
     den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return (tp * tn - fp * fn) / den if den else 0.0
+
+
+def balanced_mcc(
+    positive_scores: NDArray[np.floating], negative_scores: NDArray[np.floating]
+) -> float:
+    """The paper's MCC: positives and as many negatives (each positive's paired negative),
+    pooled, called "same" when their score is above the median of the pooled scores.
+
+    NaN without pairs. For normally distributed scores it is about
+    ``2 Phi(Phi^-1(AUC) / sqrt 2) - 1`` (``../shared/docs/science.md``, section 3).
+    """
+    pos = np.asarray(positive_scores, np.float64)
+    neg = np.asarray(negative_scores, np.float64)
+    if len(pos) == 0 or len(neg) == 0:
+        return math.nan
+    threshold = np.median(np.concatenate([pos, neg]))
+    tp = int((pos > threshold).sum())
+    fp = int((neg > threshold).sum())
+    return mcc(tp, fp, len(neg) - fp, len(pos) - tp)
 
 
 # ------------------------------------------------------------------------- scoring
@@ -240,13 +263,6 @@ class _Scorer:
             s = 2.0 * s - self.c_sq[cols] - self.q_sq[row]
         return s.astype(np.float32, copy=False)
 
-    def pair_sample(self, qi: np.ndarray, ci: np.ndarray) -> np.ndarray:
-        """Similarities of the pairs ``(qi[k], ci[k])`` (the MCC threshold; vectors)."""
-        q, c = self.q[qi], self.c[ci]
-        if self.metric == "cosine":
-            return (q * c).sum(axis=1)
-        return -((q - c) ** 2).sum(axis=1)
-
 
 def _prepare(
     x: NDArray[np.floating], metric: str, order: NDArray[np.intp] | None = None
@@ -274,28 +290,6 @@ def _label_ranges(candidate_labels: np.ndarray):
     codes = ordered[starts]
     del ordered
     return codes, order, starts, stops
-
-
-def _median(scorer: _Scorer, n_pairs: int, seed: int) -> float:
-    rng = np.random.default_rng(seed)
-    if scorer.metric in _CONNECTIVITY:
-        # 64 random queries x 256 random candidates: one call of the WTCS kernel.
-        qi = np.sort(rng.choice(scorer.n_queries, min(64, scorer.n_queries), replace=False))
-        ci = np.sort(rng.choice(len(scorer), min(256, len(scorer)), replace=False))
-        return float(np.median(scorer.block_scores(qi, ci)))
-    qi = rng.integers(0, scorer.n_queries, n_pairs)
-    ci = rng.integers(0, len(scorer), n_pairs)
-    chunk = 16_384  # bounded gathers
-    return float(
-        np.median(
-            np.concatenate(
-                [
-                    scorer.pair_sample(qi[k : k + chunk], ci[k : k + chunk])
-                    for k in range(0, n_pairs, chunk)
-                ]
-            )
-        )
-    )
 
 
 # ------------------------------------------------------------------------ retrieval
@@ -381,7 +375,6 @@ def retrieval(
     )
     lo = np.where(known, starts[safe] if len(codes) else 0, 0).astype(np.int64)
     hi = np.where(known, stops[safe] if len(codes) else 0, 0).astype(np.int64)
-    threshold = _median(scorer, 200_000, seed) if n_q and n_c else 0.0
 
     # Queries in label order: a block's positives lie in one short span of candidates.
     query_order = np.lexsort((np.arange(n_q), lo))
@@ -390,41 +383,37 @@ def retrieval(
 
         def work(rows):
             return _exact_block(
-                scorer, rows, lo[rows], hi[rows], self_pos[rows], threshold, candidate_block, n_bins
+                scorer, rows, lo[rows], hi[rows], self_pos[rows], candidate_block, n_bins, seed
             )
 
     else:
 
         def work(rows):
-            return _sampled_block(
-                scorer, rows, lo[rows], hi[rows], self_pos[rows], threshold, n_sampled, seed
-            )
+            return _sampled_block(scorer, rows, lo[rows], hi[rows], self_pos[rows], n_sampled, seed)
 
     threads = max(1, n_threads or len(os.sched_getaffinity(0)))
     if metric in _CONNECTIVITY or mode == "sampled":
         threads = 1  # the WTCS kernel and the sampled gathers run their own parallel code
-    quantiles, owners = [], []
-    confusion = np.zeros(4, np.int64)
+    parts = []
     done = 0
-    for q, owner, conf in _run_blocks(work, blocks, threads):
-        quantiles.append(q)
-        owners.append(owner)
-        confusion += conf
+    for part in _run_blocks(work, blocks, threads):
+        parts.append(part)
         done += 1
         if progress is not None:
             progress(min(done * block_size, n_q), n_q)
-    if quantiles:
-        q_all, o_all = np.concatenate(quantiles), np.concatenate(owners)
+    if parts:
+        q_all, o_all, p_all, n_all = (np.concatenate(x) for x in zip(*parts))
         back = np.argsort(o_all, kind="stable")  # positives grouped by query, caller order
-        q_all, o_all = q_all[back], o_all[back]
+        q_all, o_all, p_all, n_all = q_all[back], o_all[back], p_all[back], n_all[back]
     else:
         q_all, o_all = np.empty(0), np.empty(0, np.int64)
+        p_all = n_all = np.empty(0, np.float32)
     return RetrievalResult(
         quantiles=q_all,
         query_index=o_all,
         n_queries=n_q,
-        confusion=tuple(int(v) for v in confusion),
-        threshold=threshold,
+        positive_scores=p_all,
+        negative_scores=n_all,
     )
 
 
@@ -455,7 +444,33 @@ def _run_blocks(work, blocks, threads):
 DENSE_SPAN = 4096
 
 
-def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_bins):
+def _negative_positions(rng, k: int, n_neg: int, start: int, stop: int, self_pos: int):
+    """``k`` candidate positions drawn from ``range(n_neg)`` onto the candidates outside the
+    query's label range ``[start, stop)`` and other than the query itself."""
+    width = stop - start
+    self_outside = self_pos >= 0 and not (start <= self_pos < stop)
+    picks = rng.integers(0, n_neg, k)
+    if self_outside:
+        reduced = self_pos if self_pos < start else self_pos - width
+        picks = picks + (picks >= reduced)
+    return np.where(picks < start, picks, picks + width)
+
+
+def _paired_negatives(scorer, rows, lo, hi, self_pos, n_pos, n_neg, seed):
+    """One negative score for every positive of each row (rows without negatives: none),
+    drawn with replacement by a generator seeded with ``(seed, query)``."""
+    out = []
+    for i, row in enumerate(rows):
+        if n_pos[i] == 0 or n_neg[i] <= 0:
+            out.append(np.full(n_pos[i], np.nan, np.float32))
+            continue
+        rng = np.random.default_rng([seed, int(row), 1])
+        cols = _negative_positions(rng, int(n_pos[i]), int(n_neg[i]), lo[i], hi[i], self_pos[i])
+        out.append(scorer.pair_scores(int(row), cols))
+    return np.concatenate(out) if out else np.empty(0, np.float32)
+
+
+def _exact_block(scorer, rows, lo, hi, self_pos, candidate_block, n_bins, seed):
     b = len(rows)
     n_c = len(scorer)
     has_range = hi > lo
@@ -474,9 +489,7 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     hist = np.zeros((b, n_bins), np.int32)
     greater = np.zeros(n_entries, np.int64)
     equal = np.zeros(n_entries, np.int64)
-    above = np.zeros((b, 2), np.int64)  # positives, negatives above the MCC threshold
     row_min = np.full(b, np.inf, np.float32)  # each row's lowest positive score
-    thr = np.float32(threshold)
     queries = scorer.query_rows(rows)
     buffer = np.empty(b * min(candidate_block, max(n_c, 1)), np.float32)
     # 1. Every positive's score. Queries come in label order, so usually one short span
@@ -504,7 +517,6 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
         lower,
         scale,
         n_bins,
-        thr,
         pos_val,
         pos_bin,
         pos_order,
@@ -512,7 +524,6 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
         bin_first,
         bin_last,
         hist,
-        above,
     )
     if dense and span1 > span0:
         count_tile(
@@ -525,7 +536,6 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
             lower,
             scale,
             n_bins,
-            thr,
             row_min,
             pos_val,
             pos_order,
@@ -534,7 +544,6 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
             hist,
             greater,
             equal,
-            above,
         )
         ranges = ((0, span0), (span1, n_c))
     else:
@@ -556,7 +565,6 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
                 lower,
                 scale,
                 n_bins,
-                thr,
                 row_min,
                 pos_val,
                 pos_order,
@@ -565,7 +573,6 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
                 hist,
                 greater,
                 equal,
-                above,
             )
     finish(hist, pos_bin, offsets, greater)
     self_neg = (self_pos >= 0) & ~((self_pos >= lo) & (self_pos < hi))
@@ -573,40 +580,35 @@ def _exact_block(scorer, rows, lo, hi, self_pos, threshold, candidate_block, n_b
     owner = np.repeat(np.arange(b), n_pos)
     q = (greater + 0.5 * equal) / np.maximum(n_neg[owner], 1)
     keep = n_neg[owner] > 0
-    tp, fp = int(above[:, 0].sum()), int(above[:, 1].sum())
-    conf = np.array([tp, fp, int(n_neg.sum()) - fp, int(n_pos.sum()) - tp])
-    return q[keep], rows[owner[keep]], conf
+    negatives = _paired_negatives(scorer, rows, lo, hi, self_pos, n_pos, n_neg, seed)
+    return q[keep], rows[owner[keep]], pos_val[keep], negatives[keep]
 
 
-def _sampled_block(scorer, rows, lo, hi, self_pos, threshold, n_sampled, seed):
+def _sampled_block(scorer, rows, lo, hi, self_pos, n_sampled, seed):
     n_c = len(scorer)
-    out_q, out_rows = [], []
-    conf = np.zeros(4, np.int64)
+    out_q, out_rows, out_pos, out_neg = [], [], [], []
     for i, row in enumerate(rows):
         start, stop, sp = int(lo[i]), int(hi[i]), int(self_pos[i])
         pos = np.arange(start, stop)
         pos = pos[pos != sp]
-        width = stop - start
         self_outside = sp >= 0 and not (start <= sp < stop)
-        n_neg = n_c - width - int(self_outside)
-        if n_neg <= 0:
+        n_neg = n_c - (stop - start) - int(self_outside)
+        if n_neg <= 0 or len(pos) == 0:
             continue
         rng = np.random.default_rng([seed, int(row)])
         k = rng.choice(n_neg, min(n_sampled, n_neg), replace=False)
-        # Map 0..n_neg-1 onto the candidates outside [start, stop) and other than the query.
         if self_outside:
-            sp_reduced = sp if sp < start else sp - width
-            k = k + (k >= sp_reduced)
-        neg = np.where(k < start, k, k + width)
+            k = k + (k >= (sp if sp < start else sp - (stop - start)))
+        neg = np.where(k < start, k, k + (stop - start))
         ps = scorer.pair_scores(int(row), pos)
         ns = np.sort(scorer.pair_scores(int(row), neg))
         below_eq = np.searchsorted(ns, ps, side="right")
         below = np.searchsorted(ns, ps, side="left")
         out_q.append(((len(ns) - below_eq) + 0.5 * (below_eq - below)) / len(ns))
         out_rows.append(np.full(len(ps), row, dtype=np.int64))
-        tp = int((ps > threshold).sum())
-        fp = int(len(ns) - np.searchsorted(ns, threshold, side="right"))
-        conf += (tp, fp, len(ns) - fp, len(ps) - tp)
+        out_pos.append(ps)
+        pair = np.random.default_rng([seed, int(row), 1]).integers(0, len(ns), len(ps))
+        out_neg.append(ns[pair])
     if not out_q:
-        return np.empty(0), np.empty(0, np.int64), conf
-    return np.concatenate(out_q), np.concatenate(out_rows), conf
+        return np.empty(0), np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.float32)
+    return tuple(np.concatenate(x) for x in (out_q, out_rows, out_pos, out_neg))

@@ -4,7 +4,8 @@ with z-score cosine on held-out perturbagens.
 :func:`heldout_comparison` scores same-perturbagen retrieval on the held-out (test)
 profiles for the embedding and for z-score cosine; :func:`model_card` gathers the
 configuration, data version, gene order, normalization digest, split seed, training figures
-and that comparison into the JSON-ready dict saved as ``card.json``
+the split (its name, seed and perturbagen counts: a served ``all`` model says it trained on
+every perturbagen) and that comparison into the JSON-ready dict saved as ``card.json``
 (:mod:`l1000_assets.core.model.store`).
 
 TensorFlow is imported lazily (only :func:`heldout_comparison` embeds profiles).
@@ -72,8 +73,10 @@ def model_card(
     data_version: str,
     gene_order: Sequence[str],
     normalization_sha256: str,
-    split_seed: int,
-    heldout: Mapping[str, RetrievalSummary],
+    split: str,
+    split_seed: int | None,
+    perturbagens: Mapping[str, int],
+    heldout: Mapping[str, RetrievalSummary] | None,
     created: str | None = None,
 ) -> dict:
     """The model card of a trained embedding, as saved in ``card.json``.
@@ -91,10 +94,13 @@ def model_card(
         The 978 landmark gene ids, in the model's input order.
     normalization_sha256
         The digest of the normalization statistics inside the model.
-    split_seed
-        The seed of the perturbagen split it was trained on.
+    split, split_seed
+        The perturbagen split it was trained on: its name (``all`` or ``split_<seed>``) and
+        hash seed (``None`` for ``all``: every perturbagen trained).
+    perturbagens
+        ``train``, ``validation``, ``test`` -> number of perturbagens of the split.
     heldout
-        :func:`heldout_comparison` of the trained model.
+        :func:`heldout_comparison` of the trained model; ``None`` when nothing is held out.
     created
         UTC time stamp; ``None``: now.
     """
@@ -106,15 +112,22 @@ def model_card(
         "data_version": data_version,
         "gene_order": list(gene_order),
         "normalization_sha256": normalization_sha256,
-        "split_seed": int(split_seed),
+        "split": split,
+        "split_seed": None if split_seed is None else int(split_seed),
+        "n_train_perturbagens": int(perturbagens["train"]),
+        "n_validation_perturbagens": int(perturbagens["validation"]),
+        "n_heldout_perturbagens": int(perturbagens["test"]),
         "n_classes": result.n_classes,
         "n_train_profiles": result.n_train_profiles,
         "device": result.device,
         "batch_size": result.batch_size,
         "parameters": result.extra["parameters"],
+        "checkpoint": "best on validation" if perturbagens["validation"] else "last",
         "best_step": result.best_step,
-        "best_validation_auc": result.best_validation_auc,
-        "heldout": {name: summary.as_dict() for name, summary in heldout.items()},
+        "best_validation_auc": (result.best_validation_auc if perturbagens["validation"] else None),
+        "heldout": (
+            {name: summary.as_dict() for name, summary in heldout.items()} if heldout else None
+        ),
         "training_seconds": round(result.seconds, 1),
         "input": MODEL_INPUT,
     }

@@ -215,6 +215,34 @@ def build_training_model(
     return keras.Model([profiles, labels], logits, name="training"), head
 
 
+class GatherRows(layers.Layer):
+    """Rows of a table held on the device, by index: the training input of a training set
+    resident in device memory. The table is a constant of the run, never a weight, so it is
+    neither trained nor saved."""
+
+    def __init__(self, table, **kwargs):
+        super().__init__(**kwargs)
+        self._table = table
+
+    def call(self, rows):
+        return ops.take(self._table, ops.cast(rows, "int32"), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, *self._table.shape[1:])
+
+
+def build_resident_training_model(
+    embedding: keras.Model, head: MarginHead, profiles, labels
+) -> keras.Model:
+    """``row indices`` -> margin logits of ``profiles[rows]`` against ``labels[rows]``: the
+    training model of :func:`build_training_model` (the same ``embedding`` and ``head``
+    layers, so the same weights) fed from tables already on the device."""
+    rows = keras.Input(shape=(), dtype="int32", name="rows")
+    x = GatherRows(profiles, name="profiles")(rows)
+    y = GatherRows(labels, name="labels")(rows)
+    return keras.Model(rows, head([embedding(x), y]), name="training_resident")
+
+
 def embed(model: keras.Model, values: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """Embeddings ``(n, embedding_dim)`` float32 of raw landmark z-scores (no noise)."""
     out = [

@@ -1,5 +1,7 @@
 """Deterministic assignment of perturbagens (never profiles) to train / validation / test.
 
+:func:`all_training` is the split of the model trained on every perturbagen.
+
 Each perturbagen id is hashed with the seed into ``[0, 1)``; the hash picks its fold
 (``n_folds`` folds, fold ``test_fold`` is held out: 20% with 5 folds) and, among training
 perturbagens, a ``validation_fraction`` used only to pick the best checkpoint. The
@@ -54,6 +56,19 @@ def assign_splits(
     valid = _unit_hash(ids, seed, "validation") < validation_fraction
     split = np.where(fold == test_fold, TEST, np.where(valid, VALIDATION, TRAIN))
     return pd.DataFrame({"pert_id": ids, "fold": fold, "split": split})
+
+
+def all_training(pert_ids) -> pd.DataFrame:
+    """Every unique perturbagen in training (fold -1): the split of a model trained on all
+    perturbagens, nothing held out and nothing set aside for validation (the paper's
+    "direct training")."""
+    ids = sorted(pd.unique(pd.Series(pert_ids, dtype="string").dropna()))
+    return pd.DataFrame({"pert_id": ids, "fold": np.full(len(ids), -1), "split": TRAIN})
+
+
+def split_sets(split: pd.DataFrame) -> dict[str, set[str]]:
+    """``train``, ``validation`` and ``test`` -> the perturbagen ids of a split table."""
+    return {s: set(split.loc[split["split"] == s, "pert_id"]) for s in (TRAIN, VALIDATION, TEST)}
 
 
 def heldout_perturbagens(

@@ -145,13 +145,40 @@ def memory_dataset(values: np.ndarray, labels: np.ndarray, batch_size: int, seed
     return ds.map(lambda x, y: ((x, y), y)).prefetch(4)
 
 
+def row_dataset(labels: np.ndarray, batch_size: int, seed: int):
+    """An endless stream of shuffled ``(row indices, labels)`` batches, for a training set
+    resident on the device (:func:`~l1000_assets.core.model.network.build_resident_training_model`
+    gathers the profiles there): only indices cross from the host, so the input pipeline
+    costs a few bytes per profile, whatever the profile size."""
+    import tensorflow as tf
+
+    n = len(labels)
+    table = tf.constant(labels.astype(np.int32))
+    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size, drop_remainder=True).map(
+        lambda rows: (tf.cast(rows, tf.int32), tf.gather(table, rows)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
 # --------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------
+INPUT_PIPELINES = ("auto", "host", "device")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation schedule. The paper does not state its optimizer: Adam with a
-    cosine-decayed learning rate (5% warm-up) is used here."""
+    cosine-decayed learning rate (5% warm-up) is used here.
+
+    ``input_pipeline``: ``host`` draws shuffled batches from the profiles in host memory
+    (:func:`memory_dataset`); ``device`` copies the training profiles onto the device once
+    and draws only row indices (:func:`row_dataset`), so a GPU never waits for its input;
+    ``auto`` picks ``device`` on one GPU when they fit ``device_memory_budget_mb``, else
+    ``host``. Training sets over ``memory_budget_mb`` are streamed from the lake either way.
+    """
 
     steps: int = 8_000  # rounded up to whole checkpoint chunks
     batch_size: int = 0  # 0: 8,192 on a GPU, 512 on CPU
@@ -162,21 +189,37 @@ class TrainConfig:
     memory_budget_mb: int = 4_096  # above this the lake is streamed, not loaded
     shuffle_buffer: int = 200_000
     mixed_precision: bool = False  # mixed_float16, on a GPU only
+    input_pipeline: str = "auto"
+    device_memory_budget_mb: int = 16_384  # training profiles resident on one GPU up to this
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.input_pipeline not in INPUT_PIPELINES:
+            raise ValueError(
+                f"input_pipeline must be one of {', '.join(INPUT_PIPELINES)}, "
+                f"not {self.input_pipeline!r}"
+            )
 
     def resolved_batch_size(self, gpus: int) -> int:
         if self.batch_size:
             return self.batch_size
         return 8_192 if gpus else 512
 
+    def resolved_input(self, n_gpus: int, n_workers: int, nbytes: int) -> str:
+        """``host`` or ``device`` for a training set of ``nbytes`` held in memory."""
+        if self.input_pipeline != "auto":
+            return self.input_pipeline
+        fits = nbytes <= self.device_memory_budget_mb * 2**20
+        return "device" if n_gpus == 1 and n_workers == 1 and fits else "host"
+
 
 @dataclass
 class TrainResult:
-    embedding: object  # keras.Model, best validation weights
+    embedding: object  # keras.Model, best validation weights (last without validation)
     training_model: object  # keras.Model: embedding + margin head, last weights
     history: list[dict]
     best_step: int
-    best_validation_auc: float
+    best_validation_auc: float  # NaN without validation perturbagens
     resumed_from_step: int
     device: str
     batch_size: int
@@ -188,22 +231,6 @@ class TrainResult:
 
 def _fingerprint(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _devices():
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        strategy = tf.distribute.get_strategy()
-    if gpus:
-        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-        device = f"{len(gpus)} x {name}"
-    else:
-        device = "CPU"
-    return strategy, len(gpus), device
 
 
 def _lr_schedule(cfg: TrainConfig):
@@ -250,14 +277,26 @@ def train(
     *,
     log: Log = print,
     data_fingerprint: str = "",
+    profiles: SplitProfiles | None = None,
 ) -> TrainResult:
-    """Train the embedding; resume from ``checkpoint_dir`` when it holds a compatible run."""
+    """Train the embedding; resume from ``checkpoint_dir`` when it holds a compatible run.
+
+    ``profiles``: the training profiles already in memory (``files`` are then not read for
+    training; ``benchmarks/train.py`` passes generated ones).
+
+    With fewer than two validation perturbagens nothing is selected: the last weights are
+    kept (the ``all`` split, trained on every perturbagen). Under ``TF_CONFIG`` with several
+    workers every worker runs this same call on its own machine
+    (:func:`~l1000_assets.core.model.devices.training_strategy`); only the chief writes
+    ``checkpoint_dir``, which must then be on a file system every worker reads.
+    """
     import keras
 
-    mixed = False
+    from l1000_assets.core.model.devices import training_strategy
+
+    devices = training_strategy()
+    mixed = bool(train_config.mixed_precision and devices.n_gpus)
     try:
-        _, n_gpus, _ = _devices()
-        mixed = bool(train_config.mixed_precision and n_gpus)
         if mixed:
             keras.mixed_precision.set_global_policy("mixed_float16")
         return _train(
@@ -268,8 +307,10 @@ def train(
             model_config,
             train_config,
             checkpoint_dir,
+            devices=devices,
             log=log,
             data_fingerprint=data_fingerprint,
+            profiles=profiles,
         )
     finally:
         if mixed:  # the policy is global: leave the process as it was
@@ -285,46 +326,72 @@ def _train(
     train_config,
     checkpoint_dir,
     *,
+    devices,
     log,
     data_fingerprint,
+    profiles,
 ) -> TrainResult:
     import keras
+    import tensorflow as tf
 
+    from l1000_assets.core.model.devices import GpuMonitor, fit_across_workers
     from l1000_assets.core.model.network import (
         MarginSchedule,
         build_embedding_model,
+        build_resident_training_model,
         build_training_model,
         margin_at,
     )
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(train_config.seed)
-    strategy, n_gpus, device = _devices()
-    batch = train_config.resolved_batch_size(n_gpus)
+    strategy, where = devices.strategy, devices.cluster
+    batch = train_config.resolved_batch_size(devices.n_gpus)
     classes = sorted(set(train_perts))
     label_of = {p: i for i, p in enumerate(classes)}
-    n_train = count_rows(files, set(classes))
-    in_memory = n_train * N_LANDMARKS * 4 <= train_config.memory_budget_mb * 2**20
+    n_train = len(profiles.values) if profiles is not None else count_rows(files, set(classes))
+    nbytes = n_train * N_LANDMARKS * 4
+    in_memory = profiles is not None or nbytes <= train_config.memory_budget_mb * 2**20
+    pipeline = (
+        train_config.resolved_input(devices.n_gpus, where.n_workers, nbytes)
+        if in_memory
+        else "stream"
+    )
     if in_memory:
-        data = load_split_profiles(files, set(classes))
+        data = profiles if profiles is not None else load_split_profiles(files, set(classes))
         labels = np.array([label_of[p] for p in data.pert_ids], np.int32)
+        values = data.values
+        del data
+    selects = len(np.unique(validation.pert_ids)) >= 2
+    where_data = {
+        "host": "in memory",
+        "device": "resident on the device",
+        "stream": "streamed from the lake",
+    }[pipeline]
     log(
-        f"training on {device}: {n_train:,} profiles of {len(classes):,} perturbagens, "
-        f"batch {batch}, {'in memory' if in_memory else 'streamed from the lake'}"
+        f"training on {devices.description}: {n_train:,} profiles of {len(classes):,} "
+        f"perturbagens, batch {batch}, {where_data}"
+        + ("" if selects else "; no validation perturbagens: the last checkpoint is kept")
     )
 
     with strategy.scope():
         embedding = build_embedding_model(model_config, stats.mean, stats.sd)
         training_model, head = build_training_model(embedding, len(classes), model_config)
-        training_model.compile(
+        fit_model = training_model
+        if pipeline == "device":
+            with tf.device("/GPU:0" if devices.n_gpus else "/CPU:0"):
+                table = tf.constant(values)
+                label_table = tf.constant(labels)
+            fit_model = build_resident_training_model(embedding, head, table, label_table)
+        fit_model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=_lr_schedule(train_config)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
         # Under mixed precision compile() wraps Adam in a LossScaleOptimizer: checkpoint
         # the wrapper's variables (loss scale included), not the inner Adam's only.
-        optimizer = training_model.optimizer
-        optimizer.build(training_model.trainable_variables)
+        optimizer = fit_model.optimizer
+        optimizer.build(fit_model.trainable_variables)
 
     fingerprint = _fingerprint(
         {
@@ -333,6 +400,7 @@ def _train(
             "classes": _fingerprint({"c": classes}),
             "data": data_fingerprint,
             "stats": stats.digest,
+            "workers": where.n_workers,
         }
     )
     state = {
@@ -366,12 +434,23 @@ def _train(
     chunk = max(1, train_config.checkpoint_every)
     n_chunks = math.ceil(train_config.steps / chunk)
     done_chunks = int(state["chunks"])
-    shuffle_seed = train_config.seed + done_chunks  # a resumed run draws fresh batches
-    dataset = (
-        memory_dataset(data.values, labels, batch, shuffle_seed)
-        if in_memory
-        else streaming_dataset(files, label_of, batch, train_config.shuffle_buffer, shuffle_seed)
-    )
+    # A resumed run draws fresh batches; each worker of a cluster draws its own.
+    shuffle_seed = train_config.seed + done_chunks + 1_000_003 * where.index
+    if pipeline == "device":
+        dataset = row_dataset(labels, batch, shuffle_seed)
+    elif pipeline == "host":
+        dataset = memory_dataset(values, labels, batch, shuffle_seed)
+    else:
+        dataset = streaming_dataset(
+            files, label_of, batch, train_config.shuffle_buffer, shuffle_seed
+        )
+    if where.n_workers > 1:
+        # Every worker reads its own seeded stream (no sharding of one stream); each step's
+        # batch of `batch` profiles is split across the workers.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
+        fit_across_workers(fit_model, strategy, dataset)
 
     class _Chunk(keras.callbacks.Callback):
         """After every chunk: validation retrieval, best weights, checkpoint, progress."""
@@ -384,7 +463,9 @@ def _train(
             step = int(optimizer.iterations.numpy())
             seconds = time.perf_counter() - self.t
             auc = _validation_auc(embedding, validation)
-            if auc > state["best_validation_auc"]:
+            if not selects:
+                state["best_step"] = step
+            elif auc > state["best_validation_auc"]:
                 state["best_validation_auc"] = float(auc)
                 state["best_step"] = step
                 best_weights = [w.copy() for w in embedding.get_weights()]
@@ -401,7 +482,8 @@ def _train(
             state["history"].append(row)
             state["step"] = step
             state["chunks"] = epoch + 1
-            _save_checkpoint(checkpoint_dir, training_model, optimizer, state, best_weights)
+            if where.is_chief:
+                _save_checkpoint(checkpoint_dir, training_model, optimizer, state, best_weights)
             log(
                 f"step {step:,}/{n_chunks * chunk:,}: loss {row['loss']:.3f}, "
                 f"accuracy {row['accuracy']:.3f}, margin {row['margin']:.3f} "
@@ -409,16 +491,18 @@ def _train(
                 f"validation AUC {auc:.3f}, {row['profiles_per_second']:,.0f} profiles/s"
             )
 
+    gpu = GpuMonitor()
     if done_chunks < n_chunks:
-        training_model.fit(
-            dataset,
-            steps_per_epoch=chunk,
-            epochs=n_chunks,
-            initial_epoch=done_chunks,
-            verbose=0,
-            shuffle=False,
-            callbacks=[MarginSchedule(head, model_config), _Chunk()],
-        )
+        with gpu:
+            fit_model.fit(
+                dataset,
+                steps_per_epoch=chunk,
+                epochs=n_chunks,
+                initial_epoch=done_chunks,
+                verbose=0,
+                shuffle=False,
+                callbacks=[MarginSchedule(head, model_config), _Chunk()],
+            )
     if best_weights is not None:
         embedding.set_weights(best_weights)
     return TrainResult(
@@ -426,15 +510,18 @@ def _train(
         training_model=training_model,
         history=state["history"],
         best_step=int(state["best_step"]),
-        best_validation_auc=float(state["best_validation_auc"]),
+        best_validation_auc=float(state["best_validation_auc"]) if selects else math.nan,
         resumed_from_step=resumed_from,
-        device=device,
+        device=devices.description,
         batch_size=batch,
         seconds=time.perf_counter() - t0,
         n_train_profiles=n_train,
         n_classes=len(classes),
         extra={
             "in_memory": in_memory,
+            "input_pipeline": pipeline,
+            "workers": where.n_workers,
             "parameters": int(sum(np.prod(w.shape) for w in embedding.trainable_weights)),
+            "gpu": gpu.summary(),
         },
     )

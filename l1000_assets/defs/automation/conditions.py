@@ -9,6 +9,13 @@ evaluation and the catalog without anyone clicking an asset.
   New ``cell_line`` partitions (from a release's metadata) run as soon as they appear.
   ``landmark_profiles`` has a single-run backfill policy, so all its cell lines go into one
   backfill run that reads each release once.
+* The model stage is partitioned by ``split``: a new split partition (added in the UI, or
+  ``all`` and ``split_0`` by the ``default_splits`` sensor) is newly missing, so its split,
+  statistics, model and ranks run as soon as it appears, and new lake data retrains every
+  split. ``evaluation_metrics`` depends on every ``evaluation_ranks`` partition: it waits
+  while any split is missing or in progress, then pools them all. The embeddings depend on
+  the served model (``embedding_model[all]``) only, so an extra evaluation split never
+  re-embeds the lake.
 * Assets that already carry an automation condition keep it.
 
 The conditions are attached in ``l1000_assets/definitions.py`` (:func:`with_automation`), by

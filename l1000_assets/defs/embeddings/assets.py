@@ -31,7 +31,7 @@ from l1000_assets.lib.keys import (
     ZSCORE_SIGNATURES,
 )
 from l1000_assets.lib.lake import card_path, profile_embedding_files
-from l1000_assets.lib.partitions import cell_line_partitions
+from l1000_assets.lib.partitions import cell_line_partitions, served_model_mapping
 from l1000_assets.lib.resources import LakeResource
 
 
@@ -52,12 +52,16 @@ class ProfileEmbeddingsConfig(dg.Config):
     key=PROFILE_EMBEDDINGS,
     group_name=EMBEDDINGS_GROUP,
     partitions_def=cell_line_partitions,
-    deps=[LANDMARK_PROFILES, EMBEDDING_MODEL],
+    deps=[
+        LANDMARK_PROFILES,
+        dg.AssetDep(EMBEDDING_MODEL, partition_mapping=served_model_mapping()),
+    ],
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"tensorflow", "parquet"},
     description=(
-        "Every lake profile of a cell line embedded by the current model (L2-normalized, d "
-        "floats): one Parquet file per cell line with the profile metadata and a "
+        "Every lake profile of a cell line embedded by the served model (embedding_model[all], "
+        "trained on every perturbagen, unless L1000_SERVED_SPLIT names another split; "
+        "L2-normalized, d floats): one Parquet file per cell line with the profile metadata and a "
         "fixed-size float32[d] embedding column. Several cell lines in one run share one "
         "model load. Replaced atomically."
     ),
@@ -74,7 +78,8 @@ def profile_embeddings(
     }
     card = card_path(lake)
     version = model_version(card)
-    gene_order = load_card(lake.model_dir)["gene_order"]
+    served = load_card(lake.model_dir)
+    gene_order = served["gene_order"]
     model = load_embedding(lake.model_dir)
     rows = {}
     for cell, (cell_dir, out_path) in paths.items():
@@ -109,6 +114,8 @@ def profile_embeddings(
         metadata={
             "dagster/row_count": int(table["profiles"].sum()),
             "model_version": version,
+            "model_split": served.get("split", lake.served_split),
+            "model_n_train_perturbagens": served.get("n_train_perturbagens", served["n_classes"]),
             "embedding_dim": int(model.output_shape[-1]),
             "profiles_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
             "path": dg.MetadataValue.path(str(lake.profile_embeddings_dir)),

@@ -26,6 +26,7 @@ from l1000_assets.lib.keys import (
     RELEASE_METADATA,
 )
 from l1000_assets.lib.metadata import png_markdown
+from l1000_assets.lib.partitions import served_model_mapping
 from l1000_assets.lib.resources import LakeResource
 
 
@@ -99,14 +100,15 @@ def _read_across(lake: LakeResource, config: ReadAcrossConfig):
     group_name=READ_ACROSS_GROUP,
     deps=[
         PERTURBAGEN_EMBEDDINGS,
-        EMBEDDING_MODEL,
+        dg.AssetDep(EMBEDDING_MODEL, partition_mapping=served_model_mapping()),
         dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
     ],
     kinds={"tensorflow", "parquet"},
     pool="read_across",
     description=(
         "The user's own profiles (GCT, GCTX, CSV or TSV of level-4 landmark z-scores, "
-        "dropped in the queries folder) embedded by the current model and ranked against "
+        "dropped in the queries folder) embedded by the served model (embedding_model[all]: "
+        "every perturbagen trained) and ranked against "
         "the perturbagen embeddings: query, rank, perturbagen, similarity, MOA, target. "
         "Also each query's embedding and gene coverage. The read_across_queries sensor "
         "runs it for every new or changed file."
@@ -191,6 +193,10 @@ def read_across_results(
             "files_processed": len(results),
             "files_refused": dg.MetadataValue.json(failed),
             "model_version": engine.version,
+            "model_split": engine.card.get("split", lake.served_split),
+            "model_n_train_perturbagens": engine.card.get(
+                "n_train_perturbagens", engine.card.get("n_classes")
+            ),
             "queries_dir": dg.MetadataValue.path(str(folder)),
             "files": dg.MetadataValue.md(pd.DataFrame(summary).to_markdown(index=False))
             if summary

@@ -13,14 +13,15 @@ from l1000_assets.core.evaluation.metrics import (
 from l1000_assets.core.model.card import model_card  # noqa: E402
 from l1000_assets.core.model.network import ModelConfig  # noqa: E402
 from l1000_assets.core.model.normalization import normalization_stats  # noqa: E402
-from l1000_assets.core.model.split import TEST, TRAIN
-from l1000_assets.core.model.split_models import (  # noqa: E402
-    find_split_models,
-    same_training,
-    split_model_dir,
-    split_perturbagens,
-    train_split_model,
+from l1000_assets.core.model.split import (
+    TEST,
+    TRAIN,
+    VALIDATION,
+    all_training,
+    assign_splits,
+    split_sets,
 )
+from l1000_assets.core.model.split_models import train_on_split
 from l1000_assets.core.model.store import load_card, load_embedding, save_model  # noqa: E402
 from l1000_assets.core.model.training import (  # noqa: E402
     TrainConfig,
@@ -58,7 +59,9 @@ def test_model_card_gathers_configuration_data_and_figures():
         data_version="abc",
         gene_order=("1", "2"),
         normalization_sha256="f00",
+        split="split_3",
         split_seed=3,
+        perturbagens={"train": 80, "validation": 9, "test": 22},
         heldout={"embedding": _summary(0.9), "zscore_cosine": _summary(0.7)},
         created="2025-01-01T00:00:00Z",
     )
@@ -67,6 +70,11 @@ def test_model_card_gathers_configuration_data_and_figures():
     assert card["normalization_sha256"] == "f00" and card["created"] == "2025-01-01T00:00:00Z"
     assert (card["n_classes"], card["parameters"], card["training_seconds"]) == (80, 1234, 12.3)
     assert card["best_step"] == 200 and card["best_validation_auc"] == 0.81234
+    assert (card["split"], card["n_train_perturbagens"], card["n_heldout_perturbagens"]) == (
+        "split_3",
+        80,
+        22,
+    )
     assert card["heldout"]["embedding"] == {
         "n_queries": 10,
         "n_positives": 40,
@@ -79,15 +87,41 @@ def test_model_card_gathers_configuration_data_and_figures():
     assert json.loads(json.dumps(card)) == card
 
 
-def test_split_model_is_trained_on_its_own_split_and_found_on_disk(small_lake, tmp_path):
-    trained = train_split_model(
-        small_lake, 1, TINY, SHORT, tmp_path / "ckpt", data_version="v1", log=lambda m: None
+def _perts(files, seed):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    ids = pd.concat([pq.read_table(f, columns=["pert_id"]).to_pandas() for f in files])
+    return split_sets(
+        assign_splits(ids["pert_id"], seed=seed)
+        if seed is not None
+        else all_training(ids["pert_id"])
+    )
+
+
+def test_a_split_model_is_trained_on_its_split_and_described_by_its_card(small_lake, tmp_path):
+    perts = _perts(small_lake, 1)
+    stats = normalization_stats(small_lake, perts[TRAIN])
+    trained = train_on_split(
+        small_lake,
+        perts,
+        stats,
+        TINY,
+        SHORT,
+        tmp_path / "ckpt",
+        split="split_1",
+        split_seed=1,
+        data_version="v1",
+        sample_seed=1,
+        log=lambda m: None,
     )
     card = trained.card
-    perts = split_perturbagens(small_lake, 1)
-    assert card["split_seed"] == 1 and card["data_version"] == "v1"
-    assert card["normalization_sha256"] == normalization_stats(small_lake, perts[TRAIN]).digest
-    assert trained.result.n_classes == len(perts[TRAIN])
+    assert (card["split"], card["split_seed"], card["data_version"]) == ("split_1", 1, "v1")
+    assert card["normalization_sha256"] == stats.digest
+    assert trained.result.n_classes == len(perts[TRAIN]) == card["n_train_perturbagens"]
+    assert card["n_heldout_perturbagens"] == len(perts[TEST])
+    assert card["n_validation_perturbagens"] == len(perts[VALIDATION])
+    assert card["checkpoint"] == "best on validation"
     assert len(card["gene_order"]) == 978
     # The z-score side of the held-out comparison is the direct same-perturbagen retrieval
     # of the split's test profiles.
@@ -98,15 +132,32 @@ def test_split_model_is_trained_on_its_own_split_and_found_on_disk(small_lake, t
     assert card["heldout"]["zscore_cosine"] == direct.as_dict()
     assert set(card["heldout"]["embedding"]) == {"n_queries", "n_positives", *SUMMARY_METRICS}
 
-    splits = tmp_path / "splits"
-    save_model(split_model_dir(splits, 1), trained.result.embedding, card, trained.result.history)
-    (splits / "seed=2").mkdir()  # incomplete: no model in it
-    (splits / "notes").mkdir()
-    assert find_split_models(splits) == {1: splits / "seed=1"}
-    assert find_split_models(tmp_path / "nowhere") == {}
-    saved = load_card(splits / "seed=1")
-    assert same_training(saved, card)
-    assert not same_training({**saved, "data_version": "v2"}, card)
-    x = load_split_profiles(small_lake, perts[TEST]).values[:5]
-    z = load_embedding(splits / "seed=1").predict(x, verbose=0)
+    save_model(tmp_path / "split_1", trained.result.embedding, card, trained.result.history)
+    assert load_card(tmp_path / "split_1") == json.loads(json.dumps(card))
+    z = load_embedding(tmp_path / "split_1").predict(test.values[:5], verbose=0)
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+
+
+def test_the_all_split_trains_every_perturbagen_and_keeps_the_last_weights(small_lake, tmp_path):
+    perts = _perts(small_lake, None)
+    assert not perts[TEST] and not perts[VALIDATION]
+    trained = train_on_split(
+        small_lake,
+        perts,
+        normalization_stats(small_lake, perts[TRAIN]),
+        TINY,
+        SHORT,
+        tmp_path / "ckpt",
+        split="all",
+        split_seed=None,
+        data_version="v1",
+        sample_seed=0,
+        log=lambda m: None,
+    )
+    card = trained.card
+    assert card["split"] == "all" and card["split_seed"] is None
+    assert card["n_train_perturbagens"] == len(perts[TRAIN]) == trained.result.n_classes
+    assert card["heldout"] is None and card["checkpoint"] == "last"
+    assert card["best_step"] == trained.result.history[-1]["step"] == 60
+    assert card["best_validation_auc"] is None
+    assert json.loads(json.dumps(card)) == card

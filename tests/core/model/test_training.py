@@ -186,3 +186,33 @@ def test_training_set_over_the_memory_budget_is_streamed(small_lake, tmp_path):
     assert any("streamed from the lake" in m for m in messages)
     assert [h["step"] for h in result.history] == [20, 40]
     assert np.isfinite(result.history[-1]["loss"])
+
+
+def test_training_set_resident_on_the_device_learns_and_resumes(small_lake, tmp_path):
+    """The GPU input path (profiles copied onto the device once, batches gathered there from
+    row indices), run on the CPU device: it learns like the host path and resumes."""
+    from l1000_assets.core.evaluation.metrics import RetrievalSummary, same_label_quantiles
+    from l1000_assets.core.model.network import embed
+
+    args = _train_args(small_lake, tmp_path, steps=300, every=100)
+    args["train_config"] = TrainConfig(
+        steps=300, batch_size=128, checkpoint_every=100, learning_rate=2e-3, input_pipeline="device"
+    )
+    messages = []
+    result = train(**args, log=messages.append)
+    assert result.extra["input_pipeline"] == "device"
+    assert any("resident on the device" in m for m in messages)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    test = load_split_profiles(small_lake, set(_splits(small_lake)[TEST]))
+    q = same_label_quantiles(embed(result.embedding, test.values), test.pert_ids)
+    assert RetrievalSummary.from_quantiles(q, len(test.values))["auc"] > 0.6
+    again = train(**args, log=lambda m: None)
+    assert again.resumed_from_step == 300
+    with pytest.raises(ValueError, match="input_pipeline"):
+        TrainConfig(input_pipeline="gpu")
+    # auto: resident only on one GPU, one worker, within the device budget.
+    auto = TrainConfig(device_memory_budget_mb=1)
+    assert auto.resolved_input(1, 1, 2**20) == "device"
+    assert auto.resolved_input(1, 1, 2**20 + 1) == "host"
+    assert auto.resolved_input(0, 1, 10) == "host" and auto.resolved_input(2, 1, 10) == "host"
+    assert auto.resolved_input(1, 2, 10) == "host"

@@ -63,3 +63,29 @@ def test_downstream_groups_are_eager_and_read_across_is_left_to_its_sensor():
     assert labels["release_metadata"] == "on_new_release_data"
     assert labels["warehouse"].startswith("eager (read-across results optional)")
     assert "read_across_results" not in labels
+
+
+def test_a_new_split_partition_is_trained_and_the_evaluation_waits_for_it():
+    definitions = defs()
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("cell_line", ["A375"])
+    instance.add_dynamic_partitions("release", ["synthetic"])
+    _materialized(instance, dg.AssetKey("landmark_profiles"), ["A375"])
+    _materialized(instance, dg.AssetKey("release_metadata"), ["synthetic"])
+    model = dg.AssetSelection.assets("perturbagen_split", "evaluation_metrics")
+    start = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=model
+    )
+    assert start.total_requested == 0  # no split partition yet
+    instance.add_dynamic_partitions("split", ["all", "split_0"])
+    tick = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=model, cursor=start.cursor
+    )
+    requested = {
+        (result.key.to_user_string(), key)
+        for result in tick.results
+        if result.true_subset.size
+        for key in result.true_subset.expensively_compute_partition_keys()
+    }
+    # The new splits run at once; the evaluation waits for every split's ranks.
+    assert requested == {("perturbagen_split", "all"), ("perturbagen_split", "split_0")}

@@ -1,36 +1,56 @@
-"""evaluation_metrics materialized with Dagster on a small synthetic lake and model."""
+"""evaluation_ranks[split] and evaluation_metrics materialized with Dagster on a small
+synthetic lake: one held-out split, then a second one pooled with it, and the all model's
+direct-training variant."""
 
 import pandas as pd
 import pytest
 
-SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
-FAST_EVAL = {"max_wtcs_queries": 150, "bootstrap": 50}
+from tests.defs.model.test_model_assets import SMALL_MODEL, train_split
+
+FAST_RANKS = {"max_wtcs_queries": 150}
+FAST_METRICS = {"bootstrap": 50}
+
+
+def rank_split(graph, split, config=None):
+    assert train_split(graph, split).success
+    return graph.run(
+        ["evaluation_ranks"],
+        partition=split,
+        config={"ops": {"evaluation_ranks": {"config": config or FAST_RANKS}}},
+    )
 
 
 @pytest.fixture(scope="module")
 def evaluated(lake_graph):
-    trained = lake_graph.run(
-        ["perturbagen_split", "normalization_stats", "embedding_model"],
-        config={"ops": {"embedding_model": {"config": SMALL_MODEL}}},
-    )
-    assert trained.success
+    for split in list(lake_graph.instance.get_dynamic_partitions("split")):
+        if split != "split_0":  # start from one held-out split, whatever ran before
+            lake_graph.instance.delete_dynamic_partition("split", split)
+    assert rank_split(lake_graph, "split_0").success
     result = lake_graph.run(
-        ["evaluation_metrics"], config={"ops": {"evaluation_metrics": {"config": FAST_EVAL}}}
+        ["evaluation_metrics"], config={"ops": {"evaluation_metrics": {"config": FAST_METRICS}}}
     )
     return lake_graph, result
 
 
-def _table(graph) -> pd.DataFrame:
-    return pd.read_parquet(graph.root / "lake" / "evaluation" / "metrics.parquet")
+def _table(graph, name="metrics.parquet") -> pd.DataFrame:
+    return pd.read_parquet(graph.root / "lake" / "evaluation" / name)
 
 
 def test_tidy_table_covers_protocols_methods_groups(evaluated):
     graph, result = evaluated
     assert result.success
     table = _table(graph)
-    assert {"protocol", "group", "method", "metric", "value", "ci_low", "ci_high"} <= set(
-        table.columns
-    )
+    assert {
+        "protocol",
+        "group",
+        "method",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n_queries",
+        "n_positives",
+    } <= set(table.columns)
     assert set(table["protocol"]) == {"same_perturbagen", "replicates", "moa", "target"}
     assert set(table["method"]) == {"embedding", "zscore_cosine", "zscore_euclidean", "wtcs"}
     assert {"all", "small_molecules", "genetic"} <= set(table["group"])
@@ -51,6 +71,27 @@ def test_tidy_table_covers_protocols_methods_groups(evaluated):
     boot = auc[auc["ci_method"].str.startswith("bootstrap")]
     assert len(boot) and (boot["ci_low"] <= boot["value"] + 1e-9).all()
     assert (boot["value"] <= boot["ci_high"] + 1e-9).all()
+    # Drug level is compounds only: one group, fewer queries than the held-out perturbagens.
+    assert set(table.loc[table["protocol"] == "target", "group"]) == {"all"}
+    # WTCS ranks a seeded subsample of the queries; the count says so.
+    same = table[(table["protocol"] == "same_perturbagen") & (table["group"] == "all")]
+    n = same.groupby("method")["n_queries"].first()
+    assert n["wtcs"] == 150 and n["embedding"] == n["zscore_cosine"] > 150
+
+
+def test_balanced_mcc_is_the_papers_quantity(evaluated):
+    from scipy.stats import norm
+
+    graph, _ = evaluated
+    table = _table(graph)
+    same = table[(table["protocol"] == "same_perturbagen") & (table["group"] == "all")]
+    v = same.set_index(["method", "metric"])["value"]
+    for method in ("embedding", "zscore_cosine"):
+        # Balanced positives and negatives: far above what an all-pairs MCC could reach
+        # here (about 0.07), and near the normal-score relation to AUC.
+        mcc, auc = v[(method, "mcc")], v[(method, "auc")]
+        assert 0.15 < mcc < 1
+        assert mcc == pytest.approx(2 * norm.cdf(norm.ppf(auc) / 2**0.5) - 1, abs=0.12)
 
 
 def test_embedding_beats_zscore_and_check_passes(evaluated):
@@ -75,8 +116,10 @@ def test_metadata_has_table1_and_plot(evaluated):
     table1 = meta["table1"].value
     assert "| all | embedding | ours |" in table1 and "| all | embedding | paper |" in table1
     assert "0.902" in table1  # the published embedding AUC beside ours
+    assert "queries / positives" in table1
     assert "data:image/png;base64," in meta["recall_curves"].value
     assert (graph.root / "lake" / "evaluation" / "recall_curves.png").stat().st_size > 5000
+    assert meta["n_splits"].value == 1 and meta["heldout_splits"].value == "split_0"
 
 
 def test_catalog_has_the_evaluation_view(evaluated):
@@ -95,17 +138,18 @@ def test_catalog_has_the_evaluation_view(evaluated):
     assert len(rows) == 1 and 0.5 < rows[0][0] <= 1
 
 
-def test_a_failed_evaluation_keeps_the_last_table(evaluated):
+def test_a_failed_evaluation_keeps_the_last_ranks(evaluated):
     graph, _ = evaluated
-    path = graph.root / "lake" / "evaluation" / "metrics.parquet"
+    path = graph.root / "lake" / "evaluation_ranks" / "split=split_0.parquet"
     before = path.read_bytes()
     result = graph.run(
-        ["evaluation_metrics"],
+        ["evaluation_ranks"],
+        partition="split_0",
         raise_on_error=False,
         config={
             "ops": {
-                "evaluation_metrics": {
-                    "config": {**FAST_EVAL, "protocols": ["same_perturbagen", "bogus"]}
+                "evaluation_ranks": {
+                    "config": {**FAST_RANKS, "protocols": ["same_perturbagen", "bogus"]}
                 }
             }
         },
@@ -116,33 +160,63 @@ def test_a_failed_evaluation_keeps_the_last_table(evaluated):
     assert path.read_bytes() == before
 
 
-def test_extra_splits_train_more_models_and_give_t_intervals(evaluated):
+def test_a_second_split_is_pooled_and_the_all_model_gives_the_direct_variant(evaluated):
     graph, _ = evaluated
-    splits = graph.run(
-        ["extra_split_models"], config={"ops": {"extra_split_models": {"config": {"n_splits": 1}}}}
-    )
-    assert splits.success
+    first = _table(graph)
+    small = {**FAST_RANKS, "protocols": ["same_perturbagen", "target"]}
+    assert rank_split(graph, "split_1", small).success
+    assert rank_split(graph, "all").success
     result = graph.run(
         ["evaluation_metrics"],
         config={
-            "ops": {
-                "evaluation_metrics": {
-                    "config": {
-                        **FAST_EVAL,
-                        "protocols": ["same_perturbagen"],
-                        "methods": ["embedding", "zscore_cosine"],
-                        "per_cell_line": False,
-                    }
-                }
-            }
+            "ops": {"evaluation_metrics": {"config": {**FAST_METRICS, "per_cell_line": False}}}
         },
     )
     assert result.success
     table = _table(graph)
-    auc = table[(table["group"] == "all") & (table["metric"] == "auc")].set_index("method")
+    same = table[(table["protocol"] == "same_perturbagen") & (table["group"] == "all")]
+    auc = same[same["metric"] == "auc"].set_index("method")
     assert (auc["n_splits"] == 2).all()
     assert (auc["ci_method"] == "t95 over 2 splits").all()
-    assert (auc["ci_low"] < auc["value"]).all() and (auc["value"] < auc["ci_high"]).all()
+    assert (auc["ci_low"] < auc["ci_high"]).all()
     assert auc.loc["embedding", "value"] > auc.loc["zscore_cosine", "value"]
+    # Pooled: the second split's held-out profiles add to the first's queries and positives.
+    one = first[(first["protocol"] == "same_perturbagen") & (first["group"] == "all")]
+    one = one[one["metric"] == "auc"].set_index("method")
+    assert (auc["n_queries"] > one["n_queries"]).all()
+    assert (auc["n_positives"] > one["n_positives"]).all()
+    per_split = _table(graph, "metrics_per_split.parquet")
+    spread = per_split[
+        (per_split["protocol"] == "same_perturbagen")
+        & (per_split["group"] == "all")
+        & (per_split["metric"] == "auc")
+        & (per_split["method"] == "embedding")
+    ].set_index("split")
+    assert set(spread.index) == {"split_0", "split_1"}
+    assert spread["n_positives"].sum() == auc.loc["embedding", "n_positives"]
+    # The direct-training variant: the all model over every compound, beside the held-out.
+    direct = table[(table["protocol"] == "target_direct") & (table["metric"] == "auc")]
+    assert set(direct["method"]) == {"embedding", "zscore_cosine", "zscore_euclidean", "wtcs"}
+    held = table[(table["protocol"] == "target") & (table["metric"] == "auc")]
+    assert direct["n_queries"].max() > held["n_queries"].max()
+    assert (direct["n_splits"] == 1).all()
     meta = result.asset_materializations_for_node("evaluation_metrics")[0].metadata
-    assert meta["n_splits"].value == 2
+    assert meta["n_splits"].value == 2 and meta["direct_training"].value == "all"
+    assert "target_direct" in meta["table1"].value
+
+
+def test_ranks_of_an_older_model_are_left_out(evaluated):
+    graph, _ = evaluated
+    retrained = graph.run(
+        ["embedding_model"],
+        partition="split_1",
+        config={"ops": {"embedding_model": {"config": {**SMALL_MODEL, "seed": 1}}}},
+    )
+    assert retrained.success
+    result = graph.run(
+        ["evaluation_metrics"], config={"ops": {"evaluation_metrics": {"config": FAST_METRICS}}}
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("evaluation_metrics")[0].metadata
+    assert meta["stale_splits"].value == "split_1"
+    assert meta["heldout_splits"].value == "split_0"

@@ -1,6 +1,7 @@
 """Embedding assets, the catalog macros, and read-across of a user's profiles through the
 sensor and the CLI, on the small synthetic lake and a trained model."""
 
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,8 @@ from l1000_assets.core.catalog.build import connect_read_only
 from l1000_assets.core.embeddings.vectors import read_embeddings
 from l1000_assets.core.lake.read import landmark_matrix, read_profile_gene_ids
 from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
+from tests.defs.model.test_model_assets import train_split
 
-SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
 PCA_MAP = {"perturbagen_map": {"config": {"method": "pca"}}}
 L1000 = str(Path(sys.executable).parent / "l1000")
 
@@ -26,11 +27,7 @@ L1000 = str(Path(sys.executable).parent / "l1000")
 @pytest.fixture(scope="module")
 def embedded(lake_graph):
     graph = lake_graph
-    if not (graph.root / "models" / "embedding_model" / "card.json").exists():
-        assert graph.run(
-            ["perturbagen_split", "normalization_stats", "embedding_model"],
-            config={"ops": {"embedding_model": {"config": SMALL_MODEL}}},
-        ).success
+    assert train_split(graph, "all").success  # the served model (resumed when trained)
     cells = {
         ASSET_PARTITION_RANGE_START: graph.cells[0],
         ASSET_PARTITION_RANGE_END: graph.cells[-1],
@@ -89,6 +86,13 @@ def test_embedding_assets_and_their_metadata(embedded):
     )
     assert profiles["dagster/row_count"].value == n_lake
     assert profiles["embedding_dim"].value == 32
+    # Embeddings and read-across are the served model's: all, every perturbagen trained.
+    card = (graph.root / "models" / "embedding_model" / "all" / "card.json").read_text()
+    n_perts = json.loads(card)["n_train_perturbagens"]
+    assert profiles["model_split"].value == "all"
+    assert profiles["model_n_train_perturbagens"].value == n_perts
+    read_across = meta(results["read_across"], "read_across_results")
+    assert read_across["model_split"].value == "all"
     perts = meta(results["aggregates"], "perturbagen_embeddings")
     assert perts["perturbagens"].value > 100
     checks = {c.check_name: c.passed for c in results["aggregates"].get_asset_check_evaluations()}
