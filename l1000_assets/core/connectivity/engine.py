@@ -29,6 +29,7 @@ from scipy.stats import false_discovery_control
 from l1000_assets.core.connectivity.enrichment import (
     DEFAULT_PERMUTATIONS,
     DEFAULT_TOP,
+    display_names,
     prerank,
     top_enrichment,
 )
@@ -47,6 +48,7 @@ from l1000_assets.core.connectivity.scoring import (
     LEVELS,
     METHODS,
     Levels,
+    landmark_profile,
     maxq,
     normalized,
     query_wtcs,
@@ -56,8 +58,6 @@ from l1000_assets.core.connectivity.scoring import (
 from l1000_assets.core.connectivity.store import Segments, SignatureStore, segments_of
 from l1000_assets.core.errors import L1000InputError
 
-EMBEDDING_Z = 2.0
-"""The z-score a query's landmark genes get in the embedding method's input profile."""
 DEFAULT_RESULT_TOP = 20
 _QUERY_CHUNK = 16  # queries scored together
 
@@ -365,7 +365,9 @@ class ConnectivityEngine:
             }
         )
         n = len(frame)
-        order = np.lexsort((np.arange(n), _sort_key(frame["score"].to_numpy(float), reversers)))
+        # Ties (tau saturates at +/-100) are broken by NCS, then WTCS.
+        keys = [_sort_key(frame[c].to_numpy(float), reversers) for c in ("wtcs", "ncs", "score")]
+        order = np.lexsort((np.arange(n), *keys))
         frame = frame.iloc[order].reset_index(drop=True)
         frame.insert(0, "rank", np.arange(1, n + 1, dtype=np.int64))
         return frame[[c for c in RANKING_COLUMNS if c in frame.columns]]
@@ -373,12 +375,10 @@ class ConnectivityEngine:
     def _enrichment(self, perts: pd.DataFrame, options: QueryOptions) -> pd.DataFrame:
         """Top-N MOA/target enrichment among the perturbagen-level hits (and, on request,
         the ranked-list test over every perturbagen)."""
+        names = display_names(perts["pert_id"], perts["pert_iname"])
         tables = [
             top_enrichment(
-                perts["pert_id"].tolist(),
-                perts["pert_iname"].tolist(),
-                self.annotations,
-                top=options.enrichment_top,
+                perts["pert_id"].tolist(), names, self.annotations, top=options.enrichment_top
             )
         ]
         if options.prerank:
@@ -389,7 +389,7 @@ class ConnectivityEngine:
             tables.append(
                 prerank(
                     ranked["pert_id"].tolist(),
-                    ranked["pert_iname"].tolist(),
+                    display_names(ranked["pert_id"], ranked["pert_iname"]),
                     ranked["score"].to_numpy(float),
                     self.annotations,
                     permutations=options.permutations,
@@ -414,12 +414,7 @@ class ConnectivityEngine:
 
     def project(self, query: GeneSetQuery, gene_order: Sequence[str]) -> NDArray[np.float32]:
         """The query as a landmark profile in ``gene_order`` (module docstring)."""
-        position = {g: i for i, g in enumerate(gene_order)}
-        profile = np.zeros(len(gene_order), np.float32)
-        for genes, sign in ((query.up, 1.0), (query.down, -1.0)):
-            for gid in genes.gene_ids if genes else ():
-                if gid in position:
-                    profile[position[gid]] = sign * EMBEDDING_Z
+        profile = landmark_profile(self.store, query.up_rows, query.down_rows, gene_order)
         if not profile.any():
             raise L1000InputError(
                 query.path,

@@ -24,9 +24,11 @@ convention); blank and ``-666`` are unknown.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from scipy.stats import false_discovery_control, hypergeom
 
@@ -52,6 +54,16 @@ ENRICHMENT_COLUMNS = [
 ]
 _PERMUTATION_BLOCK = 100  # random orders of the list held at a time
 _MISSING = {"", "-666", "na", "nan", "none"}
+
+
+def display_names(pert_ids: Sequence[str], names: Sequence[object]) -> list[str]:
+    """Names to list hits by: the perturbagen's name, with its id when another perturbagen
+    of the list has the same name (several hairpins of one gene), the id when it has none."""
+    labels = [
+        str(n) if n is not None and not pd.isna(n) else str(p) for p, n in zip(pert_ids, names)
+    ]
+    counts = pd.Series(labels).value_counts()
+    return [f"{n} ({p})" if counts[n] > 1 else n for p, n in zip(pert_ids, labels)]
 
 
 def term_members(
@@ -284,3 +296,60 @@ def _trough(members: NDArray[np.int64], w: NDArray[np.float64], n: int) -> int:
     hit_w = w[members] if w[members].sum() > 0 else np.ones(len(members))
     before = _running(members, w, n) - hit_w / hit_w.sum()
     return int(members[int(np.argmin(before))])
+
+
+def read_across_enrichment(
+    results_path: str | Path,
+    queries_path: str | Path,
+    perturbagen_embeddings: str | Path,
+    perturbagens_paths: Sequence[str | Path],
+    *,
+    top: int = DEFAULT_TOP,
+    with_prerank: bool = False,
+    permutations: int = DEFAULT_PERMUTATIONS,
+    pert_type: str | None = None,
+) -> pd.DataFrame:
+    """The same statistics for the profile read-across: each query profile's full ranked
+    list of perturbagens (cosine of its embedding, ``queries.parquet``, with the perturbagen
+    embeddings of the cell scope it was ranked in, from ``results.parquet``; optionally of
+    one ``pert_type``). Rows carry ``source`` = ``read_across`` and the query's file, path
+    and profile id (``query_name``)."""
+    from l1000_assets.core.embeddings.vectors import EMBEDDING_COLUMN, vector_matrix
+    from l1000_assets.core.readacross.ranking import load_references, read_annotations
+
+    queries = pq.read_table(queries_path)
+    hits = pq.read_table(results_path, columns=["query_path", "query_id", "cell_id"]).to_pandas()
+    scope = hits.drop_duplicates(["query_path", "query_id"]).set_index(["query_path", "query_id"])
+    annotations = read_annotations(perturbagens_paths)
+    vectors = vector_matrix(queries.column(EMBEDDING_COLUMN))
+    meta = queries.drop_columns([EMBEDDING_COLUMN]).to_pandas()
+    references: dict[object, object] = {}
+    tables = []
+    for i, row in meta.iterrows():
+        key = (row["query_path"], row["query_id"])
+        cell = scope["cell_id"].get(key) if key in scope.index else None
+        cell = None if cell is None or pd.isna(cell) else str(cell)
+        if cell not in references:
+            references[cell] = load_references(
+                perturbagen_embeddings, annotations, cell=cell, pert_type=pert_type
+            )
+        refs = references[cell]
+        sims = refs.vectors @ vectors[i]
+        order = np.argsort(-sims, kind="stable")
+        ids = refs.pert_id[order].tolist()
+        names = display_names(ids, refs.pert_iname[order].tolist())
+        parts = [top_enrichment(ids, names, annotations, top=top)]
+        if with_prerank:
+            parts.append(prerank(ids, names, sims[order], annotations, permutations=permutations))
+        table = pd.concat([p for p in parts if len(p)] or [_empty()], ignore_index=True)
+        tables.append(
+            table.assign(
+                source="read_across",
+                query_file=row["query_file"],
+                query_path=row["query_path"],
+                query_name=row["query_id"],
+                method="embedding",
+                direction="mimickers",
+            )
+        )
+    return pd.concat(tables, ignore_index=True) if tables else _empty()

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from l1000_assets.core.atomic import atomic_file
 from l1000_assets.core.connectivity.genes import GeneSpace, SortedGenes
 from l1000_assets.core.errors import L1000InputError, preview_ids
 
@@ -150,6 +151,12 @@ def is_gene_set_file(path: str | Path) -> bool:
     if suffix in GENE_SET_SUFFIXES:
         return True
     return suffix in TABLE_SUFFIXES and is_gene_set_table(path)
+
+
+def gene_set_files_in(folder: str | Path) -> list[Path]:
+    """Every gene-set file in ``folder`` (not recursive, sorted)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if is_gene_set_file(p)) if folder.is_dir() else []
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -395,8 +402,8 @@ def resolve_query(
 def write_grp(path: str | Path, genes: Sequence[str]) -> Path:
     """Write a GRP file (one gene per line)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{g}\n" for g in genes))
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(f"{g}\n" for g in genes))
     return path
 
 
@@ -406,11 +413,11 @@ def write_gmt(
     """Write a GMT file of ``(name, up genes, down genes)`` queries as ``NAME_up`` /
     ``NAME_dn`` lines."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for name, up, down in queries:
         for suffix, genes in (("_up", up), ("_dn", down)):
             if genes:
                 lines.append("\t".join([f"{name}{suffix}", "", *genes]))
-    path.write_text("\n".join(lines) + "\n")
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return path

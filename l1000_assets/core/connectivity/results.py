@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from l1000_assets.core.atomic import atomic_file
+
+if TYPE_CHECKING:
+    from l1000_assets.core.connectivity.engine import QueryFailure, QueryResult
 
 QUERY_KEY = [
     pa.field("query_file", pa.string()),
@@ -139,3 +143,77 @@ def merge_tables(
             pq.write_table(merged, tmp)
         rows[path] = merged.num_rows
     return rows
+
+
+STORE_DIR = "signatures"
+REFERENCE_DIR = "reference"
+RESULTS_FILE = "results.parquet"
+QUERIES_FILE = "queries.parquet"
+ENRICHMENT_FILE = "enrichment.parquet"
+READ_ACROSS_ENRICHMENT_FILE = "read_across_enrichment.parquet"
+"""Layout under the connectivity directory of the lake."""
+
+
+def _query_key(files: Sequence[Path], name: str | None) -> dict[str, object]:
+    path = Path(files[0])
+    return {
+        "query_file": path.name,
+        "query_path": str(path.resolve()),
+        "query_name": name,
+        "query_files": [str(Path(f).resolve()) for f in files],
+    }
+
+
+def result_tables(
+    results: Sequence[QueryResult],
+    failures: Sequence[QueryFailure],
+    *,
+    store_version: str,
+    reference_version: str | None,
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """The hits, queries and enrichment rows of a run (results of one or more directions;
+    each query's row in the queries table once per method and direction)."""
+    versions = {"store_version": store_version, "reference_version": reference_version}
+    hits, queries, enrichment = [], [], []
+    for r in results:
+        o = r.options
+        key = _query_key(r.query.files, r.query.name)
+        run = {"method": o.method, "direction": o.direction, "level": o.level}
+        hits.append(
+            r.hits.assign(**{k: v for k, v in key.items() if k != "query_files"}, **run, **versions)
+        )
+        genes = r.query.genes_report()
+        queries.append(
+            {
+                **key,
+                **run,
+                "cell_scope": o.cell,
+                "pert_type_scope": o.pert_type,
+                "n_up": len(genes["up_valid"]),
+                "n_down": len(genes["down_valid"]),
+                **genes,
+                "seconds": r.seconds,
+                "error": None,
+                **versions,
+            }
+        )
+        if len(r.enrichment):
+            enrichment.append(
+                r.enrichment.assign(
+                    source="connectivity",
+                    **{k: v for k, v in key.items() if k != "query_files"},
+                    method=o.method,
+                    direction=o.direction,
+                )
+            )
+    for f in failures:
+        queries.append({**_query_key(f.files, f.name), "error": f.message, **versions})
+    frame = pd.concat(hits, ignore_index=True) if hits else pd.DataFrame()
+    return (
+        as_table(frame, RESULT_SCHEMA),
+        as_table(pd.DataFrame(queries), QUERY_SCHEMA),
+        as_table(
+            pd.concat(enrichment, ignore_index=True) if enrichment else pd.DataFrame(),
+            ENRICHMENT_SCHEMA,
+        ),
+    )

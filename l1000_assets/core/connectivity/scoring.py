@@ -61,6 +61,8 @@ DIRECTIONS = ("mimickers", "reversers")
 LEVELS = ("perturbagen", "cell", "signature")
 """Result levels: one row per perturbagen (summarized over cell lines), per perturbagen and
 cell line, or per signature."""
+EMBEDDING_Z = 2.0
+"""The z-score a query's landmark genes get in the embedding method's input profile."""
 TAU_LEVELS = np.linspace(0.0, 100.0, 101)
 """Percent levels of the reference quantiles kept per item."""
 
@@ -192,3 +194,21 @@ class Levels:
         pert_cells, cell_segments = segments_of(store.pert_cell_codes[cols])
         perts, pert_segments = segments_of(store.pert_of_pert_cell[pert_cells])
         return cls(cols, pert_cells, cell_segments, perts, pert_segments)
+
+
+def landmark_profile(
+    store: SignatureStore,
+    up_rows: NDArray[np.integer],
+    down_rows: NDArray[np.integer],
+    gene_order: Sequence[str],
+) -> NDArray[np.float32]:
+    """A gene-set query as the embedding model's input: +/- :data:`EMBEDDING_Z` on its up and
+    down landmark genes, in ``gene_order``; all zero when it has no landmark gene."""
+    position = {g: i for i, g in enumerate(gene_order)}
+    gene_ids = store.genes["gene_id"].astype(str).to_numpy()
+    profile = np.zeros(len(gene_order), np.float32)
+    for rows, sign in ((up_rows, 1.0), (down_rows, -1.0)):
+        for gid in gene_ids[np.asarray(rows, np.int64)]:
+            if gid in position:
+                profile[position[gid]] = sign * EMBEDDING_Z
+    return profile

@@ -26,10 +26,17 @@ selection, so assets added later to these groups are covered without editing the
 import dagster as dg
 
 from l1000_assets.lib.automation import automation_default_status
-from l1000_assets.lib.keys import READ_ACROSS_RESULTS, RELEASE_METADATA, WAREHOUSE
+from l1000_assets.lib.keys import (
+    CONNECTIVITY_RESULTS,
+    READ_ACROSS_ENRICHMENT,
+    READ_ACROSS_RESULTS,
+    RELEASE_METADATA,
+    WAREHOUSE,
+)
 
-#: Groups whose assets refresh automatically when release data changes. "read_across" is not
-#: here: read-across results are driven by their queries.
+#: Groups whose assets refresh automatically when release data changes. "read_across" and
+#: "connectivity" are not here: their results are driven by their queries, and the signature
+#: store (a pass over every release) is rebuilt when asked.
 AUTOMATED_GROUPS = ("lake", "model", "embeddings", "evaluation", "catalog")
 AUTOMATION_INTERVAL_S = 30
 
@@ -55,11 +62,14 @@ def on_new_release_data() -> dg.AutomationCondition:
 
 
 def catalog_condition() -> dg.AutomationCondition:
-    """``eager`` for the catalog, except that read-across results are optional: they exist
-    only once a user has dropped a query file, and the catalog must not wait for them
-    (their views are empty tables until then). When results arrive, the catalog is rebuilt."""
+    """``eager`` for the catalog, except that query results (read-across, gene-set queries
+    and the statistics on their hits) are optional: they exist only once a user has dropped
+    a query file, and the catalog must not wait for them (their views are empty tables until
+    then). When results arrive, the catalog is rebuilt."""
     AC = dg.AutomationCondition
-    optional = dg.AssetSelection.assets(READ_ACROSS_RESULTS)
+    optional = dg.AssetSelection.assets(
+        READ_ACROSS_RESULTS, CONNECTIVITY_RESULTS, READ_ACROSS_ENRICHMENT
+    )
     return (
         AC.in_latest_time_window()
         & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
