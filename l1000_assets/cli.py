@@ -225,9 +225,7 @@ def _query(args: argparse.Namespace) -> int:
                 if given is not None
             )
         )
-        hits = result.hits.assign(
-            cell=lambda d: d["cell_id"].fillna(f"summary of {scope}") if "cell_id" in d else scope,
-        )
+        hits = result.hits.assign(cell=lambda d: d["cell_id"].fillna(scope))
         columns = ["rank", "pert_id", "pert_iname", "pert_type", "moa", "target", "cell"]
         columns += [c for c in score_columns if c in hits.columns]
         columns += ["n_cell_lines"] if args.level == "perturbagen" and not args.cell else []
@@ -235,7 +233,12 @@ def _query(args: argparse.Namespace) -> int:
             f"\n{q.name}: top {args.top} {options.direction} by {args.method} "
             f"({args.level} level, {scope}{kind}; store {engine.store.version})"
         )
-        print(hits[columns].fillna("").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        fdr = {c: (lambda v: f"{v:.1e}" if v == v else "") for c in ("fdr_up", "fdr_down")}
+        print(
+            hits[columns].to_string(
+                index=False, float_format=lambda v: f"{v:.3f}", formatters=fdr, na_rep=""
+            )
+        )
         if args.enrich and len(result.enrichment):
             terms = result.enrichment[result.enrichment["fdr"] <= args.max_fdr]
             print(f"\n{q.name}: MOAs and targets enriched (FDR <= {args.max_fdr})")

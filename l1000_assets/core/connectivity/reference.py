@@ -4,7 +4,7 @@ CMap's tau of a query against a signature is the signed percentage of a fixed re
 set of queries whose ``|NCS|`` against that signature is smaller than the query's
 (Subramanian et al. 2017); CMap's reference queries are its Touchstone signatures. Here the
 reference queries are a seeded sample of the store's own signatures (``n_queries``, default
-1,000), each as the query of its top and bottom ``k`` genes (default 150). Their NCS
+500), each as the query of its top and bottom ``k`` genes (default 150). Their NCS
 against every signature is summarized per signature by the quantiles of ``|NCS|`` at
 0, 1, ..., 100 percent; tau then interpolates a query's ``|NCS|`` between them
 (:func:`~l1000_assets.core.connectivity.scoring.tau_scores`), so its resolution is about one
@@ -59,7 +59,7 @@ LEVEL_FILES = {
     "cell": "cell_quantiles.npy",
     "perturbagen": "perturbagen_quantiles.npy",
 }
-DEFAULT_QUERIES = 1000
+DEFAULT_QUERIES = 500
 _COLUMN_BLOCK = 8192  # signatures whose quantiles are taken at a time
 
 
