@@ -29,6 +29,7 @@ from scipy.stats import false_discovery_control
 from l1000_assets.core.connectivity.enrichment import (
     DEFAULT_PERMUTATIONS,
     DEFAULT_TOP,
+    annotation_terms,
     display_names,
     prerank,
     top_enrichment,
@@ -76,6 +77,7 @@ class QueryOptions:
     enrichment_top: int = DEFAULT_TOP
     prerank: bool = False
     permutations: int = DEFAULT_PERMUTATIONS
+    keep_ranking: bool = False  # keep every row of the level, not only the top
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -91,8 +93,9 @@ class QueryOptions:
 
 @dataclass
 class QueryResult:
-    """One query's outcome: its full ranking at the requested level (best first), the top
-    rows, the perturbagen-level statistics on the hits, and the time it took."""
+    """One query's outcome: its ranking at the requested level, best first (the top rows,
+    or all with ``keep_ranking``), the perturbagen-level statistics on the hits, and the
+    time it took. What a result holds does not grow with the store unless asked."""
 
     query: GeneSetQuery
     ranking: pd.DataFrame
@@ -158,10 +161,21 @@ class ConnectivityEngine:
         )
         annotations = read_annotations(perturbagens_paths)
         self.annotations = annotations
+        self._terms = annotation_terms(annotations)
+        index = self.store.index
+        # The index columns a result row shows, as object arrays once (not per query).
+        self._meta = {
+            c: index[c].astype(object).where(index[c].notna(), None).to_numpy(object)
+            for c in ("pert_id", "pert_iname", "pert_type", "cell_id", "sig_id")
+        }
         ann = annotations.set_index("pert_id")
-        pert_ids = self.store.index["pert_id"].astype(str)
-        self._moa = pert_ids.map(ann["moa"]).to_numpy(object) if len(ann) else None
-        self._target = pert_ids.map(ann["target"]).to_numpy(object) if len(ann) else None
+        pert_ids = index["pert_id"].astype(str)
+        for kind in ("moa", "target"):
+            self._meta[kind] = (
+                pert_ids.map(ann[kind]).astype(object).to_numpy(object)
+                if len(ann)
+                else np.full(len(index), None, object)
+            )
         self.reference: Reference | None = None
         self._reference_error: str | None = None
         if reference_dir is not None:
@@ -237,8 +251,10 @@ class ConnectivityEngine:
                 t1 = time.perf_counter()
                 frames = self._frames(scores, i, cols, levels, pert_sigs, options)
                 ranking = frames[options.level]
-                perts = frames["perturbagen"]
-                enrichment = self._enrichment(perts, options)
+                enrichment = self._enrichment(frames["perturbagen"], options)
+                if not options.keep_ranking:
+                    ranking = ranking.head(options.top).copy()
+                del frames
                 out.append(
                     QueryResult(
                         query,
@@ -260,7 +276,7 @@ class ConnectivityEngine:
         groups = store.group_codes
         ncs = normalized(wtcs, groups[cols], int(groups.max()) + 1)
         tau = (
-            tau_scores(ncs, self.reference.quantiles["signature"][cols])
+            tau_scores(ncs, self.reference.quantiles["signature"], cols)
             if self.reference is not None
             else None
         )
@@ -294,21 +310,23 @@ class ConnectivityEngine:
         pert_sigs: Segments,
         options: QueryOptions,
     ) -> dict[str, pd.DataFrame]:
-        """Query ``i``'s rankings at the three levels."""
+        """Query ``i``'s rankings at its level, and per perturbagen (for the statistics)."""
         reversers = options.direction == "reversers"
         sig = {"wtcs": s.wtcs[i], "ncs": s.ncs[i], "score": s.score[i]}
         if s.tau is not None:
             sig["tau"] = s.tau[i]
         sig.update({name: values[i] for name, values in s.extra.items()})
-        ones = np.ones(len(cols), np.int64)
-        frames = {"signature": self._frame(cols, sig, ones, ones, reversers)}
+        frames = {}
+        if options.level == "signature":
+            ones = np.ones(len(cols), np.int64)
+            frames["signature"] = self._frame(cols, sig, ones, ones, reversers)
         # A perturbagen in a cell line: the maximum quantile over its signatures; tau
         # against the reference summarized the same way. Then over its cell lines.
         summarized = ("wtcs", "ncs", "score", "similarity")
         cell = {k: maxq(sig[k], levels.cell_segments)[0] for k in summarized if k in sig}
         if s.tau is not None:
             cell["tau"] = tau_scores(
-                cell["ncs"][None], self.reference.quantiles["cell"][levels.pert_cells]
+                cell["ncs"][None], self.reference.quantiles["cell"], levels.pert_cells
             )[0]
         if options.method == "tau":
             cell["score"] = cell["tau"]
@@ -323,7 +341,7 @@ class ConnectivityEngine:
         pert = {k: maxq(v, levels.pert_segments)[0] for k, v in cell.items() if k != "tau"}
         if s.tau is not None:
             pert["tau"] = tau_scores(
-                pert["ncs"][None], self.reference.quantiles["perturbagen"][levels.perts]
+                pert["ncs"][None], self.reference.quantiles["perturbagen"], levels.perts
             )[0]
         if options.method == "tau":
             pert["score"] = pert["tau"]
@@ -349,16 +367,9 @@ class ConnectivityEngine:
     ) -> pd.DataFrame:
         """A level's rows ranked in the direction, their metadata from the (best) signature
         of each, ``sig_cols``."""
-        index = self.store.index
         frame = pd.DataFrame(
             {
-                "pert_id": index["pert_id"].to_numpy(object)[sig_cols],
-                "pert_iname": index["pert_iname"].to_numpy(object)[sig_cols],
-                "pert_type": index["pert_type"].to_numpy(object)[sig_cols],
-                "moa": self._moa[sig_cols] if self._moa is not None else None,
-                "target": self._target[sig_cols] if self._target is not None else None,
-                "cell_id": index["cell_id"].to_numpy(object)[sig_cols],
-                "sig_id": index["sig_id"].to_numpy(object)[sig_cols],
+                **{c: v[sig_cols] for c, v in self._meta.items()},
                 "n_cell_lines": np.asarray(n_cell_lines, np.int64),
                 "n_signatures": np.asarray(n_signatures, np.int64),
                 **{k: v for k, v in values.items() if k in RANKING_COLUMNS},
@@ -378,7 +389,11 @@ class ConnectivityEngine:
         names = display_names(perts["pert_id"], perts["pert_iname"])
         tables = [
             top_enrichment(
-                perts["pert_id"].tolist(), names, self.annotations, top=options.enrichment_top
+                perts["pert_id"].tolist(),
+                names,
+                self.annotations,
+                top=options.enrichment_top,
+                terms=self._terms,
             )
         ]
         if options.prerank:
@@ -393,6 +408,7 @@ class ConnectivityEngine:
                     ranked["score"].to_numpy(float),
                     self.annotations,
                     permutations=options.permutations,
+                    terms=self._terms,
                 )
             )
         return (

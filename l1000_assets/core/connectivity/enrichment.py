@@ -59,31 +59,48 @@ _MISSING = {"", "-666", "na", "nan", "none"}
 def display_names(pert_ids: Sequence[str], names: Sequence[object]) -> list[str]:
     """Names to list hits by: the perturbagen's name, with its id when another perturbagen
     of the list has the same name (several hairpins of one gene), the id when it has none."""
-    labels = [
-        str(n) if n is not None and not pd.isna(n) else str(p) for p, n in zip(pert_ids, names)
-    ]
-    counts = pd.Series(labels).value_counts()
-    return [f"{n} ({p})" if counts[n] > 1 else n for p, n in zip(pert_ids, labels)]
+    ids = pd.Series(list(map(str, pert_ids)), dtype=object)
+    labels = pd.Series(list(names), dtype=object)
+    labels = labels.where(labels.notna(), ids).astype(str)
+    repeated = labels.duplicated(keep=False)
+    return labels.where(~repeated, labels + " (" + ids + ")").tolist()
 
 
-def term_members(
-    pert_ids: Sequence[str], annotations: pd.DataFrame, kinds: Sequence[str] = TERM_KINDS
-) -> dict[tuple[str, str], NDArray[np.int64]]:
-    """``(kind, term) -> positions in pert_ids`` of the perturbagens that carry the term."""
-    ann = annotations.drop_duplicates("pert_id").set_index("pert_id")
-    position = {p: i for i, p in enumerate(map(str, pert_ids))}
-    members: dict[tuple[str, str], list[int]] = {}
+def annotation_terms(annotations: pd.DataFrame, kinds: Sequence[str] = TERM_KINDS) -> pd.DataFrame:
+    """One row per perturbagen and term it carries: ``pert_id``, ``term_kind``, ``term``
+    (values split at ``|``; blanks and ``-666`` left out)."""
+    ann = annotations.drop_duplicates("pert_id")
+    parts = []
     for kind in kinds:
         if kind not in ann.columns:
             continue
-        for pert, value in ann[kind].items():
-            i = position.get(str(pert))
-            if i is None or value is None or pd.isna(value):
-                continue
-            for term in dict.fromkeys(t.strip() for t in str(value).split("|")):
-                if term.lower() not in _MISSING:
-                    members.setdefault((kind, term), []).append(i)
-    return {k: np.asarray(sorted(v), np.int64) for k, v in members.items()}
+        values = ann[["pert_id", kind]].dropna()
+        split = values.assign(term=values[kind].astype(str).str.split("|")).explode("term")
+        split["term"] = split["term"].str.strip()
+        split = split[~split["term"].str.lower().isin(_MISSING)]
+        parts.append(split[["pert_id", "term"]].assign(term_kind=kind))
+    if not parts:
+        return pd.DataFrame({"pert_id": [], "term_kind": [], "term": []}, dtype=object)
+    terms = pd.concat(parts, ignore_index=True).drop_duplicates()
+    return terms.astype({"pert_id": str})
+
+
+def term_members(
+    pert_ids: Sequence[str],
+    annotations: pd.DataFrame,
+    kinds: Sequence[str] = TERM_KINDS,
+    *,
+    terms: pd.DataFrame | None = None,
+) -> dict[tuple[str, str], NDArray[np.int64]]:
+    """``(kind, term) -> positions in pert_ids`` of the perturbagens that carry the term
+    (``terms``: :func:`annotation_terms` of ``annotations``, when already at hand)."""
+    terms = annotation_terms(annotations, kinds) if terms is None else terms
+    position = pd.Index(list(map(str, pert_ids))).get_indexer(terms["pert_id"])
+    found = terms.assign(position=position)[position >= 0]
+    return {
+        (kind, term): np.sort(group["position"].to_numpy(np.int64))
+        for (kind, term), group in found.groupby(["term_kind", "term"], sort=True)
+    }
 
 
 def _empty() -> pd.DataFrame:
@@ -104,6 +121,7 @@ def top_enrichment(
     annotations: pd.DataFrame,
     *,
     top: int = DEFAULT_TOP,
+    terms: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """MOA and target over-representation among the first ``top`` of a ranked list.
 
@@ -115,6 +133,8 @@ def top_enrichment(
         ``pert_id``, ``moa``, ``target``.
     top
         How many of the list count as hits.
+    terms
+        :func:`annotation_terms` of ``annotations``, when already at hand.
 
     Returns
     -------
@@ -125,7 +145,7 @@ def top_enrichment(
     n_background = len(pert_ids)
     n = min(int(top), n_background)
     rows = []
-    for (kind, term), members in term_members(pert_ids, annotations).items():
+    for (kind, term), members in term_members(pert_ids, annotations, terms=terms).items():
         in_top = members[members < n]
         if not len(in_top):
             continue
@@ -171,6 +191,7 @@ def prerank(
     max_size: int = 500,
     weight: float = 1.0,
     seed: int = 0,
+    terms: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """GSEA preranked enrichment of MOAs and targets (module docstring).
 
@@ -188,6 +209,8 @@ def prerank(
         Hits weigh ``|score|^weight`` (gseapy's ``weight``; 0 is the classical KS).
     seed
         Seed of the random sets.
+    terms
+        :func:`annotation_terms` of ``annotations``, when already at hand.
 
     Returns
     -------
@@ -202,7 +225,7 @@ def prerank(
     w = np.abs(scores) ** weight if weight else np.ones(n)
     terms = [
         (key, members)
-        for key, members in term_members(pert_ids, annotations).items()
+        for key, members in term_members(pert_ids, annotations, terms=terms).items()
         if min_size <= len(members) <= min(max_size, n - 1)
     ]
     if not terms:
@@ -324,6 +347,7 @@ def read_across_enrichment(
     vectors = vector_matrix(queries.column(EMBEDDING_COLUMN))
     meta = queries.drop_columns([EMBEDDING_COLUMN]).to_pandas()
     references: dict[object, object] = {}
+    terms = annotation_terms(annotations)
     tables = []
     for i, row in meta.iterrows():
         key = (row["query_path"], row["query_id"])
@@ -338,9 +362,13 @@ def read_across_enrichment(
         order = np.argsort(-sims, kind="stable")
         ids = refs.pert_id[order].tolist()
         names = display_names(ids, refs.pert_iname[order].tolist())
-        parts = [top_enrichment(ids, names, annotations, top=top)]
+        parts = [top_enrichment(ids, names, annotations, top=top, terms=terms)]
         if with_prerank:
-            parts.append(prerank(ids, names, sims[order], annotations, permutations=permutations))
+            parts.append(
+                prerank(
+                    ids, names, sims[order], annotations, permutations=permutations, terms=terms
+                )
+            )
         table = pd.concat([p for p in parts if len(p)] or [_empty()], ignore_index=True)
         tables.append(
             table.assign(

@@ -166,7 +166,7 @@ def geneset_protocol(
             ncs = normalized(wtcs, groups, n_groups)
             scores["wtcs"], scores["ncs"] = wtcs[:, cand], ncs[:, cand]
             if "tau" in methods:
-                scores["tau"] = tau_scores(ncs[:, cand], reference.quantiles["signature"][cand])
+                scores["tau"] = tau_scores(ncs[:, cand], reference.quantiles["signature"], cand)
         if "mwu" in methods:
             z_up, _ = rank_test(store, up, cand)
             z_down, _ = rank_test(store, down, cand)

@@ -129,15 +129,15 @@ def segment_maxq(values, order, offsets, q_low, q_high, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def tau_kernel(ncs, quantiles, levels, out):
-    """``out[r, i]``: tau of ``ncs[r, i]`` against item ``i``'s reference, given as the
-    ``|NCS|`` quantiles ``quantiles[i]`` (ascending) at percent ``levels``: the signed,
-    linearly interpolated percentage of reference values below ``|ncs|``. NaN for a NaN
-    score or a reference without values."""
+def tau_kernel(ncs, quantiles, items, levels, out):
+    """``out[r, i]``: tau of ``ncs[r, i]`` against the reference of item ``items[i]``, given
+    as its ``|NCS|`` quantiles ``quantiles[items[i]]`` (ascending) at percent ``levels``: the
+    signed, linearly interpolated percentage of reference values below ``|ncs|``. NaN for a
+    NaN score or a reference without values."""
     m, n = ncs.shape
     n_q = levels.shape[0]
     for i in numba.prange(n):
-        qv = quantiles[i]
+        qv = quantiles[items[i]]
         empty = np.isnan(qv[0])
         for r in range(m):
             x = ncs[r, i]

@@ -154,16 +154,19 @@ def rank_test(
     return z, p
 
 
-def tau_scores(ncs: NDArray[np.floating], quantiles: NDArray[np.floating]) -> NDArray[np.float32]:
-    """tau ``(m, n)`` of NCS ``(m, n)`` against each column's reference ``|NCS|`` quantiles
-    ``(n, len(TAU_LEVELS))``."""
+def tau_scores(
+    ncs: NDArray[np.floating],
+    quantiles: NDArray[np.floating],
+    items: NDArray[np.integer] | None = None,
+) -> NDArray[np.float32]:
+    """tau ``(m, n)`` of NCS ``(m, n)`` against the references ``quantiles[items]``
+    (``(n_items, len(TAU_LEVELS))`` ``|NCS|`` quantiles, e.g. the reference's memory-mapped
+    ones; ``items`` the row of each column, default ``0 .. n - 1``; nothing is copied)."""
+    ncs = np.atleast_2d(np.asarray(ncs))
+    items = np.arange(ncs.shape[1]) if items is None else np.asarray(items)
     out = np.empty(ncs.shape, np.float32)
-    tau_kernel(
-        np.ascontiguousarray(ncs, np.float64),
-        np.ascontiguousarray(quantiles, np.float64),
-        TAU_LEVELS,
-        out,
-    )
+    if ncs.size:
+        tau_kernel(np.ascontiguousarray(ncs), quantiles, items.astype(np.int64), TAU_LEVELS, out)
     return out
 
 

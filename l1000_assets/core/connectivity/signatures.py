@@ -44,12 +44,14 @@ from l1000_assets.core.formats.matrix import open_matrix
 from l1000_assets.core.lake.read import read_canonical_instances
 from l1000_assets.core.progress import Progress
 from l1000_assets.core.releases.reconcile import STRICT, match_ids
+from l1000_assets.core.zscores import OVERRIDE, not_zscores
 
 DEFAULT_BUDGET_BYTES = 256 << 20
 """Replicates of open signatures held in memory before they spill to disk."""
 DEFAULT_BLOCK_SIZE = 1024
 """Matrix columns (samples) read per block: about 40 KB each in the BING space."""
 _BATCH = 256  # completed signatures ranked and written together
+_ZSCORE_SAMPLES = 16  # profiles of each block checked to be z-scores, as the lake ingest does
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,19 @@ def collapse(replicates: NDArray[np.float32], landmark_cols: NDArray[np.integer]
     return (weights @ replicates.astype(np.float64)).astype(np.float32)
 
 
+def _check_zscores(path: Path, block, wanted: NDArray[np.int64], landmark_cols) -> None:
+    """Refuse a matrix whose sampled profiles plainly are not z-scores over the landmarks."""
+    sample = wanted[:: max(1, len(wanted) // _ZSCORE_SAMPLES)]
+    found = not_zscores(block.values[np.ix_(sample, landmark_cols)].reshape(1, -1))
+    if found:
+        ids = block.col_ids[sample][:3].tolist()
+        raise L1000InputError(
+            path,
+            f"not level-4 z-scores: profiles {preview_ids(ids, 3)}... have "
+            f"{' and '.join(found)}; convert them to z-scores first, or set {OVERRIDE}",
+        )
+
+
 # ---------------------------------------------------------------------------------- build
 def write_signature_store(
     releases: Sequence[ReleaseInput],
@@ -257,6 +272,7 @@ def write_signature_store(
     on_bad_input: str = STRICT,
     block_size: int = DEFAULT_BLOCK_SIZE,
     budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    allow_non_zscores: bool = False,
     progress: Progress | None = None,
 ) -> StoreBuildReport:
     """Build the signature store of ``releases`` into ``out_dir`` (replaced atomically).
@@ -281,6 +297,10 @@ def write_signature_store(
         Matrix columns read per block.
     budget_bytes
         Replicates held in memory before spilling (:class:`_OpenReplicates`).
+    allow_non_zscores
+        Build from a matrix that plainly is not level-4 z-scores
+        (:func:`~l1000_assets.core.zscores.not_zscores` of a few profiles of every block,
+        over the landmarks), which is refused otherwise, as the lake ingest refuses it.
     progress
         Called as ``progress(profiles_done, profiles_total, elapsed_seconds)``.
 
@@ -288,8 +308,8 @@ def write_signature_store(
     ------
     L1000InputError
         Naming the file: no BING flags (``bing``), a gene of the space missing from a
-        matrix, ids that do not match (``strict``), non-finite values in a profile, no
-        treatment profile at all.
+        matrix, ids that do not match (``strict``), non-finite values in a profile, values
+        that are not z-scores, no treatment profile at all.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -341,6 +361,8 @@ def write_signature_store(
                                 plan.release.matrix,
                                 f"non-finite values (NaN or inf) in profile(s) {preview_ids(bad)}",
                             )
+                        if not allow_non_zscores and len(wanted):
+                            _check_zscores(plan.release.matrix, block, wanted, landmark_cols)
                         for i in wanted:
                             replicates = open_reps.add(int(local[i]), values[i])
                             if replicates is None:

@@ -103,6 +103,13 @@ class ConnectivitySignaturesConfig(dg.Config):
     on_bad_input: Literal["strict", "skip"] = Field(
         default=STRICT, description="As for landmark_profiles: fail, or drop and report."
     )
+    allow_non_zscores: bool = Field(
+        default=False,
+        description=(
+            "As for landmark_profiles: build from a matrix that plainly is not level-4 "
+            "z-scores (refused otherwise)."
+        ),
+    )
 
 
 @dg.asset(
@@ -147,6 +154,7 @@ def connectivity_signatures(
             on_bad_input=config.on_bad_input,
             block_size=config.block_size,
             budget_bytes=config.memory_mb << 20,
+            allow_non_zscores=config.allow_non_zscores,
             progress=ProgressReporter(context.log.info, interval=10.0),
         )
     except L1000InputError as exc:

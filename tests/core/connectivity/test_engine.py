@@ -89,14 +89,20 @@ def test_a_perturbagens_consensus_finds_it_first_across_cell_lines(engine, tmp_p
 def test_levels_scores_and_statistics(engine, tmp_path):
     col = strongest_signatures(engine.store, 1)[0]
     gmt = own_query(engine, tmp_path, col)
-    (own, _), _ = run_files(engine, [gmt], QueryOptions(method="tau", level="perturbagen"))
+    (own, _), _ = run_files(
+        engine, [gmt], QueryOptions(method="tau", level="perturbagen", keep_ranking=True)
+    )
     perts = own.ranking
     assert perts["pert_id"].is_unique and perts["cell_id"].isna().all()
     assert perts["tau"].between(-100, 100).all() and perts["wtcs"].abs().max() <= 1
     assert (perts["n_cell_lines"] >= 1).all()
     assert perts["rank"].tolist() == list(range(1, len(perts) + 1))
     assert perts["score"].is_monotonic_decreasing
-    (own_cells, _), _ = run_files(engine, [gmt], QueryOptions(method="ncs", level="cell"))
+    (own_cells, _), _ = run_files(
+        engine, [gmt], QueryOptions(method="ncs", level="cell", keep_ranking=True)
+    )
+    (short, _), _ = run_files(engine, [gmt], QueryOptions(method="ncs", level="cell", top=7))
+    assert short.ranking.equals(own_cells.ranking.head(7))
     cells = own_cells.ranking
     assert not cells.duplicated(["pert_id", "cell_id"]).any()
     assert cells["score"].equals(cells["ncs"])
@@ -137,9 +143,13 @@ def test_scopes_and_refusals(engine, tmp_path):
     col = strongest_signatures(engine.store, 1)[0]
     gmt = own_query(engine, tmp_path, col)
     cell = engine.store.index["cell_id"].iloc[col]
-    (own, _), _ = run_files(engine, [gmt], QueryOptions(method="wtcs", cell=cell))
+    (own, _), _ = run_files(
+        engine, [gmt], QueryOptions(method="wtcs", cell=cell, keep_ranking=True)
+    )
     assert (own.ranking["cell_id"] == cell).all()
-    (own, _), _ = run_files(engine, [gmt], QueryOptions(method="wtcs", pert_type="trt_sh"))
+    (own, _), _ = run_files(
+        engine, [gmt], QueryOptions(method="wtcs", pert_type="trt_sh", keep_ranking=True)
+    )
     assert (own.ranking["pert_type"] == "trt_sh").all()
     for options, match in (
         (QueryOptions(cell="NOWHERE"), "unknown cell line 'NOWHERE': the store has 'A375'"),

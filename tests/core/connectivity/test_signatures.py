@@ -125,3 +125,21 @@ def test_non_finite_profile_is_refused(small_meta, tmp_path):
             tmp_path / "store",
         )
     assert not (tmp_path / "store").exists()
+
+
+def test_a_matrix_that_is_not_zscores_is_refused(small_meta, tmp_path):
+    meta, release = small_meta
+    level3 = tmp_path / release.matrix_path.name
+    level3.write_bytes(release.matrix_path.read_bytes())
+    with h5py.File(level3, "r+") as f:
+        matrix = f["0/DATA/0/matrix"]
+        for s in range(0, matrix.shape[0], 500):
+            matrix[s : s + 500] = np.abs(matrix[s : s + 500]) + 3.0  # like log2 expression
+    inputs = [ReleaseInput("synthetic", level3, meta / "instances.parquet")]
+    with pytest.raises(L1000InputError, match="not level-4 z-scores.*no negative value") as info:
+        write_signature_store(inputs, release.genes, tmp_path / "store")
+    assert str(level3) in str(info.value) and "allow_non_zscores" in str(info.value)
+    report = write_signature_store(
+        inputs, release.genes, tmp_path / "store", allow_non_zscores=True
+    )
+    assert report.n_signatures > 0
