@@ -7,11 +7,13 @@ scores checked queries (:mod:`~l1000_assets.core.connectivity.gene_sets`) by one
 ranks mimickers (highest scores first) or reversers (lowest first) at one level, and
 computes the statistics on the hits (:mod:`~l1000_assets.core.connectivity.enrichment`).
 
-The ``embedding`` method projects a query into the model's input space: its up landmark
-genes get z = +:data:`EMBEDDING_Z`, its down landmark genes -:data:`EMBEDDING_Z`, every
-other landmark 0; the model embeds that profile and each signature scores the cosine
-similarity of its embedding (``signature_embeddings``, the mean of its profiles'
-embeddings). Only a query's landmark genes reach the model (about 1 in 10 of a BING set).
+The ``embedding`` method projects a query into the model's input space: +1 on its up
+landmark genes, -1 on its down ones, 0 on the other landmarks, scaled to the norm of a
+typical signature of the store
+(:func:`~l1000_assets.core.connectivity.scoring.landmark_profile`); the model embeds that
+profile and each signature scores the cosine similarity of its embedding
+(``signature_embeddings``, the mean of its profiles' embeddings). Only a query's landmark
+genes reach the model (about 1 in 10 of a BING set).
 """
 
 from __future__ import annotations

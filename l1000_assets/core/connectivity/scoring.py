@@ -61,8 +61,6 @@ DIRECTIONS = ("mimickers", "reversers")
 LEVELS = ("perturbagen", "cell", "signature")
 """Result levels: one row per perturbagen (summarized over cell lines), per perturbagen and
 cell line, or per signature."""
-EMBEDDING_Z = 2.0
-"""The z-score a query's landmark genes get in the embedding method's input profile."""
 TAU_LEVELS = np.linspace(0.0, 100.0, 101)
 """Percent levels of the reference quantiles kept per item."""
 
@@ -205,13 +203,20 @@ def landmark_profile(
     down_rows: NDArray[np.integer],
     gene_order: Sequence[str],
 ) -> NDArray[np.float32]:
-    """A gene-set query as the embedding model's input: +/- :data:`EMBEDDING_Z` on its up and
-    down landmark genes, in ``gene_order``; all zero when it has no landmark gene."""
+    """A gene-set query as the embedding model's input, in ``gene_order``: +1 on its up
+    landmark genes, -1 on its down ones, 0 elsewhere, scaled to the typical strength of the
+    store's signatures (the median L2 norm of their landmark z-scores,
+    :attr:`~l1000_assets.core.connectivity.store.SignatureStore.landmark_norm`), so the
+    model sees a profile of the size it was trained on; all zero when the query has no
+    landmark gene."""
     position = {g: i for i, g in enumerate(gene_order)}
     gene_ids = store.genes["gene_id"].astype(str).to_numpy()
     profile = np.zeros(len(gene_order), np.float32)
     for rows, sign in ((up_rows, 1.0), (down_rows, -1.0)):
         for gid in gene_ids[np.asarray(rows, np.int64)]:
             if gid in position:
-                profile[position[gid]] = sign * EMBEDDING_Z
+                profile[position[gid]] = sign
+    n = np.count_nonzero(profile)
+    if n:
+        profile *= np.float32(store.landmark_norm / np.sqrt(n))
     return profile

@@ -90,6 +90,8 @@ class StoreWriter:
         self.n_signatures = int(n_signatures)
         self.gene_space = gene_space
         self._genes = genes[["gene_id", "symbol", "is_landmark"]].reset_index(drop=True)
+        self._landmarks = np.flatnonzero(self._genes["is_landmark"].to_numpy(bool))
+        self._norms: list[np.ndarray] = []
         shape = (self.n_genes, max(self.n_signatures, 1))
         self._ranks = np.lib.format.open_memmap(
             self.path / RANKS_FILE, mode="w+", dtype=np.int16, shape=shape
@@ -115,6 +117,7 @@ class StoreWriter:
         self._ranks[:, cols] = ranks.T
         self._z[:, cols] = np.clip(z, -_FLOAT16_MAX, _FLOAT16_MAX).T
         self._rows.append(index.select(index_schema().names).cast(index_schema()))
+        self._norms.append(np.linalg.norm(np.asarray(z, np.float64)[:, self._landmarks], axis=1))
         self.written += b
 
     def close(self, meta: dict) -> dict:
@@ -131,16 +134,20 @@ class StoreWriter:
             pa.Table.from_pandas(self._genes.astype({"gene_id": str}), preserve_index=False),
             self.path / GENES_FILE,
         )
-        digest = hashlib.sha256()
+        norms = np.concatenate(self._norms) if self._norms else np.zeros(0)
+        # The version follows the content: the signatures, the genes and every signature's
+        # landmark norm (a change of any value moves it), not the time of the build.
+        digest = hashlib.sha256(self.gene_space.encode())
         for name in (INDEX_FILE, GENES_FILE):
             digest.update((self.path / name).read_bytes())
-        digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+        digest.update(np.round(norms, 4).tobytes())
         record = {
             "format": FORMAT,
             "gene_space": self.gene_space,
             "n_genes": self.n_genes,
             "n_signatures": self.n_signatures,
             "version": digest.hexdigest()[:16],
+            "landmark_norm": float(np.median(norms)) if len(norms) else 0.0,
             **meta,
         }
         (self.path / META_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
@@ -223,6 +230,12 @@ class SignatureStore:
 
     def __len__(self) -> int:
         return self.ranks.shape[1]
+
+    @property
+    def landmark_norm(self) -> float:
+        """The median L2 norm of the signatures' landmark z-scores (a typical signature's
+        strength)."""
+        return float(self.meta["landmark_norm"])
 
     @cached_property
     def landmark_rows(self) -> NDArray[np.int64]:

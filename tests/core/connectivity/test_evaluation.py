@@ -3,6 +3,7 @@ quantiles by the paper's rule, summaries in the evaluation's metric names."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from l1000_assets.core.connectivity.evaluation import geneset_protocol, summary_table
 from l1000_assets.core.connectivity.scoring import landmark_profile
@@ -87,4 +88,9 @@ def test_landmark_profile(small_store):
     store, _ = small_store
     order = store.genes["gene_id"].astype(str).tolist()[:978][::-1]
     profile = landmark_profile(store, np.array([0, 2000]), np.array([5]), order)
-    assert profile[977] == 2.0 and profile[972] == -2.0 and np.count_nonzero(profile) == 2
+    size = store.landmark_norm / np.sqrt(2)  # two landmark genes, at a typical norm
+    assert profile[977] == pytest.approx(size) and profile[972] == pytest.approx(-size)
+    assert np.count_nonzero(profile) == 2
+    assert np.linalg.norm(profile) == pytest.approx(store.landmark_norm, rel=1e-6)
+    norms = np.linalg.norm(store.read_z(np.arange(len(store)), store.landmark_rows), axis=1)
+    assert store.landmark_norm == pytest.approx(np.median(norms), rel=1e-3)

@@ -79,6 +79,7 @@ def test_a_tiny_memory_budget_spills_and_builds_the_same_store(small_store, smal
     assert report.spilled_profiles > 0
     spilled = SignatureStore(tmp_path / "spilled")
     assert spilled.index.equals(store.index)
+    assert spilled.version == store.version  # the version follows the content
     assert np.array_equal(spilled.ranks, store.ranks)
     assert np.array_equal(spilled.zscores, store.zscores)
 
