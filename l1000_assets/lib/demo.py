@@ -37,6 +37,13 @@ def _stages(instance: dg.DagsterInstance, data_root: Path | None = None):
             None,
             {ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]},
         )
+    # Before the models: the evaluation's gene-set protocol reads the signature store.
+    yield (
+        "gene-set signatures and tau reference",
+        ["connectivity_signatures", "connectivity_reference"],
+        None,
+        {},
+    )
     # One model per split partition: split_0 (20% held out, for the evaluation) and all
     # (every perturbagen trained, the served model). Each run also ranks its split.
     new = missing_partitions(instance, split_partitions, DEFAULT_SPLITS)
@@ -60,12 +67,6 @@ def _stages(instance: dg.DagsterInstance, data_root: Path | None = None):
         )
     yield "embedding aggregates", ["signature_embeddings", "perturbagen_embeddings"], None, {}
     yield "read-across", ["read_across_results", "perturbagen_map"], None, {}
-    yield (
-        "gene-set signatures and tau reference",
-        ["connectivity_signatures", "connectivity_reference"],
-        None,
-        {},
-    )
     if data_root is not None:
         _write_example_queries(data_root)
     yield "gene-set queries", ["connectivity_results", "read_across_enrichment"], None, {}

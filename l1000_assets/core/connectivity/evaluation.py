@@ -1,27 +1,44 @@
 """The gene-set protocol: how well each method's gene-set query finds a held-out
-perturbagen, measured as the paper's other protocols are.
+perturbagen, measured as the paper's other protocols are (a protocol of
+``evaluation_ranks[split_<seed>]``, pooled over splits by ``evaluation_metrics``).
 
-Queries are held-out perturbagens' signatures (never seen by the model), each reduced to
-what a CMap user would submit: its top and bottom ``k`` genes (default 100) in the store's
-gene space. Candidates are every held-out signature but the query itself; positives are
-the signatures of the same perturbagen (other cell lines, doses, times), negatives those of
-other perturbagens. Each method scores the query against the candidates at the signature
-level (WTCS; NCS, normalized within cell line and type over the whole store, as a CMap
-query is; tau against the lake's reference; SigCom's rank test ``z_sum``; the embedding's
-cosine of the projected query and the signature embeddings) and the rank quantile of every
-positive among the negatives is pooled into the summary metrics of
-:mod:`~l1000_assets.core.evaluation.metrics` (median q, recall at top-0.001/0.01/0.1, AUC)
-and a balanced MCC (each positive paired with a seeded random negative of its query,
-thresholded at the pooled median), for all queries, small molecules and genetic ones.
+Queries are one split's held-out perturbagens' signatures (never seen by that split's
+model), each reduced to what a CMap user would submit: its top and bottom ``k`` genes
+(default 100) in the store's gene space. At most ``max_queries`` signatures (seeded) are
+queries, **the same queries for every method**; candidates are every held-out signature but
+the query itself (for every method the same); positives are the signatures of the same
+perturbagen (other cell lines, doses, times), negatives those of other perturbagens. Each
+method scores the query against the candidates at the signature level:
 
-Results come as :class:`~l1000_assets.core.evaluation.retrieval.RetrievalResult` per method,
-ready for the evaluation's tidy table.
+``wtcs``
+    CMap's weighted connectivity score.
+``ncs``
+    WTCS normalized within the candidate's cell line and perturbagen type over the whole
+    store, as a CMap query is.
+``tau``
+    NCS against the lake's tau reference (``connectivity_reference``: a seeded sample of
+    the store's signatures as queries, held-out ones among them; it is a null
+    distribution, never trained on).
+``mwu``
+    SigCom's rank test, ``z_up - z_down``.
+``embedding``
+    The query projected into the model's input space and embedded by **the split's model**,
+    cosine with the candidates' embeddings by the same model (the re-normalized mean of
+    each signature's profile embeddings, as ``signature_embeddings`` is for the served
+    model: :func:`heldout_signature_vectors`).
+
+Each positive's rank quantile (the paper's rule) and its score beside that of a seeded
+negative of its query (for the balanced MCC) come back as
+:class:`~l1000_assets.core.evaluation.protocols.ProtocolRun`, ready for
+:func:`~l1000_assets.core.evaluation.report.ranks_table`, so the metrics (median q, recall
+at top-0.001/0.01/0.1 with q = x counting one half, AUC, balanced MCC) are those of every
+other protocol, pooled over the splits the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,56 +53,62 @@ from l1000_assets.core.connectivity.scoring import (
     tau_scores,
 )
 from l1000_assets.core.connectivity.store import SignatureStore
-from l1000_assets.core.evaluation.metrics import rank_quantiles, summarize_quantiles
+from l1000_assets.core.embeddings.aggregates import SIGNATURE_KEYS, signature_ids
+from l1000_assets.core.embeddings.vectors import normalize_rows
+from l1000_assets.core.evaluation.metrics import rank_quantiles
+from l1000_assets.core.evaluation.protocols import ProtocolRun, pert_group
+from l1000_assets.core.evaluation.report import GENESET_PROTOCOL
 from l1000_assets.core.evaluation.retrieval import RetrievalResult
+from l1000_assets.core.lake.read import landmark_matrix
+from l1000_assets.core.lake.schema import VALUES_COLUMN
+from l1000_assets.core.model.normalization import perturbagen_batches
 from l1000_assets.core.progress import Log
-from l1000_assets.core.releases.schema import GENETIC_PERT_TYPES
 
-PROTOCOL = "gene_set"
+PROTOCOL = GENESET_PROTOCOL
 GENESET_METHODS = ("wtcs", "ncs", "tau", "mwu", "embedding")
+"""Methods of the gene-set protocol (scored from the signature store, not the profile
+methods of :data:`~l1000_assets.core.evaluation.protocols.METHOD_SPECS`)."""
 DEFAULT_GENESET_K = 100
+DEFAULT_GENESET_QUERIES = 500
 _QUERY_BLOCK = 32
 
 EmbedProfiles = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 
 
-@dataclass(frozen=True)
-class GeneSetRun:
-    """One method's retrieval on the gene-set protocol."""
-
-    method: str
-    result: RetrievalResult
-    query_groups: dict[str, NDArray[np.bool_]]  # group -> mask over the queries
-    query_clusters: NDArray[np.object_]  # perturbagen of each query
-
-
-def _groups(pert_types: NDArray[np.object_]) -> dict[str, NDArray[np.bool_]]:
-    kinds = np.asarray(pert_types, dtype=str)
-    groups = {"all": np.ones(len(kinds), bool)}
-    cp = kinds == "trt_cp"
-    genetic = np.isin(kinds, sorted(GENETIC_PERT_TYPES))
-    if cp.any():
-        groups["small_molecules"] = cp
-    if genetic.any():
-        groups["genetic"] = genetic
-    return groups
-
-
-def _balanced_confusion(
-    scores: NDArray[np.floating],
-    positive: NDArray[np.bool_],
-    negative: NDArray[np.bool_],
-    rng: np.random.Generator,
-) -> tuple[list[float], list[float]]:
-    """Each positive's score and one random negative's of the same query."""
-    pos, neg = [], []
-    for i in range(len(scores)):
-        p = scores[i, positive[i]]
-        candidates = scores[i, negative[i]]
-        if len(p) and len(candidates):
-            pos.extend(p.tolist())
-            neg.extend(candidates[rng.integers(0, len(candidates), len(p))].tolist())
-    return pos, neg
+def heldout_signature_vectors(
+    files: Sequence[Path],
+    pert_ids: set[str],
+    embed: EmbedProfiles,
+    sig_ids: Sequence[str],
+    *,
+    batch_size: int = 32_768,
+) -> NDArray[np.float32]:
+    """Embeddings ``(len(sig_ids), d)`` of signatures by ``embed`` (a split's model): the
+    re-normalized mean of the embeddings of each signature's lake profiles, as
+    ``signature_embeddings`` is for the served model; only the profiles of ``pert_ids``
+    are read (streamed by batch: memory is one batch plus the sums); NaN rows for
+    signatures without a profile there."""
+    position = pd.Series(np.arange(len(sig_ids)), index=pd.Index(sig_ids, dtype=object))
+    sums: NDArray[np.float64] | None = None
+    counts = np.zeros(len(sig_ids), np.int64)
+    columns = list(dict.fromkeys([*SIGNATURE_KEYS, VALUES_COLUMN]))
+    for batch in perturbagen_batches(files, pert_ids, columns, batch_size):
+        rows = position.reindex(signature_ids(batch)).to_numpy()
+        known = ~np.isnan(rows)
+        if not known.any():
+            continue
+        v = np.asarray(embed(landmark_matrix(batch)), np.float64)[known]
+        if sums is None:
+            sums = np.zeros((len(sig_ids), v.shape[1]), np.float64)
+        idx = rows[known].astype(np.int64)
+        np.add.at(sums, idx, v)
+        counts += np.bincount(idx, minlength=len(sig_ids))
+    if sums is None:
+        return np.full((len(sig_ids), 1), np.nan, np.float32)
+    out = np.full(sums.shape, np.nan, np.float32)
+    seen = counts > 0
+    out[seen] = normalize_rows(sums[seen] / counts[seen, None])
+    return out
 
 
 def geneset_protocol(
@@ -95,21 +118,21 @@ def geneset_protocol(
     reference: Reference | None = None,
     methods: Sequence[str] = GENESET_METHODS,
     k: int = DEFAULT_GENESET_K,
-    max_queries: int = 500,
+    max_queries: int = DEFAULT_GENESET_QUERIES,
     seed: int = 0,
     embed: EmbedProfiles | None = None,
     gene_order: Sequence[str] | None = None,
     signature_vectors: NDArray[np.float32] | None = None,
     log: Log = lambda m: None,
-) -> list[GeneSetRun]:
-    """The gene-set protocol (module docstring) for ``methods``.
+) -> list[ProtocolRun]:
+    """The gene-set protocol (module docstring) for ``methods``, one run per method.
 
     Parameters
     ----------
     store
         The signature store.
     heldout_pert_ids
-        The held-out perturbagens (the test fold of the model's split).
+        The held-out perturbagens (the test fold of the split).
     reference
         The tau reference (tau is skipped without it).
     methods
@@ -117,19 +140,42 @@ def geneset_protocol(
     k
         Genes in each of a query's sets.
     max_queries
-        Queries drawn (seeded) when more held-out signatures have a positive.
+        Queries drawn (seeded) when more held-out signatures have a positive; every method
+        scores the same ones.
     seed
-        Seed of the query draw and of the MCC's negatives.
+        Seed of the query draw and of the MCC's paired negatives.
     embed, gene_order, signature_vectors
-        For the embedding method: the model (``(n, 978)`` landmark z-scores to unit
-        vectors), its input gene order, and the signature embeddings aligned with the
-        store's columns (NaN rows for signatures without one). Skipped without them.
+        For the embedding method: the split's model (``(n, 978)`` landmark z-scores to unit
+        vectors), its input gene order, and the signatures' embeddings by that model
+        aligned with the store's columns (:func:`heldout_signature_vectors`; NaN rows for
+        signatures without one, which are then no candidates for any method). Skipped
+        without them.
     log
         Progress messages.
     """
+    unknown = sorted(set(methods) - set(GENESET_METHODS))
+    if unknown:
+        raise ValueError(
+            f"unknown gene-set method(s) {', '.join(unknown)}; one of {', '.join(GENESET_METHODS)}"
+        )
+    methods = [
+        m
+        for m in methods
+        if (m != "tau" or reference is not None)
+        and (m != "embedding" or (embed is not None and signature_vectors is not None))
+    ]
     index = store.index
     pert = index["pert_id"].astype(str).to_numpy()
-    cand = np.flatnonzero(np.isin(pert, sorted(set(heldout_pert_ids))))
+    held = np.isin(pert, sorted(set(heldout_pert_ids)))
+    if "embedding" in methods:
+        missing = held & np.isnan(signature_vectors[:, 0])
+        if missing.any():
+            log(
+                f"gene-set protocol: {int(missing.sum()):,} held-out signatures without an "
+                "embedding left out of the candidates"
+            )
+        held &= ~missing
+    cand = np.flatnonzero(held)
     counts = pd.Series(pert[cand]).value_counts()
     eligible = cand[counts.reindex(pert[cand]).to_numpy() > 1]
     rng = np.random.default_rng(seed)
@@ -138,25 +184,16 @@ def geneset_protocol(
         if len(eligible) > max_queries
         else eligible
     )
-    methods = [
-        m
-        for m in methods
-        if (m != "tau" or reference is not None)
-        and (m != "embedding" or (embed is not None and signature_vectors is not None))
-    ]
     if not len(queries) or not methods:
         return []
     log(
-        f"gene-set protocol: {len(queries):,} queries (top/bottom {k} genes) x "
-        f"{len(cand):,} held-out signatures; methods {', '.join(methods)}"
+        f"gene-set protocol: {len(queries):,} queries (top/bottom {k} genes; the same for "
+        f"every method) x {len(cand):,} held-out signatures; methods {', '.join(methods)}"
     )
     all_cols = np.arange(len(store), dtype=np.int64)
     groups = store.group_codes
     n_groups = int(groups.max()) + 1
-    quantiles: dict[str, list] = {m: [] for m in methods}
-    owners: dict[str, list] = {m: [] for m in methods}
-    pairs: dict[str, tuple[list, list]] = {m: ([], []) for m in methods}
-    mcc_rng = np.random.default_rng(seed + 1)
+    parts: dict[str, list[tuple]] = {m: [] for m in methods}
     for b0 in range(0, len(queries), _QUERY_BLOCK):
         block = queries[b0 : b0 + _QUERY_BLOCK]
         up, down = signature_sets(store, block, k)
@@ -182,49 +219,33 @@ def geneset_protocol(
         for method in methods:
             s = np.asarray(scores[method], np.float64)
             valid = ~np.isnan(s)
-            positive = same & not_self & valid
             negative = ~same & valid
+            positive = same & not_self & valid & negative.any(axis=1)[:, None]
             q = rank_quantiles(np.where(valid, s, -np.inf), positive, negative)
-            quantiles[method].append(q)
-            owners[method].append(b0 + np.repeat(np.arange(len(block)), positive.sum(axis=1)))
-            p, n = _balanced_confusion(s, positive, negative, mcc_rng)
-            pairs[method][0].extend(p)
-            pairs[method][1].extend(n)
+            pos_scores, neg_scores = [], []
+            for i, query in enumerate(block):
+                p = s[i, positive[i]]
+                n = s[i, negative[i]]
+                pos_scores.append(p)
+                if len(p) and len(n):
+                    pick = np.random.default_rng([seed, int(query), 1]).integers(0, len(n), len(p))
+                    neg_scores.append(n[pick])
+                else:
+                    neg_scores.append(np.full(len(p), np.nan))
+            owner = b0 + np.repeat(np.arange(len(block)), positive.sum(axis=1))
+            parts[method].append((q, owner, np.concatenate(pos_scores), np.concatenate(neg_scores)))
         log(f"gene-set protocol: {min(b0 + _QUERY_BLOCK, len(queries)):,}/{len(queries):,} queries")
-    query_groups = _groups(index["pert_type"].to_numpy(object)[queries])
+    kinds = pert_group(index["pert_type"].iloc[queries])
+    cells = index["cell_id"].astype(str).to_numpy()[queries]
     runs = []
     for method in methods:
-        q = np.concatenate(quantiles[method])
-        pos, neg = (np.asarray(v) for v in pairs[method])
-        threshold = float(np.median(np.r_[pos, neg])) if len(pos) else float("nan")
-        tp, fn = int((pos > threshold).sum()), int((pos <= threshold).sum())
-        fp, tn = int((neg > threshold).sum()), int((neg <= threshold).sum())
-        owner = np.concatenate(owners[method]).astype(np.int64)
-        result = RetrievalResult(q, owner, len(queries), (tp, fp, tn, fn), threshold)
-        runs.append(GeneSetRun(method, result, query_groups, pert[queries].astype(object)))
+        q, owner, pos, neg = (np.concatenate(v) for v in zip(*parts[method]))
+        result = RetrievalResult(
+            q.astype(np.float64),
+            owner.astype(np.int64),
+            len(queries),
+            pos.astype(np.float32),
+            neg.astype(np.float32),
+        )
+        runs.append(ProtocolRun(PROTOCOL, method, result, kinds, cells, pert[queries]))
     return runs
-
-
-def summary_table(runs: Sequence[GeneSetRun]) -> pd.DataFrame:
-    """protocol, group, method, metric, value, n_queries, n_positives of each run."""
-    rows = []
-    for run in runs:
-        r = run.result
-        for group, mask in run.query_groups.items():
-            sel = mask[r.query_index]
-            metrics = {**summarize_quantiles(r.quantiles[sel])}
-            if group == "all":
-                metrics["mcc"] = r.mcc
-            for metric, value in metrics.items():
-                rows.append(
-                    {
-                        "protocol": PROTOCOL,
-                        "group": group,
-                        "method": run.method,
-                        "metric": metric,
-                        "value": value,
-                        "n_queries": int(mask.sum()),
-                        "n_positives": int(sel.sum()),
-                    }
-                )
-    return pd.DataFrame(rows)

@@ -50,12 +50,14 @@ from l1000_assets.lib.keys import (
     CONNECTIVITY_REFERENCE,
     CONNECTIVITY_RESULTS,
     CONNECTIVITY_SIGNATURES,
+    EMBEDDING_MODEL,
     PERTURBAGEN_EMBEDDINGS,
     READ_ACROSS_ENRICHMENT,
     READ_ACROSS_RESULTS,
     RELEASE_METADATA,
     SIGNATURE_EMBEDDINGS,
 )
+from l1000_assets.lib.partitions import served_model_mapping
 from l1000_assets.lib.releases import (
     ReleaseRegistry,
     release_file_names,
@@ -313,6 +315,7 @@ def _engine(lake: LakeResource):
         CONNECTIVITY_SIGNATURES,
         CONNECTIVITY_REFERENCE,
         SIGNATURE_EMBEDDINGS,
+        dg.AssetDep(EMBEDDING_MODEL, partition_mapping=served_model_mapping()),
         dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
     ],
     kinds={"numpy", "parquet"},
