@@ -177,6 +177,7 @@ def evaluation_ranks(
     # MOA and target per perturbagen, the first known value over the releases.
     perturbagens = read_annotations(lake.metadata_files("perturbagens"))
     t0 = time.perf_counter()
+    geneset_note = "not asked"
     if key == ALL_SPLIT or not perts[TEST]:
         eval_config = EvaluationConfig(
             protocols=DIRECT_PROTOCOLS,
@@ -216,7 +217,10 @@ def evaluation_ranks(
         embeddings = embed(model, heldout.values) if "embedding" in config.methods else None
         runs = run_protocols(heldout, embeddings, eval_config, log=context.log.info)
         if GENESET_PROTOCOL in config.protocols and config.geneset_methods:
-            runs += _geneset_runs(context, config, lake, files, perts[TEST], model, card)
+            geneset, geneset_note = _geneset_runs(
+                context, config, lake, files, perts[TEST], model, card
+            )
+            runs += geneset
     ranks = ranks_table(runs, key)
     table = pa.Table.from_pandas(ranks, preserve_index=False)
     mode = "exact" if key == ALL_SPLIT or not perts[TEST] else config.mode
@@ -244,14 +248,17 @@ def evaluation_ranks(
             "model_version": version,
             "protocols": ", ".join(dict.fromkeys(ranks["protocol"].astype(str))),
             "queries_and_positives": dg.MetadataValue.md(counts.to_markdown(index=False)),
+            "gene_set": geneset_note,
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )
 
 
-def _geneset_runs(context, config, lake: LakeResource, files, heldout, model, card) -> list:
+def _geneset_runs(
+    context, config, lake: LakeResource, files, heldout, model, card
+) -> tuple[list, str]:
     """The gene-set protocol of one split (its held-out perturbagens, its model), or nothing
-    with a warning while the signature store is not materialized."""
+    with a warning while the signature store is not materialized; and a note on what ran."""
     from l1000_assets.core.connectivity import reference as ref
     from l1000_assets.core.connectivity import store as st
     from l1000_assets.core.connectivity.evaluation import (
@@ -264,11 +271,12 @@ def _geneset_runs(context, config, lake: LakeResource, files, heldout, model, ca
 
     store_dir = lake.connectivity_dir / STORE_DIR
     if not (store_dir / st.META_FILE).exists():
-        context.log.warning(
-            "gene_set protocol skipped: no signature store (materialize connectivity_signatures "
-            "and connectivity_reference, then evaluation_ranks again)"
+        note = (
+            "skipped: no signature store (materialize connectivity_signatures and "
+            "connectivity_reference, then evaluation_ranks again)"
         )
-        return []
+        context.log.warning(f"gene_set protocol {note}")
+        return [], note
     try:
         store = st.SignatureStore(store_dir)
         reference = None
@@ -282,7 +290,7 @@ def _geneset_runs(context, config, lake: LakeResource, files, heldout, model, ca
             signature_vectors = heldout_signature_vectors(
                 files, heldout, lambda x: embed(model, x), store.index["sig_id"].astype(str)
             )
-        return geneset_protocol(
+        runs = geneset_protocol(
             store,
             heldout,
             reference=reference,
@@ -297,6 +305,15 @@ def _geneset_runs(context, config, lake: LakeResource, files, heldout, model, ca
         )
     except L1000InputError as exc:
         raise dg.Failure(str(exc)) from exc
+    if not runs:
+        return [], "no held-out signature with another of its perturbagen in the store"
+    methods = [r.method for r in runs]
+    note = (
+        f"{runs[0].result.n_queries:,} queries (top/bottom {config.geneset_k} genes, the same "
+        f"for {', '.join(methods)}), store {store.version}"
+        + (f", embedding by the {context.partition_key} model" if "embedding" in methods else "")
+    )
+    return runs, note
 
 
 class EvaluationMetricsConfig(dg.Config):
