@@ -28,6 +28,8 @@ CONNECTIVITY_SIGNATURES = dg.AssetKey("connectivity_signatures")
 CONNECTIVITY_REFERENCE = dg.AssetKey("connectivity_reference")
 CONNECTIVITY_RESULTS = dg.AssetKey("connectivity_results")
 READ_ACROSS_ENRICHMENT = dg.AssetKey("read_across_enrichment")
+# structure
+COMPOUND_FINGERPRINTS = dg.AssetKey("compound_fingerprints")
 # catalog
 WAREHOUSE = dg.AssetKey("warehouse")
 
@@ -38,6 +40,7 @@ EVALUATION_GROUP = "evaluation"
 EMBEDDINGS_GROUP = "embeddings"
 READ_ACROSS_GROUP = "read_across"
 CONNECTIVITY_GROUP = "connectivity"
+STRUCTURE_GROUP = "structure"
 CATALOG_GROUP = "catalog"
 
 ALL_PARTITIONS = dg.AllPartitionMapping()

@@ -42,7 +42,7 @@ from l1000_assets.lib.keys import (
 #: Groups whose assets refresh automatically when release data changes. "read_across" and
 #: "connectivity" are not here: their results are driven by their queries, and the signature
 #: store (a pass over every release) is rebuilt when asked.
-AUTOMATED_GROUPS = ("lake", "model", "embeddings", "evaluation", "catalog")
+AUTOMATED_GROUPS = ("lake", "structure", "model", "embeddings", "evaluation", "catalog")
 AUTOMATION_INTERVAL_S = 30
 
 

@@ -8,6 +8,7 @@ from l1000_assets.core.catalog.build import build_catalog, connect_read_only
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     CATALOG_GROUP,
+    COMPOUND_FINGERPRINTS,
     CONNECTIVITY_RESULTS,
     LANDMARK_PROFILES,
     PERTURBAGEN_EMBEDDINGS,
@@ -19,6 +20,7 @@ from l1000_assets.lib.keys import (
     WAREHOUSE,
     ZSCORE_SIGNATURES,
 )
+from l1000_assets.lib.lake import synthetic_releases
 from l1000_assets.lib.resources import LakeResource
 
 SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
@@ -28,6 +30,7 @@ EMBEDDING_TABLES = (
     "signature_embeddings",
     "perturbagen_embeddings",
     "perturbagen_annotations",
+    "compound_fingerprints",
 )
 
 
@@ -44,6 +47,7 @@ EMBEDDING_TABLES = (
         READ_ACROSS_RESULTS,
         CONNECTIVITY_RESULTS,
         READ_ACROSS_ENRICHMENT,
+        COMPOUND_FINGERPRINTS,
     ],
     kinds={"duckdb", "sql"},
     pool="duckdb",
@@ -98,6 +102,7 @@ def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
             "table_macros": ", ".join(macros),
             **{f"rows_{v}": int(n) for v, n in counts.items()},
             "skipped": ", ".join(report.skipped) or "none",
+            "synthetic_releases": ", ".join(synthetic_releases(lake)) or "none",
             "open_with": dg.MetadataValue.md(
                 f"```sql\n-- duckdb -readonly {lake.catalog_path}\n-- (the data root moved or "
                 "copied: SET VARIABLE lake_dir = '<data root>/lake';)\nSELECT cell_id, count(*) "
