@@ -1,5 +1,5 @@
-"""The ``l1000`` command line: synthetic releases, calibration, the end-to-end demo and
-read-across with your own profiles."""
+"""The ``l1000`` command line: synthetic releases, calibration, the end-to-end demo,
+read-across with your own profiles and gene-set queries."""
 
 from __future__ import annotations
 
@@ -165,6 +165,129 @@ def _read_across(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _query(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from l1000_assets.core.connectivity.engine import (
+        ConnectivityEngine,
+        QueryFailure,
+        QueryOptions,
+    )
+    from l1000_assets.core.connectivity.gene_sets import GeneSetOptions, query_from_grp
+    from l1000_assets.core.connectivity.results import REFERENCE_DIR, STORE_DIR
+    from l1000_assets.lib.resources import LakeResource
+
+    def err(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if args.up is None and args.down is None and not args.files:
+        err("error: give --up and/or --down GRP files, or gene-set FILE(s) (GMT, GRP, CSV/TSV)")
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    lake = LakeResource(root=str(args.data_root))
+    engine = ConnectivityEngine(
+        lake.connectivity_dir / STORE_DIR,
+        lake.metadata_files("genes"),
+        lake.metadata_files("perturbagens"),
+        reference_dir=lake.connectivity_dir / REFERENCE_DIR,
+        model_dir=lake.model_dir,
+        signature_embeddings=lake.signature_embeddings_path,
+    )
+    options = QueryOptions(
+        method=args.method,
+        direction="reversers" if args.reverse else "mimickers",
+        level=args.level,
+        top=args.top,
+        cell=args.cell,
+        pert_type=args.pert_type,
+        genes=GeneSetOptions(args.min_genes, args.max_genes),
+        enrichment_top=args.enrich_top,
+        prerank=args.prerank,
+    )
+    queries, failures = engine.read(args.files, options)
+    if args.up is not None or args.down is not None:
+        try:
+            more, refused = engine.check([query_from_grp(args.up, args.down)], options)
+        except L1000InputError as exc:
+            more, refused = [], [QueryFailure((exc.path,), None, str(exc))]
+        queries += more
+        failures += refused
+    for failure in failures:
+        err(f"error: {failure.message}")
+    results = engine.run(queries, options) if queries else []
+    scope = f"cell line {args.cell}" if args.cell else "all cell lines"
+    kind = f", {args.pert_type}" if args.pert_type else ""
+    score_columns = {
+        "wtcs": ["wtcs", "ncs", "tau"],
+        "ncs": ["ncs", "wtcs", "tau"],
+        "tau": ["tau", "ncs", "wtcs"],
+        "mwu": ["score", "z_up", "z_down", "fdr_up", "fdr_down", "tau"],
+        "embedding": ["similarity", "wtcs", "tau"],
+    }[args.method]
+    frames = []
+    for result in results:
+        q = result.query
+        genes = q.genes_report()
+        err(
+            f"{q.name} ({', '.join(str(f) for f in q.files)}): "
+            + "; ".join(
+                f"{side} {len(genes[f'{side}_valid'])} valid, "
+                f"{len(genes[f'{side}_outside'])} outside the {engine.store.gene_space} space, "
+                f"{len(genes[f'{side}_invalid'])} invalid"
+                + (
+                    f" ({', '.join(genes[f'{side}_invalid'][:5])})"
+                    if genes[f"{side}_invalid"]
+                    else ""
+                )
+                for side, given in (("up", q.up), ("down", q.down))
+                if given is not None
+            )
+        )
+        hits = result.hits.assign(cell=lambda d: d["cell_id"].fillna(scope))
+        columns = ["rank", "pert_id", "pert_iname", "pert_type", "moa", "target", "cell"]
+        columns += [c for c in score_columns if c in hits.columns]
+        columns += ["n_cell_lines"] if args.level == "perturbagen" and not args.cell else []
+        print(
+            f"\n{q.name}: top {args.top} {options.direction} by {args.method} "
+            f"({args.level} level, {scope}{kind}; store {engine.store.version})"
+        )
+        fdr = {c: (lambda v: f"{v:.1e}" if v == v else "") for c in ("fdr_up", "fdr_down")}
+        print(
+            hits[columns].to_string(
+                index=False, float_format=lambda v: f"{v:.3f}", formatters=fdr, na_rep=""
+            )
+        )
+        if args.enrich and len(result.enrichment):
+            terms = result.enrichment[result.enrichment["fdr"] <= args.max_fdr]
+            print(f"\n{q.name}: MOAs and targets enriched (FDR <= {args.max_fdr})")
+            if len(terms):
+                shown = terms.assign(hits=terms["hits"].map(lambda h: ", ".join(h[:6])))
+                print(
+                    shown[
+                        ["test", "term_kind", "term", "n_hits_term", "n_term", "fdr", "hits"]
+                    ].to_string(index=False, float_format=lambda v: f"{v:.2g}")
+                )
+            else:
+                print("  none")
+        frames.append(
+            result.hits.assign(
+                query_name=q.name,
+                query_file=q.path.name,
+                method=args.method,
+                direction=options.direction,
+                level=args.level,
+            )
+        )
+    if args.out and frames:
+        table = pd.concat(frames, ignore_index=True)
+        if args.out.suffix.lower() == ".parquet":
+            table.to_parquet(args.out, index=False)
+        else:
+            table.to_csv(args.out, index=False, sep="\t" if args.out.suffix == ".tsv" else ",")
+        err(f"wrote {args.out}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l1000", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -249,6 +372,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="show progress for inputs of at least this many profiles",
     )
     ra.set_defaults(func=_read_across)
+
+    qu = sub.add_parser(
+        "query",
+        help="find perturbagens that mimic or reverse up/down gene sets (CMap-style)",
+        description="Score up and down gene sets (GRP files, or GMT / gene-direction CSV/TSV "
+        "files of many queries) against the lake's level-5 signatures in the BING gene space "
+        "and print the strongest mimickers (or, with --reverse, reversers). Genes are symbols "
+        "(any case), Entrez ids, or aliases where the gene table has them; each set needs "
+        "10 to 150 valid genes. Needs connectivity_signatures and, for tau, "
+        "connectivity_reference (both in `make demo`).",
+    )
+    qu.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="GMT, GRP or CSV/TSV gene-set files"
+    )
+    qu.add_argument("--up", type=Path, default=None, help="GRP file of the up-regulated genes")
+    qu.add_argument("--down", type=Path, default=None, help="GRP file of the down-regulated genes")
+    qu.add_argument("--reverse", action="store_true", help="list reversers (most negative first)")
+    qu.add_argument(
+        "--method",
+        choices=["wtcs", "ncs", "tau", "mwu", "embedding"],
+        default="tau",
+        help="what ranks the hits (default tau; mwu: SigCom's rank test)",
+    )
+    qu.add_argument(
+        "--level",
+        choices=["perturbagen", "cell", "signature"],
+        default="perturbagen",
+        help="one row per perturbagen (summarized over cell lines; default), per "
+        "perturbagen and cell line, or per signature",
+    )
+    qu.add_argument("--cell", default=None, help="only this cell line's signatures")
+    qu.add_argument("--pert-type", default=None, help="only this type (trt_cp, trt_sh, ...)")
+    qu.add_argument("--top", type=int, default=20, help="hits shown per query (default 20)")
+    qu.add_argument("--min-genes", type=int, default=10, help="valid genes a set needs (10)")
+    qu.add_argument("--max-genes", type=int, default=150, help="valid genes a set may have (150)")
+    qu.add_argument(
+        "--enrich", action="store_true", help="print the MOA and target enrichment of the hits"
+    )
+    qu.add_argument(
+        "--enrich-top", type=int, default=50, help="top perturbagens tested (default 50)"
+    )
+    qu.add_argument(
+        "--prerank", action="store_true", help="also GSEA's ranked-list test (with --enrich)"
+    )
+    qu.add_argument(
+        "--max-fdr", type=float, default=0.05, help="enriched terms shown up to this FDR"
+    )
+    qu.add_argument(
+        "--out", type=Path, default=None, help="also write the hits (.csv, .tsv or .parquet)"
+    )
+    qu.add_argument(
+        "--data-root",
+        default=os.environ.get("L1000_DATA_ROOT", "data"),
+        help="data root (default $L1000_DATA_ROOT or ./data)",
+    )
+    qu.set_defaults(func=_query)
     return parser
 
 

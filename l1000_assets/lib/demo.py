@@ -20,10 +20,11 @@ def load_definitions() -> dg.Definitions:
     return defs()
 
 
-def _stages(instance: dg.DagsterInstance):
+def _stages(instance: dg.DagsterInstance, data_root: Path | None = None):
     """(title, asset names, partition key, tags) of each run, in dependency order.
 
-    Called lazily: later stages see the partitions that earlier stages added.
+    Called lazily: later stages see the partitions that earlier stages added, and the
+    gene-set queries find the example files written from the signature store just built.
     """
     yield "synthetic release", ["synthetic_release"], None, {}
     yield "release files and metadata", ["release_files", "release_metadata"], "synthetic", {}
@@ -38,6 +39,13 @@ def _stages(instance: dg.DagsterInstance):
         )
     # Structures first: the evaluation's drug-level Tanimoto and combo read them.
     yield "compound structures", ["compound_fingerprints"], None, {}
+    # Before the models: the evaluation's gene-set protocol reads the signature store.
+    yield (
+        "gene-set signatures and tau reference",
+        ["connectivity_signatures", "connectivity_reference"],
+        None,
+        {},
+    )
     # One model per split partition: split_0 (20% held out, for the evaluation) and all
     # (every perturbagen trained, the served model). Each run also ranks its split.
     new = missing_partitions(instance, split_partitions, DEFAULT_SPLITS)
@@ -61,7 +69,24 @@ def _stages(instance: dg.DagsterInstance):
         )
     yield "embedding aggregates", ["signature_embeddings", "perturbagen_embeddings"], None, {}
     yield "read-across", ["read_across_results", "perturbagen_map"], None, {}
+    if data_root is not None:
+        _write_example_queries(data_root)
+    yield "gene-set queries", ["connectivity_results", "read_across_enrichment"], None, {}
     yield "DuckDB catalog", ["warehouse"], None, {}
+
+
+def _write_example_queries(data_root: Path) -> None:
+    """Gene-set files from the store's strongest compounds: a GMT in the queries folder
+    (scored by connectivity_results) and a GRP pair under examples/ (for `l1000 query`)."""
+    from l1000_assets.core.connectivity.examples import write_examples
+    from l1000_assets.core.connectivity.results import STORE_DIR
+    from l1000_assets.core.connectivity.store import SignatureStore
+    from l1000_assets.lib.resources import LakeResource
+
+    lake = LakeResource(root=str(data_root))
+    store = SignatureStore(lake.connectivity_dir / STORE_DIR)
+    for path in write_examples(store, lake.queries_dir, data_root / "examples"):
+        print(f"  example gene sets: {path}", flush=True)
 
 
 def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
@@ -85,7 +110,7 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
     materialized: dict[str, str] = {}
     checks: list[tuple[str, str]] = []
     with dg.DagsterInstance.get() as instance:
-        for title, names, partition, tags in _stages(instance):
+        for title, names, partition, tags in _stages(instance, data_root):
             print(f"\n== {title}", flush=True)
             config = (
                 run_config if "synthetic_release" in names else {"loggers": run_config["loggers"]}

@@ -23,6 +23,11 @@ ZSCORE_SIGNATURES = dg.AssetKey("zscore_signatures")
 # read-across
 READ_ACROSS_RESULTS = dg.AssetKey("read_across_results")
 PERTURBAGEN_MAP = dg.AssetKey("perturbagen_map")
+# connectivity (gene-set queries)
+CONNECTIVITY_SIGNATURES = dg.AssetKey("connectivity_signatures")
+CONNECTIVITY_REFERENCE = dg.AssetKey("connectivity_reference")
+CONNECTIVITY_RESULTS = dg.AssetKey("connectivity_results")
+READ_ACROSS_ENRICHMENT = dg.AssetKey("read_across_enrichment")
 # structure
 COMPOUND_FINGERPRINTS = dg.AssetKey("compound_fingerprints")
 # catalog
@@ -34,6 +39,7 @@ MODEL_GROUP = "model"
 EVALUATION_GROUP = "evaluation"
 EMBEDDINGS_GROUP = "embeddings"
 READ_ACROSS_GROUP = "read_across"
+CONNECTIVITY_GROUP = "connectivity"
 STRUCTURE_GROUP = "structure"
 CATALOG_GROUP = "catalog"
 

@@ -208,6 +208,12 @@ class LakeResource(dg.ConfigurableResource):
         return self.path / "lake" / "read_across"
 
     @property
+    def connectivity_dir(self) -> Path:
+        """Gene-set queries: the signature store, the tau reference, the results and the
+        statistics on the hits (layout: ``core.connectivity.results``)."""
+        return self.path / "lake" / "connectivity"
+
+    @property
     def queries_dir(self) -> Path:
         """The folder watched for query files: ``L1000_QUERIES_DIR`` when set, else
         ``<root>/queries``."""

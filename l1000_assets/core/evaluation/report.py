@@ -490,6 +490,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
                 )
     other = table[
         (table["protocol"] != "same_perturbagen")
+        & (table["protocol"] != GENESET_PROTOCOL)
         & (table["group"] == "all")
         & (table["metric"] == "auc")
     ]
@@ -521,4 +522,39 @@ def table1_markdown(table: pd.DataFrame) -> str:
                 cell += f"; {int(sub.loc[m, 'n_queries']):,} / {int(sub.loc[m, 'n_positives']):,}"
                 cells.append(cell)
             lines.append(f"| {protocol} | " + " | ".join(cells) + " |")
+    lines += _geneset_lines(table)
     return "\n".join(lines) + "\n"
+
+
+GENESET_PROTOCOL = "gene_set"
+"""The gene-set protocol's name (:mod:`l1000_assets.core.connectivity.evaluation`)."""
+
+
+def _geneset_lines(table: pd.DataFrame) -> list[str]:
+    """The gene-set protocol's rows (all queries), one per method, if it ran."""
+    sub = table[(table["protocol"] == GENESET_PROTOCOL) & (table["group"] == "all")]
+    if sub.empty:
+        return []
+    head = ["method", "median q", "top-0.001", "top-0.01", "top-0.1", "AUC", "MCC"]
+    lines = [
+        "",
+        "Gene-set queries (CMap style): each held-out signature's top and bottom genes as the "
+        "query, the same perturbagen's other held-out signatures as positives, every method on "
+        "the same queries; the embedding is the split's model.",
+        "",
+        "| " + " | ".join(head) + " | queries / positives |",
+        "|" + "---|" * (len(head) + 1),
+    ]
+    for method in dict.fromkeys(sub["method"]):
+        m = sub[sub["method"] == method].set_index("metric")
+        cells = [
+            _fmt(
+                m.loc[c, "value"],
+                m.loc[c, "ci_low"],
+                m.loc[c, "ci_high"],
+                4 if c == "median_quantile" else 3,
+            )
+            for c in (*SUMMARY_METRICS, "mcc")
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_counts(m)} |")
+    return lines

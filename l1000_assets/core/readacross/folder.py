@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from l1000_assets.core.connectivity.gene_sets import is_gene_set_file
 from l1000_assets.core.readacross.query_files import is_query_file
 
 
@@ -19,9 +21,11 @@ def scan_queries(
     *,
     settle_seconds: float = 2.0,
     now: float | None = None,
+    accept: Callable[[Path], bool] = is_query_file,
 ) -> tuple[list[Path], list[Path], dict[str, str]]:
     """Query files in ``folder`` (not recursive) that are new or changed since ``seen``
-    (path -> size:mtime fingerprint), and files of other types.
+    (path -> size:mtime fingerprint), and files of other types; ``accept`` says which
+    files are query files (default: profile files).
 
     Files modified in the last ``settle_seconds`` (still being copied) wait for the next
     scan. Returns ``(changed, unsupported, fingerprints)``: the fingerprints of every file
@@ -44,11 +48,15 @@ def scan_queries(
         current[key] = fingerprint
         if seen.get(key) == fingerprint:
             continue
-        (changed if is_query_file(path) else unsupported).append(path)
+        (changed if accept(path) else unsupported).append(path)
     return changed, unsupported, current
 
 
 def queries_in(folder: str | Path) -> list[Path]:
-    """Every query file in ``folder`` (sorted)."""
+    """Every profile query file in ``folder`` (sorted); gene-set files
+    (:func:`~l1000_assets.core.connectivity.gene_sets.is_gene_set_file`) are left to the
+    gene-set queries."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if is_query_file(p)) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if is_query_file(p) and not is_gene_set_file(p))

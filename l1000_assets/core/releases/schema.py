@@ -7,7 +7,7 @@ Canonical tables (one Parquet file each per release):
 
 ``instances``  inst_id, pert_id, pert_iname, pert_type, cell_id, pert_dose, pert_dose_unit,
                pert_time, pert_time_unit, rna_plate, det_plate, release, profile_class
-``genes``      gene_id, symbol, title, is_landmark, landmark_index
+``genes``      gene_id, symbol, title, is_landmark, landmark_index, is_bing
 ``perturbagens`` pert_id, pert_iname, pert_type, moa, target, release
 ``cell_lines`` cell_id, primary_site, subtype, release
 """
@@ -64,7 +64,7 @@ INSTANCE_COLUMNS = [
     "release",
     "profile_class",
 ]
-GENE_COLUMNS = ["gene_id", "symbol", "title", "is_landmark", "landmark_index"]
+GENE_COLUMNS = ["gene_id", "symbol", "title", "is_landmark", "landmark_index", "is_bing"]
 PERT_COLUMNS = ["pert_id", "pert_iname", "pert_type", "moa", "target", "release"]
 CELL_COLUMNS = ["cell_id", "primary_site", "subtype", "release"]
 
@@ -212,7 +212,9 @@ def canonical_genes(
     table does not mark ``n_landmarks`` landmarks, the error names a few genes: those of
     ``reference_landmarks`` (the landmarks of ``reference``, e.g. a release already in the
     lake) not marked here and those marked here but not there, and genes whose landmark
-    flag is missing.
+    flag is missing. ``is_bing`` marks the landmarks and the well-inferred genes (GEO's
+    ``pr_is_bing``; CMap LINCS 2020's ``feature_space`` ``landmark`` or ``best inferred``),
+    the gene space of gene-set queries; null when the table does not say.
     """
     _require(df, _GENE_ALIASES, ("gene_id",), path, "genes")
     out = _rename(df, _GENE_ALIASES)
@@ -231,6 +233,7 @@ def canonical_genes(
             "genes: no pr_is_lm, pr_is_lmark or feature_space column to identify landmark genes",
         )
     out["is_landmark"] = flag.fillna(False).astype(bool).to_numpy()
+    out["is_bing"] = _bing_flags(df, out["is_landmark"])
     out["gene_id"] = out["gene_id"].astype("string").str.strip()
     dup = out["gene_id"][out["gene_id"].duplicated()].unique()
     if len(dup):
@@ -282,6 +285,18 @@ def _landmark_differences(
     if not parts:
         parts.append("no landmark list to compare with: check the table's landmark flag")
     return "; " + "; ".join(parts)
+
+
+def _bing_flags(df: pd.DataFrame, is_landmark: pd.Series) -> pd.arrays.BooleanArray:
+    """Per row: landmark or best inferred (BING); NA where the table has no such column."""
+    if "pr_is_bing" in df.columns:
+        flag = df["pr_is_bing"].astype("string").str.strip().isin(["1", "1.0", "True", "Y"])
+    elif "feature_space" in df.columns:
+        space = df["feature_space"].astype("string").str.strip()
+        flag = space.isin(["landmark", "best inferred"])
+    else:
+        return pd.array([pd.NA] * len(df), dtype="boolean")
+    return pd.array(flag.fillna(False).to_numpy() | is_landmark.to_numpy(), dtype="boolean")
 
 
 def canonical_perturbagens(df: pd.DataFrame, release: str, *, path="pert_info") -> pd.DataFrame:

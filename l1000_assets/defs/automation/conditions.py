@@ -15,7 +15,9 @@ evaluation and the catalog without anyone clicking an asset.
   split. ``evaluation_metrics`` depends on every ``evaluation_ranks`` partition: it waits
   while any split is missing or in progress, then pools them all. The embeddings depend on
   the served model (``embedding_model[all]``) only, so an extra evaluation split never
-  re-embeds the lake.
+  re-embeds the lake. ``evaluation_ranks`` also reads the gene-set signature store and its
+  tau reference for its gene-set protocol; they are built on request, so the ranks do not
+  wait for them (:func:`evaluation_ranks_condition`), and run again when they change.
 * Assets that already carry an automation condition keep it.
 
 The conditions are attached in ``l1000_assets/definitions.py`` (:func:`with_automation`), by
@@ -26,10 +28,20 @@ selection, so assets added later to these groups are covered without editing the
 import dagster as dg
 
 from l1000_assets.lib.automation import automation_default_status
-from l1000_assets.lib.keys import READ_ACROSS_RESULTS, RELEASE_METADATA, WAREHOUSE
+from l1000_assets.lib.keys import (
+    CONNECTIVITY_REFERENCE,
+    CONNECTIVITY_RESULTS,
+    CONNECTIVITY_SIGNATURES,
+    EVALUATION_RANKS,
+    READ_ACROSS_ENRICHMENT,
+    READ_ACROSS_RESULTS,
+    RELEASE_METADATA,
+    WAREHOUSE,
+)
 
-#: Groups whose assets refresh automatically when release data changes. "read_across" is not
-#: here: read-across results are driven by their queries.
+#: Groups whose assets refresh automatically when release data changes. "read_across" and
+#: "connectivity" are not here: their results are driven by their queries, and the signature
+#: store (a pass over every release) is rebuilt when asked.
 AUTOMATED_GROUPS = ("lake", "structure", "model", "embeddings", "evaluation", "catalog")
 AUTOMATION_INTERVAL_S = 30
 
@@ -54,12 +66,30 @@ def on_new_release_data() -> dg.AutomationCondition:
     ).with_label("on_new_release_data")
 
 
-def catalog_condition() -> dg.AutomationCondition:
-    """``eager`` for the catalog, except that read-across results are optional: they exist
-    only once a user has dropped a query file, and the catalog must not wait for them
-    (their views are empty tables until then). When results arrive, the catalog is rebuilt."""
+def evaluation_ranks_condition() -> dg.AutomationCondition:
+    """``eager`` for ``evaluation_ranks``, except that the signature store and the tau
+    reference (its gene-set protocol's input, built on request) may be missing: the other
+    protocols run without them."""
     AC = dg.AutomationCondition
-    optional = dg.AssetSelection.assets(READ_ACROSS_RESULTS)
+    optional = dg.AssetSelection.assets(CONNECTIVITY_SIGNATURES, CONNECTIVITY_REFERENCE)
+    return (
+        AC.in_latest_time_window()
+        & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
+        & ~AC.any_deps_missing().ignore(optional)
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("eager (gene-set store optional)")
+
+
+def catalog_condition() -> dg.AutomationCondition:
+    """``eager`` for the catalog, except that query results (read-across, gene-set queries
+    and the statistics on their hits) are optional: they exist only once a user has dropped
+    a query file, and the catalog must not wait for them (their views are empty tables until
+    then). When results arrive, the catalog is rebuilt."""
+    AC = dg.AutomationCondition
+    optional = dg.AssetSelection.assets(
+        READ_ACROSS_RESULTS, CONNECTIVITY_RESULTS, READ_ACROSS_ENRICHMENT
+    )
     return (
         AC.in_latest_time_window()
         & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
@@ -80,6 +110,8 @@ def with_automation(defs: dg.Definitions) -> dg.Definitions:
             return spec.replace_attributes(automation_condition=on_new_release_data())
         if spec.key == WAREHOUSE:
             return spec.replace_attributes(automation_condition=catalog_condition())
+        if spec.key == EVALUATION_RANKS:
+            return spec.replace_attributes(automation_condition=evaluation_ranks_condition())
         if spec.key in downstream:
             return spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())
         return spec

@@ -9,9 +9,11 @@ from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     CATALOG_GROUP,
     COMPOUND_FINGERPRINTS,
+    CONNECTIVITY_RESULTS,
     LANDMARK_PROFILES,
     PERTURBAGEN_EMBEDDINGS,
     PROFILE_EMBEDDINGS,
+    READ_ACROSS_ENRICHMENT,
     READ_ACROSS_RESULTS,
     RELEASE_METADATA,
     SIGNATURE_EMBEDDINGS,
@@ -43,15 +45,17 @@ EMBEDDING_TABLES = (
         SIGNATURE_EMBEDDINGS,
         PERTURBAGEN_EMBEDDINGS,
         READ_ACROSS_RESULTS,
+        CONNECTIVITY_RESULTS,
+        READ_ACROSS_ENRICHMENT,
         COMPOUND_FINGERPRINTS,
     ],
     kinds={"duckdb", "sql"},
     pool="duckdb",
     description=(
         "One DuckDB file with views over the lake (profiles, instances, perturbagens, genes, "
-        "cell_lines, zscore_signatures, read_across_results), the embeddings as FLOAT[d] "
-        "tables, and the read-across macros in sql/. The only writer of that file; rebuilt "
-        "whole and swapped in atomically."
+        "cell_lines, zscore_signatures, read_across_results, connectivity_results), the "
+        "embeddings as FLOAT[d] tables, and the read-across and connectivity macros in sql/. "
+        "The only writer of that file; rebuilt whole and swapped in atomically."
     ),
 )
 def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:

@@ -1,7 +1,10 @@
 """Evaluation: the paper's retrieval protocols, the deep embedding against the classic
 baselines. ``evaluation_ranks[split]`` ranks one split's held-out perturbagens (the ``all``
 split: every compound, the drug-level direct-training variant); ``evaluation_metrics`` pools
-the ranks of every split materialized into a tidy table in the lake and the catalog."""
+the ranks of every split materialized into a tidy table in the lake and the catalog. The
+gene-set protocol (CMap-style up/down queries from held-out signatures, scored from the
+signature store) is one of ``evaluation_ranks``' protocols when ``connectivity_signatures``
+is materialized."""
 
 import json
 import time
@@ -15,7 +18,14 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from l1000_assets.core.atomic import atomic_dir, atomic_file
+from l1000_assets.core.connectivity.evaluation import (
+    DEFAULT_GENESET_K,
+    DEFAULT_GENESET_QUERIES,
+    GENESET_METHODS,
+)
+from l1000_assets.core.connectivity.evaluation import PROTOCOL as GENESET_PROTOCOL
 from l1000_assets.core.embeddings.vectors import model_version
+from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.evaluation.protocols import (
     COMPOUND,
     DEFAULT_METHODS,
@@ -27,6 +37,8 @@ from l1000_assets.core.model.split import TEST, TRAIN, split_sets
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     COMPOUND_FINGERPRINTS,
+    CONNECTIVITY_REFERENCE,
+    CONNECTIVITY_SIGNATURES,
     EMBEDDING_MODEL,
     EVALUATION_GROUP,
     EVALUATION_METRICS,
@@ -58,10 +70,13 @@ def evaluation_dir(lake: LakeResource) -> Path:
 
 class EvaluationRanksConfig(dg.Config):
     protocols: list[str] = Field(
-        default=["same_perturbagen", "replicates", "moa", "target"],
+        default=["same_perturbagen", "replicates", "moa", "target", GENESET_PROTOCOL],
         description="split_<seed> partitions: same perturbagen, biological replicates, "
-        "drug-level MOA and target (compounds only; perturbagen = mean of its profiles). The "
-        "all partition always runs moa_direct and target_direct (every compound).",
+        "drug-level MOA and target (compounds only; perturbagen = mean of its profiles), and "
+        "gene_set (held-out signatures' top and bottom genes as CMap queries, scored from the "
+        "signature store; skipped with a warning while connectivity_signatures is not "
+        "materialized). The all partition always runs moa_direct and target_direct (every "
+        "compound).",
     )
     methods: list[str] = Field(
         default=list(DEFAULT_METHODS),
@@ -84,6 +99,20 @@ class EvaluationRanksConfig(dg.Config):
         default=1000, ge=1, description="Seeded WTCS/NCS queries (against every candidate)."
     )
     wtcs_k: int = Field(default=150, ge=1, description="Top/bottom genes of a WTCS query.")
+    geneset_methods: list[str] = Field(
+        default=list(GENESET_METHODS),
+        description="Methods of the gene_set protocol, on the same queries: wtcs, ncs, tau "
+        "(needs connectivity_reference), mwu (SigCom's rank test) and embedding (the split's "
+        "model).",
+    )
+    geneset_k: int = Field(
+        default=DEFAULT_GENESET_K, ge=1, description="Top/bottom genes of a gene_set query."
+    )
+    geneset_queries: int = Field(
+        default=DEFAULT_GENESET_QUERIES,
+        ge=1,
+        description="Seeded held-out signatures as gene_set queries (the same for every method).",
+    )
     seed: int = Field(default=0, description="Seed of subsampling, sampling and MCC pairs.")
 
 
@@ -104,13 +133,14 @@ def _fingerprints(lake: LakeResource, methods, log):
     return Fingerprints(meta["pert_id"].astype(str).to_numpy()[first], packed[first])
 
 
-def _check_names(protocols, methods) -> None:
+def _check_names(protocols, methods, geneset_methods=GENESET_METHODS) -> None:
     for name, given, known in (
-        ("protocols", protocols, PROTOCOLS),
+        ("protocols", protocols, (*PROTOCOLS, GENESET_PROTOCOL)),
         ("methods", methods, METHODS),
+        ("geneset_methods", geneset_methods, GENESET_METHODS),
     ):
         unknown = sorted(set(given) - set(known))
-        if unknown or not given:
+        if unknown or (not given and name != "geneset_methods"):
             raise dg.Failure(
                 f"{name}: unknown {', '.join(unknown) or '(none given)'}; "
                 f"choose from {', '.join(known)}"
@@ -127,6 +157,8 @@ def _check_names(protocols, methods) -> None:
         COMPOUND_FINGERPRINTS,
         dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
         dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
+        CONNECTIVITY_SIGNATURES,
+        CONNECTIVITY_REFERENCE,
     ],
     kinds={"parquet", "numpy"},
     description=(
@@ -135,8 +167,11 @@ def _check_names(protocols, methods) -> None:
         "split_<seed>: the held-out perturbagens (same perturbagen, biological replicates, "
         "drug-level MOA and target on compounds), for the embedding, z-score cosine, z-score "
         "Euclidean and CMap WTCS on the same queries, and at drug level ECFP4 Tanimoto and "
-        "the paper's combo (compound_fingerprints), with each drug-level pair's Tanimoto. "
-        "all: moa_direct and target_direct over every compound (the model trained on every "
+        "the paper's combo (compound_fingerprints), with each drug-level pair's Tanimoto; and "
+        "gene_set, the held-out signatures' top and bottom 100 genes as CMap queries for "
+        "WTCS, NCS, tau, SigCom's rank test and the split model's embedding (when "
+        "connectivity_signatures is materialized). all: "
+        "moa_direct and target_direct over every compound (the model trained on every "
         "perturbagen, the paper's direct training). evaluation_metrics pools these."
     ),
 )
@@ -156,7 +191,7 @@ def evaluation_ranks(
     from l1000_assets.core.readacross.ranking import read_annotations
 
     key = context.partition_key
-    _check_names(config.protocols, config.methods)
+    _check_names(config.protocols, config.methods, config.geneset_methods)
     files = landmark_files(lake)
     card = card_path(lake, key)
     version = model_version(card)
@@ -167,6 +202,7 @@ def evaluation_ranks(
     perturbagens = read_annotations(lake.metadata_files("perturbagens"))
     fingerprints = _fingerprints(lake, config.methods, context.log.warning)
     t0 = time.perf_counter()
+    geneset_note = "not asked"
     if key == ALL_SPLIT or not perts[TEST]:
         eval_config = EvaluationConfig(
             protocols=DIRECT_PROTOCOLS,
@@ -186,7 +222,7 @@ def evaluation_ranks(
         runs = run_direct(means, info, eval_config, log=context.log.info, fingerprints=fingerprints)
     else:
         eval_config = EvaluationConfig(
-            protocols=config.protocols,
+            protocols=[p for p in config.protocols if p != GENESET_PROTOCOL],
             methods=config.methods,
             mode=config.mode,
             n_sampled=config.n_sampled,
@@ -207,6 +243,11 @@ def evaluation_ranks(
         runs = run_protocols(
             heldout, embeddings, eval_config, log=context.log.info, fingerprints=fingerprints
         )
+        if GENESET_PROTOCOL in config.protocols and config.geneset_methods:
+            geneset, geneset_note = _geneset_runs(
+                context, config, lake, files, perts[TEST], model, card
+            )
+            runs += geneset
     ranks = ranks_table(runs, key)
     table = pa.Table.from_pandas(ranks, preserve_index=False)
     mode = "exact" if key == ALL_SPLIT or not perts[TEST] else config.mode
@@ -234,9 +275,72 @@ def evaluation_ranks(
             "model_version": version,
             "protocols": ", ".join(dict.fromkeys(ranks["protocol"].astype(str))),
             "queries_and_positives": dg.MetadataValue.md(counts.to_markdown(index=False)),
+            "gene_set": geneset_note,
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )
+
+
+def _geneset_runs(
+    context, config, lake: LakeResource, files, heldout, model, card
+) -> tuple[list, str]:
+    """The gene-set protocol of one split (its held-out perturbagens, its model), or nothing
+    with a warning while the signature store is not materialized; and a note on what ran."""
+    from l1000_assets.core.connectivity import reference as ref
+    from l1000_assets.core.connectivity import store as st
+    from l1000_assets.core.connectivity.evaluation import (
+        geneset_protocol,
+        heldout_signature_vectors,
+    )
+    from l1000_assets.core.connectivity.results import REFERENCE_DIR, STORE_DIR
+    from l1000_assets.core.model.network import embed
+    from l1000_assets.core.model.store import load_card
+
+    store_dir = lake.connectivity_dir / STORE_DIR
+    if not (store_dir / st.META_FILE).exists():
+        note = (
+            "skipped: no signature store (materialize connectivity_signatures and "
+            "connectivity_reference, then evaluation_ranks again)"
+        )
+        context.log.warning(f"gene_set protocol {note}")
+        return [], note
+    try:
+        store = st.SignatureStore(store_dir)
+        reference = None
+        if (lake.connectivity_dir / REFERENCE_DIR / ref.META_FILE).exists():
+            reference = ref.Reference(lake.connectivity_dir / REFERENCE_DIR, store)
+        elif "tau" in config.geneset_methods:
+            context.log.warning("gene_set: no tau reference (connectivity_reference); tau skipped")
+        signature_vectors = gene_order = None
+        if "embedding" in config.geneset_methods:
+            gene_order = load_card(card.parent)["gene_order"]
+            signature_vectors = heldout_signature_vectors(
+                files, heldout, lambda x: embed(model, x), store.index["sig_id"].astype(str)
+            )
+        runs = geneset_protocol(
+            store,
+            heldout,
+            reference=reference,
+            methods=config.geneset_methods,
+            k=config.geneset_k,
+            max_queries=config.geneset_queries,
+            seed=config.seed,
+            embed=lambda x: embed(model, x),
+            gene_order=gene_order,
+            signature_vectors=signature_vectors,
+            log=context.log.info,
+        )
+    except L1000InputError as exc:
+        raise dg.Failure(str(exc)) from exc
+    if not runs:
+        return [], "no held-out signature with another of its perturbagen in the store"
+    methods = [r.method for r in runs]
+    note = (
+        f"{runs[0].result.n_queries:,} queries (top/bottom {config.geneset_k} genes, the same "
+        f"for {', '.join(methods)}), store {store.version}"
+        + (f", embedding by the {context.partition_key} model" if "embedding" in methods else "")
+    )
+    return runs, note
 
 
 class EvaluationMetricsConfig(dg.Config):

@@ -1,6 +1,6 @@
 """evaluation_ranks[split] and evaluation_metrics materialized with Dagster on a small
-synthetic lake: one held-out split, then a second one pooled with it, and the all model's
-direct-training variant."""
+synthetic lake: one held-out split (with the gene-set protocol, from the signature store),
+then a second one pooled with it, and the all model's direct-training variant."""
 
 import pandas as pd
 import pytest
@@ -10,7 +10,9 @@ from tests.defs.model.test_model_assets import SMALL_MODEL, train_split
 BASE_METHODS = ["embedding", "zscore_cosine", "zscore_euclidean", "wtcs"]
 # The profile baselines only (whether or not compound_fingerprints ran earlier in the
 # session); the structure methods have their own test at the end.
-FAST_RANKS = {"max_wtcs_queries": 150, "methods": BASE_METHODS}
+FAST_RANKS = {"max_wtcs_queries": 150, "geneset_queries": 80, "methods": BASE_METHODS}
+REFERENCE = {"ops": {"connectivity_reference": {"config": {"n_queries": 120}}}}
+PROFILE_METHODS = set(BASE_METHODS)
 FAST_METRICS = {"bootstrap": 50}
 
 
@@ -28,6 +30,11 @@ def evaluated(lake_graph):
     for split in list(lake_graph.instance.get_dynamic_partitions("split")):
         if split != "split_0":  # start from one held-out split, whatever ran before
             lake_graph.instance.delete_dynamic_partition("split", split)
+    # The gene-set protocol reads the signature store and its tau reference.
+    signatures = lake_graph.run(
+        ["connectivity_signatures", "connectivity_reference"], config=REFERENCE
+    )
+    assert signatures.success
     assert rank_split(lake_graph, "split_0").success
     result = lake_graph.run(
         ["evaluation_metrics"], config={"ops": {"evaluation_metrics": {"config": FAST_METRICS}}}
@@ -56,9 +63,11 @@ def test_tidy_table_covers_protocols_methods_groups(evaluated):
     } <= set(table.columns)
     # target: positives share the compound's whole target list; with the real multi-target
     # annotations the few held-out compounds of this small release may share none.
-    assert {"same_perturbagen", "replicates", "moa"} <= set(table["protocol"])
-    assert set(table["protocol"]) <= {"same_perturbagen", "replicates", "moa", "target"}
-    assert set(table["method"]) == {"embedding", "zscore_cosine", "zscore_euclidean", "wtcs"}
+    protocols = {"same_perturbagen", "replicates", "moa", "target", "gene_set"}
+    assert {"same_perturbagen", "replicates", "moa", "gene_set"} <= set(table["protocol"])
+    assert set(table["protocol"]) <= protocols
+    profiles = table[table["protocol"] != "gene_set"]
+    assert set(profiles["method"]) == PROFILE_METHODS
     assert {"all", "small_molecules", "genetic"} <= set(table["group"])
     cells = {g for g in table["group"] if g.startswith("cell:")}
     assert cells == {f"cell:{c}" for c in graph.cells}
@@ -83,6 +92,58 @@ def test_tidy_table_covers_protocols_methods_groups(evaluated):
     same = table[(table["protocol"] == "same_perturbagen") & (table["group"] == "all")]
     n = same.groupby("method")["n_queries"].first()
     assert n["wtcs"] == 150 and n["embedding"] == n["zscore_cosine"] > 150
+
+
+def test_gene_set_protocol_is_pooled_like_the_others(evaluated):
+    """Every gene-set method on the same held-out queries, with the same metrics and groups
+    as the profile protocols, in the Table-1 summary; the split's model embeds them."""
+    graph, result = evaluated
+    table = _table(graph)
+    genes = table[table["protocol"] == "gene_set"]
+    assert set(genes["method"]) == {"wtcs", "ncs", "tau", "mwu", "embedding"}
+    assert set(genes["metric"]) == set(table["metric"])
+    assert {"all", "small_molecules", "genetic"} <= set(genes["group"])
+    every = genes[genes["group"] == "all"]
+    assert every["n_queries"].nunique() == 1 and every["n_positives"].nunique() == 1
+    assert int(every["n_queries"].iloc[0]) == 80
+    auc = every[every["metric"] == "auc"].set_index("method")["value"]
+    assert (auc[["wtcs", "ncs", "tau", "mwu"]] > 0.6).all()  # well above chance (0.5)
+    assert (
+        "Gene-set queries"
+        in result.asset_materializations_for_node("evaluation_metrics")[0].metadata["table1"].value
+    )
+    ranks = pd.read_parquet(graph.root / "lake" / "evaluation_ranks" / "split=split_0.parquet")
+    split = pd.read_parquet(graph.root / "lake" / "perturbagen_split" / "split=split_0.parquet")
+    heldout = set(split.loc[split["split"] == "test", "pert_id"])
+    assert set(ranks.loc[ranks["protocol"] == "gene_set", "cluster"]) <= heldout
+
+
+def test_gene_set_protocol_waits_for_the_signature_store(evaluated):
+    """Without the store the other protocols run and the gene-set one is skipped, said so."""
+    graph, _ = evaluated
+    store = graph.root / "lake" / "connectivity" / "signatures"
+    aside = store.with_name("signatures.aside")
+    store.rename(aside)
+    try:
+        config = {**FAST_RANKS, "protocols": ["same_perturbagen", "gene_set"]}
+        result = graph.run(
+            ["evaluation_ranks"],
+            partition="split_0",
+            config={"ops": {"evaluation_ranks": {"config": {**config, "methods": ["wtcs"]}}}},
+        )
+    finally:
+        aside.rename(store)
+    assert result.success
+    meta = result.asset_materializations_for_node("evaluation_ranks")[0].metadata
+    assert meta["gene_set"].value.startswith("skipped: no signature store")
+    ranks = pd.read_parquet(graph.root / "lake" / "evaluation_ranks" / "split=split_0.parquet")
+    assert set(ranks["protocol"]) == {"same_perturbagen"}
+    again = graph.run(  # the full ranks back, for the tests below
+        ["evaluation_ranks"],
+        partition="split_0",
+        config={"ops": {"evaluation_ranks": {"config": FAST_RANKS}}},
+    )
+    assert again.success
 
 
 def test_balanced_mcc_is_the_papers_quantity(evaluated):
