@@ -3,6 +3,8 @@
 Layout of a model directory::
 
     embedding.keras   inference model: raw landmark z-scores (978, genes order) -> unit vectors
+    embedding_weights.npz  the same network's weights, for the numpy forward pass
+                      (core/model/forward.py: inference without TensorFlow)
     training.keras    the training model (embedding + margin head), for further training
     card.json         config, data version, gene order, normalization hash, split seed, figures
     history.csv       one row per checkpoint chunk
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from l1000_assets.core.atomic import atomic_dir
+from l1000_assets.core.model.forward import export_weights
 
 EMBEDDING_FILE = "embedding.keras"
 TRAINING_FILE = "training.keras"
@@ -32,6 +35,7 @@ def save_model(
 ) -> Path:
     with atomic_dir(model_dir) as tmp:
         embedding.save(tmp / EMBEDDING_FILE)
+        export_weights(embedding, tmp)
         if training_model is not None:
             training_model.save(tmp / TRAINING_FILE)
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=_jsonable) + "\n")
@@ -63,6 +67,15 @@ def load_embedding(model_dir: Path):
     import l1000_assets.core.model.network  # noqa: F401  (registers the custom layers)
 
     return keras.saving.load_model(Path(model_dir) / EMBEDDING_FILE)
+
+
+def export_model_weights(model_dir: Path) -> Path:
+    """Export the weights of a model directory saved before they were exported at save
+    time (or whose ``.keras`` file changed): loads the Keras model once."""
+    model_dir = Path(model_dir)
+    if not (model_dir / EMBEDDING_FILE).exists():
+        raise FileNotFoundError(model_dir / EMBEDDING_FILE)
+    return export_weights(load_embedding(model_dir), model_dir)
 
 
 def plot_history(history: list[dict], path: Path) -> None:
