@@ -20,10 +20,11 @@ def load_definitions() -> dg.Definitions:
     return defs()
 
 
-def _stages(instance: dg.DagsterInstance):
+def _stages(instance: dg.DagsterInstance, data_root: Path | None = None):
     """(title, asset names, partition key, tags) of each run, in dependency order.
 
-    Called lazily: later stages see the partitions that earlier stages added.
+    Called lazily: later stages see the partitions that earlier stages added, and the
+    read-across finds the example profile written from the lake just built.
     """
     yield "synthetic release", ["synthetic_release"], None, {}
     yield "release files and metadata", ["release_files", "release_metadata"], "synthetic", {}
@@ -58,8 +59,22 @@ def _stages(instance: dg.DagsterInstance):
             {ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]},
         )
     yield "embedding aggregates", ["signature_embeddings", "perturbagen_embeddings"], None, {}
+    if data_root is not None:
+        print(f"  example query profile: {write_example_query(data_root)}", flush=True)
     yield "read-across", ["read_across_results", "perturbagen_map"], None, {}
     yield "DuckDB catalog", ["warehouse"], None, {}
+
+
+def write_example_query(data_root: Path) -> Path:
+    """``<queries>/my_extract.csv``: the mean profile of the compound with the most lake
+    profiles, standing in for a user's own profile (the README's read-across examples)."""
+    from l1000_assets.core.readacross.examples import EXAMPLE_NAME, write_example_profile
+    from l1000_assets.lib.resources import LakeResource
+
+    lake = LakeResource(root=str(data_root))
+    path = lake.queries_dir / f"{EXAMPLE_NAME}.csv"
+    write_example_profile(lake.landmark_files(), lake.metadata_files("genes"), path)
+    return path
 
 
 def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
@@ -83,7 +98,7 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
     materialized: dict[str, str] = {}
     checks: list[tuple[str, str]] = []
     with dg.DagsterInstance.get() as instance:
-        for title, names, partition, tags in _stages(instance):
+        for title, names, partition, tags in _stages(instance, data_root):
             print(f"\n== {title}", flush=True)
             config = (
                 run_config if "synthetic_release" in names else {"loggers": run_config["loggers"]}
