@@ -151,8 +151,7 @@ def read_across_results(
             f"{path}: {len(q.profile_ids)} profile(s), {q.n_landmarks_used}/978 landmark "
             f"genes"
             + (
-                f", missing (set to 0): {', '.join(q.missing[:10])}"
-                f"{'...' if len(q.missing) > 10 else ''}"
+                f", missing (set to 0): {engine.genes.describe_list(q.missing)}"
                 if q.missing
                 else ""
             )

@@ -188,8 +188,12 @@ def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
     df = profiles().iloc[30:]
     df = pd.concat([df, pd.DataFrame(0.5, index=["MYSTERY"], columns=df.columns)])
     path = write_csv(tmp_path / "q.csv", df)
-    with pytest.raises(L1000InputError, match="unknown gene"):
+    with pytest.raises(L1000InputError, match="unknown gene") as err:
         read_query_file(path, genes)
+    # The message says how to go on anyway, in the asset's config and on the command line.
+    assert "'MYSTERY'; set allow_unknown_genes (l1000 read-across --allow-unknown-genes)" in str(
+        err.value
+    )
     with pytest.raises(
         L1000InputError, match="30 of 978 landmark genes missing, more than the 20 allowed"
     ):
@@ -197,6 +201,9 @@ def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
     q = read_query_file(path, genes, QueryOptions(max_missing=30, allow_unknown=True))
     assert len(q.missing) == 30 and q.unknown == ["MYSTERY"]
     assert (q.values[:, [genes.position[g] for g in q.missing]] == 0).all()
+    # Missing genes are listed by id and symbol.
+    shown = genes.describe_list(q.missing, limit=3)
+    assert shown == ", ".join(f"{g} ({symbol(g)})" for g in q.missing[:3]) + " and 27 more"
 
 
 def test_values_that_are_not_z_scores_are_refused_unless_allowed(tmp_path, genes):
