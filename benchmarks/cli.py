@@ -7,13 +7,16 @@ Writes a one-profile query file (the first profile of the lake, as a CSV of the 
 * ``l1000 --help`` (the start-up floor of the command line);
 * ``l1000 read-across query.csv --top 10`` (read, check, embed, rank, print);
 * with ``--keras``, the same query on a copy of the data root whose model directory has no
-  exported weights, so the command ranks through Keras/TensorFlow (the path before the
-  weights were exported; the lake is linked, not copied).
+  exported weights, so the command ranks through Keras/TensorFlow (the lake is linked, not
+  copied);
+* with ``--compare-src DIR``, both commands again from another source tree (e.g. ``git
+  archive`` of an earlier commit, put first on ``PYTHONPATH``): before and after side by side.
 
 Prints every run's wall time and the median of each, and the ratio of the query to
 ``--help``.
 
-Usage: ``python benchmarks/cli.py --data-root /tmp/demo [--repeats 5] [--keras]``
+Usage: ``python benchmarks/cli.py --data-root /tmp/demo [--repeats 5] [--keras]
+[--compare-src DIR]``
 """
 
 import argparse
@@ -65,9 +68,10 @@ def keras_only_root(root: Path, tmp: Path) -> Path:
     return copy
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], src: str | None = None) -> float:
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t0
     if out.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
@@ -79,6 +83,9 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keras", action="store_true", help="also time the Keras path")
+    parser.add_argument(
+        "--compare-src", default=None, help="also time both commands from this source tree"
+    )
     args = parser.parse_args()
     root = args.data_root.resolve()
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,20 +108,26 @@ def main() -> None:
                 *commands["read-across, 1 profile"][:-1],
                 str(keras_only_root(root, tmp)),
             ]
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        for cmd in commands.values():  # warm-up: page cache, .pyc files
-            timed(cmd)
+        runs = {name: (cmd, None) for name, cmd in commands.items()}
+        if args.compare_src:
+            src = str(Path(args.compare_src).resolve())
+            for name in ("l1000 --help", "read-across, 1 profile"):
+                runs[f"{name} [{Path(src).name}]"] = (commands[name], src)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for cmd, src in runs.values():  # warm-up: page cache, .pyc files
+            timed(cmd, src)
         for _ in range(args.repeats):
-            for name, cmd in commands.items():
-                times[name].append(timed(cmd))
+            for name, (cmd, src) in runs.items():
+                times[name].append(timed(cmd, src))
     print(f"CPUs: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; {args.repeats} runs")
-    for name, runs in times.items():
-        shown = ", ".join(f"{t:.2f}" for t in runs)
-        print(f"{name:<32} median {statistics.median(runs):6.2f} s   runs: {shown}")
-    help_median = statistics.median(times["l1000 --help"])
-    for name, runs in times.items():
-        if name != "l1000 --help":
-            print(f"{name} / --help: {statistics.median(runs) / help_median:.1f}x")
+    for name, each in times.items():
+        shown = ", ".join(f"{t:.2f}" for t in each)
+        print(f"{name:<44} median {statistics.median(each):6.2f} s   runs: {shown}")
+    for name, each in times.items():
+        if "--help" not in name:
+            helps = [h for h in times if "--help" in h and h[len("l1000 --help") :] in name]
+            ratio = statistics.median(each) / statistics.median(times[helps[-1]])
+            print(f"{name} / its --help: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
