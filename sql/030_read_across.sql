@@ -65,12 +65,31 @@ CREATE OR REPLACE MACRO internal.pert_type(name, shrna) AS
                                 FROM perturbagen_annotations), 'none yet')))
     END;
 
--- Whether a candidate of type t is ranked: of the type asked for, or, with none asked, any
--- type but the shRNA level not chosen (hairpins when collapsed to genes, and the reverse).
-CREATE OR REPLACE MACRO internal.ranked_type(t, kind, mode) AS
-    CASE WHEN kind IS NOT NULL THEN t = kind
-         WHEN mode = 'gene' THEN t IS DISTINCT FROM 'trt_sh'
-         ELSE t IS DISTINCT FROM 'trt_sh.cgs' END;
+-- The filters on the rows ranked are plain expressions of the arguments, which DuckDB
+-- folds to constants, so the scan pays one comparison a row; the name checks (subqueries)
+-- run apart, once, in internal.scope_errors. Whether a row is in the scope asked: its cell
+-- line in any case (NULL: the rows over all cell lines), and of the type asked for, or, with
+-- none asked, of any type but the shRNA level not chosen (hairpins when collapsed to genes,
+-- and the reverse). Types are compared as CMap writes them, in lower case.
+CREATE OR REPLACE MACRO internal.in_cell(cell_id, in_cell) AS
+    CASE WHEN in_cell IS NULL THEN cell_id IS NULL
+         ELSE lower(cell_id) = lower(trim(in_cell)) END;
+
+CREATE OR REPLACE MACRO internal.ranked_type(t, of_type, shrna) AS
+    CASE WHEN of_type IS NULL THEN
+             t IS DISTINCT FROM CASE WHEN lower(trim(coalesce(shrna, 'gene'))) = 'hairpin'
+                                     THEN 'trt_sh.cgs' ELSE 'trt_sh' END
+         ELSE t = CASE WHEN lower(trim(of_type)) = 'trt_sh'
+                            AND lower(trim(coalesce(shrna, 'gene'))) = 'gene'
+                       THEN 'trt_sh.cgs' ELSE lower(trim(of_type)) END
+    END;
+
+-- false, or the error an unknown cell line, type or shrna option deserves (every check is
+-- evaluated: none can be folded away).
+CREATE OR REPLACE MACRO internal.scope_errors(in_cell, of_type, shrna) AS
+    (coalesce(internal.cell_line(in_cell), '') || ':'
+     || coalesce(internal.pert_type(of_type, shrna), '') || ':' || internal.shrna_mode(shrna))
+    = chr(0);
 
 -- A query vector: any list of numbers of the embedding width; NULL and other lengths are
 -- errors (a NULL vector would rank arbitrary rows).
@@ -89,21 +108,21 @@ CREATE OR REPLACE MACRO internal.query_vector(vec, width) AS
 -- or an embedding column).
 CREATE OR REPLACE MACRO nearest_to(vec, k := 20, in_cell := NULL, of_type := NULL,
                                    shrna := 'gene') AS TABLE
-WITH scope AS (
-    SELECT internal.cell_line(in_cell) AS cell, internal.pert_type(of_type, shrna) AS kind,
-           internal.shrna_mode(shrna) AS mode,
-           internal.query_vector(vec, (SELECT max(len(embedding)) FROM perturbagen_embeddings))
-               AS query_vec),
-hits AS (
+WITH hits AS (
     SELECT e.pert_id, e.pert_iname, e.pert_type, e.cell_id, e.moa, e.target,
-           list_inner_product(e.embedding, s.query_vec) AS similarity
-    FROM perturbagen_embeddings e, scope s
-    WHERE e.cell_id IS NOT DISTINCT FROM s.cell AND internal.ranked_type(e.pert_type, s.kind, s.mode)
+           list_inner_product(e.embedding, vec::FLOAT[]) AS similarity
+    FROM perturbagen_embeddings e
+    WHERE internal.in_cell(e.cell_id, in_cell) AND internal.ranked_type(e.pert_type, of_type, shrna)
     ORDER BY similarity DESC
     LIMIT k)
 SELECT row_number() OVER (ORDER BY similarity DESC, pert_id) AS rank, similarity,
        pert_id, pert_iname, pert_type, cell_id, moa, target
 FROM hits
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE internal.query_vector(vec, (SELECT len(embedding) FROM perturbagen_embeddings LIMIT 1))
+          IS NULL
+   OR internal.scope_errors(in_cell, of_type, shrna)
 ORDER BY rank;
 
 -- The embeddings a perturbagen name stands for in one scope: one query per matching
@@ -114,9 +133,9 @@ WITH named AS (SELECT * FROM resolve_perturbagen(pert)),
 found AS (
     SELECT n.pert_id AS query_pert_id, n.pert_iname AS query_pert_iname,
            e.embedding AS query_vec
-    FROM named n JOIN perturbagen_embeddings e
-      ON e.pert_id = n.pert_id AND e.cell_id IS NOT DISTINCT FROM internal.cell_line(in_cell)
-    WHERE n.matched_by = 'pert_id' OR internal.ranked_type(n.pert_type, NULL, internal.shrna_mode(shrna)))
+    FROM named n JOIN perturbagen_embeddings e ON e.pert_id = n.pert_id
+    WHERE internal.in_cell(e.cell_id, in_cell)
+      AND (n.matched_by = 'pert_id' OR internal.ranked_type(n.pert_type, NULL, shrna)))
 SELECT * FROM found
 UNION ALL
 SELECT NULL, NULL,
@@ -136,9 +155,6 @@ WHERE NOT EXISTS (SELECT 1 FROM found);
 CREATE OR REPLACE MACRO similar_perturbagens(pert, k := 20, in_cell := NULL, of_type := NULL,
                                              shrna := 'gene') AS TABLE
 WITH queries AS (SELECT * FROM internal.perturbagen_queries(pert, in_cell, shrna)),
-scope AS (
-    SELECT internal.cell_line(in_cell) AS cell, internal.pert_type(of_type, shrna) AS kind,
-           internal.shrna_mode(shrna) AS mode),
 hits AS (
     SELECT q.query_pert_id, q.query_pert_iname, e.pert_id, e.pert_iname, e.pert_type,
            e.cell_id, e.moa, e.target,
@@ -146,13 +162,15 @@ hits AS (
            row_number() OVER (PARTITION BY q.query_pert_id
                               ORDER BY array_inner_product(e.embedding, q.query_vec) DESC,
                                        e.pert_id) AS rank
-    FROM queries q, scope s JOIN perturbagen_embeddings e
-      ON e.cell_id IS NOT DISTINCT FROM s.cell
-    WHERE e.pert_id <> q.query_pert_id AND internal.ranked_type(e.pert_type, s.kind, s.mode)
+    FROM queries q JOIN perturbagen_embeddings e ON e.pert_id <> q.query_pert_id
+    WHERE internal.in_cell(e.cell_id, in_cell) AND internal.ranked_type(e.pert_type, of_type, shrna)
     QUALIFY rank <= k)
 SELECT query_pert_id, query_pert_iname, rank, similarity, pert_id, pert_iname, pert_type,
        cell_id, moa, target
 FROM hits
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE internal.scope_errors(in_cell, of_type, shrna)
 ORDER BY query_pert_id, rank;
 
 -- The perturbagen-level z-score baseline: the same question on mean MODZ z-score profiles
@@ -160,14 +178,11 @@ ORDER BY query_pert_id, rank;
 CREATE OR REPLACE MACRO similar_zscore_perturbagens(pert, k := 20, in_cell := NULL,
                                                     of_type := NULL, shrna := 'gene') AS TABLE
 WITH named AS (SELECT * FROM resolve_perturbagen(pert)),
-scope AS (
-    SELECT internal.cell_line(in_cell) AS cell, internal.pert_type(of_type, shrna) AS kind,
-           internal.shrna_mode(shrna) AS mode),
 found AS (
     SELECT n.pert_id AS query_pert_id, n.pert_iname AS query_pert_iname, z.zscores AS query_vec
-    FROM named n, scope s JOIN perturbagen_zscores z
-      ON z.pert_id = n.pert_id AND z.cell_id IS NOT DISTINCT FROM s.cell
-    WHERE n.matched_by = 'pert_id' OR internal.ranked_type(n.pert_type, NULL, s.mode)),
+    FROM named n JOIN perturbagen_zscores z ON z.pert_id = n.pert_id
+    WHERE internal.in_cell(z.cell_id, in_cell)
+      AND (n.matched_by = 'pert_id' OR internal.ranked_type(n.pert_type, NULL, shrna))),
 queries AS (
     SELECT * FROM found
     UNION ALL
@@ -187,12 +202,15 @@ hits AS (
            row_number() OVER (PARTITION BY q.query_pert_id
                               ORDER BY array_cosine_similarity(z.zscores, q.query_vec) DESC,
                                        z.pert_id) AS rank
-    FROM queries q, scope s JOIN perturbagen_zscores z ON z.cell_id IS NOT DISTINCT FROM s.cell
-    WHERE z.pert_id <> q.query_pert_id AND internal.ranked_type(z.pert_type, s.kind, s.mode)
+    FROM queries q JOIN perturbagen_zscores z ON z.pert_id <> q.query_pert_id
+    WHERE internal.in_cell(z.cell_id, in_cell) AND internal.ranked_type(z.pert_type, of_type, shrna)
     QUALIFY rank <= k)
 SELECT query_pert_id, query_pert_iname, rank, similarity, pert_id, pert_iname, pert_type,
        cell_id, moa, target
 FROM hits
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE internal.scope_errors(in_cell, of_type, shrna)
 ORDER BY query_pert_id, rank;
 
 -- ---------------------------------------------------------------------------------------
@@ -224,10 +242,13 @@ WITH named AS (SELECT * FROM resolve_perturbagen(pert))
 SELECT s.sig_id, s.pert_id, s.pert_iname, s.pert_type, s.cell_id, s.pert_dose,
        s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates, s.moa, s.target
 FROM signature_embeddings s JOIN named n USING (pert_id)
-WHERE (in_cell IS NULL OR s.cell_id = internal.cell_line(in_cell))
+WHERE (in_cell IS NULL OR internal.in_cell(s.cell_id, in_cell))
   AND internal.quantity_matches(at_dose, s.pert_dose, s.pert_dose_unit, 'at_dose')
   AND internal.quantity_matches(at_time, s.pert_time, s.pert_time_unit, 'at_time')
-ORDER BY s.cell_id, s.pert_id, s.pert_dose, s.pert_time;
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE internal.scope_errors(in_cell, NULL, NULL)
+ORDER BY cell_id, pert_id, pert_dose, pert_time;
 
 -- The error for a signature not found, with the closest sig_ids (the named perturbagen's
 -- and cell line's first).
@@ -251,17 +272,13 @@ CREATE OR REPLACE MACRO internal.no_signature(sig) AS
 -- Top k signatures nearest to a vector (a plain list, as for nearest_to).
 CREATE OR REPLACE MACRO nearest_signatures(vec, k := 20, in_cell := NULL, of_type := NULL,
                                            at_dose := NULL, at_time := NULL) AS TABLE
-WITH scope AS (
-    SELECT internal.cell_line(in_cell) AS cell, internal.pert_type(of_type, 'hairpin') AS kind,
-           internal.query_vector(vec, (SELECT max(len(embedding)) FROM signature_embeddings))
-               AS query_vec),
-hits AS (
+WITH hits AS (
     SELECT s.sig_id, s.pert_id, s.pert_iname, s.pert_type, s.cell_id, s.pert_dose,
            s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates, s.moa, s.target,
-           list_inner_product(s.embedding, c.query_vec) AS similarity
-    FROM signature_embeddings s, scope c
-    WHERE (c.cell IS NULL OR s.cell_id = c.cell)
-      AND (c.kind IS NULL OR s.pert_type = c.kind)
+           list_inner_product(s.embedding, vec::FLOAT[]) AS similarity
+    FROM signature_embeddings s
+    WHERE (in_cell IS NULL OR internal.in_cell(s.cell_id, in_cell))
+      AND internal.ranked_type(s.pert_type, of_type, 'hairpin')
       AND internal.quantity_matches(at_dose, s.pert_dose, s.pert_dose_unit, 'at_dose')
       AND internal.quantity_matches(at_time, s.pert_time, s.pert_time_unit, 'at_time')
     ORDER BY similarity DESC
@@ -269,6 +286,11 @@ hits AS (
 SELECT row_number() OVER (ORDER BY similarity DESC, sig_id) AS rank, similarity,
        * EXCLUDE (similarity)
 FROM hits
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE internal.query_vector(vec, (SELECT len(embedding) FROM signature_embeddings LIMIT 1))
+          IS NULL
+   OR internal.scope_errors(in_cell, of_type, 'hairpin')
 ORDER BY rank;
 
 -- Top k signatures most like a signature (internal.is_signature: its sig_id in any case, or
@@ -284,8 +306,6 @@ queries AS (
     SELECT * FROM found
     UNION ALL
     SELECT NULL, internal.no_signature(sig) WHERE NOT EXISTS (SELECT 1 FROM found)),
-scope AS (
-    SELECT internal.cell_line(in_cell) AS cell, internal.pert_type(of_type, 'hairpin') AS kind),
 hits AS (
     SELECT q.query_sig_id, s.sig_id, s.pert_id, s.pert_iname, s.pert_type, s.cell_id,
            s.pert_dose, s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates,
@@ -293,15 +313,17 @@ hits AS (
            row_number() OVER (PARTITION BY q.query_sig_id
                               ORDER BY array_inner_product(s.embedding, q.query_vec) DESC,
                                        s.sig_id) AS rank
-    FROM queries q, scope c JOIN signature_embeddings s ON true
-    WHERE s.sig_id <> q.query_sig_id
-      AND (c.cell IS NULL OR s.cell_id = c.cell)
-      AND (c.kind IS NULL OR s.pert_type = c.kind)
+    FROM queries q JOIN signature_embeddings s ON s.sig_id <> q.query_sig_id
+    WHERE (in_cell IS NULL OR internal.in_cell(s.cell_id, in_cell))
+      AND internal.ranked_type(s.pert_type, of_type, 'hairpin')
       AND internal.quantity_matches(at_dose, s.pert_dose, s.pert_dose_unit, 'at_dose')
       AND internal.quantity_matches(at_time, s.pert_time, s.pert_time_unit, 'at_time')
     QUALIFY rank <= k)
 SELECT query_sig_id, rank, similarity, * EXCLUDE (query_sig_id, rank, similarity)
 FROM hits
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE internal.scope_errors(in_cell, of_type, 'hairpin')
 ORDER BY query_sig_id, rank;
 
 -- The baseline: the same query on MODZ z-score signatures, by cosine similarity of the 978
@@ -318,8 +340,6 @@ queries AS (
     SELECT * FROM found
     UNION ALL
     SELECT NULL, internal.no_signature(sig) WHERE NOT EXISTS (SELECT 1 FROM found)),
-scope AS (
-    SELECT internal.cell_line(in_cell) AS cell, internal.pert_type(of_type, 'hairpin') AS kind),
 hits AS (
     SELECT q.query_sig_id, s.sig_id, s.pert_id, s.pert_iname, s.pert_type, s.cell_id,
            s.pert_dose, s.pert_dose_unit, s.pert_time, s.pert_time_unit, s.n_replicates,
@@ -327,17 +347,19 @@ hits AS (
            row_number() OVER (PARTITION BY q.query_sig_id
                               ORDER BY array_cosine_similarity(s.signature, q.query_vec) DESC,
                                        s.sig_id) AS rank
-    FROM queries q, scope c JOIN zscore_signatures s ON true
-    WHERE s.sig_id <> q.query_sig_id
-      AND (c.cell IS NULL OR s.cell_id = c.cell)
-      AND (c.kind IS NULL OR s.pert_type = c.kind)
+    FROM queries q JOIN zscore_signatures s ON s.sig_id <> q.query_sig_id
+    WHERE (in_cell IS NULL OR internal.in_cell(s.cell_id, in_cell))
+      AND internal.ranked_type(s.pert_type, of_type, 'hairpin')
       AND internal.quantity_matches(at_dose, s.pert_dose, s.pert_dose_unit, 'at_dose')
       AND internal.quantity_matches(at_time, s.pert_time, s.pert_time_unit, 'at_time')
     QUALIFY rank <= k)
 SELECT h.query_sig_id, h.rank, h.similarity,
        h.* EXCLUDE (query_sig_id, rank, similarity), a.moa, a.target
 FROM hits h LEFT JOIN perturbagen_annotations a USING (pert_id)
-ORDER BY h.query_sig_id, h.rank;
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE internal.scope_errors(in_cell, of_type, 'hairpin')
+ORDER BY query_sig_id, rank;
 
 -- ---------------------------------------------------------------------------------------
 -- MOA enrichment
@@ -365,14 +387,11 @@ WITH hits AS (
     SELECT query_pert_id, query_pert_iname, pert_id
     FROM similar_perturbagens(pert, k := k, in_cell := in_cell, of_type := of_type,
                               shrna := shrna)),
-scope AS (
-    SELECT internal.cell_line(in_cell) AS cell, internal.pert_type(of_type, shrna) AS kind,
-           internal.shrna_mode(shrna) AS mode),
 candidates AS (
     SELECT q.query_pert_id, e.pert_id
-    FROM (SELECT DISTINCT query_pert_id FROM hits) q, scope s JOIN perturbagen_embeddings e
-      ON e.cell_id IS NOT DISTINCT FROM s.cell
-    WHERE e.pert_id <> q.query_pert_id AND internal.ranked_type(e.pert_type, s.kind, s.mode)),
+    FROM (SELECT DISTINCT query_pert_id FROM hits) q JOIN perturbagen_embeddings e
+      ON e.pert_id <> q.query_pert_id
+    WHERE internal.in_cell(e.cell_id, in_cell) AND internal.ranked_type(e.pert_type, of_type, shrna)),
 sizes AS (
     SELECT c.query_pert_id, count(*) AS n_candidates,
            (SELECT count(*) FROM hits h WHERE h.query_pert_id = c.query_pert_id) AS n_hits
@@ -469,7 +488,9 @@ COMMENT ON MACRO internal.closest_perturbagens IS 'Internal: the five perturbage
 COMMENT ON MACRO internal.cell_line IS 'Internal: a cell line in any case, or an error listing the cell lines.';
 COMMENT ON MACRO internal.shrna_mode IS 'Internal: the shrna option checked (gene or hairpin).';
 COMMENT ON MACRO internal.pert_type IS 'Internal: a pert_type in any case (trt_sh means trt_sh.cgs when collapsed), or an error listing the types.';
+COMMENT ON MACRO internal.in_cell IS 'Internal: whether a row is in the cell line asked (NULL: over all cell lines), any case.';
 COMMENT ON MACRO internal.ranked_type IS 'Internal: whether a candidate''s type is ranked.';
+COMMENT ON MACRO internal.scope_errors IS 'Internal: false, or the error for an unknown cell line, type or shrna option.';
 COMMENT ON MACRO internal.query_vector IS 'Internal: a query vector as FLOAT[], refusing NULL and wrong lengths.';
 COMMENT ON MACRO TABLE internal.perturbagen_queries IS 'Internal: the embeddings a perturbagen name stands for in one scope.';
 COMMENT ON MACRO internal.signature_name IS 'Internal: a signature name split once.';
