@@ -92,11 +92,18 @@ def plot_history(history: list[dict], path: Path) -> None:
         ("margin", "margin"),
         ("scale", "scale"),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
-    for ax, (key, title) in zip(axes, panels):
-        ax.plot(steps, [h[key] for h in history], marker=".")
-        ax.set_title(title)
-        ax.set_xlabel("step")
+    # Three panels a row (720 px wide: whole in the UI's metadata view), saved with a tight
+    # bounding box so that no title or tick label is cut off.
+    fig, axes = plt.subplots(2, 3, figsize=(9, 5.2), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (key, title) in zip(flat, panels):
+        ax.plot(steps, [h.get(key, float("nan")) for h in history], marker=".")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)

@@ -26,7 +26,12 @@ selection, so assets added later to these groups are covered without editing the
 import dagster as dg
 
 from l1000_assets.lib.automation import automation_default_status
-from l1000_assets.lib.keys import READ_ACROSS_RESULTS, RELEASE_METADATA, WAREHOUSE
+from l1000_assets.lib.keys import (
+    EVALUATION_METRICS,
+    READ_ACROSS_RESULTS,
+    RELEASE_METADATA,
+    WAREHOUSE,
+)
 
 #: Groups whose assets refresh automatically when release data changes. "read_across" is not
 #: here: read-across results are driven by their queries.
@@ -55,18 +60,19 @@ def on_new_release_data() -> dg.AutomationCondition:
 
 
 def catalog_condition() -> dg.AutomationCondition:
-    """``eager`` for the catalog, except that read-across results are optional: they exist
+    """``eager`` for the catalog, except that read-across results (and the evaluation
+    metrics, whose views it also creates) are optional: read-across results exist
     only once a user has dropped a query file, and the catalog must not wait for them
     (their views are empty tables until then). When results arrive, the catalog is rebuilt."""
     AC = dg.AutomationCondition
-    optional = dg.AssetSelection.assets(READ_ACROSS_RESULTS)
+    optional = dg.AssetSelection.assets(READ_ACROSS_RESULTS, EVALUATION_METRICS)
     return (
         AC.in_latest_time_window()
         & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
         & ~AC.any_deps_missing().ignore(optional)
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
-    ).with_label("eager (read-across results optional)")
+    ).with_label("eager (read-across results and evaluation metrics optional)")
 
 
 def with_automation(defs: dg.Definitions) -> dg.Definitions:

@@ -8,6 +8,7 @@ from l1000_assets.core.catalog.build import build_catalog, connect_read_only
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     CATALOG_GROUP,
+    EVALUATION_METRICS,
     LANDMARK_PROFILES,
     PERTURBAGEN_EMBEDDINGS,
     PROFILE_EMBEDDINGS,
@@ -40,6 +41,7 @@ EMBEDDING_TABLES = (
         SIGNATURE_EMBEDDINGS,
         PERTURBAGEN_EMBEDDINGS,
         READ_ACROSS_RESULTS,
+        EVALUATION_METRICS,  # the evaluation views read its files
     ],
     kinds={"duckdb", "sql"},
     pool="duckdb",

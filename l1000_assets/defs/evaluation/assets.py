@@ -35,7 +35,7 @@ from l1000_assets.lib.keys import (
     RELEASE_METADATA,
 )
 from l1000_assets.lib.lake import card_path, landmark_files, read_split
-from l1000_assets.lib.metadata import png_markdown
+from l1000_assets.lib.metadata import parquet_column_schema, png_markdown, table_preview
 from l1000_assets.lib.partitions import ALL_SPLIT, split_partitions
 from l1000_assets.lib.resources import LakeResource
 
@@ -207,7 +207,8 @@ def evaluation_ranks(
             "dagster/row_count": len(ranks),
             "model_version": version,
             "protocols": ", ".join(dict.fromkeys(ranks["protocol"].astype(str))),
-            "queries_and_positives": dg.MetadataValue.md(counts.to_markdown(index=False)),
+            "queries_and_positives": table_preview(counts, rows=len(counts)),
+            "dagster/column_schema": parquet_column_schema(path),
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )
@@ -329,9 +330,10 @@ def evaluation_metrics(
             "path": dg.MetadataValue.path(str(out / METRICS_FILE)),
             "dagster/row_count": len(table),
             "table1": dg.MetadataValue.md(markdown),
-            "per_split": dg.MetadataValue.md(spread.round(4).reset_index().to_markdown(index=False))
+            "per_split": table_preview(spread.reset_index(), rows=len(spread))
             if len(spread)
             else "no held-out splits",
+            "dagster/column_schema": parquet_column_schema(out / METRICS_FILE),
             "recall_curves": png_markdown(out / PLOT_FILE, "recall versus rank quantile"),
             "n_splits": len(heldout_splits),
             "heldout_splits": ", ".join(heldout_splits) or "none",

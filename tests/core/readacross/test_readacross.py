@@ -488,3 +488,21 @@ def test_results_are_merged_per_query_file(tmp_path):
         0,
         0,
     )
+
+
+def test_queries_are_placed_on_a_fixed_map():
+    from l1000_assets.core.readacross.map import layout, place_queries
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    xy = layout(x, "tsne", seed=0)
+    assert np.allclose(layout(x, "tsne", seed=0), xy)  # seeded: the same map every time
+    queries = x[[3, 17]] + 0.01 * rng.normal(size=(2, 8)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    qxy = place_queries(x, xy, queries, k=1)
+    assert np.allclose(qxy, xy[[3, 17]], atol=1e-4)  # on its nearest perturbagen
+    placed = place_queries(x, xy, queries)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    assert ((placed >= lo) & (placed <= hi)).all()  # inside the map, which did not move
+    assert place_queries(x, xy, np.zeros((0, 8), np.float32)).shape == (0, 2)

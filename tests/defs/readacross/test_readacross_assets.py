@@ -62,7 +62,18 @@ def test_embedding_assets_and_their_metadata(embedded):
         pq.ParquetFile(f).metadata.num_rows
         for f in (graph.root / "lake" / "landmark_profiles").glob("*/*.parquet")
     )
-    assert profiles["dagster/row_count"].value == n_lake
+    # Each cell-line partition counts its own rows; together the lake's.
+    per_cell = {
+        m.partition: m.metadata["dagster/row_count"].value
+        for m in results["profiles"].asset_materializations_for_node("profile_embeddings")
+    }
+    assert set(per_cell) == set(graph.cells) and sum(per_cell.values()) == n_lake
+    lake_dir = graph.root / "lake" / "landmark_profiles"
+    for cell, n in per_cell.items():
+        assert n == sum(pq.read_metadata(f).num_rows for f in lake_dir.glob(f"cell_id={cell}/*"))
+    assert profiles["rows_in_run"].value == n_lake
+    columns = {c.name: c for c in profiles["dagster/column_schema"].value.columns}
+    assert columns["embedding"].type == "float32[32]" and columns["embedding"].description
     assert profiles["embedding_dim"].value == 32
     # Embeddings and read-across are the served model's: all, every perturbagen trained.
     card = (graph.root / "models" / "embedding_model" / "all" / "card.json").read_text()
@@ -75,10 +86,22 @@ def test_embedding_assets_and_their_metadata(embedded):
     assert perts["perturbagens"].value > 100
     checks = {c.check_name: c.passed for c in results["aggregates"].get_asset_check_evaluations()}
     assert checks["perturbagen_embeddings_unit_length"]
+    zscores = results["profiles"].asset_materializations_for_node("zscore_signatures")
+    assert len(zscores) == len(graph.cells)
     assert (
-        meta(results["profiles"], "zscore_signatures")["dagster/row_count"].value
+        sum(m.metadata["dagster/row_count"].value for m in zscores)
         == meta(results["aggregates"], "signature_embeddings")["dagster/row_count"].value
     )
+    for name, result in [
+        ("zscore_signatures", "profiles"),
+        ("signature_embeddings", "aggregates"),
+        ("perturbagen_embeddings", "aggregates"),
+        ("read_across_results", "read_across"),
+    ]:
+        schema = meta(results[result], name)["dagster/column_schema"].value
+        assert all(c.description for c in schema.columns if c.name != "cell_id"), name
+    preview = meta(results["read_across"], "read_across_results")["preview"]
+    assert isinstance(preview, dg.TableMetadataValue) and preview.records
     picture = meta(results["read_across"], "perturbagen_map")
     assert picture["map"].value.startswith("![perturbagen map](data:image/png;base64,")
     warehouse = meta(results["warehouse"], "warehouse")
