@@ -97,7 +97,13 @@ def plot_history(history: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(9, 5.2), squeeze=False)
     flat = list(axes.flat)
     for ax, (key, title) in zip(flat, panels):
-        ax.plot(steps, [h.get(key, float("nan")) for h in history], marker=".")
+        values = [h.get(key, float("nan")) for h in history]
+        if all(v != v for v in values):  # all NaN: e.g. no validation split in ``all``
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.plot(steps, values, marker=".")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=9)
         ax.tick_params(labelsize=8)
