@@ -8,6 +8,7 @@ from l1000_assets.core.catalog.build import build_catalog, connect_read_only
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     CATALOG_GROUP,
+    COMPOUND_FINGERPRINTS,
     EVALUATION_METRICS,
     LANDMARK_PROFILES,
     PERTURBAGEN_EMBEDDINGS,
@@ -18,6 +19,7 @@ from l1000_assets.lib.keys import (
     WAREHOUSE,
     ZSCORE_SIGNATURES,
 )
+from l1000_assets.lib.lake import synthetic_releases
 from l1000_assets.lib.resources import LakeResource
 
 SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
@@ -27,6 +29,7 @@ EMBEDDING_TABLES = (
     "signature_embeddings",
     "perturbagen_embeddings",
     "perturbagen_annotations",
+    "compound_fingerprints",
 )
 
 
@@ -42,6 +45,7 @@ EMBEDDING_TABLES = (
         PERTURBAGEN_EMBEDDINGS,
         READ_ACROSS_RESULTS,
         EVALUATION_METRICS,  # the evaluation views read its files
+        COMPOUND_FINGERPRINTS,
     ],
     kinds={"duckdb", "sql"},
     pool="duckdb",
@@ -96,6 +100,7 @@ def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
             "table_macros": ", ".join(macros),
             **{f"rows_{v}": int(n) for v, n in counts.items()},
             "skipped": ", ".join(report.skipped) or "none",
+            "synthetic_releases": ", ".join(synthetic_releases(lake)) or "none",
             "open_with": dg.MetadataValue.md(
                 f"```sql\n-- duckdb -readonly {lake.catalog_path}\n-- (the data root moved or "
                 "copied: SET VARIABLE lake_dir = '<data root>/lake';)\nSELECT cell_id, count(*) "

@@ -23,7 +23,7 @@ from l1000_assets.lib.resources import LakeResource
 from tests.conftest import REPO
 
 README = REPO / "README.md"
-FAST_EVALUATION = {"methods": ["embedding", "zscore_cosine"]}
+FAST_EVALUATION = {"methods": ["embedding", "zscore_cosine"], "max_wtcs_queries": 150}
 HOW_TO_PICK = (
     "the README's examples must name what the synthetic release holds; pick names with e.g. "
     "SELECT pert_iname, pert_id, cell_id FROM signature_embeddings WHERE pert_type = 'trt_cp' "
@@ -57,17 +57,34 @@ def test_the_examples_are_found():
 
 @pytest.fixture(scope="module")
 def demo_like_catalog(embedded, tmp_path_factory) -> Path:
+    from tests.defs.model.test_model_assets import train_split
+
     graph, _ = embedded
+    # The evaluation's examples need a held-out split's ranks: split_0's model (resumed when
+    # another test trained it) beside the served all.
+    assert train_split(graph, "split_0").success
     root = tmp_path_factory.mktemp("readme") / "data"
     shutil.copytree(graph.root, root, ignore=shutil.ignore_patterns("queries", "checkpoints"))
     write_example_query(root)
     lake = LakeResource(root=str(root))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("split", ["split_0"])
+    resources = {**graph.resources, "lake": lake}
+    ranks = dg.materialize(
+        graph.everything,
+        selection=["evaluation_ranks"],
+        partition_key="split_0",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"evaluation_ranks": {"config": FAST_EVALUATION}}},
+    )
+    assert ranks.success
     result = dg.materialize(
         graph.everything,
         selection=["evaluation_metrics", "read_across_results", "warehouse"],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources={**graph.resources, "lake": lake},
-        run_config={"ops": {"evaluation_metrics": {"config": FAST_EVALUATION}}},
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"evaluation_metrics": {"config": {"bootstrap": 50}}}},
     )
     assert result.success
     return lake.catalog_path
