@@ -59,7 +59,7 @@ check: $(STAMP)
 # with run history in dagster_home/. L1000_AUTOMATION=off starts the sensors stopped.
 ui: $(STAMP)
 	@echo "Dagster UI: http://127.0.0.1:$${PORT:-3000}  (DAGSTER_HOME=$(DAGSTER_HOME), data: $(L1000_DATA_ROOT))"
-	$(BIN)/dg dev --host 127.0.0.1 --port $${PORT:-3000}
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --host 127.0.0.1 --port $${PORT:-3000}
 
 # Debian's chromium package, for the browser test (tests/test_ui_browser.py installs it too).
 chromium:

@@ -1,5 +1,10 @@
-"""The ``l1000`` command line: synthetic releases, calibration, the end-to-end demo,
-read-across with your own profiles and gene-set queries."""
+"""The l1000 command line: synthetic releases, calibration, the end-to-end demo,
+read-across with your own profiles, gene-set queries (CMap-style) and the perturbagens
+most like a known one.
+
+Commands that only read (read-across, query, similar) never import Dagster, and rank
+without TensorFlow when the model's weights are exported beside it (the embedding_model
+asset exports them; l1000 export-weights does it for a model saved before)."""
 
 from __future__ import annotations
 
@@ -73,17 +78,19 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(data_root=Path(args.data_root), n_profiles=args.profiles, seed=args.seed)
 
 
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _read_across(args: argparse.Namespace) -> int:
+    from l1000_assets.core.layout import DataRoot
     from l1000_assets.core.progress import ProgressReporter
     from l1000_assets.core.readacross.query_files import QueryOptions
     from l1000_assets.core.readacross.ranking import ReadAcross
-    from l1000_assets.lib.resources import LakeResource
 
-    def err(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    lake = LakeResource(root=str(args.data_root))
+    err = _err
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's chatter, if it loads
+    lake = DataRoot.at(args.data_root)
     # The card, genes and references only: the model is loaded once a file has been read
     # and checked, so a bad file costs no model load.
     engine = ReadAcross(
@@ -122,7 +129,11 @@ def _read_across(args: argparse.Namespace) -> int:
             err(f"error: {exc}")
             failed += 1
             continue
-        engine.model  # noqa: B018 - loaded here, once: a model problem ends the command
+        if engine.forward == "keras":  # loaded here, once: a model problem ends the command
+            err(
+                f"note: {engine.model_dir} has no exported weights: ranking through "
+                "TensorFlow (slow to start); `l1000 export-weights` exports them once"
+            )
         try:
             result = engine.rank_query(q, top=args.top, progress=progress("embedded"))
         except L1000InputError as exc:
@@ -132,8 +143,7 @@ def _read_across(args: argparse.Namespace) -> int:
         err(
             f"{path}: {len(q.profile_ids):,} profile(s), {q.n_landmarks_used}/978 landmark genes"
             + (
-                f"; missing (set to 0): {', '.join(q.missing[:10])}"
-                f"{f' and {len(q.missing) - 10} more' if len(q.missing) > 10 else ''}"
+                f"; missing (set to 0): {engine.genes.describe_list(q.missing)}"
                 if q.missing
                 else ""
             )
@@ -160,7 +170,9 @@ def _read_across(args: argparse.Namespace) -> int:
     if args.out and frames:
         import pandas as pd
 
-        pd.concat(frames).to_csv(args.out, index=False)
+        from l1000_assets.core.output import write_table
+
+        write_table(pd.concat(frames, ignore_index=True), args.out)
         err(f"wrote {args.out}")
     return 1 if failed else 0
 
@@ -279,20 +291,106 @@ def _query(args: argparse.Namespace) -> int:
             )
         )
     if args.out and frames:
-        table = pd.concat(frames, ignore_index=True)
-        if args.out.suffix.lower() == ".parquet":
-            table.to_parquet(args.out, index=False)
-        else:
-            table.to_csv(args.out, index=False, sep="\t" if args.out.suffix == ".tsv" else ",")
+        from l1000_assets.core.output import write_table
+
+        write_table(pd.concat(frames, ignore_index=True), args.out)
         err(f"wrote {args.out}")
     return 1 if failures else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="l1000", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _similar(args: argparse.Namespace) -> int:
+    import duckdb
 
-    synth = sub.add_parser("synth", help="write a synthetic LINCS release in GEO layout")
+    from l1000_assets.core.catalog.build import connect_read_only
+    from l1000_assets.core.layout import DataRoot
+
+    catalog = DataRoot.at(args.data_root).catalog_path
+    macro = "similar_zscore_perturbagens" if args.zscore else "similar_perturbagens"
+    con = connect_read_only(catalog)
+    try:
+        hits = con.execute(
+            f"SELECT * FROM {macro}(?, k := ?, in_cell := ?, of_type := ?, shrna := ?)",
+            [args.name, args.top, args.cell, args.pert_type, args.shrna],
+        ).df()
+    except duckdb.Error as exc:
+        _err(f"error: {catalog}: {_sql_message(exc)}")
+        return 1
+    finally:
+        con.close()
+    method = "mean z-score cosine" if args.zscore else "embedding cosine"
+    for query_id, group in hits.groupby("query_pert_id", sort=False):
+        name = group["query_pert_iname"].iloc[0]
+        cell = group["cell_id"].iloc[0]
+        scope = f"in {cell}" if cell else "over all cell lines"
+        kind = f", {group['pert_type'].iloc[0]} only" if args.pert_type else ""
+        print(f"\n{name} ({query_id}): top {args.top} perturbagens {scope}{kind}, by {method}")
+        table = group[["rank", "similarity", "pert_id", "pert_iname", "pert_type", "moa", "target"]]
+        print(table.fillna("").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        from l1000_assets.core.output import write_table
+
+        write_table(hits, args.out)
+        _err(f"wrote {args.out}")
+    return 0
+
+
+def _sql_message(exc: Exception) -> str:
+    """A DuckDB error without its class prefix (e.g. 'Invalid Input Error: ')."""
+    text = str(exc).strip()
+    head, sep, rest = text.partition("Error: ")
+    return rest if sep and len(head) < 40 else text
+
+
+def _export_weights(args: argparse.Namespace) -> int:
+    from l1000_assets.core.layout import DataRoot
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    model_dir = Path(args.model_dir) if args.model_dir else DataRoot.at(args.data_root).model_dir
+    if not (model_dir / "embedding.keras").exists():
+        _err(f"error: {model_dir}: no embedding.keras: materialize embedding_model first")
+        return 1
+    from l1000_assets.core.model.store import export_model_weights
+
+    path = export_model_weights(model_dir)
+    print(f"wrote {path}")
+    return 0
+
+
+def _data_root(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--data-root",
+        default=os.environ.get("L1000_DATA_ROOT", "data"),
+        help=f"data root with {what} (default $L1000_DATA_ROOT, else ./data)",
+    )
+
+
+def _out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the hits to FILE, in the format its extension names: .csv, .tsv, "
+        ".parquet, .json (records) or .jsonl (one record a line)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l1000",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = sub.add_parser(
+        "synth",
+        help="write a synthetic LINCS release in GEO layout",
+        description="Write a synthetic LINCS L1000 release (level-4 GCTX and the inst, gene, "
+        "pert and cell info tables, GEO GSE92742 layout) with known ground truth, into a "
+        "temporary directory swapped in whole.",
+    )
     synth.add_argument("--out", required=True, type=Path, help="output directory")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument(
@@ -306,18 +404,38 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser(
         "calibrate",
         help="every published z-score figure on synthetic releases, beside the paper's",
+        description="Generate synthetic releases in memory and print every published z-score "
+        "figure (same perturbagen, replicates, drug level, the structure baseline) on held-out "
+        "perturbagens beside the paper's figures on real L1000, to check the synthetic "
+        "release is about as hard.",
     )
-    cal.add_argument("--profiles", type=int, default=36_000)
-    cal.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    cal.add_argument(
+        "--profiles", type=int, default=36_000, help="profiles per release (default 36,000)"
+    )
+    cal.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="one release per seed (default 0 1 2)",
+    )
     cal.add_argument(
         "--details", action="store_true", help="also print every retrieval (Table-1 layout)"
     )
     cal.set_defaults(func=_calibrate)
 
-    demo = sub.add_parser("demo", help="generate the synthetic release and materialize every asset")
-    demo.add_argument("--data-root", default=os.environ.get("L1000_DATA_ROOT", "data"))
-    demo.add_argument("--profiles", type=int, default=36_000)
-    demo.add_argument("--seed", type=int, default=0)
+    demo = sub.add_parser(
+        "demo",
+        help="generate the synthetic release and materialize every asset",
+        description="Generate the synthetic release and materialize every asset and check, "
+        "stage by stage, on the Dagster instance in $DAGSTER_HOME (the runs show in the UI), "
+        "then print where the outputs are and the evaluation table.",
+    )
+    _data_root(demo, "the releases, lake, models and catalog to write")
+    demo.add_argument(
+        "--profiles", type=int, default=36_000, help="synthetic profiles (default 36,000)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="synthetic release seed (default 0)")
     demo.set_defaults(func=_demo)
 
     ra = sub.add_parser(
@@ -330,11 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ra.add_argument("files", nargs="+", type=Path, metavar="FILE", help="query file(s)")
     ra.add_argument("--top", type=int, default=20, help="perturbagens per profile (default 20)")
-    ra.add_argument(
-        "--data-root",
-        default=os.environ.get("L1000_DATA_ROOT", "data"),
-        help="data root with the model and embeddings (default $L1000_DATA_ROOT or ./data)",
-    )
+    _data_root(ra, "the model and embeddings")
     ra.add_argument(
         "--cell", default=None, help="rank against one cell line's perturbagen embeddings"
     )
@@ -364,12 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse query files larger than this, unread (default 64 MiB for GCT, CSV and "
         "TSV, which are parsed whole; 2 GiB for GCTX, which is streamed)",
     )
-    ra.add_argument("--out", type=Path, default=None, help="also write the hits as CSV")
+    _out(ra)
     ra.add_argument(
         "--progress-from",
         type=int,
         default=1000,
-        help="show progress for inputs of at least this many profiles",
+        help="show progress for inputs of at least this many profiles (default 1,000)",
     )
     ra.set_defaults(func=_read_across)
 
@@ -419,16 +533,62 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument(
         "--max-fdr", type=float, default=0.05, help="enriched terms shown up to this FDR"
     )
-    qu.add_argument(
-        "--out", type=Path, default=None, help="also write the hits (.csv, .tsv or .parquet)"
-    )
-    qu.add_argument(
-        "--data-root",
-        default=os.environ.get("L1000_DATA_ROOT", "data"),
-        help="data root (default $L1000_DATA_ROOT or ./data)",
-    )
+    _out(qu)
+    _data_root(qu, "the signature store")
     qu.set_defaults(func=_query)
+
+    sim = sub.add_parser(
+        "similar",
+        help="the perturbagens most like a known one",
+        description="Print the perturbagens whose embeddings are most like NAME's, from the "
+        "DuckDB catalog (opened read-only; materialize warehouse first). NAME is a pert_id "
+        "or a perturbagen name (pert_iname, or a gene symbol for shRNAs and cDNAs), in "
+        "any case; an unknown name is refused with the closest known names.",
+    )
+    sim.add_argument("name", metavar="NAME", help="pert_id or name, e.g. BRD-K12345 or a drug")
+    sim.add_argument("--top", type=int, default=20, help="perturbagens shown (default 20)")
+    sim.add_argument(
+        "--cell", default=None, help="compare within one cell line (default: over all)"
+    )
+    sim.add_argument("--pert-type", default=None, help="only hits of this type (trt_cp, trt_sh...)")
+    sim.add_argument(
+        "--shrna",
+        choices=["gene", "hairpin"],
+        default="gene",
+        help="shRNAs collapsed to their gene, CMap's consensus gene signature trt_sh.cgs "
+        "(default), or each hairpin",
+    )
+    sim.add_argument(
+        "--zscore",
+        action="store_true",
+        help="the baseline: cosine of mean z-score profiles instead of the embedding",
+    )
+    _data_root(sim, "the catalog")
+    _out(sim)
+    sim.set_defaults(func=_similar)
+
+    ex = sub.add_parser(
+        "export-weights",
+        help="export the model's weights so ranking runs without TensorFlow",
+        description="Write embedding_weights.npz beside embedding.keras, checked against the "
+        "Keras model, so read-across embeds profiles in numpy. The embedding_model asset "
+        "does this at save time; this is for a model directory saved before.",
+    )
+    _data_root(ex, "the model")
+    ex.add_argument(
+        "--model-dir", default=None, help="a model directory (default: the data root's model)"
+    )
+    ex.set_defaults(func=_export_weights)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("l1000_assets")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -442,6 +602,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "max_bytes", None) is not None and args.max_bytes < 1:
         print("error: --max-bytes must be at least 1", file=sys.stderr)
         return 2
+    if getattr(args, "out", None) is not None and args.func is not _synth:
+        from l1000_assets.core.output import table_format
+
+        try:
+            table_format(args.out)
+        except ValueError as exc:
+            print(f"error: --out {exc}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except L1000InputError as exc:

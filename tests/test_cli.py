@@ -138,3 +138,67 @@ def test_read_across_reads_and_refuses_a_file_before_loading_the_model(tmp_path)
     )
     assert out.returncode == 1
     assert "2,000,000 bytes, more than the 1,000 a query file may have" in out.stderr
+
+
+def test_version_and_help_for_every_command_and_option():
+    import argparse
+    from importlib.metadata import version
+
+    from l1000_assets.cli import build_parser
+
+    out = subprocess.run([L1000, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"l1000 {version('l1000_assets')}"
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in commands._choices_actions}
+    assert {"synth", "calibrate", "demo", "read-across", "similar", "export-weights"} <= set(helps)
+    for name, sub in commands.choices.items():
+        assert helps[name] and sub.description, name
+        for action in sub._actions:
+            assert action.help, f"l1000 {name} {action.option_strings or action.dest}: no help"
+        text = sub.format_help()
+        assert "``" not in text and "`" not in text, f"l1000 {name} --help: {text}"
+    assert "`" not in parser.format_help()
+
+
+def test_out_extension_is_checked_before_anything_is_read(tmp_path):
+    out = subprocess.run(
+        [L1000, "read-across", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "hits.xlsx")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "cannot tell the format from '.xlsx'" in out.stderr and "*.parquet" in out.stderr
+
+
+def test_unknown_genes_name_the_flag_that_allows_them(tmp_path):
+    genes = _data_root_without_weights(tmp_path)
+    query = tmp_path / "q.csv"
+    query.write_text("gene,p1\n" + "".join(f"{g},0.5\n" for g in genes) + "NOT_A_GENE,1\n")
+    out = subprocess.run(
+        [L1000, "read-across", str(query), "--data-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "unknown gene identifier(s)" in out.stderr and "--allow-unknown-genes" in out.stderr
+
+
+def test_reading_commands_start_without_dagster_or_tensorflow(tmp_path):
+    """read-across (with exported weights) and similar import neither."""
+    code = (
+        "import sys; from l1000_assets import cli; "
+        "cli.main(sys.argv[1:]); "
+        "print(sorted(m for m in ('dagster', 'tensorflow', 'keras') if m in sys.modules))"
+    )
+    _data_root_without_weights(tmp_path)
+    for argv in (
+        ["similar", "x", "--data-root", str(tmp_path)],  # no catalog: refused, early
+        ["read-across", str(tmp_path / "absent.csv"), "--data-root", str(tmp_path)],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+        )
+        assert out.stdout.strip().splitlines()[-1] == "[]", (argv, out.stdout, out.stderr)

@@ -225,6 +225,8 @@ LAUNCH = """mutation Launch($params: ExecutionParams!) {
   } }"""
 RUN_STATUS = """query Status($id: ID!) { runOrError(runId: $id) {
   ... on Run { status } } }"""
+RUN_JOB = """query Job($id: ID!) { runOrError(runId: $id) {
+  ... on Run { pipelineName tags { key value } } } }"""
 
 
 def _repository(base: str) -> dict:
@@ -312,3 +314,69 @@ def test_launch_a_synthetic_release_and_see_it_succeed(ui, page):
         page.screenshot(ARTIFACTS / "ui-runs.png")
     page.goto(f"{base}/runs/{run_id}")
     page.wait_for_text(["synthetic_release", "Success"])
+
+
+def _launch_and_wait(base: str, log: Path, params: dict) -> str:
+    launched = graphql(base, LAUNCH, {"params": params})["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    status = None
+    while time.monotonic() < deadline:
+        status = graphql(base, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    assert status == "SUCCESS", f"run {run_id}: {status}\n{_tail(log)}"
+    return run_id
+
+
+def test_an_assets_page_shows_its_plot(ui, page):
+    """release_metadata's page, after a run of the named stage job: its metadata has the
+    profiles plot, which opens and renders as an image."""
+    base, log = ui
+    repo = _repository(base)
+    selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
+    config = {"ops": {"synthetic_release": {"config": {"n_profiles": N_PROFILES, "seed": 1}}}}
+    _launch_and_wait(
+        base,
+        log,
+        {
+            "selector": {**selector, "pipelineName": "synthetic_release_job"},
+            "runConfigData": config,
+            "mode": "default",
+        },
+    )
+    run_id = _launch_and_wait(
+        base,
+        log,
+        {
+            "selector": {**selector, "pipelineName": "release_metadata_job"},
+            "mode": "default",
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "synthetic"}]},
+        },
+    )
+    run = graphql(base, RUN_JOB, {"id": run_id})["runOrError"]
+    assert run["pipelineName"] == "release_metadata_job"  # a named job, not an ephemeral one
+    assert {"key": "l1000/stage", "value": "releases"} in run["tags"]
+    page.goto(f"{base}/assets/release_metadata")
+    try:
+        page.wait_for_text(["release_metadata", "profiles_plot"])
+        page.dismiss_dialogs()
+        # The plot is markdown metadata: its entry opens it (a button or link in the row).
+        page.evaluate("""(() => {
+            const row = [...document.querySelectorAll('tr')]
+                .find(r => r.innerText.includes('profiles_plot'));
+            const opener = row && row.querySelector('button, a');
+            if (opener) opener.click();
+        })()""")
+        deadline = time.monotonic() + PAGE_TIMEOUT_S
+        shown = 0
+        while time.monotonic() < deadline and not shown:
+            shown = page.evaluate("""[...document.querySelectorAll('img')]
+                .filter(i => i.src.startsWith('data:image/png') && i.complete
+                        && i.naturalWidth > 0).map(i => i.naturalWidth)[0] || 0""")
+            time.sleep(0.5)
+    finally:
+        page.screenshot(ARTIFACTS / "ui-asset-plot.png")
+    assert 300 < shown <= 800, f"no readable plot image on the page (width {shown})"

@@ -12,6 +12,7 @@ from l1000_assets.lib.resources import DATA_ROOT_ENV
 
 ASSET_PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+DEMO_TAG = "l1000/launched_by"
 
 
 def load_definitions() -> dg.Definitions:
@@ -21,31 +22,28 @@ def load_definitions() -> dg.Definitions:
 
 
 def _stages(instance: dg.DagsterInstance, data_root: Path | None = None):
-    """(title, asset names, partition key, tags) of each run, in dependency order.
+    """(title, stage job, partition key, tags) of each run, in dependency order (the jobs of
+    ``defs/stages/jobs.py``: the runs show by job name and ``l1000/stage`` tag in the UI).
 
     Called lazily: later stages see the partitions that earlier stages added, and the
-    gene-set queries find the example files written from the signature store just built.
+    read-across finds the example profile written from the lake just built, and the
+    gene-set queries the example files written from the signature store.
     """
-    yield "synthetic release", ["synthetic_release"], None, {}
-    yield "release files and metadata", ["release_files", "release_metadata"], "synthetic", {}
+    yield "synthetic release", "synthetic_release_job", None, {}
+    yield "release files and metadata", "release_metadata_job", "synthetic", {}
     cells = instance.get_dynamic_partitions("cell_line")
     if cells:
         # One run for all cell lines: landmark_profiles reads each release once.
         yield (
             "landmark lake",
-            ["landmark_profiles"],
+            "landmark_lake_job",
             None,
             {ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]},
         )
     # Structures first: the evaluation's drug-level Tanimoto and combo read them.
-    yield "compound structures", ["compound_fingerprints"], None, {}
+    yield "compound structures", "structure_job", None, {}
     # Before the models: the evaluation's gene-set protocol reads the signature store.
-    yield (
-        "gene-set signatures and tau reference",
-        ["connectivity_signatures", "connectivity_reference"],
-        None,
-        {},
-    )
+    yield "gene-set signatures and tau reference", "connectivity_store_job", None, {}
     # One model per split partition: split_0 (20% held out, for the evaluation) and all
     # (every perturbagen trained, the served model). Each run also ranks its split.
     new = missing_partitions(instance, split_partitions, DEFAULT_SPLITS)
@@ -54,25 +52,39 @@ def _stages(instance: dg.DagsterInstance, data_root: Path | None = None):
     for split in DEFAULT_SPLITS:
         yield (
             f"embedding model [{split}]",
-            ["perturbagen_split", "normalization_stats", "embedding_model", "evaluation_ranks"],
+            "model_job",
             split,
             {},
         )
-    yield "evaluation", ["evaluation_metrics"], None, {}
+    yield "evaluation", "evaluation_job", None, {}
     if cells:
         # Partitioned and unpartitioned assets in separate runs; one run for all cell lines.
         yield (
             "embeddings",
-            ["profile_embeddings", "zscore_signatures"],
+            "embeddings_job",
             None,
             {ASSET_PARTITION_RANGE_START: cells[0], ASSET_PARTITION_RANGE_END: cells[-1]},
         )
-    yield "embedding aggregates", ["signature_embeddings", "perturbagen_embeddings"], None, {}
-    yield "read-across", ["read_across_results", "perturbagen_map"], None, {}
+    yield "embedding aggregates", "embedding_aggregates_job", None, {}
+    if data_root is not None:
+        print(f"  example query profile: {write_example_query(data_root)}", flush=True)
+    yield "read-across", "read_across_job", None, {}
     if data_root is not None:
         _write_example_queries(data_root)
-    yield "gene-set queries", ["connectivity_results", "read_across_enrichment"], None, {}
-    yield "DuckDB catalog", ["warehouse"], None, {}
+    yield "gene-set queries", "connectivity_job", None, {}
+    yield "DuckDB catalog", "catalog_job", None, {}
+
+
+def write_example_query(data_root: Path) -> Path:
+    """``<queries>/my_extract.csv``: the mean profile of the compound with the most lake
+    profiles, standing in for a user's own profile (the README's read-across examples)."""
+    from l1000_assets.core.readacross.examples import EXAMPLE_NAME, write_example_profile
+    from l1000_assets.lib.resources import LakeResource
+
+    lake = LakeResource(root=str(data_root))
+    path = lake.queries_dir / f"{EXAMPLE_NAME}.csv"
+    write_example_profile(lake.landmark_files(), lake.metadata_files("genes"), path)
+    return path
 
 
 def _write_example_queries(data_root: Path) -> None:
@@ -100,7 +112,6 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
     if "DAGSTER_HOME" not in os.environ:
         os.environ["DAGSTER_HOME"] = str(Path(__file__).resolve().parents[2] / "dagster_home")
     definitions = load_definitions()
-    everything = [*definitions.assets, *definitions.asset_checks]
     run_config = {
         "ops": {"synthetic_release": {"config": {"n_profiles": n_profiles, "seed": seed}}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
@@ -110,18 +121,18 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
     materialized: dict[str, str] = {}
     checks: list[tuple[str, str]] = []
     with dg.DagsterInstance.get() as instance:
-        for title, names, partition, tags in _stages(instance, data_root):
-            print(f"\n== {title}", flush=True)
+        for title, job_name, partition, tags in _stages(instance, data_root):
+            print(f"\n== {title} ({job_name})", flush=True)
             config = (
-                run_config if "synthetic_release" in names else {"loggers": run_config["loggers"]}
+                run_config
+                if job_name == "synthetic_release_job"
+                else {"loggers": run_config["loggers"]}
             )
-            result = dg.materialize(
-                everything,
-                selection=names,
+            job = definitions.resolve_job_def(job_name)
+            result = job.execute_in_process(
                 instance=instance,
-                resources=definitions.resources,
                 partition_key=partition,
-                tags=tags,
+                tags={**job.tags, DEMO_TAG: "l1000 demo", **tags},
                 run_config=config,
                 raise_on_error=False,
             )

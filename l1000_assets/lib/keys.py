@@ -45,3 +45,7 @@ CATALOG_GROUP = "catalog"
 
 ALL_PARTITIONS = dg.AllPartitionMapping()
 """A dependency on every cell line (or release, or split) partition of the upstream asset."""
+
+STAGE_TAG = "l1000/stage"
+"""Run tag naming the stage a run belongs to (releases, lake, model, ...): the stage jobs carry
+it, and the UI's Runs page filters on it."""

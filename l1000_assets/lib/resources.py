@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from l1000_assets.core.layout import DataRoot
 from l1000_assets.lib.partitions import (
     ALL_SPLIT,
     PartitionKeyError,
@@ -121,6 +122,11 @@ class LakeResource(dg.ConfigurableResource):
         return self.keyed_path(_SPLIT, split, "models", "embedding_model", KEY)
 
     @property
+    def layout(self) -> DataRoot:
+        """The read-side paths (shared with the command line, which runs without Dagster)."""
+        return DataRoot(self.path, self.served_split)
+
+    @property
     def model_dir(self) -> Path:
         """The served model: the ``embedding_model`` partition ``served_split``."""
         return self.split_model_dir(self.served_split)
@@ -142,12 +148,12 @@ class LakeResource(dg.ConfigurableResource):
     @property
     def catalog_path(self) -> Path:
         """The DuckDB catalog (written only by the ``warehouse`` asset)."""
-        return self.path / "catalog" / "l1000.duckdb"
+        return self.layout.catalog_path
 
     @property
     def embeddings_dir(self) -> Path:
         """Profile, signature and perturbagen embeddings (Parquet)."""
-        return self.path / "lake" / "embeddings"
+        return self.layout.embeddings_dir
 
     @property
     def profile_embeddings_dir(self) -> Path:
@@ -176,7 +182,7 @@ class LakeResource(dg.ConfigurableResource):
 
     @property
     def perturbagen_embeddings_path(self) -> Path:
-        return self.embeddings_dir / "perturbagens.parquet"
+        return self.layout.perturbagen_embeddings_path
 
     @property
     def zscore_signatures_dir(self) -> Path:
@@ -196,11 +202,7 @@ class LakeResource(dg.ConfigurableResource):
 
     def metadata_files(self, table: str) -> list[Path]:
         """One canonical metadata table (``genes``, ``perturbagens``...) of every release."""
-        return [
-            p
-            for r in self.metadata_releases()
-            if (p := self.metadata_dir(r) / f"{table}.parquet").exists()
-        ]
+        return self.layout.metadata_files(table, self.metadata_releases())
 
     @property
     def read_across_dir(self) -> Path:

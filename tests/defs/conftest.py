@@ -63,3 +63,29 @@ def build_lake_graph(root: Path, n_profiles: int, seed: int) -> Graph:
 @pytest.fixture(scope="session")
 def lake_graph(tmp_path_factory) -> Graph:
     return build_lake_graph(tmp_path_factory.mktemp("graph"), n_profiles=6_000, seed=3)
+
+
+PCA_MAP = {"perturbagen_map": {"config": {"method": "pca"}}}
+
+
+@pytest.fixture(scope="session")
+def embedded(lake_graph):
+    """The small lake with a trained model, its embeddings, read-across and the catalog
+    (shared: tests that change it work on a copy of its data root)."""
+    from tests.defs.model.test_model_assets import train_split
+
+    graph = lake_graph
+    assert train_split(graph, "all").success  # the served model (resumed when trained)
+    cells = {
+        ASSET_PARTITION_RANGE_START: graph.cells[0],
+        ASSET_PARTITION_RANGE_END: graph.cells[-1],
+    }
+    results = {
+        "profiles": graph.run(["profile_embeddings", "zscore_signatures"], tags=cells),
+        "aggregates": graph.run(["signature_embeddings", "perturbagen_embeddings"]),
+        "read_across": graph.run(
+            ["read_across_results", "perturbagen_map"], config={"ops": PCA_MAP}
+        ),
+        "warehouse": graph.run(["warehouse"]),
+    }
+    return graph, results

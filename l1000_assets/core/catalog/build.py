@@ -16,12 +16,14 @@ the file goes.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from l1000_assets.core.atomic import atomic_file
+from l1000_assets.core.catalog.zscores import perturbagen_zscores
 from l1000_assets.core.errors import L1000InputError
 
 LAKE_PLACEHOLDER = "{{lake}}"
@@ -30,6 +32,12 @@ LAKE_VARIABLE = "lake_dir"
 #: The table recording where the lake lies relative to the catalog file.
 CATALOG_INFO = "catalog_info"
 _LAKE_FROM_CATALOG = "lake_dir_from_catalog"
+_CREATED = re.compile(
+    r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:VIEW|TABLE)\s+(?P<name>[\w.]+)", re.IGNORECASE
+)
+_COMMENTED = re.compile(r"\s*COMMENT\s+ON\s+(?:VIEW|TABLE|COLUMN)\s+(?P<name>\w+)", re.IGNORECASE)
+#: The perturbagen-level z-score means, handed to the SQL as a relation of this name.
+ZSCORES_RELATION = "lake_perturbagen_zscores"
 
 
 def sql_literal(value: str) -> str:
@@ -60,6 +68,7 @@ def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path
     except ValueError:  # another drive (Windows): only the absolute path holds
         relative = None
     skipped: dict[str, str] = {}
+    not_created: set[str] = set()
     n = 0
     with atomic_file(db_path) as tmp:
         # DuckDB's write-ahead log beside the temporary: removed whether the build succeeds
@@ -71,6 +80,13 @@ def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path
             con.execute(
                 f"INSERT INTO {CATALOG_INFO} VALUES (?, ?), ('lake_dir_at_build', ?)",
                 [_LAKE_FROM_CATALOG, relative, str(lake_dir)],
+            )
+            # Inputs the SQL cannot compute well itself (core/catalog/zscores.py says why).
+            con.register(
+                ZSCORES_RELATION,
+                perturbagen_zscores(
+                    sorted(lake_dir.glob("zscore_signatures/cell_id=*/signatures.parquet"))
+                ),
             )
             for sql_file in sql_files:
                 text = sql_file.read_text().replace(LAKE_PLACEHOLDER, lake)
@@ -84,6 +100,14 @@ def build_catalog(db_path: str | Path, sql_dir: str | Path, lake_dir: str | Path
                         if "No files found" not in str(exc):
                             raise L1000InputError(sql_file, f"{head}: {exc}") from exc
                         skipped[head] = "no files in the lake yet"
+                        if created := _CREATED.match(_strip_comments(query)):
+                            not_created.add(created["name"].lower())
+                    except duckdb.CatalogException as exc:
+                        # A comment on a view skipped above is skipped with it.
+                        target = _COMMENTED.match(_strip_comments(query))
+                        if target is None or target["name"].lower() not in not_created:
+                            raise L1000InputError(sql_file, f"{head}: {exc}") from exc
+                        skipped[head] = "its view was skipped"
                     except duckdb.Error as exc:
                         raise L1000InputError(sql_file, f"{head}: {exc}") from exc
             con.execute("CHECKPOINT")

@@ -390,23 +390,34 @@ def plot_recall_curves(ranks: pd.DataFrame, path: Path) -> None:
 
     present = set(ranks["protocol"].astype(str))
     protocols = [p for p in (*PROTOCOLS, *DIRECT_PROTOCOLS) if p in present]
+    # Stacked two panels a row (about 700 px wide, readable in the UI's metadata view), the
+    # legend in the first panel, where it is seen first.
+    n = max(len(protocols), 1)
+    ncols = min(2, n)
+    nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(
-        1, max(len(protocols), 1), figsize=(4.2 * max(len(protocols), 1), 3.6), squeeze=False
+        nrows, ncols, figsize=(3.5 * ncols, 2.7 * nrows), squeeze=False, sharey=True
     )
-    for ax, protocol in zip(axes[0], protocols):
+    flat = list(axes.flat)
+    for ax, protocol in zip(flat, protocols):
         curves = recall_curves(ranks, protocol)
         for method, df in curves.groupby("method", sort=False):
             ax.plot(df["quantile"].clip(lower=1e-4), df["recall"], label=method)
         ax.set_xscale("log")
         ax.set_xlim(1e-4, 1)
         ax.set_ylim(0, 1)
-        ax.set_title(protocol.replace("_", " "))
-        ax.set_xlabel("rank quantile")
+        ax.set_title(protocol.replace("_", " "), fontsize=9)
+        ax.set_xlabel("rank quantile", fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("recall")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
+    for ax in flat[len(protocols) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("recall", fontsize=8)
+    if protocols:
+        flat[0].legend(loc="upper left", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -3,6 +3,8 @@
 Layout of a model directory::
 
     embedding.keras   inference model: raw landmark z-scores (978, genes order) -> unit vectors
+    embedding_weights.npz  the same network's weights, for the numpy forward pass
+                      (core/model/forward.py: inference without TensorFlow)
     training.keras    the training model (embedding + margin head), for further training
     card.json         config, data version, gene order, normalization hash, split seed, figures
     history.csv       one row per checkpoint chunk
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from l1000_assets.core.atomic import atomic_dir
+from l1000_assets.core.model.forward import export_weights
 
 EMBEDDING_FILE = "embedding.keras"
 TRAINING_FILE = "training.keras"
@@ -32,6 +35,7 @@ def save_model(
 ) -> Path:
     with atomic_dir(model_dir) as tmp:
         embedding.save(tmp / EMBEDDING_FILE)
+        export_weights(embedding, tmp)
         if training_model is not None:
             training_model.save(tmp / TRAINING_FILE)
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=_jsonable) + "\n")
@@ -65,6 +69,15 @@ def load_embedding(model_dir: Path):
     return keras.saving.load_model(Path(model_dir) / EMBEDDING_FILE)
 
 
+def export_model_weights(model_dir: Path) -> Path:
+    """Export the weights of a model directory saved before they were exported at save
+    time (or whose ``.keras`` file changed): loads the Keras model once."""
+    model_dir = Path(model_dir)
+    if not (model_dir / EMBEDDING_FILE).exists():
+        raise FileNotFoundError(model_dir / EMBEDDING_FILE)
+    return export_weights(load_embedding(model_dir), model_dir)
+
+
 def plot_history(history: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -79,11 +92,24 @@ def plot_history(history: list[dict], path: Path) -> None:
         ("margin", "margin"),
         ("scale", "scale"),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
-    for ax, (key, title) in zip(axes, panels):
-        ax.plot(steps, [h[key] for h in history], marker=".")
-        ax.set_title(title)
-        ax.set_xlabel("step")
+    # Three panels a row (720 px wide: whole in the UI's metadata view), saved with a tight
+    # bounding box so that no title or tick label is cut off.
+    fig, axes = plt.subplots(2, 3, figsize=(9, 5.2), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (key, title) in zip(flat, panels):
+        values = [h.get(key, float("nan")) for h in history]
+        if all(v != v for v in values):  # all NaN: e.g. no validation split in ``all``
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.plot(steps, values, marker=".")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)

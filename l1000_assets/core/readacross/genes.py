@@ -90,6 +90,12 @@ class GeneIndex:
         sym = self.landmark_symbols.get(gene_id)
         return f"{gene_id} ({sym})" if sym else gene_id
 
+    def describe_list(self, gene_ids: Sequence[str], limit: int = 10) -> str:
+        """The first ``limit`` genes as ``id (SYMBOL)``, and how many more."""
+        shown = ", ".join(self.describe(g) for g in gene_ids[:limit])
+        more = len(gene_ids) - limit
+        return shown + (f" and {more} more" if more > 0 else "")
+
 
 def read_genes(paths: Sequence[str | Path]) -> pd.DataFrame:
     """The lake's ``genes`` tables (every release), one row per gene id."""

@@ -45,6 +45,21 @@ def layout(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     ).fit_transform(x)
 
 
+def place_queries(x: np.ndarray, xy: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """Map positions of query embeddings on a fixed map of ``x`` (laid out at ``xy``),
+    without refitting it: each query at the similarity-weighted mean position of its ``k``
+    most similar perturbagens (the out-of-sample placement t-SNE allows; the map itself does
+    not move when queries come or go). ``x`` and ``queries`` are unit rows."""
+    if not len(queries) or not len(x):
+        return np.zeros((len(queries), 2))
+    k = min(k, len(x))
+    sims = queries.astype(np.float32) @ x.astype(np.float32).T  # queries x perturbagens
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    weights = np.clip(np.take_along_axis(sims, top, axis=1), 0, None) + 1e-6
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.einsum("qk,qkd->qd", weights, xy[top])
+
+
 def plot_map(
     perts: pd.DataFrame,
     xy: np.ndarray,

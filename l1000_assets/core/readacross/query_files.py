@@ -191,7 +191,8 @@ def _map_genes(path: Path, labels: Sequence[object], genes: GeneIndex, options: 
             path,
             f"{len(unknown)} unknown gene identifier(s), neither an "
             "Entrez gene id nor a symbol of the genes table: "
-            f"{preview_ids(unknown)} (allow them to skip these rows)",
+            f"{preview_ids(unknown)}; set allow_unknown_genes (l1000 read-across "
+            "--allow-unknown-genes) to skip these rows",
         )
     duplicates = {pos: names for pos, names in seen.items() if len(names) > 1}
     if duplicates:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,31 @@ def rank(query: QueryProfiles, embeddings: np.ndarray, refs: References, k: int)
     )
 
 
+class EmbeddingNetwork(Protocol):
+    """What ranking needs of the embedding network."""
+
+    n_genes: int
+    embedding_dim: int
+
+    def embed(self, values: np.ndarray) -> np.ndarray: ...
+
+
+class _KerasEmbedding:
+    """The ``.keras`` model behind :class:`EmbeddingNetwork` (imports TensorFlow)."""
+
+    def __init__(self, model_dir: Path):
+        from l1000_assets.core.model.store import load_embedding
+
+        self.model = load_embedding(model_dir)
+        self.n_genes = int(self.model.input_shape[-1])
+        self.embedding_dim = int(self.model.output_shape[-1])
+
+    def embed(self, values: np.ndarray) -> np.ndarray:
+        from l1000_assets.core.model.network import embed
+
+        return embed(self.model, values)
+
+
 # --------------------------------------------------------------------------------------
 # The whole read-across: model, genes, references
 # --------------------------------------------------------------------------------------
@@ -181,9 +207,11 @@ class ReadAcrossResult:
 class ReadAcross:
     """The current model, gene index and reference perturbagens, loaded once.
 
-    The model itself (Keras, seconds and about a GB to load) is loaded only when the first
-    profiles are embedded, so a query file is read and checked first: a bad file is refused
-    without it (:meth:`read`, then :meth:`rank_query`; :meth:`run` does both).
+    The network is loaded only when the first profiles are embedded, so a query file is
+    read and checked first: a bad file is refused without it (:meth:`read`, then
+    :meth:`rank_query`; :meth:`run` does both). It runs in numpy from the weights exported
+    beside the model (milliseconds to load); a model directory without them is run through
+    Keras (TensorFlow: seconds and about a GB to load; ``l1000 export-weights`` exports them).
 
     Parameters
     ----------
@@ -233,42 +261,48 @@ class ReadAcross:
                 f"current model is {self.version}: materialize "
                 "profile_embeddings and perturbagen_embeddings again",
             )
-        self._model = None
+        self._network: EmbeddingNetwork | None = None
 
     @property
-    def model(self):
-        """The Keras embedding model, loaded (and checked against the card and the
-        references) on first use."""
-        if self._model is None:
-            from l1000_assets.core.model.store import load_embedding
+    def network(self) -> EmbeddingNetwork:
+        """The embedding network, loaded (and checked against the card and the references)
+        on first use: the weights exported beside the model, run in numpy (no TensorFlow:
+        :mod:`l1000_assets.core.model.forward`), or the Keras model when the directory has
+        no current export (:attr:`forward` says which)."""
+        if self._network is None:
+            from l1000_assets.core.model.forward import load_weights
 
-            model = load_embedding(self.model_dir)
-            n_in, dim = model.input_shape[-1], model.output_shape[-1]
-            if n_in != len(self.genes.gene_order):
+            network = load_weights(self.model_dir)
+            if network is None:
+                network = _KerasEmbedding(self.model_dir)
+            if network.n_genes != len(self.genes.gene_order):
                 raise L1000InputError(
                     self.model_dir,
                     f"model/gene-order mismatch: the model takes "
-                    f"{n_in} inputs, its card lists "
+                    f"{network.n_genes} inputs, its card lists "
                     f"{len(self.genes.gene_order)} genes",
                 )
-            if dim != self.references.vectors.shape[1]:
+            if network.embedding_dim != self.references.vectors.shape[1]:
                 raise L1000InputError(
                     self.perturbagen_embeddings,
                     f"{self.references.vectors.shape[1]}-d embeddings, the model makes "
-                    f"{dim}-d ones",
+                    f"{network.embedding_dim}-d ones",
                 )
-            self._model = model
-        return self._model
+            self._network = network
+        return self._network
+
+    @property
+    def forward(self) -> str:
+        """``numpy`` (the exported weights) or ``keras``: how profiles are embedded."""
+        return "keras" if isinstance(self.network, _KerasEmbedding) else "numpy"
 
     def embed(
         self, values: np.ndarray, *, batch_size: int = 4096, progress: Progress | None = None
     ) -> np.ndarray:
-        from l1000_assets.core.model.network import embed
-
-        out = np.zeros((len(values), self.model.output_shape[-1]), np.float32)
+        out = np.zeros((len(values), self.network.embedding_dim), np.float32)
         t0 = time.perf_counter()
         for b0 in range(0, len(values), batch_size):
-            out[b0 : b0 + batch_size] = embed(self.model, values[b0 : b0 + batch_size])
+            out[b0 : b0 + batch_size] = self.network.embed(values[b0 : b0 + batch_size])
             if progress:
                 progress(min(b0 + batch_size, len(values)), len(values), time.perf_counter() - t0)
         return out

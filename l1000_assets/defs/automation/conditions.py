@@ -32,6 +32,7 @@ from l1000_assets.lib.keys import (
     CONNECTIVITY_REFERENCE,
     CONNECTIVITY_RESULTS,
     CONNECTIVITY_SIGNATURES,
+    EVALUATION_METRICS,
     EVALUATION_RANKS,
     READ_ACROSS_ENRICHMENT,
     READ_ACROSS_RESULTS,
@@ -83,12 +84,13 @@ def evaluation_ranks_condition() -> dg.AutomationCondition:
 
 def catalog_condition() -> dg.AutomationCondition:
     """``eager`` for the catalog, except that query results (read-across, gene-set queries
-    and the statistics on their hits) are optional: they exist only once a user has dropped
-    a query file, and the catalog must not wait for them (their views are empty tables until
-    then). When results arrive, the catalog is rebuilt."""
+    and the statistics on their hits) and the evaluation metrics (whose views it also
+    creates) are optional: query results exist only once a user has dropped a query file,
+    and the catalog must not wait for them (their views are empty tables until then). When
+    results arrive, the catalog is rebuilt."""
     AC = dg.AutomationCondition
     optional = dg.AssetSelection.assets(
-        READ_ACROSS_RESULTS, CONNECTIVITY_RESULTS, READ_ACROSS_ENRICHMENT
+        READ_ACROSS_RESULTS, CONNECTIVITY_RESULTS, READ_ACROSS_ENRICHMENT, EVALUATION_METRICS
     )
     return (
         AC.in_latest_time_window()
@@ -96,7 +98,7 @@ def catalog_condition() -> dg.AutomationCondition:
         & ~AC.any_deps_missing().ignore(optional)
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
-    ).with_label("eager (read-across results optional)")
+    ).with_label("eager (query results and evaluation metrics optional)")
 
 
 def with_automation(defs: dg.Definitions) -> dg.Definitions:

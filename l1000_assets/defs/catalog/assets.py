@@ -10,6 +10,7 @@ from l1000_assets.lib.keys import (
     CATALOG_GROUP,
     COMPOUND_FINGERPRINTS,
     CONNECTIVITY_RESULTS,
+    EVALUATION_METRICS,
     LANDMARK_PROFILES,
     PERTURBAGEN_EMBEDDINGS,
     PROFILE_EMBEDDINGS,
@@ -47,6 +48,7 @@ EMBEDDING_TABLES = (
         READ_ACROSS_RESULTS,
         CONNECTIVITY_RESULTS,
         READ_ACROSS_ENRICHMENT,
+        EVALUATION_METRICS,  # the evaluation views read its files
         COMPOUND_FINGERPRINTS,
     ],
     kinds={"duckdb", "sql"},

@@ -12,11 +12,7 @@ from l1000_assets.core.embeddings.aggregates import (
     write_signature_embeddings,
 )
 from l1000_assets.core.embeddings.modz import write_zscore_signatures
-from l1000_assets.core.embeddings.vectors import (
-    EMBEDDING_COLUMN,
-    model_version,
-    read_embeddings,
-)
+from l1000_assets.core.embeddings.vectors import model_version, read_embeddings
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.lake.read import read_profile_gene_ids
 from l1000_assets.core.progress import ProgressReporter
@@ -31,15 +27,9 @@ from l1000_assets.lib.keys import (
     ZSCORE_SIGNATURES,
 )
 from l1000_assets.lib.lake import card_path, profile_embedding_files
+from l1000_assets.lib.metadata import parquet_column_schema, partition_row_counts, table_preview
 from l1000_assets.lib.partitions import cell_line_partitions, served_model_mapping
 from l1000_assets.lib.resources import LakeResource
-
-
-def _embedding_schema(*columns: str) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(c, "string") for c in columns]
-        + [dg.TableColumn(EMBEDDING_COLUMN, "float32[d], unit length")]
-    )
 
 
 class ProfileEmbeddingsConfig(dg.Config):
@@ -110,16 +100,17 @@ def profile_embeddings(
         except L1000InputError as exc:
             raise dg.Failure(str(exc)) from exc
     table = pd.DataFrame({"cell_id": list(rows), "profiles": list(rows.values())})
+    partition_row_counts(context, rows)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": int(table["profiles"].sum()),
+            "rows_in_run": int(table["profiles"].sum()),
             "model_version": version,
             "model_split": served.get("split", lake.served_split),
             "model_n_train_perturbagens": served.get("n_train_perturbagens", served["n_classes"]),
             "embedding_dim": int(model.output_shape[-1]),
-            "profiles_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "profiles_per_cell_line": table_preview(table, rows=len(table)),
             "path": dg.MetadataValue.path(str(lake.profile_embeddings_dir)),
-            "dagster/column_schema": _embedding_schema("inst_id", "pert_id", "cell_id"),
+            "dagster/column_schema": parquet_column_schema(next(iter(paths.values()))[1]),
         }
     )
 
@@ -152,9 +143,7 @@ def signature_embeddings(
             "median_replicates": float(np.median(replicates)) if n else 0.0,
             "single_replicate_signatures": int((replicates == 1).sum()),
             "path": dg.MetadataValue.path(str(lake.signature_embeddings_path)),
-            "dagster/column_schema": _embedding_schema(
-                "sig_id", "pert_id", "cell_id", "n_replicates"
-            ),
+            "dagster/column_schema": parquet_column_schema(lake.signature_embeddings_path),
         }
     )
 
@@ -186,17 +175,15 @@ def perturbagen_embeddings(
         metadata={
             "dagster/row_count": n,
             "perturbagens": len(overall),
-            "perturbagens_by_type": dg.MetadataValue.md(
-                overall["pert_type"]
+            "perturbagens_by_type": table_preview(
+                by_type := overall["pert_type"]
                 .value_counts()
                 .rename_axis("pert_type")
-                .reset_index(name="perturbagens")
-                .to_markdown(index=False)
+                .reset_index(name="perturbagens"),
+                rows=len(by_type),
             ),
             "path": dg.MetadataValue.path(str(lake.perturbagen_embeddings_path)),
-            "dagster/column_schema": _embedding_schema(
-                "pert_id", "pert_iname", "pert_type", "cell_id"
-            ),
+            "dagster/column_schema": parquet_column_schema(lake.perturbagen_embeddings_path),
         }
     )
 
@@ -266,10 +253,12 @@ def zscore_signatures(
             ),
         )
     table = pd.DataFrame({"cell_id": list(counts), "signatures": list(counts.values())})
+    partition_row_counts(context, counts)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": int(table["signatures"].sum()),
-            "signatures_per_cell_line": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "rows_in_run": int(table["signatures"].sum()),
+            "signatures_per_cell_line": table_preview(table, rows=len(table)),
             "path": dg.MetadataValue.path(str(lake.zscore_signatures_dir)),
+            "dagster/column_schema": parquet_column_schema(next(iter(paths.values()))[1]),
         }
     )

@@ -48,7 +48,7 @@ from l1000_assets.lib.keys import (
     RELEASE_METADATA,
 )
 from l1000_assets.lib.lake import card_path, landmark_files, read_split, synthetic_releases
-from l1000_assets.lib.metadata import png_markdown
+from l1000_assets.lib.metadata import parquet_column_schema, png_markdown, table_preview
 from l1000_assets.lib.partitions import ALL_SPLIT, split_partitions
 from l1000_assets.lib.resources import LakeResource
 
@@ -274,8 +274,9 @@ def evaluation_ranks(
             "dagster/row_count": len(ranks),
             "model_version": version,
             "protocols": ", ".join(dict.fromkeys(ranks["protocol"].astype(str))),
-            "queries_and_positives": dg.MetadataValue.md(counts.to_markdown(index=False)),
+            "queries_and_positives": table_preview(counts, rows=len(counts)),
             "gene_set": geneset_note,
+            "dagster/column_schema": parquet_column_schema(path),
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )
@@ -473,10 +474,13 @@ def evaluation_metrics(
             "table1": dg.MetadataValue.md(markdown),
             "synthetic": bool(synthetic),
             "synthetic_releases": ", ".join(synthetic) or "none",
-            "structure_breakdown": dg.MetadataValue.md(by_structure or "no fingerprints"),
-            "per_split": dg.MetadataValue.md(spread.round(4).reset_index().to_markdown(index=False))
+            "structure_breakdown": table_preview(breakdown, rows=len(breakdown))
+            if len(breakdown)
+            else "no fingerprints",
+            "per_split": table_preview(spread.reset_index(), rows=len(spread))
             if len(spread)
             else "no held-out splits",
+            "dagster/column_schema": parquet_column_schema(out / METRICS_FILE),
             "recall_curves": png_markdown(out / PLOT_FILE, "recall versus rank quantile"),
             "n_splits": len(heldout_splits),
             "heldout_splits": ", ".join(heldout_splits) or "none",

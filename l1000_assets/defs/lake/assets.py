@@ -32,6 +32,7 @@ from l1000_assets.lib.keys import (
     RELEASE_METADATA,
 )
 from l1000_assets.lib.lake import read_metadata
+from l1000_assets.lib.metadata import parquet_column_schema, partition_row_counts, table_preview
 from l1000_assets.lib.partitions import cell_line_partitions
 from l1000_assets.lib.releases import (
     ReleaseRegistry,
@@ -175,28 +176,19 @@ def landmark_profiles(
             for r, n in per.items()
         ]
     )
-    total = int(rows["profiles"].sum()) if len(rows) else 0
+    partition_row_counts(context, {c: sum(per.values()) for c, per in written.items()})
+    files = [f for c in cells for f in sorted(cell_dirs[c].glob("*.parquet"))]
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": total,
+            "rows_in_run": int(rows["profiles"].sum()) if len(rows) else 0,
             "cell_lines": len(cells),
             "controls_removed": int(sum(removed.values())),
             "writer": config.writer,
             "skipped_ids": dg.MetadataValue.json(skipped),
             "shrink_allowed": "; ".join(problems) or "none",
-            "profiles_per_cell_line": dg.MetadataValue.md(rows.to_markdown(index=False))
-            if len(rows)
-            else "none",
+            "profiles_per_cell_line": table_preview(rows, rows=len(rows)) if len(rows) else "none",
             "lake_dir": dg.MetadataValue.path(str(lake.landmark_profiles_dir)),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[
-                    dg.TableColumn("inst_id", "string"),
-                    dg.TableColumn("pert_id", "string"),
-                    dg.TableColumn("cell_id", "string"),
-                    dg.TableColumn("release", "string"),
-                    dg.TableColumn("landmarks", f"float32[{N_LANDMARKS}]"),
-                ]
-            ),
+            **({"dagster/column_schema": parquet_column_schema(files[0])} if files else {}),
         }
     )
 

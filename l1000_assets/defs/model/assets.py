@@ -36,7 +36,7 @@ from l1000_assets.lib.keys import (
     PERTURBAGEN_SPLIT,
 )
 from l1000_assets.lib.lake import lake_fingerprint, landmark_files, read_split
-from l1000_assets.lib.metadata import png_markdown
+from l1000_assets.lib.metadata import parquet_column_schema, png_markdown, table_preview
 from l1000_assets.lib.partitions import ALL_SPLIT, split_partitions, split_seed
 from l1000_assets.lib.resources import LakeResource
 
@@ -137,7 +137,8 @@ def perturbagen_split(
             **{f"n_{s}": int((split["split"] == s).sum()) for s in (TRAIN, VALIDATION, TEST)},
             "seed": "none (every perturbagen trained)" if seed is None else seed,
             "role": split_role(key, lake.served_split),
-            "summary": dg.MetadataValue.md(summary.to_markdown(index=False)),
+            "summary": table_preview(summary, rows=len(summary)),
+            "dagster/column_schema": parquet_column_schema(path),
         }
     )
 
@@ -386,9 +387,7 @@ def embedding_model(
             **heldout,
             **gpu,
             "training_seconds": round(result.seconds, 1),
-            "history": dg.MetadataValue.md(
-                pd.DataFrame(result.history).round(4).to_markdown(index=False)
-            ),
+            "history": table_preview(pd.DataFrame(result.history), rows=len(result.history)),
             "history_plot": png_markdown(plot, "training history") if plot.exists() else "none",
             "normalization_sha256": stats.digest,
         },

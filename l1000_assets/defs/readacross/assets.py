@@ -15,7 +15,8 @@ from l1000_assets.core.embeddings.vectors import (
 )
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.progress import ProgressReporter
-from l1000_assets.core.readacross.map import layout, plot_map, query_points
+from l1000_assets.core.readacross.map import layout, place_queries, plot_map, query_points
+from l1000_assets.core.readacross.results import RESULT_SCHEMA
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     EMBEDDING_MODEL,
@@ -25,7 +26,7 @@ from l1000_assets.lib.keys import (
     READ_ACROSS_RESULTS,
     RELEASE_METADATA,
 )
-from l1000_assets.lib.metadata import png_markdown
+from l1000_assets.lib.metadata import column_schema, png_markdown, table_preview
 from l1000_assets.lib.partitions import served_model_mapping
 from l1000_assets.lib.resources import LakeResource
 
@@ -151,8 +152,7 @@ def read_across_results(
             f"{path}: {len(q.profile_ids)} profile(s), {q.n_landmarks_used}/978 landmark "
             f"genes"
             + (
-                f", missing (set to 0): {', '.join(q.missing[:10])}"
-                f"{'...' if len(q.missing) > 10 else ''}"
+                f", missing (set to 0): {engine.genes.describe_list(q.missing)}"
                 if q.missing
                 else ""
             )
@@ -198,17 +198,15 @@ def read_across_results(
                 "n_train_perturbagens", engine.card.get("n_classes")
             ),
             "queries_dir": dg.MetadataValue.path(str(folder)),
-            "files": dg.MetadataValue.md(pd.DataFrame(summary).to_markdown(index=False))
-            if summary
-            else "none",
-            "preview": dg.MetadataValue.md(
-                preview[["query_id", "rank", "pert_iname", "pert_type", "similarity", "moa"]]
-                .round(3)
-                .to_markdown(index=False)
+            "files": table_preview(pd.DataFrame(summary), rows=len(summary)) if summary else "none",
+            "preview": table_preview(
+                preview[["query_id", "rank", "pert_iname", "pert_type", "similarity", "moa"]],
+                rows=len(preview),
             )
             if len(preview)
             else "none",
             "path": dg.MetadataValue.path(str(lake.read_across_dir / "results.parquet")),
+            "dagster/column_schema": column_schema(RESULT_SCHEMA),
         }
     )
 
@@ -233,7 +231,9 @@ class PerturbagenMapConfig(dg.Config):
     kinds={"scikitlearn", "matplotlib"},
     description=(
         "A 2-D map (t-SNE or PCA) of the perturbagen embeddings over all cell lines, "
-        "coloured by perturbagen type and by MOA, with the user's query profiles marked."
+        "coloured by perturbagen type and by MOA, fitted on the perturbagens alone (seeded: a "
+        "fixed map), with the user's query profiles placed on it among their nearest "
+        "perturbagens (no refit: the map does not move when queries are added)."
     ),
 )
 def perturbagen_map(
@@ -259,8 +259,11 @@ def perturbagen_map(
     queries, qx = query_points(lake.read_across_dir / "queries.parquet")
     png = lake.read_across_dir / "perturbagen_map.png"
     t0 = time.perf_counter()
-    xy = layout(np.vstack([x, qx]) if len(qx) else x, config.method, config.seed)
-    plot_map(perts, xy[: len(x)], queries, xy[len(x) :], png, config.method)
+    # The map is fitted on the perturbagens alone (seeded: the same embeddings give the same
+    # map), and the queries placed on it, so adding a query does not reshuffle the map.
+    xy = layout(x, config.method, config.seed)
+    qxy = place_queries(x, xy, qx)
+    plot_map(perts, xy, queries, qxy, png, config.method)
     context.log.info(
         f"{config.method} map of {len(x)} perturbagens and {len(qx)} query "
         f"profile(s) in {time.perf_counter() - t0:.1f} s"

@@ -18,6 +18,7 @@ from l1000_assets.core.progress import ProgressReporter
 from l1000_assets.core.releases.local import open_release
 from l1000_assets.core.releases.reconcile import STRICT, reconcile
 from l1000_assets.core.releases.registry import DATED_NAME, ReleaseSource
+from l1000_assets.core.releases.summary import profiles_plot_png
 from l1000_assets.core.releases.watch import fingerprint
 from l1000_assets.lib.keys import (
     RELEASE_FILES,
@@ -26,7 +27,7 @@ from l1000_assets.lib.keys import (
     SYNTHETIC_RELEASE,
 )
 from l1000_assets.lib.lake import read_metadata
-from l1000_assets.lib.metadata import markdown_preview
+from l1000_assets.lib.metadata import parquet_column_schema, png_markdown, table_preview
 from l1000_assets.lib.partitions import (
     cell_line_partitions,
     release_partitions,
@@ -151,7 +152,7 @@ def release_files(
             "root": dg.MetadataValue.path(str(root)),
             "n_files": len(files),
             "total_mb": round(sum(f["size"] for f in files.values()) / 1e6, 1),
-            "files": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "files": table_preview(table, rows=len(table)),
         },
         data_version=dg.DataVersion(version),
     )
@@ -311,7 +312,18 @@ def release_metadata(
                 "\n".join(f"- {w}" for w in release.schema_warnings) or "none"
             ),
             "shrink_allowed": "; ".join(shrink) or "none",
-            "instances_preview": markdown_preview(instances),
+            "profiles_plot": png_markdown(profiles_plot_png(instances), "profiles per cell line"),
+            "instances_preview": table_preview(instances),
+            # The instances table is the asset's table; the three others' schemas beside it.
+            "dagster/column_schema": parquet_column_schema(
+                lake.metadata_dir(source.name) / "instances.parquet"
+            ),
+            **{
+                f"{name}_schema": dg.MetadataValue.table_schema(
+                    parquet_column_schema(lake.metadata_dir(source.name) / f"{name}.parquet")
+                )
+                for name in ("genes", "perturbagens", "cell_lines")
+            },
         },
     )
 

@@ -17,7 +17,7 @@ from l1000_assets.core.releases.synthetic import (
     write_synthetic_release,
 )
 from l1000_assets.lib.keys import RELEASES_GROUP, SYNTHETIC_RELEASE
-from l1000_assets.lib.metadata import file_metadata, markdown_preview
+from l1000_assets.lib.metadata import file_metadata, table_preview
 from l1000_assets.lib.resources import LakeResource
 
 SYNTHETIC_DIR_NAME = "synthetic"
@@ -79,7 +79,7 @@ def synthetic_release(
             "seed": config.seed,
             "seconds": round(seconds, 1),
             "profiles_per_second": round(config.n_profiles / seconds),
-            "pert_info_preview": markdown_preview(pert_info.iloc[3:]),
+            "pert_info_preview": table_preview(pert_info.iloc[3:]),
         },
         data_version=dg.DataVersion(f"synthetic-n{config.n_profiles}-seed{config.seed}"),
     )

@@ -1,8 +1,6 @@
 """The read-across macros of sql/ on a catalog built from the small synthetic lake: the same
 top k as numpy brute force, bound parameters only, typed FLOAT[d] tables."""
 
-import shutil
-
 import duckdb
 import numpy as np
 import pandas as pd
@@ -11,52 +9,12 @@ import pytest
 from scipy.stats import hypergeom
 
 from l1000_assets.core.catalog.build import build_catalog, connect_read_only
-from l1000_assets.core.embeddings.aggregates import (
-    write_perturbagen_embeddings,
-    write_profile_embeddings,
-    write_signature_embeddings,
-)
-from l1000_assets.core.embeddings.modz import write_zscore_signatures
 from l1000_assets.core.embeddings.vectors import read_embeddings
 from l1000_assets.core.lake.schema import N_LANDMARKS
-from l1000_assets.core.releases.local import open_release
 from tests.conftest import REPO
+from tests.core.catalog.conftest import DIM
 
-DIM = 16  # not the default 32: the tables take their width from the files
 K = 10
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory, small_release, small_lake):
-    root = tmp_path_factory.mktemp("macros")
-    lake = root / "lake"
-    shutil.copytree(small_lake[0].parent.parent, lake / "landmark_profiles")
-    release = open_release("synthetic", small_release.root)
-    meta = lake / "metadata" / "release=synthetic"
-    meta.mkdir(parents=True)
-    for name in ("genes", "perturbagens", "instances", "cell_lines"):
-        getattr(release, name).to_parquet(meta / f"{name}.parquet", index=False)
-    w = np.random.default_rng(5).normal(size=(N_LANDMARKS, DIM)).astype(np.float32)
-
-    def embed(x):
-        z = x @ w
-        return z / np.linalg.norm(z, axis=1, keepdims=True)
-
-    emb = lake / "embeddings"
-    profile_files = []
-    for cell_dir in sorted((lake / "landmark_profiles").iterdir()):
-        files = sorted(cell_dir.glob("*.parquet"))
-        out = emb / "profiles" / cell_dir.name / "embeddings.parquet"
-        write_profile_embeddings(files, embed, out, version="test")
-        write_zscore_signatures(
-            files, lake / "zscore_signatures" / cell_dir.name / "signatures.parquet"
-        )
-        profile_files.append(out)
-    write_signature_embeddings(profile_files, emb / "signatures.parquet")
-    write_perturbagen_embeddings(profile_files, emb / "perturbagens.parquet")
-    report = build_catalog(root / "c.duckdb", REPO / "sql", lake)
-    assert not [h for h in report.skipped if "embedding" in h or "zscore" in h]
-    return root / "c.duckdb", lake
 
 
 def perturbagens(lake, cell=None, pert_type=None):
@@ -105,7 +63,7 @@ def test_nearest_to_matches_numpy(catalog, cell, pert_type):
             q /= np.linalg.norm(q)
             rows = con.execute(
                 f"SELECT rank, pert_id, similarity, cell_id FROM nearest_to(?::FLOAT[{DIM}], "
-                "k := ?, in_cell := ?, of_type := ?)",
+                "k := ?, in_cell := ?, of_type := ?, shrna := 'hairpin')",
                 [q.tolist(), K, cell, pert_type],
             ).fetchall()
             ids, sims = brute_force(x, df["pert_id"].to_numpy(), q, K)
@@ -125,7 +83,7 @@ def test_similar_perturbagens_matches_numpy_and_annotates(catalog):
             pert = df["pert_id"][i]
             rows = con.execute(
                 "SELECT query_pert_id, rank, pert_id, similarity, moa "
-                "FROM similar_perturbagens(?, k := ?)",
+                "FROM similar_perturbagens(?, k := ?, shrna := 'hairpin')",
                 [pert, K],
             ).fetchall()
             ids, sims = brute_force(x, df["pert_id"].to_numpy(), x[i], K, exclude=pert)
@@ -135,7 +93,8 @@ def test_similar_perturbagens_matches_numpy_and_annotates(catalog):
                 known = moa.get(r[2])
                 assert r[4] == (None if pd.isna(known) or known == "-666" else known)
         by_name = con.execute(
-            "SELECT pert_id FROM similar_perturbagens(?, k := ?)", [df["pert_iname"][7], K]
+            "SELECT pert_id FROM similar_perturbagens(?, k := ?, shrna := 'hairpin')",
+            [df["pert_iname"][7], K],
         ).fetchall()
         assert [r[0] for r in by_name] == brute_force(
             x, df["pert_id"].to_numpy(), x[7], K, exclude=df["pert_id"][7]
@@ -195,7 +154,7 @@ def test_moa_enrichment_is_a_hypergeometric_tail(catalog):
         pert = next(p for p in df["pert_id"] if moas.get(p))
         rows = con.execute(
             "SELECT moa, n_hits_moa, n_hits, n_moa, n_candidates, "
-            "fold_enrichment, p_value FROM moa_enrichment(?, k := ?)",
+            "fold_enrichment, p_value FROM moa_enrichment(?, k := ?, shrna := 'hairpin')",
             [pert, 15],
         ).df()
     hits, _ = brute_force(
@@ -224,18 +183,17 @@ def test_values_are_bound_never_spliced(catalog):
     db, lake = catalog
     with connect_read_only(db) as con:
         for evil in ("x' OR '1'='1", "'; DROP TABLE perturbagen_embeddings; --"):
-            assert (
+            # Taken as a name, and refused as one.
+            with pytest.raises(duckdb.InvalidInputException, match="no perturbagen named"):
                 con.execute("SELECT * FROM similar_perturbagens(?, k := ?)", [evil, 5]).fetchall()
-                == []
-            )
-            assert (
+            with pytest.raises(duckdb.InvalidInputException, match="no cell line"):
                 con.execute(
                     "SELECT * FROM nearest_to(?::FLOAT[16], k := ?, in_cell := ?)",
                     [[0.25] * DIM, 5, evil],
                 ).fetchall()
-                == []
-            )
-        n = con.execute("SELECT count(*) FROM perturbagen_embeddings").fetchall()[0][0]
+        n = con.execute(
+            "SELECT count(*) FROM perturbagen_embeddings WHERE pert_type <> 'trt_sh.cgs'"
+        ).fetchall()[0][0]
         assert n == len(pd.read_parquet(lake / "embeddings" / "perturbagens.parquet"))
         with pytest.raises(duckdb.Error):
             con.execute("DELETE FROM perturbagen_embeddings")  # read-only
@@ -246,6 +204,8 @@ def test_macros_bind_before_any_embedding_exists(tmp_path):
     report = build_catalog(tmp_path / "c.duckdb", REPO / "sql", tmp_path / "lake")
     assert "CREATE OR REPLACE TABLE perturbagen_embeddings AS" in report.skipped
     with connect_read_only(tmp_path / "c.duckdb") as con:
-        assert con.execute("SELECT * FROM similar_perturbagens(?, k := 5)", ["p"]).fetchall() == []
+        with pytest.raises(duckdb.InvalidInputException, match="the catalog has no perturbagens"):
+            con.execute("SELECT * FROM similar_perturbagens(?, k := 5)", ["p"]).fetchall()
         assert con.execute("SELECT * FROM nearest_to(?::FLOAT[32])", [[0.1] * 32]).fetchall() == []
+        assert con.execute("SELECT * FROM nearest_to(?)", [[0.1] * 32]).fetchall() == []
         assert con.execute("SELECT count(*) FROM read_across_moa_enrichment").fetchall() == [(0,)]

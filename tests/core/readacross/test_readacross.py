@@ -188,8 +188,12 @@ def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
     df = profiles().iloc[30:]
     df = pd.concat([df, pd.DataFrame(0.5, index=["MYSTERY"], columns=df.columns)])
     path = write_csv(tmp_path / "q.csv", df)
-    with pytest.raises(L1000InputError, match="unknown gene"):
+    with pytest.raises(L1000InputError, match="unknown gene") as err:
         read_query_file(path, genes)
+    # The message says how to go on anyway, in the asset's config and on the command line.
+    assert "'MYSTERY'; set allow_unknown_genes (l1000 read-across --allow-unknown-genes)" in str(
+        err.value
+    )
     with pytest.raises(
         L1000InputError, match="30 of 978 landmark genes missing, more than the 20 allowed"
     ):
@@ -197,6 +201,9 @@ def test_missing_genes_threshold_and_unknown_genes_allowed(tmp_path, genes):
     q = read_query_file(path, genes, QueryOptions(max_missing=30, allow_unknown=True))
     assert len(q.missing) == 30 and q.unknown == ["MYSTERY"]
     assert (q.values[:, [genes.position[g] for g in q.missing]] == 0).all()
+    # Missing genes are listed by id and symbol.
+    shown = genes.describe_list(q.missing, limit=3)
+    assert shown == ", ".join(f"{g} ({symbol(g)})" for g in q.missing[:3]) + " and 27 more"
 
 
 def test_values_that_are_not_z_scores_are_refused_unless_allowed(tmp_path, genes):
@@ -481,3 +488,21 @@ def test_results_are_merged_per_query_file(tmp_path):
         0,
         0,
     )
+
+
+def test_queries_are_placed_on_a_fixed_map():
+    from l1000_assets.core.readacross.map import layout, place_queries
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    xy = layout(x, "tsne", seed=0)
+    assert np.allclose(layout(x, "tsne", seed=0), xy)  # seeded: the same map every time
+    queries = x[[3, 17]] + 0.01 * rng.normal(size=(2, 8)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    qxy = place_queries(x, xy, queries, k=1)
+    assert np.allclose(qxy, xy[[3, 17]], atol=1e-4)  # on its nearest perturbagen
+    placed = place_queries(x, xy, queries)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    assert ((placed >= lo) & (placed <= hi)).all()  # inside the map, which did not move
+    assert place_queries(x, xy, np.zeros((0, 8), np.float32)).shape == (0, 2)

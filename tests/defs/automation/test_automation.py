@@ -61,7 +61,7 @@ def test_downstream_groups_are_eager_and_read_across_is_left_to_its_sensor():
     assert labels["evaluation_metrics"] == "eager"
     assert labels["profile_embeddings"] == "eager"
     assert labels["release_metadata"] == "on_new_release_data"
-    assert labels["warehouse"].startswith("eager (read-across results optional)")
+    assert labels["warehouse"].startswith("eager (query results and evaluation metrics optional)")
     assert "read_across_results" not in labels
 
 

@@ -39,11 +39,25 @@ def test_lake_layout_and_counts(graph):
     root = graph.root
     lake = root / "lake" / "landmark_profiles"
     assert sorted(p.name for p in lake.iterdir()) == sorted(f"cell_id={c}" for c in graph.cells)
-    mat = graph.results["lake"].asset_materializations_for_node("landmark_profiles")[0]
-    total = mat.metadata["dagster/row_count"].value
+    mats = graph.results["lake"].asset_materializations_for_node("landmark_profiles")
+    # One materialization per cell line, each counting its own rows (not the run's total).
+    per_partition = {m.partition: m.metadata["dagster/row_count"].value for m in mats}
+    assert per_partition == {
+        c: pq.read_metadata(lake / f"cell_id={c}" / "synthetic.parquet").num_rows
+        for c in graph.cells
+    }
+    assert len(set(per_partition.values())) > 1
+    mat = mats[0]
+    total = mat.metadata["rows_in_run"].value
     assert mat.metadata["controls_removed"].value > 0
     rows = sum(pq.read_metadata(p).num_rows for p in lake.glob("*/synthetic.parquet"))
-    assert rows == total
+    assert rows == total == sum(per_partition.values())
+    # The column schema is the files' Arrow schema, every column described.
+    schema = mat.metadata["dagster/column_schema"].value
+    arrow = pq.read_schema(next(lake.glob("*/synthetic.parquet")))
+    assert [c.name for c in schema.columns] == arrow.names
+    assert {c.name: c.type for c in schema.columns}["landmarks"] == "float32[978]"
+    assert all(c.description for c in schema.columns), schema.columns
     meta = pq.read_table(root / "lake" / "metadata" / "release=synthetic" / "instances.parquet")
     assert meta.num_rows == N
     assert total == sum(1 for c in meta.column("profile_class").to_pylist() if c != "control")

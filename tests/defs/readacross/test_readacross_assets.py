@@ -12,35 +12,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 
 from l1000_assets.core.catalog.build import connect_read_only
 from l1000_assets.core.embeddings.vectors import read_embeddings
 from l1000_assets.core.lake.read import landmark_matrix, read_profile_gene_ids
-from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
-from tests.defs.model.test_model_assets import train_split
+from tests.defs.conftest import PCA_MAP
 
-PCA_MAP = {"perturbagen_map": {"config": {"method": "pca"}}}
 L1000 = str(Path(sys.executable).parent / "l1000")
-
-
-@pytest.fixture(scope="module")
-def embedded(lake_graph):
-    graph = lake_graph
-    assert train_split(graph, "all").success  # the served model (resumed when trained)
-    cells = {
-        ASSET_PARTITION_RANGE_START: graph.cells[0],
-        ASSET_PARTITION_RANGE_END: graph.cells[-1],
-    }
-    results = {
-        "profiles": graph.run(["profile_embeddings", "zscore_signatures"], tags=cells),
-        "aggregates": graph.run(["signature_embeddings", "perturbagen_embeddings"]),
-        "read_across": graph.run(
-            ["read_across_results", "perturbagen_map"], config={"ops": PCA_MAP}
-        ),
-        "warehouse": graph.run(["warehouse"]),
-    }
-    return graph, results
 
 
 def meta(result, asset):
@@ -84,7 +62,18 @@ def test_embedding_assets_and_their_metadata(embedded):
         pq.ParquetFile(f).metadata.num_rows
         for f in (graph.root / "lake" / "landmark_profiles").glob("*/*.parquet")
     )
-    assert profiles["dagster/row_count"].value == n_lake
+    # Each cell-line partition counts its own rows; together the lake's.
+    per_cell = {
+        m.partition: m.metadata["dagster/row_count"].value
+        for m in results["profiles"].asset_materializations_for_node("profile_embeddings")
+    }
+    assert set(per_cell) == set(graph.cells) and sum(per_cell.values()) == n_lake
+    lake_dir = graph.root / "lake" / "landmark_profiles"
+    for cell, n in per_cell.items():
+        assert n == sum(pq.read_metadata(f).num_rows for f in lake_dir.glob(f"cell_id={cell}/*"))
+    assert profiles["rows_in_run"].value == n_lake
+    columns = {c.name: c for c in profiles["dagster/column_schema"].value.columns}
+    assert columns["embedding"].type == "float32[32]" and columns["embedding"].description
     assert profiles["embedding_dim"].value == 32
     # Embeddings and read-across are the served model's: all, every perturbagen trained.
     card = (graph.root / "models" / "embedding_model" / "all" / "card.json").read_text()
@@ -100,15 +89,34 @@ def test_embedding_assets_and_their_metadata(embedded):
     assert perts["perturbagens"].value == len(lake_perts) > 50
     checks = {c.check_name: c.passed for c in results["aggregates"].get_asset_check_evaluations()}
     assert checks["perturbagen_embeddings_unit_length"]
+    zscores = results["profiles"].asset_materializations_for_node("zscore_signatures")
+    assert len(zscores) == len(graph.cells)
     assert (
-        meta(results["profiles"], "zscore_signatures")["dagster/row_count"].value
+        sum(m.metadata["dagster/row_count"].value for m in zscores)
         == meta(results["aggregates"], "signature_embeddings")["dagster/row_count"].value
     )
+    for name, result in [
+        ("zscore_signatures", "profiles"),
+        ("signature_embeddings", "aggregates"),
+        ("perturbagen_embeddings", "aggregates"),
+        ("read_across_results", "read_across"),
+    ]:
+        schema = meta(results[result], name)["dagster/column_schema"].value
+        assert all(c.description for c in schema.columns if c.name != "cell_id"), name
+    preview = meta(results["read_across"], "read_across_results")["preview"]
+    assert isinstance(preview, dg.TableMetadataValue) and preview.records
     picture = meta(results["read_across"], "perturbagen_map")
     assert picture["map"].value.startswith("![perturbagen map](data:image/png;base64,")
     warehouse = meta(results["warehouse"], "warehouse")
     assert "similar_perturbagens" in warehouse["table_macros"].value
-    assert warehouse["rows_perturbagen_embeddings"].value == perts["dagster/row_count"].value
+    with connect_read_only(graph.root / "catalog" / "l1000.duckdb") as con:
+        genes = con.execute(
+            "SELECT count(*) FROM perturbagen_embeddings WHERE pert_type = 'trt_sh.cgs'"
+        ).fetchall()[0][0]
+    assert genes > 0  # the catalog adds each shRNA gene's consensus rows to the lake's
+    assert (
+        warehouse["rows_perturbagen_embeddings"].value == perts["dagster/row_count"].value + genes
+    )
 
 
 def test_catalog_macros_match_numpy_on_the_trained_embeddings(embedded):
@@ -124,11 +132,13 @@ def test_catalog_macros_match_numpy_on_the_trained_embeddings(embedded):
             sims = x @ x[i]
             expected = [ids[j] for j in np.argsort(-sims) if j != i][:10]
             got = con.execute(
-                "SELECT pert_id FROM similar_perturbagens(?, k := ?)", [ids[i], 10]
+                "SELECT pert_id FROM similar_perturbagens(?, k := ?, shrna := 'hairpin')",
+                [ids[i], 10],
             ).fetchall()
             assert [r[0] for r in got] == expected
             got = con.execute(
-                "SELECT pert_id FROM nearest_to(?::FLOAT[32], k := ?)", [x[i].tolist(), 10]
+                "SELECT pert_id FROM nearest_to(?, k := ?, shrna := 'hairpin')",
+                [x[i].tolist(), 10],
             ).fetchall()
             assert [r[0] for r in got] == [ids[i], *expected[:9]]
 
@@ -259,3 +269,78 @@ def test_cli_round_trip_and_bad_file(embedded, tmp_path):
     assert "huge.tsv: top" not in out.stdout
     assert "978/978 landmark genes" in out.stderr
     assert "1/1 profiles (100%)" in out.stderr  # the progress indicator
+
+
+def test_cli_ranks_without_tensorflow_writes_the_format_asked_and_answers_similar(
+    embedded, tmp_path
+):
+    graph, _ = embedded
+    model_dir = graph.root / "models" / "embedding_model" / "all"
+    assert (model_dir / "embedding_weights.npz").exists()  # exported when the model was saved
+    pert, table = known_query(graph)
+    path = tmp_path / "extract.csv"
+    table.iloc[3:].to_csv(path, index=False)  # three landmark genes missing
+    outputs = {}
+    for suffix in ("parquet", "json", "tsv"):
+        out = subprocess.run(
+            [
+                L1000,
+                "read-across",
+                str(path),
+                "--top",
+                "5",
+                "--data-root",
+                str(graph.root),
+                "--out",
+                str(tmp_path / f"hits.{suffix}"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "TensorFlow" not in out.stderr and "oneDNN" not in out.stderr
+        outputs[suffix] = out
+    genes = pd.read_parquet(
+        graph.root / "lake" / "metadata" / "release=synthetic" / "genes.parquet"
+    ).set_index("symbol")["gene_id"]
+    first_missing = table["gene"].iloc[0]
+    assert f"missing (set to 0): {genes[first_missing]} ({first_missing})" in outputs["tsv"].stderr
+    hits = pd.read_parquet(tmp_path / "hits.parquet")
+    assert hits["rank"].tolist() == [1, 2, 3, 4, 5] and hits["pert_id"].iloc[0] == pert
+    assert pd.read_json(tmp_path / "hits.json")["pert_id"].tolist() == hits["pert_id"].tolist()
+    assert (
+        pd.read_csv(tmp_path / "hits.tsv", sep="\t")["pert_id"].tolist() == hits["pert_id"].tolist()
+    )
+
+    name = pd.read_parquet(
+        graph.root / "lake" / "metadata" / "release=synthetic" / "perturbagens.parquet"
+    ).set_index("pert_id")["pert_iname"][pert]
+    out = subprocess.run(
+        [
+            L1000,
+            "similar",
+            name.upper(),
+            "--top",
+            "3",
+            "--data-root",
+            str(graph.root),
+            "--out",
+            str(tmp_path / "similar.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"{name} ({pert}): top 3 perturbagens over all cell lines" in out.stdout
+    similar = pd.read_csv(tmp_path / "similar.csv")
+    assert similar["rank"].tolist() == [1, 2, 3] and set(similar["query_pert_id"]) == {pert}
+    out = subprocess.run(
+        [L1000, "similar", name + "zz", "--data-root", str(graph.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1 and f"no perturbagen named '{name}zz'" in out.stderr
+    assert f"{name} ({pert}, trt_cp)" in out.stderr  # the closest names
