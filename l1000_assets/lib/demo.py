@@ -59,6 +59,7 @@ def _stages(instance: dg.DagsterInstance):
         )
     yield "embedding aggregates", ["signature_embeddings", "perturbagen_embeddings"], None, {}
     yield "read-across", ["read_across_results", "perturbagen_map"], None, {}
+    yield "compound structures", ["compound_fingerprints"], None, {}
     yield "DuckDB catalog", ["warehouse"], None, {}
 
 

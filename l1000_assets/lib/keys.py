@@ -23,6 +23,8 @@ ZSCORE_SIGNATURES = dg.AssetKey("zscore_signatures")
 # read-across
 READ_ACROSS_RESULTS = dg.AssetKey("read_across_results")
 PERTURBAGEN_MAP = dg.AssetKey("perturbagen_map")
+# structure
+COMPOUND_FINGERPRINTS = dg.AssetKey("compound_fingerprints")
 # catalog
 WAREHOUSE = dg.AssetKey("warehouse")
 
@@ -32,6 +34,7 @@ MODEL_GROUP = "model"
 EVALUATION_GROUP = "evaluation"
 EMBEDDINGS_GROUP = "embeddings"
 READ_ACROSS_GROUP = "read_across"
+STRUCTURE_GROUP = "structure"
 CATALOG_GROUP = "catalog"
 
 ALL_PARTITIONS = dg.AllPartitionMapping()

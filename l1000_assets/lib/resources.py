@@ -135,6 +135,11 @@ class LakeResource(dg.ConfigurableResource):
         return self.keyed_path(_SPLIT, split, "lake", "evaluation_ranks", f"split={KEY}.parquet")
 
     @property
+    def compound_fingerprints_path(self) -> Path:
+        """ECFP4 fingerprints of every compound with a SMILES (Parquet)."""
+        return self.path / "lake" / "structure" / "compound_fingerprints.parquet"
+
+    @property
     def catalog_path(self) -> Path:
         """The DuckDB catalog (written only by the ``warehouse`` asset)."""
         return self.path / "catalog" / "l1000.duckdb"

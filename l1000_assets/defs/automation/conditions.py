@@ -30,7 +30,7 @@ from l1000_assets.lib.keys import READ_ACROSS_RESULTS, RELEASE_METADATA, WAREHOU
 
 #: Groups whose assets refresh automatically when release data changes. "read_across" is not
 #: here: read-across results are driven by their queries.
-AUTOMATED_GROUPS = ("lake", "model", "embeddings", "evaluation", "catalog")
+AUTOMATED_GROUPS = ("lake", "structure", "model", "embeddings", "evaluation", "catalog")
 AUTOMATION_INTERVAL_S = 30
 
 

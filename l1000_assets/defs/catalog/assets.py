@@ -8,6 +8,7 @@ from l1000_assets.core.catalog.build import build_catalog, connect_read_only
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
     CATALOG_GROUP,
+    COMPOUND_FINGERPRINTS,
     LANDMARK_PROFILES,
     PERTURBAGEN_EMBEDDINGS,
     PROFILE_EMBEDDINGS,
@@ -26,6 +27,7 @@ EMBEDDING_TABLES = (
     "signature_embeddings",
     "perturbagen_embeddings",
     "perturbagen_annotations",
+    "compound_fingerprints",
 )
 
 
@@ -40,6 +42,7 @@ EMBEDDING_TABLES = (
         SIGNATURE_EMBEDDINGS,
         PERTURBAGEN_EMBEDDINGS,
         READ_ACROSS_RESULTS,
+        COMPOUND_FINGERPRINTS,
     ],
     kinds={"duckdb", "sql"},
     pool="duckdb",
