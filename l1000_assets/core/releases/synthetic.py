@@ -172,7 +172,7 @@ class SyntheticConfig:
     module_density: float = 0.08
     modules_per_family: int = 3
     member_module_sd: float = 0.6
-    target_gene_weight: float = 0.5
+    target_gene_weight: float = 0.2
     late_program_angle: float = 0.9
     secondary_target_weight: float = 0.6
     off_target_rate: float = 2.0
@@ -199,9 +199,9 @@ class SyntheticConfig:
     target_expression_sd: float = 0.5
     target_off: float = 0.15
     receptor_off: float = 0.4
-    pert_cell_weight: float = 0.5
+    pert_cell_weight: float = 0.3
     pert_cell_sensitivity_sd: float = 1.0
-    condition_weight: float = 0.9
+    condition_weight: float = 0.3
     early_amplitude: float = 0.7
     # Amplitudes, in log2-expression units of level 3.
     effect_scale: float = 3.0
@@ -211,10 +211,8 @@ class SyntheticConfig:
     noise_program_sd: float = 1.0
     well_noise_sd: float = 0.4
     well_noise_df: float = 3.0
-    outlier_genes: float = 5.0
-    outlier_sd: float = 3.0
     well_quality_sd: float = 0.25
-    well_range_sd: float = 0.5
+    well_range_sd: float = 0.25
     plate_gain_sd: float = 0.15
     plate_program_sd: float = 0.3
     plate_gradient_sd: float = 0.2
@@ -1006,12 +1004,6 @@ def _plates(
             # A well's technical quality scales all of its noise (structured and its own),
             # so profile norms vary with the well as much as with the perturbagen.
             noise = (structured + well_noise) * quality[:, None]
-            # A few genes per well read far off (bead and detection failures): the
-            # profile energy real level-4 wells concentrate in a handful of genes.
-            n_out = rng.poisson(cfg.outlier_genes, n_w)
-            out_rows = np.repeat(np.arange(n_w), n_out)
-            out_cols = rng.integers(0, lm_n, len(out_rows))
-            noise[out_rows, out_cols] += cfg.outlier_sd * rng.standard_normal(len(out_rows))
             # Each well's dynamic range scales its whole deviation from the plate: cosine
             # does not see it, distances do (real profile norms vary widely).
             dynamic = np.exp(cfg.well_range_sd * rng.standard_normal(n_w)).astype(np.float32)

