@@ -69,6 +69,10 @@ class QueryProfiles:
     ignored: int  # known non-landmark genes skipped
     unknown: list[str] = field(default_factory=list)  # skipped when allowed
     warnings: list[str] = field(default_factory=list)
+    platform: str = "zscores"  # the input kind (core.readacross.platforms)
+    transform: str = "level-4 z-scores as given"
+    imputed: list[str] = field(default_factory=list)  # landmark ids imputed, not measured
+    profile_warnings: list[list[str]] = field(default_factory=list)  # per profile
 
     @property
     def n_landmarks_used(self) -> int:
