@@ -86,6 +86,9 @@ class QueryOptions:
     allow_non_zscores: bool = False  # rank profiles that plainly are not z-scores (warned)
     # Larger files are refused unread; None: DEFAULT_MAX_TEXT_BYTES, DEFAULT_MAX_GCTX_BYTES.
     max_bytes: int | None = None
+    # Impute missing landmarks from the measured ones (the model's landmark statistics)
+    # instead of setting them to 0; max_missing still bounds how many may be missing.
+    impute: bool = False
 
 
 def is_query_file(path: Path) -> bool:

@@ -31,7 +31,9 @@ def _request(run_key: str, files: list[str], tags: dict[str, str]) -> dg.RunRequ
     description=(
         "Watches the queries folder (L1000_QUERIES_DIR, default <data root>/queries) and "
         "runs read_across_results and perturbagen_map for every new or changed GCT, GCTX, "
-        "CSV or TSV file, one run per file. A file is handled once per size and "
+        "CSV or TSV file, one run per file; a manifest <file>.json beside a file says its "
+        "platform and sample sheet (core/readacross/manifest.py), and a change to either "
+        "re-ranks the file. A file is handled once per size and "
         "modification time, so a bad file fails one run and is not retried until it "
         "changes. When the perturbagen embeddings change (a new model), every file is "
         "ranked again in one run."
