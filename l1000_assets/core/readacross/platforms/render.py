@@ -24,6 +24,7 @@ Everything is seeded; nothing here is biology (the release is synthetic).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -211,3 +212,55 @@ def de_table(counts: np.ndarray, sheet: pd.DataFrame, gene_ids: list[str]) -> pd
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def write_examples(world, pert_ids, out_dir: str | Path) -> dict[str, Path]:
+    """Example query files of every input kind for ``pert_ids`` of a synthetic ``world``
+    (the demo writes them under ``<data root>/examples/``): ``rnaseq_counts.csv`` and
+    ``rnaseq_samples.csv`` (whole transcriptome, symbols), ``tempo_seq_panel.csv`` (500
+    landmarks and 1,500 other genes by probe, same samples), ``de_table.tsv`` (one contrast
+    per perturbagen, Entrez ids), ``level3_plate.gct`` and ``level3_samples.csv`` (the
+    landmark rows of the plates' level 3), ``zscores.csv`` (level-4 group means by symbol).
+    Synthetic: simulated values, not biology."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plates = render_plates(world, list(pert_ids))
+    counts, sheet = render_counts(plates)
+    files = {
+        "rnaseq_counts": out / "rnaseq_counts.csv",
+        "rnaseq_samples": out / "rnaseq_samples.csv",
+        "tempo_seq_panel": out / "tempo_seq_panel.csv",
+        "de_table": out / "de_table.tsv",
+        "level3_plate": out / "level3_plate.gct",
+        "level3_samples": out / "level3_samples.csv",
+        "zscores": out / "zscores.csv",
+    }
+    counts_table(counts, sheet, plates.symbols).to_csv(files["rnaseq_counts"], index=False)
+    sheet.to_csv(files["rnaseq_samples"], index=False)
+    rows = panel_genes(plates, 500)
+    panel, _ = render_counts(plates, genes=rows, library_size=3e6)
+    counts_table(panel, sheet, [plates.symbols[i] for i in rows], probes=True).to_csv(
+        files["tempo_seq_panel"], index=False
+    )
+    de_table(counts, sheet, plates.gene_ids).to_csv(files["de_table"], sep="\t", index=False)
+    keep = (plates.wells["group"] != "").to_numpy()
+    wells = plates.wells[keep]
+    x = plates.level3[keep][:, :N_LANDMARKS]
+    with open(files["level3_plate"], "w") as f:
+        f.write(f"#1.3\n{N_LANDMARKS}\t{len(wells)}\t1\t0\n")
+        f.write("id\tpr_gene_symbol\t" + "\t".join(wells["inst_id"]) + "\n")
+        for r in range(N_LANDMARKS):
+            values = "\t".join(f"{v:.4f}" for v in x[:, r])
+            f.write(f"{plates.gene_ids[r]}\t{plates.symbols[r]}\t{values}\n")
+    wells[["inst_id", "group", "batch"]].rename(columns={"inst_id": "sample"}).to_csv(
+        files["level3_samples"], index=False
+    )
+    groups = [g for g in pd.unique(wells["group"]) if g != "control"]
+    z = {
+        g: plates.level4[(plates.wells["group"] == g).to_numpy()][:, :N_LANDMARKS].mean(axis=0)
+        for g in groups
+    }
+    pd.DataFrame({"gene": plates.symbols[:N_LANDMARKS], **z}).round(4).to_csv(
+        files["zscores"], index=False
+    )
+    return files
