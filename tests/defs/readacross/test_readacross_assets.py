@@ -319,9 +319,7 @@ def test_cli_platforms_rank_a_rendered_experiment_of_a_known_perturbagen(embedde
         folder / "samples.csv",
     )
     assert out.returncode == 0, out.stderr
-    assert (
-        "platform rnaseq; transform: counts: median-of-ratios size factors, log2cpm" in out.stderr
-    )
+    assert "platform rnaseq; transform: counts: median-of-ratios size factors, vst" in out.stderr
     assert "panel.csv: 1 profile(s), 500/978 landmark genes" in out.stderr
     assert "panel.csv: 478 landmark(s) imputed" in out.stderr
     assert pert in top_ids(out.stdout)
@@ -337,7 +335,7 @@ def test_asset_reads_the_manifest_beside_a_query(embedded, tmp_path):
     pert, _ = known_query(graph)
     folder = rendered_experiment(graph, pert, tmp_path)
     (folder / "counts.csv.json").write_text(
-        json.dumps({"platform": "rnaseq", "samples": "samples.csv", "count_transform": "vst"})
+        json.dumps({"platform": "rnaseq", "samples": "samples.csv", "count_transform": "log2cpm"})
     )
     result = graph.run(
         ["read_across_results"],
@@ -348,7 +346,7 @@ def test_asset_reads_the_manifest_beside_a_query(embedded, tmp_path):
     assert result.success
     queries = pd.read_parquet(graph.root / "lake" / "read_across" / "queries.parquet")
     mine = queries[queries["query_file"] == "counts.csv"]
-    assert mine["platform"].tolist() == ["rnaseq"] and "vst" in mine["transform"].iloc[0]
+    assert mine["platform"].tolist() == ["rnaseq"] and "log2cpm" in mine["transform"].iloc[0]
     results = pd.read_parquet(graph.root / "lake" / "read_across" / "results.parquet")
     hits = results[results["query_file"] == "counts.csv"].sort_values("rank")
     assert pert in hits["pert_id"].head(10).tolist()

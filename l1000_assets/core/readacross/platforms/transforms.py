@@ -36,7 +36,7 @@ MAD_SCALE = 1.4826
 CMAP_MIN_MAD = 0.1  # cmapPy math.robust_zscore: MADs are clipped here before scaling
 COUNT_TRANSFORMS = ("log2cpm", "vst")
 SCALES = ("none", "quantile")
-DEFAULT_COUNT_TRANSFORM = "log2cpm"
+DEFAULT_COUNT_TRANSFORM = "vst"
 DEFAULT_SCALE = "none"
 
 

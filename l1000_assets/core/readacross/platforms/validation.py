@@ -21,7 +21,12 @@ import pandas as pd
 from l1000_assets.core.lake.schema import N_LANDMARKS
 from l1000_assets.core.readacross.genes import GeneIndex
 from l1000_assets.core.readacross.platforms import render
-from l1000_assets.core.readacross.platforms.inputs import PlatformOptions, read_platform_query
+from l1000_assets.core.readacross.platforms import transforms as tf
+from l1000_assets.core.readacross.platforms.inputs import (
+    DE_VALUES,
+    PlatformOptions,
+    read_platform_query,
+)
 from l1000_assets.core.readacross.platforms.landmark_stats import LandmarkStats
 
 COVERAGES = (978, 700, 500, 300)
@@ -144,9 +149,11 @@ def validate(
         )
         matrix = workdir / f"counts_{coverage}.csv"
         render.counts_table(c, sheet, labels, probes=probes, seed=seed).to_csv(matrix, index=False)
-        transforms = [("log2cpm", "none")]
+        transforms = [(tf.DEFAULT_COUNT_TRANSFORM, tf.DEFAULT_SCALE)]
         if variants and coverage >= N_LANDMARKS:
-            transforms += [("vst", "none"), ("log2cpm", "quantile")]
+            transforms += [
+                (t, sc) for t in tf.COUNT_TRANSFORMS for sc in tf.SCALES if (t, sc) != transforms[0]
+            ]
         for count_transform, scale in transforms:
             options = PlatformOptions(count_transform=count_transform, scale=scale)
             add(
@@ -161,9 +168,9 @@ def validate(
         ]
         de = workdir / f"de_{coverage}.csv"
         render.de_table(c, sheet, de_ids).to_csv(de, index=False)
-        des = [("auto", "none")]
+        des = [("auto", tf.DEFAULT_SCALE)]
         if variants and coverage >= N_LANDMARKS:
-            des += [("log2fc", "none"), ("auto", "quantile")]
+            des += [(v, sc) for v in DE_VALUES for sc in tf.SCALES if (v, sc) != des[0]]
         for value, scale in des:
             options = PlatformOptions(de_value=value, scale=scale)
             add(
