@@ -346,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "top", 1) < 1 or (getattr(args, "max_missing", 0) or 0) < 0:
         print("error: --top must be at least 1 and --max-missing at least 0", file=sys.stderr)
         return 2
+    if getattr(args, "platform", None) == "zscores" and (args.samples or args.gene_map):
+        print(
+            "error: --samples and --gene-map are for --platform rnaseq, de or l1000-level3",
+            file=sys.stderr,
+        )
+        return 2
     if getattr(args, "max_bytes", None) is not None and args.max_bytes < 1:
         print("error: --max-bytes must be at least 1", file=sys.stderr)
         return 2
