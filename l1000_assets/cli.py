@@ -111,6 +111,7 @@ def _read_across(args: argparse.Namespace) -> int:
         count_transform=args.count_transform,
         scale=args.scale,
         de_value=args.de_value,
+        control_spread=args.control_spread,
         min_landmarks=args.min_landmarks,
         impute=not args.no_impute,
     )
@@ -284,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "log2fc"],
         default="auto",
         help="DE tables: the statistic (else a signed z from the p-value), or log2fc",
+    )
+    ra.add_argument(
+        "--control-spread",
+        choices=["batch", "pooled"],
+        default="batch",
+        help="the MAD of each gene from the controls of the sample's batch (CMap's, the "
+        "default) or from every batch's controls around their batch median (pooled)",
     )
     ra.add_argument(
         "--min-landmarks",

@@ -7,9 +7,9 @@ how to read it, as ``l1000 read-across`` options do::
 
 Keys: ``platform`` (``zscores``, ``rnaseq``, ``de``, ``l1000-level3``), ``samples`` and
 ``gene_map`` (file names relative to the manifest), ``count_transform``, ``scale``,
-``de_value``, ``min_landmarks``, ``impute``. A file without a manifest is level-4-like
-z-scores, as before. Files a manifest names (sample sheets, mappings) are not queries
-themselves.
+``de_value``, ``control_spread``, ``min_landmarks``, ``impute``. A file without a manifest
+is level-4-like z-scores, as before. Files a manifest names (sample sheets, mappings) are
+not queries themselves.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from pathlib import Path
 from l1000_assets.core.errors import L1000InputError
 
 MANIFEST_SUFFIX = ".json"
-OPTION_KEYS = ("count_transform", "scale", "de_value", "min_landmarks", "impute")
+OPTION_KEYS = (
+    "count_transform",
+    "scale",
+    "de_value",
+    "control_spread",
+    "min_landmarks",
+    "impute",
+)
 
 
 @dataclass(frozen=True)

@@ -396,6 +396,27 @@ def genes_first_id(table):
     return _GENES.symbols[table["gene"][0].upper()]  # an Entrez id among symbols
 
 
+def test_pooled_control_spread(tmp_path, genes):
+    """``control_spread="pooled"``: each batch's own control median, one MAD per gene from
+    every batch's controls around their batch's median."""
+    table = small_counts(genes, samples=("c1", "c2", "c3", "t1", "d1", "d2", "d3", "t2"))
+    groups = dict(zip(table.columns[1:], ["control"] * 3 + ["drug"] + ["control"] * 3 + ["drug"]))
+    batch = dict(zip(table.columns[1:], ["a"] * 4 + ["b"] * 4))
+    opts = PlatformOptions(count_transform="log2cpm", control_spread="pooled", impute=False)
+    q = run(tmp_path, genes, table, sheet_of(groups, batch), options=opts)
+    logx = tf.log_expression(table.iloc[:, 1:].to_numpy(), "log2cpm")
+    ctl_a, ctl_b = logx[:, :3], logx[:, 4:7]
+    dev = np.concatenate(
+        [ctl_a - np.median(ctl_a, 1, keepdims=True), ctl_b - np.median(ctl_b, 1, keepdims=True)],
+        axis=1,
+    )
+    mad = np.maximum(np.median(np.abs(dev - np.median(dev, 1, keepdims=True)), 1), 0.1)
+    z_a = (logx[:, 3] - np.median(ctl_a, 1)) / (1.4826 * mad)
+    z_b = (logx[:, 7] - np.median(ctl_b, 1)) / (1.4826 * mad)
+    pos = [genes.position[genes.symbols[s.upper()]] for s in table["gene"]]
+    np.testing.assert_allclose(q.values[0, pos], (z_a + z_b) / 2, atol=1e-4)
+
+
 def test_single_replicate_is_a_warning(tmp_path, genes):
     groups = {"c1": "control", "c2": "control", "t1": "drug", "t2": "other"}
     q = run(tmp_path, genes, small_counts(genes), sheet_of(groups))

@@ -53,6 +53,7 @@ PVALUE_COLUMNS = ("pvalue", "p.value", "p_value", "pval")
 PADJ_COLUMNS = ("padj", "fdr", "adj.p.val", "qvalue", "p_adj", "padj_bh")
 GENE_COLUMNS = ("gene", "gene_id", "gene_name", "symbol", "entrez", "id", "probe")
 DE_VALUES = ("auto", "log2fc")
+CONTROL_SPREADS = ("batch", "pooled")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class PlatformOptions:
     count_transform: str = tf.DEFAULT_COUNT_TRANSFORM
     scale: str = tf.DEFAULT_SCALE  # "none" or "quantile" (onto the lake's level-4 z-scores)
     de_value: str = "auto"  # statistic when present (else from the p-value), or log2fc
+    control_spread: str = "batch"  # MAD of the batch's controls (CMap) or "pooled" over batches
     min_landmarks: int = DEFAULT_MIN_LANDMARKS
     impute: bool = True
     max_bytes: int = 256 << 20
@@ -269,22 +271,37 @@ def _group_profiles(
 
 
 def _zscore_by_batch(
-    path: Path, x: np.ndarray, columns: list[str], sheet: SampleSheet
+    path: Path, x: np.ndarray, columns: list[str], sheet: SampleSheet, spread: str = "batch"
 ) -> np.ndarray:
-    """Every column of ``x`` (genes x samples) z-scored against the controls of its batch."""
+    """Every column of ``x`` (genes x samples) z-scored against the controls of its batch:
+    their median, and the MAD of those controls (``spread="batch"``, CMap's) or of every
+    batch's controls around their own batch's median (``"pooled"``: more controls for the
+    scale when batches have few)."""
     z = np.zeros_like(x)
-    batches = dict.fromkeys(sheet.batch[c] for c in columns)
+    batches = list(dict.fromkeys(sheet.batch[c] for c in columns))
+    is_ctl = np.array([is_control(sheet.group[c]) for c in columns])
+    centred = []
     for b in batches:
         cols = np.array([sheet.batch[c] == b for c in columns])
-        ctl = cols & np.array([is_control(sheet.group[c]) for c in columns])
-        if not ctl.any():
+        if not (cols & is_ctl).any():
             treated = [c for c, keep in zip(columns, cols) if keep]
             raise L1000InputError(
                 sheet.path,
                 f"batch {b!r} has no control samples, so its samples "
                 f"{preview_ids(treated)} have no reference",
             )
-        z[:, cols] = tf.robust_zscore(x[:, cols], x[:, ctl])
+        ctl = x[:, cols & is_ctl]
+        centred.append(ctl - np.median(ctl, axis=1, keepdims=True))
+    if spread == "pooled":
+        pooled = np.concatenate(centred, axis=1)
+        mad = np.median(np.abs(pooled - np.median(pooled, axis=1, keepdims=True)), axis=1)
+    for b, dev in zip(batches, centred):
+        cols = np.array([sheet.batch[c] == b for c in columns])
+        median = np.median(x[:, cols & is_ctl], axis=1, keepdims=True)
+        scale = mad if spread == "pooled" else np.median(np.abs(dev), axis=1)
+        z[:, cols] = (x[:, cols] - median) / (
+            tf.MAD_SCALE * np.maximum(scale, tf.CMAP_MIN_MAD)[:, None]
+        )
     return z
 
 
@@ -343,7 +360,7 @@ def _rnaseq(
     full = np.vstack([gene_counts, other])
     controls = np.array([is_control(sheet.group[c]) for c in columns])
     logx = tf.log_expression(full, options.count_transform, controls=controls)[: len(known)]
-    z = _zscore_by_batch(path, logx, columns, sheet)
+    z = _zscore_by_batch(path, logx, columns, sheet, options.control_spread)
     ids, profiles, warns = _group_profiles(path, z, columns, sheet)
     values, measured = _to_landmarks(known, profiles, genes)
     transform = (
@@ -466,7 +483,7 @@ def _level3(
         transform = "level 3: robust z against the plate population (CMap's level 4, ZSPC)"
     else:
         _match_sheet(path, sheet, columns)
-        z = _zscore_by_batch(path, x, columns, sheet)
+        z = _zscore_by_batch(path, x, columns, sheet, options.control_spread)
         ids, profiles, warns = _group_profiles(path, z, columns, sheet)
         transform = (
             "level 3: robust z against the sheet's control wells of each plate, mean over "

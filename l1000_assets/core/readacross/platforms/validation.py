@@ -23,6 +23,7 @@ from l1000_assets.core.readacross.genes import GeneIndex
 from l1000_assets.core.readacross.platforms import render
 from l1000_assets.core.readacross.platforms import transforms as tf
 from l1000_assets.core.readacross.platforms.inputs import (
+    CONTROL_SPREADS,
     DE_VALUES,
     PlatformOptions,
     read_platform_query,
@@ -154,12 +155,21 @@ def validate(
             transforms += [
                 (t, sc) for t in tf.COUNT_TRANSFORMS for sc in tf.SCALES if (t, sc) != transforms[0]
             ]
-        for count_transform, scale in transforms:
-            options = PlatformOptions(count_transform=count_transform, scale=scale)
+        default_spread = PlatformOptions().control_spread
+        spreads = [default_spread]
+        if variants and coverage >= N_LANDMARKS:
+            spreads += [s for s in CONTROL_SPREADS if s != default_spread]
+        transforms = [(*transforms[0], s) for s in spreads] + [
+            (t, sc, default_spread) for t, sc in transforms[1:]
+        ]
+        for count_transform, scale, spread in transforms:
+            options = PlatformOptions(
+                count_transform=count_transform, scale=scale, control_spread=spread
+            )
             add(
                 name,
                 coverage,
-                f"{count_transform}, scale {scale}",
+                f"{count_transform}, scale {scale}, control MAD {spread}",
                 *read(matrix, "rnaseq", options, samples=sheet_path),
             )
         de_ids = [
@@ -183,12 +193,13 @@ def validate(
         _write_gct(gct, plates, measured_lm, wells)
         sheet3 = workdir / "level3_samples.csv"
         level3_sheet.to_csv(sheet3, index=False)
-        add(
-            "l1000-level3 (vs vehicle wells)",
-            coverage,
-            "robust z vs controls",
-            *read(gct, "l1000-level3", samples=sheet3),
-        )
+        for spread in spreads:
+            add(
+                "l1000-level3 (vs vehicle wells)",
+                coverage,
+                f"robust z vs controls, control MAD {spread}",
+                *read(gct, "l1000-level3", PlatformOptions(control_spread=spread), samples=sheet3),
+            )
     return pd.DataFrame(rows)
 
 
