@@ -288,10 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ra.add_argument(
         "--control-spread",
-        choices=["batch", "pooled"],
-        default="batch",
-        help="the MAD of each gene from the controls of the sample's batch (CMap's, the "
-        "default) or from every batch's controls around their batch median (pooled)",
+        choices=["pooled", "batch"],
+        default="pooled",
+        help="each gene's MAD from every batch's controls around their batch median (pooled, "
+        "the default: it ranked best on the validation) or from the sample's batch alone",
     )
     ra.add_argument(
         "--min-landmarks",

@@ -61,7 +61,7 @@ class PlatformOptions:
     count_transform: str = tf.DEFAULT_COUNT_TRANSFORM
     scale: str = tf.DEFAULT_SCALE  # "none" or "quantile" (onto the lake's level-4 z-scores)
     de_value: str = "auto"  # statistic when present (else from the p-value), or log2fc
-    control_spread: str = "batch"  # MAD of the batch's controls (CMap) or "pooled" over batches
+    control_spread: str = "pooled"  # MAD over every batch's controls, or the batch's ("batch")
     min_landmarks: int = DEFAULT_MIN_LANDMARKS
     impute: bool = True
     max_bytes: int = 256 << 20
@@ -274,9 +274,11 @@ def _zscore_by_batch(
     path: Path, x: np.ndarray, columns: list[str], sheet: SampleSheet, spread: str = "batch"
 ) -> np.ndarray:
     """Every column of ``x`` (genes x samples) z-scored against the controls of its batch:
-    their median, and the MAD of those controls (``spread="batch"``, CMap's) or of every
-    batch's controls around their own batch's median (``"pooled"``: more controls for the
-    scale when batches have few)."""
+    their median, and the MAD of every batch's controls around their own batch's median
+    (``spread="pooled"``, the default: a handful of controls per batch gives a noisy MAD;
+    pooled, it ranked the true perturbagen better on the validation) or of the batch's own
+    controls (``"batch"``, as CMap does with a plate's hundreds of wells); floored at 0.1
+    as CMap floors it."""
     z = np.zeros_like(x)
     batches = list(dict.fromkeys(sheet.batch[c] for c in columns))
     is_ctl = np.array([is_control(sheet.group[c]) for c in columns])
@@ -365,8 +367,8 @@ def _rnaseq(
     values, measured = _to_landmarks(known, profiles, genes)
     transform = (
         f"counts: median-of-ratios size factors, {options.count_transform}, robust z "
-        f"(median, 1.4826 MAD, MAD >= {tf.CMAP_MIN_MAD}) against the controls of each batch, "
-        "mean over the group's samples"
+        f"(median, 1.4826 MAD, MAD >= {tf.CMAP_MIN_MAD}) against the controls of each batch "
+        f"(MAD {options.control_spread}), mean over the group's samples"
     )
     return _Profiles(
         ids, values, measured, transform, len(mapped.labels), mapped.n_unknown, [], warns
@@ -486,8 +488,8 @@ def _level3(
         z = _zscore_by_batch(path, x, columns, sheet, options.control_spread)
         ids, profiles, warns = _group_profiles(path, z, columns, sheet)
         transform = (
-            "level 3: robust z against the sheet's control wells of each plate, mean over "
-            "the group's wells"
+            "level 3: robust z against the sheet's control wells of each plate (MAD "
+            f"{options.control_spread}), mean over the group's wells"
         )
     values, measured = _to_landmarks(mapped.gene_ids, profiles, genes)
     return _Profiles(

@@ -11,8 +11,9 @@ that scale here:
   ``vst`` (the negative-binomial variance-stabilizing transform
   ``(2 asinh(sqrt(phi x)) - ln(4 phi)) / ln 2`` with one dispersion ``phi`` estimated
   from the control samples by moments; it tends to ``log2 x`` for large counts and
-  flattens at low counts, where Poisson noise dominates), then :func:`robust_zscore` of
-  every sample against the control samples of its batch;
+  flattens at low counts, where Poisson noise dominates), then the robust z-score of
+  every sample against the control samples of its batch (their median; the MAD pooled over
+  every batch's controls by default, see ``inputs.PlatformOptions.control_spread``);
 * **level-3 plates** (log2 expression): :func:`robust_zscore` against the plate population
   (CMap's default) or against the plate's vehicle controls;
 * **DE tables**: the statistic column when there is one (a Wald or moderated t statistic:
