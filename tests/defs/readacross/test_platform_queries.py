@@ -126,3 +126,19 @@ def test_asset_reads_the_manifest_beside_a_query(embedded, tmp_path):
     results = pd.read_parquet(graph.root / "lake" / "read_across" / "results.parquet")
     hits = results[results["query_file"] == "counts.csv"].sort_values("rank")
     assert pert in hits["pert_id"].head(10).tolist()
+
+
+def test_cli_imputes_missing_landmarks_of_zscores(embedded, tmp_path):
+    """A z-score profile with 300 of its 978 landmarks: refused by default (more than 50
+    missing), ranked with --impute, the 678 others imputed from the model's statistics."""
+    graph, _ = embedded
+    pert, table = known_query(graph)
+    path = tmp_path / "panel_zscores.csv"
+    table.sample(300, random_state=0).to_csv(path, index=False)
+    refused = read_across_cli(graph, path)
+    assert refused.returncode == 1 and "678 of 978 landmark genes missing" in refused.stderr
+    out = read_across_cli(graph, path, "--impute")
+    assert out.returncode == 0, out.stderr
+    assert "panel_zscores.csv: 678 landmark(s) imputed" in out.stderr
+    assert "300/978 landmark genes" in out.stderr
+    assert pert in top_ids(out.stdout)
