@@ -122,6 +122,11 @@ def _read_across(args: argparse.Namespace) -> int:
         "platform_options": platform_options,
     }
     scope = f"cell line {args.cell}" if args.cell else "all cell lines"
+    from l1000_assets.lib.lake import synthetic_releases
+
+    synthetic = synthetic_releases(lake)
+    if synthetic:  # the references come from a simulated release: say so with every table
+        scope += f"; SYNTHETIC release ({', '.join(synthetic)}): simulated, not biology"
     frames, failed = [], 0
     for path in args.files:
 

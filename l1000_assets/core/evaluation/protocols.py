@@ -26,9 +26,14 @@ and, with the model trained on every perturbagen (:func:`run_direct`):
 
 Methods (:data:`METHOD_SPECS`, one entry each, so that a method is added in one place):
 ``embedding`` (cosine of the deep embedding), ``zscore_cosine``, ``zscore_euclidean``,
-``wtcs`` (CMap connectivity of the query's top and bottom 150 landmark genes) and, on
-request, ``ncs`` (WTCS normalized within the candidates' cell line and perturbagen type,
-with the held-out candidates as the reference set; twice the cost of WTCS). Every method
+``wtcs`` (CMap connectivity of the query's top and bottom 150 landmark genes), at drug
+level ``tanimoto`` (ECFP4 Tanimoto of the compounds' structures, the paper's Table 2
+baseline) and ``combo`` (the paper's: the unweighted mean of the embedding's cosine and the
+Tanimoto) when fingerprints are given (:class:`Fingerprints`; a compound without a SMILES
+has an empty fingerprint, Tanimoto 0 with every other, so the queries stay those of the
+other methods), and, on request, ``ncs`` (WTCS normalized within the candidates' cell line
+and perturbagen type, with the held-out candidates as the reference set; twice the cost of
+WTCS). Every method
 ranks the same queries against the same candidates, except that WTCS and NCS, about a
 thousand times the cost of a dot product, score at most ``max_wtcs_queries`` seeded queries
 (against every candidate); the counts of queries and positives go with every figure.
@@ -38,7 +43,9 @@ that a held-out evaluation does not have.
 Each run keeps, per query, its kind (``small_molecules``, ``genetic``, ``other``), cell
 line (profile-level protocols) and perturbagen, so that the report
 (:mod:`~l1000_assets.core.evaluation.report`) can pool the ranks of several splits and
-group them afterwards.
+group them afterwards. Drug-level runs also keep each positive's pair Tanimoto (when
+fingerprints are given), for the breakdown of drug-level retrieval by the structural
+similarity of the pair (:func:`~l1000_assets.core.evaluation.report.structure_breakdown`).
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from l1000_assets.core.embeddings.vectors import normalize_rows
-from l1000_assets.core.evaluation.retrieval import RetrievalResult, retrieval
+from l1000_assets.core.evaluation.retrieval import FINGERPRINT_BITS, RetrievalResult, retrieval
 from l1000_assets.core.lake.read import landmark_matrix
 from l1000_assets.core.lake.schema import VALUES_COLUMN
 from l1000_assets.core.model.normalization import perturbagen_batches
@@ -79,6 +86,7 @@ class Method:
     vectors: str
     metric: str
     subsampled: bool = False
+    drug_level_only: bool = False
 
 
 METHOD_SPECS = {
@@ -89,10 +97,19 @@ METHOD_SPECS = {
         Method("zscore_euclidean", "zscore", "euclidean"),
         Method("wtcs", "zscore", "wtcs", subsampled=True),
         Method("ncs", "zscore", "ncs", subsampled=True),
+        Method("tanimoto", "fingerprint", "tanimoto", drug_level_only=True),
+        Method("combo", "combo", "combo", drug_level_only=True),
     )
 }
 METHODS = tuple(METHOD_SPECS)
-DEFAULT_METHODS = ("embedding", "zscore_cosine", "zscore_euclidean", "wtcs")
+DEFAULT_METHODS = (
+    "embedding",
+    "zscore_cosine",
+    "zscore_euclidean",
+    "wtcs",
+    "tanimoto",
+    "combo",
+)
 META_COLUMNS = [
     "inst_id",
     "pert_id",
@@ -102,6 +119,26 @@ META_COLUMNS = [
     "pert_dose",
     "pert_time",
 ]
+
+
+@dataclass
+class Fingerprints:
+    """Compound structures for the drug-level methods: ``pert_ids`` and their ``(n, 256)``
+    bit-packed ECFP4 fingerprints (``compound_fingerprints``)."""
+
+    pert_ids: NDArray[np.str_]
+    packed: NDArray[np.uint8]
+
+    def bits(self, ids: NDArray[np.str_]) -> tuple[NDArray[np.float32], int]:
+        """``(len(ids), 2048)`` 0/1 float32 bits of ``ids`` (empty where a compound has no
+        fingerprint) and how many have none."""
+        out = np.zeros((len(ids), FINGERPRINT_BITS), np.float32)
+        row = {p: i for i, p in enumerate(self.pert_ids.astype(str))}
+        where = np.array([row.get(str(p), -1) for p in ids], np.int64)
+        found = where >= 0
+        if found.any():
+            out[found] = np.unpackbits(self.packed[where[found]], axis=1)[:, :FINGERPRINT_BITS]
+        return out, int((~found).sum())
 
 
 @dataclass
@@ -160,6 +197,8 @@ class ProtocolRun:
     query_kinds: NDArray[np.str_]
     query_cells: NDArray[np.str_] | None
     query_clusters: NDArray[np.str_]
+    pair_tanimoto: NDArray[np.float32] | None = None
+    """Drug level, with fingerprints: the Tanimoto of each positive's (query, positive)."""
 
 
 @dataclass
@@ -194,11 +233,13 @@ def run_protocols(
     embeddings: NDArray[np.float32] | None,
     config: EvaluationConfig,
     log: Log = lambda m: None,
+    fingerprints: Fingerprints | None = None,
 ) -> list[ProtocolRun]:
     """Every protocol x method on one split's held-out profiles.
 
     ``embeddings`` are the model's (n, d) vectors of ``heldout.values`` (None: the
-    embedding method is skipped).
+    embedding method is skipped); ``fingerprints`` the compounds' structures (None: the
+    ``tanimoto`` and ``combo`` methods are skipped).
     """
     _check(config.protocols, PROTOCOLS, config.methods)
     runs: list[ProtocolRun] = []
@@ -225,6 +266,7 @@ def run_protocols(
             if not means:
                 continue
             annotations = per_pert.loc[ids, DRUG_LEVEL[protocol]]
+            _add_structure(means, ids, fingerprints, log)
             runs.extend(_drug_level(protocol, ids, means, annotations, config, log))
             continue
         if protocol == "same_perturbagen":
@@ -241,8 +283,8 @@ def run_protocols(
             ).to_numpy()
         for name in config.methods:
             method = METHOD_SPECS[name]
-            x = vectors[method.vectors]
-            if x is None:
+            x = vectors.get(method.vectors)
+            if x is None or method.drug_level_only:
                 continue
             queries = _query_subset(n, method, config)
             log(f"{protocol} / {name}: {len(queries):,} queries x {n:,} candidates")
@@ -328,6 +370,7 @@ def run_direct(
     perturbagens: pd.DataFrame,
     config: EvaluationConfig,
     log: Log = lambda m: None,
+    fingerprints: Fingerprints | None = None,
 ) -> list[ProtocolRun]:
     """The drug-level protocols over every compound of ``means`` (from the model trained on
     every perturbagen): ``config.protocols`` among :data:`DIRECT_PROTOCOLS`.
@@ -342,11 +385,56 @@ def run_direct(
     compound[known] = (info.loc[means.ids[known], "pert_type"].astype(str) == COMPOUND).to_numpy()
     ids = means.ids[compound]
     vectors = {space: v[compound] for space, v in means.vectors.items()}
+    _add_structure(vectors, ids, fingerprints, log)
     runs = []
     for protocol in config.protocols:
         annotations = info.loc[ids, DRUG_LEVEL[protocol]]
         runs.extend(_drug_level(protocol, ids, vectors, annotations, config, log))
     return runs
+
+
+def _add_structure(
+    vectors: dict[str, NDArray[np.float32]],
+    ids: NDArray[np.str_],
+    fingerprints: Fingerprints | None,
+    log: Log,
+) -> None:
+    """The drug-level methods' vectors of the compounds ``ids``, in place: ``fingerprint``
+    (0/1 bits) and, with the embedding, ``combo`` (the embedding, then the bits)."""
+    if fingerprints is None or "fingerprint" in vectors:
+        return
+    bits, missing = fingerprints.bits(ids)
+    if missing:
+        log(f"{missing:,} of {len(ids):,} compounds without a fingerprint: Tanimoto 0")
+    vectors["fingerprint"] = bits
+    if "embedding" in vectors:
+        vectors["combo"] = np.concatenate([vectors["embedding"], bits], axis=1)
+
+
+def positive_pairs(
+    result: RetrievalResult, labels: NDArray, queries: NDArray[np.intp]
+) -> NDArray[np.int64]:
+    """The candidate index of each positive of ``result`` (queries ``queries`` of the
+    candidates ``labels``, each query among the candidates): :func:`retrieval` lists a
+    query's positives in candidate order, its queries in the caller's order."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    codes, starts = np.unique(labels[order], return_index=True)
+    stops = np.append(starts[1:], len(order))
+    out = np.empty(len(result.quantiles), np.int64)
+    qi = result.query_index
+    bounds = np.flatnonzero(np.diff(qi)) + 1
+    for a, z in zip(np.concatenate([[0], bounds]), np.append(bounds, len(qi))):
+        if z <= a:
+            continue
+        row = int(queries[qi[a]])
+        k = int(np.searchsorted(codes, labels[row]))
+        members = order[starts[k] : stops[k]]
+        members = members[members != row]
+        if len(members) != z - a:
+            raise AssertionError("positives out of step with the labels")
+        out[a:z] = members
+    return out
 
 
 def _drug_level(
@@ -367,6 +455,8 @@ def _drug_level(
     clusters = ids[ok]
     kinds = np.full(len(clusters), "small_molecules")
     runs = []
+    bits = vectors["fingerprint"][ok] if "fingerprint" in vectors else None
+    on = bits.sum(axis=1) if bits is not None else None
     for name in config.methods:
         method = METHOD_SPECS[name]
         if method.vectors not in vectors:
@@ -386,5 +476,14 @@ def _drug_level(
             wtcs_k=config.wtcs_k,
             candidate_groups=kinds if method.metric == "ncs" else None,
         )
-        runs.append(ProtocolRun(protocol, name, result, kinds[queries], None, clusters[queries]))
+        pair = None
+        if bits is not None and len(result.quantiles):
+            j = positive_pairs(result, labels, queries)
+            i = queries[result.query_index]
+            inter = np.einsum("ij,ij->i", bits[i], bits[j])
+            union = on[i] + on[j] - inter
+            pair = np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
+        runs.append(
+            ProtocolRun(protocol, name, result, kinds[queries], None, clusters[queries], pair)
+        )
     return runs

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from l1000_assets.core.evaluation.metrics import SUMMARY_METRICS, recall_at, summarize_quantiles
 from l1000_assets.core.evaluation.protocols import (
     DIRECT_PROTOCOLS,
+    DRUG_LEVEL,
     METHODS,
     PROTOCOLS,
     ProtocolRun,
@@ -64,8 +65,11 @@ RANK_COLUMNS = [
     "quantile",
     "positive_score",
     "negative_score",
+    "pair_tanimoto",
 ]
-"""One row per positive: the ranks one split contributes (``evaluation_ranks``)."""
+"""One row per positive: the ranks one split contributes (``evaluation_ranks``);
+``pair_tanimoto`` (drug level, with fingerprints) is the ECFP4 Tanimoto of the query and
+the positive, NaN elsewhere."""
 
 
 def ranks_table(runs: Sequence[ProtocolRun], split: str) -> pd.DataFrame:
@@ -89,6 +93,11 @@ def ranks_table(runs: Sequence[ProtocolRun], split: str) -> pd.DataFrame:
                     "quantile": r.quantiles,
                     "positive_score": r.positive_scores.astype(np.float32),
                     "negative_score": r.negative_scores.astype(np.float32),
+                    "pair_tanimoto": (
+                        run.pair_tanimoto
+                        if run.pair_tanimoto is not None
+                        else np.full(len(qi), np.nan, np.float32)
+                    ),
                 }
             )
         )
@@ -252,6 +261,101 @@ PER_SPLIT_COLUMNS = [
     "n_queries",
     "n_positives",
 ]
+
+
+STRUCTURE_BINS = (0.0, 0.2, 0.4, 1.0)
+"""Edges of the pair-Tanimoto bins of :func:`structure_breakdown` (ECFP4: pairs below 0.2
+are structurally unrelated, from 0.4 close analogues); the last bin is closed."""
+BREAKDOWN_COLUMNS = [
+    "protocol",
+    "method",
+    "tanimoto_bin",
+    "metric",
+    "value",
+    "n_splits",
+    "n_queries",
+    "n_positives",
+]
+
+
+def _bin_labels(bins: Sequence[float]) -> list[str]:
+    edges = list(bins)
+    return [
+        f"[{lo:g}, {hi:g}{']' if k == len(edges) - 2 else ')'}"
+        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))
+    ]
+
+
+def structure_breakdown(
+    ranks: pd.DataFrame, bins: Sequence[float] = STRUCTURE_BINS
+) -> pd.DataFrame:
+    """Drug-level retrieval broken down by the structural similarity of the pair: for every
+    drug-level protocol and method, :data:`METRICS` of the positives whose (query, positive)
+    ECFP4 Tanimoto falls in each bin (``[lo, hi)``, the last closed), ranks pooled over
+    splits, each positive ranked among all of its query's negatives. Does a method find
+    pharmacologically similar compounds that are structurally dissimilar (the first bin)?"""
+    rows = []
+    if "pair_tanimoto" not in ranks.columns:
+        return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
+    sub = ranks[ranks["protocol"].astype(str).isin(DRUG_LEVEL) & ranks["pair_tanimoto"].notna()]
+    edges = np.asarray(bins, np.float64)
+    labels = _bin_labels(bins)
+    for (protocol, method), g in sub.groupby(["protocol", "method"], observed=True, sort=False):
+        pair = g["pair_tanimoto"].to_numpy(np.float64)
+        k = np.clip(np.searchsorted(edges, pair, side="right") - 1, 0, len(labels) - 1)
+        for b, label in enumerate(labels):
+            part = g[k == b]
+            values = pooled_metrics(part) if len(part) else dict.fromkeys(METRICS, math.nan)
+            n_queries = (
+                int(part.groupby("split", observed=True)["query"].nunique().sum())
+                if len(part)
+                else 0
+            )
+            rows += [
+                {
+                    "protocol": protocol,
+                    "method": method,
+                    "tanimoto_bin": label,
+                    "metric": metric,
+                    "value": value,
+                    "n_splits": int(part["split"].nunique()) if len(part) else 0,
+                    "n_queries": n_queries,
+                    "n_positives": len(part),
+                }
+                for metric, value in values.items()
+            ]
+    return pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
+
+
+def breakdown_markdown(breakdown: pd.DataFrame) -> str:
+    """AUC per pair-Tanimoto bin, one row per drug-level protocol and bin, a column per
+    method, with the queries / positives of each bin."""
+    auc = breakdown[breakdown["metric"] == "auc"]
+    if auc.empty:
+        return ""
+    methods = [m for m in METHODS if m in set(auc["method"])]
+    lines = [
+        "Drug level by the structural similarity of the pair: AUC of the positives whose "
+        "ECFP4 Tanimoto with the query is in the bin (each ranked among all of its query's "
+        "negatives); queries / positives per bin.",
+        "",
+        "| protocol | pair Tanimoto | " + " | ".join(methods) + " | queries / positives |",
+        "|" + "---|" * (len(methods) + 3),
+    ]
+    for (protocol, label), g in auc.groupby(["protocol", "tanimoto_bin"], sort=False):
+        value = g.set_index("method")["value"]
+        cells = [
+            "-" if m not in value.index or math.isnan(value[m]) else f"{value[m]:.3f}"
+            for m in methods
+        ]
+        first = g.set_index("method").loc[methods[0]] if methods[0] in set(g["method"]) else None
+        counts = (
+            f"{int(first['n_queries']):,} / {int(first['n_positives']):,}"
+            if first is not None
+            else "-"
+        )
+        lines.append(f"| {protocol} | {label} | " + " | ".join(cells) + f" | {counts} |")
+    return "\n".join(lines) + "\n"
 
 
 def recall_curves(

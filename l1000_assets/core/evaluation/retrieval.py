@@ -31,9 +31,13 @@ with the quantiles, and :func:`balanced_mcc` thresholds the pooled pairs (over q
 over splits by the caller) at their median. Over all pairs, where positives are well under
 1%, MCC could not exceed a few hundredths and would not be the paper's quantity.
 
-**Similarities**: ``cosine``, ``euclidean`` (negated squared distance) and ``wtcs`` (CMap's
+**Similarities**: ``cosine``, ``euclidean`` (negated squared distance), ``wtcs`` (CMap's
 weighted connectivity score of the query's top and bottom genes against the candidate
-profile: :mod:`l1000_assets.core.evaluation.connectivity`).
+profile: :mod:`l1000_assets.core.evaluation.connectivity`) and, for compounds, ``tanimoto``
+(vectors: unpacked 0/1 fingerprint bits; the intersections are one matrix product, exact in
+float32, so ties are exact ties) and ``combo`` (the paper's: the unweighted mean of the
+embedding's cosine and the Tanimoto; vectors: the embedding followed by the
+:data:`FINGERPRINT_BITS` bits).
 """
 
 from __future__ import annotations
@@ -56,8 +60,11 @@ from l1000_assets.core.evaluation.kernels import (
 )
 from l1000_assets.core.evaluation.metrics import RetrievalSummary
 
-METRICS = ("cosine", "euclidean", "wtcs", "ncs")
+METRICS = ("cosine", "euclidean", "wtcs", "ncs", "tanimoto", "combo")
 _CONNECTIVITY = ("wtcs", "ncs")
+_STRUCTURE = ("tanimoto", "combo")
+FINGERPRINT_BITS = 2048
+"""Bits of a fingerprint (ECFP4, 2,048 bits): the last columns of ``combo`` vectors."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,9 @@ class _Scorer:
             if metric == "euclidean":
                 self.q_sq = (self.q * self.q).sum(axis=1)
                 self.c_sq = (self.c * self.c).sum(axis=1)
+            if metric in _STRUCTURE:  # bits on, for the Tanimoto's union
+                self.q_sq = self.q[:, -FINGERPRINT_BITS:].sum(axis=1)
+                self.c_sq = self.c[:, -FINGERPRINT_BITS:].sum(axis=1)
 
     def __len__(self) -> int:
         return len(self.c)
@@ -212,6 +222,10 @@ class _Scorer:
             if self.metric == "ncs":
                 self._normalize(out, rows, self.group[cols])
             return out
+        if self.metric in _STRUCTURE:
+            return _structure_scores(
+                queries, self.c[c0:c1], self.q_sq[rows], self.c_sq[c0:c1], self.metric, out
+            )
         s = np.matmul(queries, self.c[c0:c1].T, out=out)
         if self.metric == "euclidean":  # negated squared distance: larger is more similar
             s *= 2.0
@@ -258,22 +272,55 @@ class _Scorer:
         """Similarities of one query with the candidates ``cols`` (sampled mode)."""
         if self.metric in _CONNECTIVITY:
             return self.block_scores(np.array([row]), cols)[0]
+        if self.metric in _STRUCTURE:
+            return _structure_scores(
+                self.q[row : row + 1],
+                self.c[cols],
+                self.q_sq[row : row + 1],
+                self.c_sq[cols],
+                self.metric,
+            )[0]
         s = self.c[cols] @ self.q[row]
         if self.metric == "euclidean":
             s = 2.0 * s - self.c_sq[cols] - self.q_sq[row]
         return s.astype(np.float32, copy=False)
 
 
+def _structure_scores(q, c, q_on, c_on, metric: str, out=None) -> NDArray[np.float32]:
+    """Tanimoto (or combo) of query rows against candidate rows (see :func:`_prepare`)."""
+    bits = slice(q.shape[1] - FINGERPRINT_BITS, None)
+    inter = np.matmul(q[:, bits], c[:, bits].T, out=out)  # exact: integer counts
+    union = q_on[:, None] + c_on[None, :] - inter
+    np.divide(inter, union, out=inter, where=union > 0)
+    inter[union <= 0] = 0.0
+    if metric == "combo":
+        embedding = slice(0, q.shape[1] - FINGERPRINT_BITS)
+        inter += q[:, embedding] @ c[:, embedding].T
+        inter *= 0.5
+    return inter
+
+
 def _prepare(
     x: NDArray[np.floating], metric: str, order: NDArray[np.intp] | None = None
 ) -> NDArray[np.float32]:
-    """A float32 copy of the vectors (rows in ``order``), unit length for cosine."""
+    """A float32 copy of the vectors (rows in ``order``), unit length for cosine (for
+    ``combo``, the embedding part; its last :data:`FINGERPRINT_BITS` columns are 0/1 bits,
+    as ``tanimoto``'s are all its columns)."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
+    if metric in _STRUCTURE:
+        width = FINGERPRINT_BITS + (1 if metric == "combo" else 0)
+        if x.shape[1] < width or (metric == "tanimoto" and x.shape[1] != FINGERPRINT_BITS):
+            raise ValueError(
+                f"{metric} needs {'d + ' if metric == 'combo' else ''}{FINGERPRINT_BITS} "
+                f"columns (fingerprint bits last), got {x.shape[1]}"
+            )
     x = x[order] if order is not None else x.copy()
     if metric == "cosine":  # in place: no second (n, d) copy
         normalize_rows(x, out=x)
+    if metric == "combo":
+        x[:, :-FINGERPRINT_BITS] = normalize_rows(x[:, :-FINGERPRINT_BITS])
     return x
 
 

@@ -18,6 +18,7 @@ from l1000_assets.lib.keys import (
     WAREHOUSE,
     ZSCORE_SIGNATURES,
 )
+from l1000_assets.lib.lake import synthetic_releases
 from l1000_assets.lib.resources import LakeResource
 
 SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
@@ -97,6 +98,7 @@ def warehouse(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
             "table_macros": ", ".join(macros),
             **{f"rows_{v}": int(n) for v, n in counts.items()},
             "skipped": ", ".join(report.skipped) or "none",
+            "synthetic_releases": ", ".join(synthetic_releases(lake)) or "none",
             "open_with": dg.MetadataValue.md(
                 f"```sql\n-- duckdb -readonly {lake.catalog_path}\n-- (the data root moved or "
                 "copied: SET VARIABLE lake_dir = '<data root>/lake';)\nSELECT cell_id, count(*) "

@@ -26,6 +26,7 @@ from l1000_assets.core.evaluation.protocols import (
 from l1000_assets.core.model.split import TEST, TRAIN, split_sets
 from l1000_assets.lib.keys import (
     ALL_PARTITIONS,
+    COMPOUND_FINGERPRINTS,
     EMBEDDING_MODEL,
     EVALUATION_GROUP,
     EVALUATION_METRICS,
@@ -34,7 +35,7 @@ from l1000_assets.lib.keys import (
     PERTURBAGEN_SPLIT,
     RELEASE_METADATA,
 )
-from l1000_assets.lib.lake import card_path, landmark_files, read_split
+from l1000_assets.lib.lake import card_path, landmark_files, read_split, synthetic_releases
 from l1000_assets.lib.metadata import png_markdown
 from l1000_assets.lib.partitions import ALL_SPLIT, split_partitions
 from l1000_assets.lib.resources import LakeResource
@@ -43,6 +44,7 @@ METRICS_FILE = "metrics.parquet"
 PER_SPLIT_FILE = "metrics_per_split.parquet"
 TABLE1_FILE = "table1.md"
 CURVES_FILE = "recall_curves.parquet"
+BREAKDOWN_FILE = "structure_breakdown.parquet"
 PLOT_FILE = "recall_curves.png"
 MODEL_VERSION_KEY = b"l1000.model_version"
 DATA_VERSION_KEY = b"l1000.data_version"
@@ -64,8 +66,10 @@ class EvaluationRanksConfig(dg.Config):
     methods: list[str] = Field(
         default=list(DEFAULT_METHODS),
         description="Methods compared on the same queries: embedding, zscore_cosine, "
-        "zscore_euclidean, wtcs, and ncs (WTCS normalized per cell line and perturbagen "
-        "type; twice the cost of wtcs). WTCS and NCS score at most max_wtcs_queries queries.",
+        "zscore_euclidean, wtcs, at drug level tanimoto (ECFP4 Tanimoto, from "
+        "compound_fingerprints) and combo (mean of embedding cosine and Tanimoto), and ncs "
+        "(WTCS normalized per cell line and perturbagen type; twice the cost of wtcs). WTCS "
+        "and NCS score at most max_wtcs_queries queries.",
     )
     mode: Literal["exact", "sampled"] = Field(
         default="exact",
@@ -81,6 +85,23 @@ class EvaluationRanksConfig(dg.Config):
     )
     wtcs_k: int = Field(default=150, ge=1, description="Top/bottom genes of a WTCS query.")
     seed: int = Field(default=0, description="Seed of subsampling, sampling and MCC pairs.")
+
+
+def _fingerprints(lake: LakeResource, methods, log):
+    """The compounds' fingerprints for the structure methods (None when not asked for, or
+    when compound_fingerprints has not been materialized: then they are skipped)."""
+    from l1000_assets.core.evaluation.protocols import METHOD_SPECS, Fingerprints
+    from l1000_assets.core.structure.table import read_fingerprints
+
+    if not any(METHOD_SPECS[m].drug_level_only for m in methods):
+        return None
+    path = lake.compound_fingerprints_path
+    if not path.exists():
+        log(f"{path} missing: tanimoto and combo skipped (materialize compound_fingerprints)")
+        return None
+    meta, packed = read_fingerprints(path)
+    first = ~meta["pert_id"].astype(str).duplicated().to_numpy()
+    return Fingerprints(meta["pert_id"].astype(str).to_numpy()[first], packed[first])
 
 
 def _check_names(protocols, methods) -> None:
@@ -103,6 +124,7 @@ def _check_names(protocols, methods) -> None:
     deps=[
         EMBEDDING_MODEL,
         PERTURBAGEN_SPLIT,
+        COMPOUND_FINGERPRINTS,
         dg.AssetDep(LANDMARK_PROFILES, partition_mapping=ALL_PARTITIONS),
         dg.AssetDep(RELEASE_METADATA, partition_mapping=ALL_PARTITIONS),
     ],
@@ -112,9 +134,10 @@ def _check_names(protocols, methods) -> None:
         "each positive's score and a seeded negative of its query (for the balanced MCC). "
         "split_<seed>: the held-out perturbagens (same perturbagen, biological replicates, "
         "drug-level MOA and target on compounds), for the embedding, z-score cosine, z-score "
-        "Euclidean and CMap WTCS on the same queries. all: moa_direct and target_direct over "
-        "every compound (the model trained on every perturbagen, the paper's direct "
-        "training). evaluation_metrics pools these."
+        "Euclidean and CMap WTCS on the same queries, and at drug level ECFP4 Tanimoto and "
+        "the paper's combo (compound_fingerprints), with each drug-level pair's Tanimoto. "
+        "all: moa_direct and target_direct over every compound (the model trained on every "
+        "perturbagen, the paper's direct training). evaluation_metrics pools these."
     ),
 )
 def evaluation_ranks(
@@ -142,6 +165,7 @@ def evaluation_ranks(
     perts = split_sets(split)
     # MOA and target per perturbagen, the first known value over the releases.
     perturbagens = read_annotations(lake.metadata_files("perturbagens"))
+    fingerprints = _fingerprints(lake, config.methods, context.log.warning)
     t0 = time.perf_counter()
     if key == ALL_SPLIT or not perts[TEST]:
         eval_config = EvaluationConfig(
@@ -159,7 +183,7 @@ def evaluation_ranks(
             (lambda x: embed(model, x)) if "embedding" in config.methods else None,
         )
         context.log.info(f"{len(means.ids):,} compounds, every one trained on")
-        runs = run_direct(means, info, eval_config, log=context.log.info)
+        runs = run_direct(means, info, eval_config, log=context.log.info, fingerprints=fingerprints)
     else:
         eval_config = EvaluationConfig(
             protocols=config.protocols,
@@ -180,7 +204,9 @@ def evaluation_ranks(
             f"{heldout.meta['pert_id'].nunique():,} perturbagens"
         )
         embeddings = embed(model, heldout.values) if "embedding" in config.methods else None
-        runs = run_protocols(heldout, embeddings, eval_config, log=context.log.info)
+        runs = run_protocols(
+            heldout, embeddings, eval_config, log=context.log.info, fingerprints=fingerprints
+        )
     ranks = ranks_table(runs, key)
     table = pa.Table.from_pandas(ranks, preserve_index=False)
     mode = "exact" if key == ALL_SPLIT or not perts[TEST] else config.mode
@@ -267,9 +293,11 @@ def evaluation_metrics(
     context: dg.AssetExecutionContext, config: EvaluationMetricsConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
     from l1000_assets.core.evaluation.report import (
+        breakdown_markdown,
         metrics_table,
         plot_recall_curves,
         recall_curves,
+        structure_breakdown,
         table1_markdown,
     )
 
@@ -292,8 +320,17 @@ def evaluation_metrics(
     table.insert(0, "model_data_version", ",".join(versions))
     heldout_modes = sorted({v for k, v in modes.items() if k != ALL_SPLIT}) or ["exact"]
     table["mode"] = ",".join(heldout_modes)
+    table["synthetic"] = bool(synthetic_releases(lake))  # figures of a simulated release
     curves = recall_curves(ranks)
-    markdown = table1_markdown(table)
+    breakdown = structure_breakdown(ranks)
+    by_structure = breakdown_markdown(breakdown)
+    synthetic = synthetic_releases(lake)
+    markdown = table1_markdown(table) + (f"\n{by_structure}" if by_structure else "")
+    if synthetic:
+        markdown = (
+            f"**Synthetic release** ({', '.join(synthetic)}): simulated profiles, not biology.\n\n"
+            + markdown
+        )
 
     out = evaluation_dir(lake)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -301,6 +338,7 @@ def evaluation_metrics(
         table.to_parquet(tmp / METRICS_FILE, index=False)
         per_split.to_parquet(tmp / PER_SPLIT_FILE, index=False)
         curves.to_parquet(tmp / CURVES_FILE, index=False)
+        breakdown.to_parquet(tmp / BREAKDOWN_FILE, index=False)
         (tmp / TABLE1_FILE).write_text(markdown)
         plot_recall_curves(ranks, tmp / PLOT_FILE)
         (tmp / "config.json").write_text(json.dumps(config.model_dump(), indent=2))
@@ -329,6 +367,9 @@ def evaluation_metrics(
             "path": dg.MetadataValue.path(str(out / METRICS_FILE)),
             "dagster/row_count": len(table),
             "table1": dg.MetadataValue.md(markdown),
+            "synthetic": bool(synthetic),
+            "synthetic_releases": ", ".join(synthetic) or "none",
+            "structure_breakdown": dg.MetadataValue.md(by_structure or "no fingerprints"),
             "per_split": dg.MetadataValue.md(spread.round(4).reset_index().to_markdown(index=False))
             if len(spread)
             else "no held-out splits",

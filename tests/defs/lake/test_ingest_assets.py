@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from l1000_assets.core.releases.synthetic import CELL_LINES
 from tests.defs.conftest import build_lake_graph
 
 N = 3_000
@@ -22,7 +23,9 @@ def graph(tmp_path_factory):
 
 def test_partitions_come_from_the_release(graph):
     assert graph.instance.get_dynamic_partitions("release") == ["synthetic"]
-    assert "SK-N-SH" in graph.cells and len(graph.cells) == 8
+    # The generator's first eight lines (the LINCS core lines, then HEPG2).
+    expected = {name for name, _, _ in CELL_LINES[:8]}
+    assert set(graph.cells) == expected and len(graph.cells) == 8
 
 
 def test_every_check_passes(graph):

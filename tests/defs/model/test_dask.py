@@ -11,7 +11,8 @@ import dagster as dg
 from tests.dask_cluster import alive, dask_cluster, launch_split_runs
 
 REPO = Path(__file__).resolve().parents[3]
-TINY = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
+# As test_model_assets.SMALL_MODEL: fewer steps do not pass the blocking check.
+TINY = {"depth": 4, "growth": 16, "steps": 1000, "checkpoint_every": 250, "batch_size": 256}
 RUN_TIMEOUT_S = 300
 SPLITS = ["split_7", "split_8"]
 MODEL_ASSETS = ["perturbagen_split", "normalization_stats", "embedding_model"]

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
+# 1,000 steps: on the synthetic release's held-out perturbagens 400 steps of this tiny model
+# do not yet beat z-score cosine (the blocking check), 1,000 do (AUC 0.84 against 0.73).
+SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 1000, "checkpoint_every": 250, "batch_size": 256}
 MODEL_ASSETS = ["perturbagen_split", "normalization_stats", "embedding_model"]
 
 
@@ -65,7 +67,7 @@ def test_model_artifacts_and_card(trained):
     assert card["checkpoint"] == "best on validation"
     meta = result.asset_materializations_for_node("embedding_model")[0].metadata
     assert meta["device"].value == "CPU"
-    assert meta["steps"].value == 400
+    assert meta["steps"].value == SMALL_MODEL["steps"]
     assert meta["split"].value == "split_0"
     assert "20% of perturbagens held out" in meta["role"].value
     assert "SERVED" not in meta["role"].value
@@ -92,7 +94,7 @@ def test_the_all_model_trains_every_perturbagen_and_is_the_served_one(trained_al
     assert card["n_train_perturbagens"] == len(split) == card["n_classes"]
     assert card["n_heldout_perturbagens"] == 0 and card["n_validation_perturbagens"] == 0
     assert card["heldout"] is None and card["best_validation_auc"] is None
-    assert card["checkpoint"] == "last" and card["best_step"] == 400
+    assert card["checkpoint"] == "last" and card["best_step"] == SMALL_MODEL["steps"]
     meta = result.asset_materializations_for_node("embedding_model")[0].metadata
     assert meta["role"].value.startswith("SERVED")
     assert meta["n_train_perturbagens"].value == len(split)
@@ -128,7 +130,7 @@ def test_rematerializing_with_the_same_config_resumes_without_training(trained):
         config={"ops": {"embedding_model": {"config": SMALL_MODEL}}},
     )
     meta = again.asset_materializations_for_node("embedding_model")[0].metadata
-    assert meta["resumed_from_step"].value == 400
+    assert meta["resumed_from_step"].value == SMALL_MODEL["steps"]
 
 
 def test_statistics_from_another_split_are_refused(trained):
