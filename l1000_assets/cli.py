@@ -101,12 +101,33 @@ def _read_across(args: argparse.Namespace) -> int:
         cell=args.cell,
         pert_type=args.pert_type,
     )
+    from l1000_assets.core.readacross.platforms.inputs import PlatformOptions
+
     options = QueryOptions(
-        max_missing=args.max_missing,
+        max_missing=(
+            args.max_missing
+            if args.max_missing is not None
+            else (978 - args.min_landmarks if args.impute else 50)
+        ),
         allow_unknown=args.allow_unknown_genes,
         allow_non_zscores=args.allow_non_zscores,
         max_bytes=args.max_bytes,
+        impute=args.impute,
     )
+    platform_options = PlatformOptions(
+        count_transform=args.count_transform,
+        scale=args.scale,
+        de_value=args.de_value,
+        control_spread=args.control_spread,
+        min_landmarks=args.min_landmarks,
+        impute=not args.no_impute,
+    )
+    read_options = {
+        "platform": args.platform,
+        "samples": args.samples,
+        "gene_map": args.gene_map,
+        "platform_options": platform_options,
+    }
     scope = f"cell line {args.cell}" if args.cell else "all cell lines"
     from l1000_assets.lib.lake import synthetic_releases
 
@@ -124,7 +145,7 @@ def _read_across(args: argparse.Namespace) -> int:
             )
 
         try:
-            q = engine.read(path, options, progress=progress("read"))
+            q = engine.read(path, options, progress=progress("read"), **read_options)
         except L1000InputError as exc:
             err(f"error: {exc}")
             failed += 1
@@ -151,6 +172,16 @@ def _read_across(args: argparse.Namespace) -> int:
         )
         for warning in q.warnings:
             err(f"warning: {path}: {warning}")
+        err(f"{path}: platform {q.platform}; transform: {q.transform}")
+        for qid, warnings in zip(q.profile_ids, q.profile_warnings):
+            for warning in warnings:
+                err(f"warning: {path}: {qid}: {warning}")
+        if q.imputed:
+            err(
+                f"{path}: {len(q.imputed)} landmark(s) imputed: "
+                + ", ".join(engine.genes.describe(g) for g in q.imputed[:10])
+                + (f" and {len(q.imputed) - 10} more" if len(q.imputed) > 10 else "")
+            )
         hits = result.hits
         print(f"\n{path.name}: top {args.top} perturbagens ({scope}, model {engine.version})")
         table = hits[
@@ -454,10 +485,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ra.add_argument("--pert-type", default=None, help="only this type (trt_cp, trt_sh, ...)")
     ra.add_argument(
+        "--platform",
+        choices=["zscores", "rnaseq", "de", "l1000-level3"],
+        default="zscores",
+        help="input kind: zscores (level-4-like landmark z-scores, the default), rnaseq "
+        "(counts matrix, genes x samples, with --samples), de (differential-expression "
+        "table: gene, log2fc, optional stat, pvalue, padj, contrast), l1000-level3 (a "
+        "level-3 GCT/GCTX plate; against the plate population, or the controls of --samples)",
+    )
+    ra.add_argument(
+        "--samples",
+        type=Path,
+        default=None,
+        metavar="SHEET",
+        help="sample sheet (CSV/TSV: sample, group, optional batch or plate; group "
+        "'control' marks the reference samples)",
+    )
+    ra.add_argument(
+        "--gene-map",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="identifier mapping (two columns: the file's id, e.g. Ensembl, then Entrez id "
+        "or symbol); Ensembl ids need it (none ships offline)",
+    )
+    ra.add_argument(
+        "--count-transform",
+        choices=["vst", "log2cpm"],
+        default="vst",
+        help="variance-stabilized log of counts: vst (negative-binomial, the default: it "
+        "ranked best on the validation) or log2cpm (log2(CPM + 1))",
+    )
+    ra.add_argument(
+        "--scale",
+        choices=["none", "quantile"],
+        default="none",
+        help="quantile: map each profile onto the lake's level-4 z-score distribution",
+    )
+    ra.add_argument(
+        "--de-value",
+        choices=["auto", "log2fc"],
+        default="auto",
+        help="DE tables: the statistic (else a signed z from the p-value), or log2fc",
+    )
+    ra.add_argument(
+        "--control-spread",
+        choices=["pooled", "batch"],
+        default="pooled",
+        help="each gene's MAD from every batch's controls around their batch median (pooled, "
+        "the default: it ranked best on the validation) or from the sample's batch alone",
+    )
+    ra.add_argument(
+        "--min-landmarks",
+        type=int,
+        default=100,
+        help="fewest measured landmarks for imputing the rest (default 100)",
+    )
+    ra.add_argument(
+        "--impute",
+        action="store_true",
+        help="zscores: impute missing landmarks (ridge on the measured ones, fitted on the "
+        "lake) instead of setting them to 0; then up to 978 - --min-landmarks may be missing",
+    )
+    ra.add_argument(
+        "--no-impute",
+        action="store_true",
+        help="other platforms: set unmeasured landmarks to 0 instead of imputing them",
+    )
+    ra.add_argument(
         "--max-missing",
         type=int,
-        default=50,
-        help="landmark genes a file may lack, set to 0 (default 50 of 978)",
+        default=None,
+        help="zscores: landmark genes a file may lack, set to 0 (default 50 of 978)",
     )
     ra.add_argument(
         "--allow-unknown-genes",
@@ -596,8 +695,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "profiles", 1) < 1:
         print("error: --profiles must be at least 1", file=sys.stderr)
         return 2
-    if getattr(args, "top", 1) < 1 or getattr(args, "max_missing", 0) < 0:
+    if getattr(args, "top", 1) < 1 or (getattr(args, "max_missing", 0) or 0) < 0:
         print("error: --top must be at least 1 and --max-missing at least 0", file=sys.stderr)
+        return 2
+    if getattr(args, "platform", None) == "zscores" and (args.samples or args.gene_map):
+        print(
+            "error: --samples and --gene-map are for --platform rnaseq, de or l1000-level3",
+            file=sys.stderr,
+        )
         return 2
     if getattr(args, "max_bytes", None) is not None and args.max_bytes < 1:
         print("error: --max-bytes must be at least 1", file=sys.stderr)

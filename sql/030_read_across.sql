@@ -416,8 +416,8 @@ ORDER BY h.query_pert_id, p_value, fold_enrichment DESC, h.moa;
 -- The user's own profiles (read_across_results asset)
 -- ---------------------------------------------------------------------------------------
 
--- The ranked perturbagens of every query profile, and each profile's embedding and gene
--- coverage.
+-- The ranked perturbagens of every query profile, and each profile's embedding, gene
+-- coverage, input platform, transform, imputed landmarks and warnings.
 CREATE OR REPLACE VIEW read_across_results AS
 SELECT * FROM read_parquet({{lake}} || '/read_across/results.parquet');
 
@@ -431,8 +431,8 @@ SELECT * FROM read_parquet({{lake}} || '/read_across/queries.parquet');
 
 CREATE TABLE IF NOT EXISTS read_across_queries (
     query_file VARCHAR, query_path VARCHAR, query_id VARCHAR, n_genes_in_file BIGINT,
-    n_landmarks_used BIGINT, missing_genes VARCHAR[], model_version VARCHAR,
-    embedding FLOAT[]);
+    n_landmarks_used BIGINT, missing_genes VARCHAR[], platform VARCHAR, transform VARCHAR,
+    imputed_genes VARCHAR[], warnings VARCHAR[], model_version VARCHAR, embedding FLOAT[]);
 
 -- MOAs over-represented among each query profile's ranked perturbagens (as
 -- moa_enrichment; candidates: the perturbagens of the scope the query was ranked in, each

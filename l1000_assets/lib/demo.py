@@ -101,6 +101,21 @@ def _write_example_queries(data_root: Path) -> None:
         print(f"  example gene sets: {path}", flush=True)
 
 
+def write_platform_examples(data_root: Path, n_profiles: int, seed: int) -> Path:
+    """Example query files of every input kind (RNA-seq counts and sheet, TempO-Seq panel,
+    DE table, level-3 plate, z-scores) for three compounds of the demo release, in
+    ``<data root>/examples/``."""
+    from l1000_assets.core.readacross.platforms.render import write_examples
+    from l1000_assets.core.releases.synthetic import build_world, default_config
+
+    world, _ = build_world(default_config(n_profiles=n_profiles, seed=seed))
+    perts = world.perts
+    compounds = perts.loc[perts["pert_type"] == "trt_cp", "pert_id"].head(3).tolist()
+    out = data_root / "examples"
+    write_examples(world, compounds, out)
+    return out
+
+
 def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
     """Materialize every asset (and run every check) on the Dagster instance, stage by stage.
 
@@ -157,6 +172,7 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
             for check in result.get_asset_check_evaluations():
                 status = "passed" if check.passed else f"FAILED ({check.severity.value})"
                 checks.append((check.check_name, status))
+    examples = write_platform_examples(data_root, n_profiles, seed)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s")
     print("materialized:")
     for key, path in materialized.items():
@@ -171,6 +187,10 @@ def run_demo(data_root: Path, n_profiles: int, seed: int) -> int:
             "2018, ours beside the published figures on real L1000):\n"
         )
         print(table1.read_text())
+    print(
+        f"\nexample query files of other platforms (SYNTHETIC, rendered from the release) in "
+        f"{examples}: see the README, 'Queries from other platforms'"
+    )
     print(
         f"\noutputs under {data_root}; run history in {os.environ['DAGSTER_HOME']} "
         "(open it with `make ui`)"

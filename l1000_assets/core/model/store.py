@@ -7,6 +7,8 @@ Layout of a model directory::
                       (core/model/forward.py: inference without TensorFlow)
     training.keras    the training model (embedding + margin head), for further training
     card.json         config, data version, gene order, normalization hash, split seed, figures
+    landmark_stats.npz  mean, covariance and level-4 quantiles of the training profiles
+                      (read-across from other platforms: imputation, quantile mapping)
     history.csv       one row per checkpoint chunk
     training.png      loss, accuracy, margin, scale and validation AUC against step
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +34,21 @@ CARD_FILE = "card.json"
 
 
 def save_model(
-    model_dir: Path, embedding, card: dict, history: list[dict], training_model=None
+    model_dir: Path,
+    embedding,
+    card: dict,
+    history: list[dict],
+    training_model=None,
+    extra_files: Mapping[str, Callable[[Path], object]] | None = None,
 ) -> Path:
+    """Write the model directory; ``extra_files``: name -> writer of further files that
+    belong to the model (the read-across landmark statistics), written into it before the
+    swap."""
     with atomic_dir(model_dir) as tmp:
         embedding.save(tmp / EMBEDDING_FILE)
         export_weights(embedding, tmp)
+        for name, write in (extra_files or {}).items():
+            write(tmp / name)
         if training_model is not None:
             training_model.save(tmp / TRAINING_FILE)
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=_jsonable) + "\n")

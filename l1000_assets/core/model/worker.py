@@ -77,9 +77,10 @@ def run(spec: WorkerSpec, log=print):
     from l1000_assets.core.model.store import save_model
     from l1000_assets.core.model.training import TrainConfig
 
+    perts = split_sets(pd.read_parquet(spec.split_path))
     trained = train_on_split(
         [Path(f) for f in spec.files],
-        split_sets(pd.read_parquet(spec.split_path)),
+        perts,
         NormalizationStats.load(Path(spec.normalization_path)),
         ModelConfig(**spec.model_config),
         TrainConfig(**spec.train_config),
@@ -91,13 +92,20 @@ def run(spec: WorkerSpec, log=print):
         log=log,
     )
     if cluster().is_chief:
+        from l1000_assets.core.readacross.platforms.landmark_stats import (
+            STATS_FILE,
+            fit_landmark_stats,
+        )
+
         result = trained.result
+        stats = fit_landmark_stats([Path(f) for f in spec.files], perts["train"])
         save_model(
             Path(spec.model_dir),
             result.embedding,
             trained.card,
             result.history,
             training_model=result.training_model,
+            extra_files={STATS_FILE: stats.save},
         )
     return trained
 

@@ -1,4 +1,5 @@
-"""The watched queries folder: which files are new or changed since the last scan."""
+"""The watched queries folder: which files are new or changed since the last scan (a query
+file with its manifest and the sample sheet that names, see ``manifest``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from l1000_assets.core.connectivity.gene_sets import is_gene_set_file
+from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.readacross.manifest import MANIFEST_SUFFIX, manifest_path, read_manifest
 from l1000_assets.core.readacross.query_files import is_query_file
 
 
@@ -36,11 +39,14 @@ def scan_queries(
     changed, unsupported, current = [], [], {}
     if not folder.is_dir():
         return changed, unsupported, current
+    auxiliary = _auxiliary_files(folder)
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.name.startswith("."):
             continue
+        if path.suffix.lower() == MANIFEST_SUFFIX or path.resolve() in auxiliary:
+            continue  # read with their query file, whose fingerprint includes them
         key = str(path.resolve())
-        fingerprint = file_fingerprint(path)
+        fingerprint = _query_fingerprint(path)
         if now - path.stat().st_mtime < settle_seconds:
             if key in seen:
                 current[key] = seen[key]
@@ -52,11 +58,42 @@ def scan_queries(
     return changed, unsupported, current
 
 
+def _auxiliary_files(folder: Path) -> set[Path]:
+    """Files that manifests in ``folder`` name (sample sheets, gene mappings)."""
+    out: set[Path] = set()
+    for manifest in folder.glob(f"*{MANIFEST_SUFFIX}"):
+        query = manifest.with_name(manifest.name[: -len(MANIFEST_SUFFIX)])
+        try:
+            out.update(p.resolve() for p in read_manifest(query).referenced())
+        except L1000InputError:
+            continue  # reported when its query file is read
+    return out
+
+
+def _query_fingerprint(path: Path) -> str:
+    """The file's fingerprint, with its manifest's and the files that one names: a new
+    sample sheet re-ranks the query."""
+    parts = [file_fingerprint(path)]
+    manifest = manifest_path(path)
+    if manifest.is_file():
+        parts.append(file_fingerprint(manifest))
+        try:
+            parts += [file_fingerprint(p) for p in read_manifest(path).referenced()]
+        except L1000InputError:
+            pass
+    return "+".join(parts)
+
+
 def queries_in(folder: str | Path) -> list[Path]:
-    """Every profile query file in ``folder`` (sorted); gene-set files
-    (:func:`~l1000_assets.core.connectivity.gene_sets.is_gene_set_file`) are left to the
-    gene-set queries."""
+    """Every profile query file in ``folder`` (sorted), without the files manifests name;
+    gene-set files (:func:`~l1000_assets.core.connectivity.gene_sets.is_gene_set_file`) are
+    left to the gene-set queries."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if is_query_file(p) and not is_gene_set_file(p))
+    auxiliary = _auxiliary_files(folder)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if is_query_file(p) and not is_gene_set_file(p) and p.resolve() not in auxiliary
+    )

@@ -69,6 +69,10 @@ class QueryProfiles:
     ignored: int  # known non-landmark genes skipped
     unknown: list[str] = field(default_factory=list)  # skipped when allowed
     warnings: list[str] = field(default_factory=list)
+    platform: str = "zscores"  # the input kind (core.readacross.platforms)
+    transform: str = "level-4 z-scores as given"
+    imputed: list[str] = field(default_factory=list)  # landmark ids imputed, not measured
+    profile_warnings: list[list[str]] = field(default_factory=list)  # per profile
 
     @property
     def n_landmarks_used(self) -> int:
@@ -82,6 +86,9 @@ class QueryOptions:
     allow_non_zscores: bool = False  # rank profiles that plainly are not z-scores (warned)
     # Larger files are refused unread; None: DEFAULT_MAX_TEXT_BYTES, DEFAULT_MAX_GCTX_BYTES.
     max_bytes: int | None = None
+    # Impute missing landmarks from the measured ones (the model's landmark statistics)
+    # instead of setting them to 0; max_missing still bounds how many may be missing.
+    impute: bool = False
 
 
 def is_query_file(path: Path) -> bool:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from l1000_assets.core.embeddings.vectors import read_embeddings, recorded_model_version
 from l1000_assets.core.errors import L1000InputError, preview_ids
+from l1000_assets.core.lake.schema import N_LANDMARKS
 from l1000_assets.core.progress import Progress
 from l1000_assets.core.readacross.genes import GeneIndex, read_genes
 from l1000_assets.core.readacross.query_files import (
@@ -262,6 +263,7 @@ class ReadAcross:
                 "profile_embeddings and perturbagen_embeddings again",
             )
         self._network: EmbeddingNetwork | None = None
+        self._stats = None
 
     @property
     def network(self) -> EmbeddingNetwork:
@@ -307,15 +309,68 @@ class ReadAcross:
                 progress(min(b0 + batch_size, len(values)), len(values), time.perf_counter() - t0)
         return out
 
+    @property
+    def landmark_stats(self):
+        """The model's landmark statistics (imputation, quantile mapping), or None for a
+        model saved before they were stored with it."""
+        from l1000_assets.core.readacross.platforms.landmark_stats import (
+            STATS_FILE,
+            LandmarkStats,
+        )
+
+        if self._stats is None and (self.model_dir / STATS_FILE).is_file():
+            self._stats = LandmarkStats.load(self.model_dir / STATS_FILE)
+        return self._stats
+
     def read(
         self,
         path: str | Path,
         options: QueryOptions = QueryOptions(),
         *,
         progress: Progress | None = None,
+        platform: str = "zscores",
+        samples: str | Path | None = None,
+        gene_map: str | Path | None = None,
+        platform_options=None,
     ) -> QueryProfiles:
-        """Read and check one query file (:func:`read_query_file`); needs no model."""
-        return read_query_file(path, self.genes, options, progress=progress)
+        """Read and check one query file; needs no model. ``platform`` ``zscores``:
+        :func:`read_query_file` (missing landmarks imputed when ``options.impute``); other
+        platforms: :func:`~l1000_assets.core.readacross.platforms.inputs.read_platform_query`
+        with the sample sheet ``samples``, the identifier mapping ``gene_map`` and
+        ``platform_options``."""
+        from l1000_assets.core.readacross.platforms.inputs import (
+            PlatformOptions,
+            read_platform_query,
+        )
+
+        if platform == "zscores":
+            query = read_query_file(path, self.genes, options, progress=progress)
+            if options.impute and query.missing:
+                stats = self.landmark_stats
+                if stats is None:
+                    query.warnings.append(
+                        "the model has no landmark statistics: missing landmarks set to 0"
+                    )
+                else:
+                    missing = {self.genes.position[g] for g in query.missing}
+                    measured = np.array([i not in missing for i in range(N_LANDMARKS)])
+                    query.values = stats.impute(query.values, measured).astype(np.float32)
+                    query.imputed = list(query.missing)
+                    query.transform += (
+                        f"; {len(query.missing)} landmark(s) imputed (ridge on the measured ones)"
+                    )
+            return query
+        from l1000_assets.core.readacross.platforms.identifiers import read_gene_map
+
+        return read_platform_query(
+            path,
+            platform,
+            self.genes,
+            samples=samples,
+            gene_map=read_gene_map(gene_map) if gene_map is not None else None,
+            stats=self.landmark_stats,
+            options=platform_options or PlatformOptions(),
+        )
 
     def rank_query(
         self, query: QueryProfiles, *, top: int = DEFAULT_TOP, progress: Progress | None = None
@@ -333,11 +388,14 @@ class ReadAcross:
         top: int = DEFAULT_TOP,
         options: QueryOptions = QueryOptions(),
         progress: Callable[[str], Progress | None] | None = None,
+        **read_options,
     ) -> ReadAcrossResult:
-        """Read, check, embed and rank one query file. ``progress(stage)`` may return a
-        progress callback for the stages ``"read"`` (GCTX blocks) and ``"embedded"``."""
+        """Read, check, embed and rank one query file (``read_options``: ``platform``,
+        ``samples``, ``gene_map``, ``platform_options`` of :meth:`read`).
+        ``progress(stage)`` may return a progress callback for the stages ``"read"`` (GCTX
+        blocks) and ``"embedded"``."""
         stage = progress or (lambda _: None)
-        query = self.read(path, options, progress=stage("read"))
+        query = self.read(path, options, progress=stage("read"), **read_options)
         return self.rank_query(query, top=top, progress=stage("embedded"))
 
 

@@ -33,8 +33,18 @@ QUERY_FIELDS = [
     pa.field("n_genes_in_file", pa.int64()),
     pa.field("n_landmarks_used", pa.int64()),
     pa.field("missing_genes", pa.list_(pa.string())),
+    pa.field("platform", pa.string()),
+    pa.field("transform", pa.string()),
+    pa.field("imputed_genes", pa.list_(pa.string())),
+    pa.field("warnings", pa.list_(pa.string())),
     pa.field("model_version", pa.string()),
 ]
+
+
+def query_warnings(query, i: int) -> list[str]:
+    """The file's warnings and those of its ``i``-th profile (treatment group)."""
+    own = query.profile_warnings[i] if i < len(query.profile_warnings) else []
+    return [*query.warnings, *own]
 
 
 def query_schema(dim: int) -> pa.Schema:
@@ -59,6 +69,10 @@ def _query_table(result: ReadAcrossResult, version: str, dim: int) -> pa.Table:
             pa.array([q.n_genes_in_file] * n, pa.int64()),
             pa.array([q.n_landmarks_used] * n, pa.int64()),
             pa.array([list(q.missing)] * n, pa.list_(pa.string())),
+            pa.array([q.platform] * n),
+            pa.array([q.transform] * n),
+            pa.array([list(q.imputed)] * n, pa.list_(pa.string())),
+            pa.array([query_warnings(q, i) for i in range(n)], pa.list_(pa.string())),
             pa.array([version] * n),
             vector_array(result.embeddings.reshape(n, dim)),
         ],

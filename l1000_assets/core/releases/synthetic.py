@@ -912,11 +912,17 @@ class _Plate:
 
 
 def _plates(
-    world: World, maps: list[_PlateMap], limit: int, landmarks_only: bool = False
+    world: World,
+    maps: list[_PlateMap],
+    limit: int,
+    landmarks_only: bool = False,
+    level: int = 4,
 ) -> Iterator[_Plate]:
     """Simulate plates in design order until ``limit`` wells have been produced.
 
     With ``landmarks_only`` the inferred genes are skipped; landmark values are identical.
+    ``level=3`` yields the level-3 log2 expression instead of the per-plate robust
+    z-scores (in ``_Plate.level4``), for renderings of other platforms.
     """
     cfg = world.config
     perts = world.perts
@@ -1009,15 +1015,14 @@ def _plates(
             dynamic = np.exp(cfg.well_range_sd * rng.standard_normal(n_w)).astype(np.float32)
             level3_lm = baseline + offset + gradient + (well_signal + noise) * dynamic[:, None]
             if landmarks_only:
-                level4 = _robust_zscore(level3_lm, cfg.mad_floor)
+                level3 = level3_lm
             else:
                 inferred = (level3_lm @ world.inference_a) @ world.inference_c
                 inferred += world.inference_noise_sd * rng.standard_normal(
                     inferred.shape, dtype=np.float32
                 )
-                level4 = _robust_zscore(
-                    np.concatenate([level3_lm, inferred], axis=1), cfg.mad_floor
-                )
+                level3 = np.concatenate([level3_lm, inferred], axis=1)
+            level4 = level3 if level == 3 else _robust_zscore(level3, cfg.mad_floor)
 
             keep = min(n_w, limit - produced)
             inst = _plate_metadata(world, pmap, rep, cells[pmap.cell])

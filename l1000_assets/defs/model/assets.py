@@ -349,8 +349,19 @@ def embedding_model(
     )
     result, card = trained.result, trained.card
     model_dir = lake.split_model_dir(key)
+    from l1000_assets.core.readacross.platforms.landmark_stats import (
+        STATS_FILE,
+        fit_landmark_stats,
+    )
+
+    landmark_stats = fit_landmark_stats(files, perts[TRAIN])
     save_model(
-        model_dir, result.embedding, card, result.history, training_model=result.training_model
+        model_dir,
+        result.embedding,
+        card,
+        result.history,
+        training_model=result.training_model,
+        extra_files={STATS_FILE: landmark_stats.save},
     )
     heldout = {}
     if card["heldout"]:

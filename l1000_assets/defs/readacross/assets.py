@@ -108,10 +108,12 @@ def _read_across(lake: LakeResource, config: ReadAcrossConfig):
     pool="read_across",
     description=(
         "The user's own profiles (GCT, GCTX, CSV or TSV of level-4 landmark z-scores, "
-        "dropped in the queries folder) embedded by the served model (embedding_model[all]: "
-        "every perturbagen trained) and ranked against "
+        "or, with a manifest <file>.json beside them, RNA-seq/TempO-Seq counts with a sample "
+        "sheet, DE tables or level-3 plates, dropped in the queries folder) embedded by the "
+        "served model (embedding_model[all]: every perturbagen trained) and ranked against "
         "the perturbagen embeddings: query, rank, perturbagen, similarity, MOA, target. "
-        "Also each query's embedding and gene coverage. The read_across_queries sensor "
+        "Also each query's embedding, gene coverage, imputed landmarks, transform and "
+        "warnings. The read_across_queries sensor "
         "runs it for every new or changed file."
     ),
 )
@@ -119,6 +121,8 @@ def read_across_results(
     context: dg.AssetExecutionContext, config: ReadAcrossConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
     from l1000_assets.core.readacross.folder import queries_in
+    from l1000_assets.core.readacross.manifest import read_manifest
+    from l1000_assets.core.readacross.platforms.inputs import PlatformOptions
     from l1000_assets.core.readacross.query_files import QueryOptions
     from l1000_assets.core.readacross.results import write_results
 
@@ -140,8 +144,16 @@ def read_across_results(
     for path in paths:
         t0 = time.perf_counter()
         try:
+            manifest = read_manifest(path)
             result = engine.run(
-                path, top=config.top, options=options, progress=_stage_progress(context, path.name)
+                path,
+                top=config.top,
+                options=options,
+                progress=_stage_progress(context, path.name),
+                platform=manifest.platform,
+                samples=manifest.samples,
+                gene_map=manifest.gene_map,
+                platform_options=PlatformOptions(**manifest.options),
             )
         except L1000InputError as exc:
             context.log.error(str(exc))
@@ -157,16 +169,23 @@ def read_across_results(
                 else ""
             )
         )
-        context.log.info(note)
+        context.log.info(f"{note}; platform {q.platform}, transform: {q.transform}")
+        if q.imputed:
+            context.log.info(f"{path}: {len(q.imputed)} landmark(s) imputed")
         for warning in q.warnings:
             context.log.warning(f"{path}: {warning}")
+        for qid, warnings in zip(q.profile_ids, q.profile_warnings):
+            for warning in warnings:
+                context.log.warning(f"{path}: {qid}: {warning}")
         results.append(result)
         top1 = result.hits[result.hits["rank"] == 1]
         summary.append(
             {
                 "file": path.name,
                 "profiles": len(q.profile_ids),
+                "platform": q.platform,
                 "landmarks_used": q.n_landmarks_used,
+                "imputed": len(q.imputed),
                 "top_hit": ", ".join(top1["pert_iname"].astype(str).head(3)),
                 "seconds": round(time.perf_counter() - t0, 2),
             }

@@ -62,12 +62,14 @@ def _connectivity_version(lake: LakeResource) -> str | None:
     description=(
         "Watches the queries folder (L1000_QUERIES_DIR, default <data root>/queries), one run "
         "per new or changed file: GCT, GCTX and CSV/TSV files of profiles go to "
-        "read_across_results and perturbagen_map; gene-set files (GRP, GMT, and CSV/TSV whose "
-        "header names a gene and a direction column) go to connectivity_results. A file is "
-        "handled once per size and modification time, so a bad file fails one run and is not "
-        "retried until it changes. When the perturbagen embeddings change (a new model), every "
-        "profile file is ranked again in one run; when the signature store or tau reference "
-        "changes, every gene-set file is."
+        "read_across_results and perturbagen_map (a manifest <file>.json beside a file says "
+        "its platform and sample sheet, core/readacross/manifest.py, and a change to either "
+        "re-ranks the file); gene-set files (GRP, GMT, and CSV/TSV whose header names a gene "
+        "and a direction column) go to connectivity_results. A file is handled once per size "
+        "and modification time, so a bad file fails one run and is not retried until it "
+        "changes. When the perturbagen embeddings change (a new model), every profile file is "
+        "ranked again in one run; when the signature store or tau reference changes, every "
+        "gene-set file is."
     ),
 )
 def read_across_queries(context: dg.SensorEvaluationContext, lake: LakeResource):
