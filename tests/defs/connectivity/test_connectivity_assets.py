@@ -19,9 +19,9 @@ from l1000_assets.core.connectivity.examples import consensus_sets, strongest_co
 from l1000_assets.core.connectivity.gene_sets import write_gmt, write_grp
 from l1000_assets.core.connectivity.store import SignatureStore
 from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
+from tests.defs.model.test_model_assets import train_split
 
 L1000 = str(Path(sys.executable).parent / "l1000")
-SMALL_MODEL = {"depth": 4, "growth": 16, "steps": 400, "checkpoint_every": 100, "batch_size": 256}
 REFERENCE = {"ops": {"connectivity_reference": {"config": {"n_queries": 120}}}}
 
 
@@ -33,6 +33,17 @@ def settled(path: Path) -> Path:
     past = time.time() - 60
     os.utime(path, (past, past))
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_queries_folder(lake_graph):
+    """The query files this module drops are removed after it: the lake graph is shared
+    with the read-across tests, whose sensor must see only their own files."""
+    queries = lake_graph.root / "queries"
+    before = set(queries.iterdir()) if queries.is_dir() else set()
+    yield
+    for path in set(queries.iterdir()) - before if queries.is_dir() else ():
+        path.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -223,11 +234,8 @@ def test_cli_query(built, tmp_path):
 @pytest.fixture(scope="module")
 def embedded(built):
     graph, _, store = built
-    if not (graph.root / "models" / "embedding_model" / "card.json").exists():
-        assert graph.run(
-            ["perturbagen_split", "normalization_stats", "embedding_model"],
-            config={"ops": {"embedding_model": {"config": SMALL_MODEL}}},
-        ).success
+    if not (graph.root / "models" / "embedding_model" / "all" / "card.json").exists():
+        assert train_split(graph, "all").success  # the served model
     cells = {
         ASSET_PARTITION_RANGE_START: graph.cells[0],
         ASSET_PARTITION_RANGE_END: graph.cells[-1],
