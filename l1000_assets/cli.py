@@ -129,9 +129,7 @@ def _read_across(args: argparse.Namespace) -> int:
         "platform_options": platform_options,
     }
     scope = f"cell line {args.cell}" if args.cell else "all cell lines"
-    from l1000_assets.lib.lake import synthetic_releases
-
-    synthetic = synthetic_releases(lake)
+    synthetic = lake.synthetic_releases()
     if synthetic:  # the references come from a simulated release: say so with every table
         scope += f"; SYNTHETIC release ({', '.join(synthetic)}): simulated, not biology"
     frames, failed = [], 0
@@ -594,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and print the strongest mimickers (or, with --reverse, reversers). Genes are symbols "
         "(any case), Entrez ids, or aliases where the gene table has them; each set needs "
         "10 to 150 valid genes. Needs connectivity_signatures and, for tau, "
-        "connectivity_reference (both in `make demo`).",
+        "connectivity_reference (both built by make demo).",
     )
     qu.add_argument(
         "files", nargs="*", type=Path, metavar="FILE", help="GMT, GRP or CSV/TSV gene-set files"

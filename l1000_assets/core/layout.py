@@ -19,6 +19,8 @@ RELEASE_DIR_PREFIX = "release="
 #: The split whose model is served (``lib.partitions`` holds the same names, with Dagster).
 ALL_SPLIT = "all"
 SERVED_SPLIT_ENV = "L1000_SERVED_SPLIT"
+#: The synthetic generator's manifest beside its release files (``"synthetic": true``).
+SYNTHETIC_MANIFEST = "synthetic_release.json"
 _SPLIT_KEY = re.compile(r"^(all|split_(0|[1-9][0-9]{0,5}))$")
 
 
@@ -73,6 +75,24 @@ class DataRoot:
             for p in self.metadata_base.glob(f"{RELEASE_DIR_PREFIX}*")
             if p.is_dir()
         )
+
+    def synthetic_releases(self) -> list[str]:
+        """The releases with metadata here whose files carry the synthetic generator's
+        manifest with ``"synthetic": true`` (``releases/<name>/``), so that figures from
+        them are labelled as such."""
+        import json
+
+        out = []
+        for name in self.metadata_releases():
+            manifest = (self.path / "releases" / name / SYNTHETIC_MANIFEST).resolve()
+            if not manifest.is_relative_to(self.path):
+                continue  # a release name that would leave the data root
+            try:
+                if manifest.exists() and json.loads(manifest.read_text()).get("synthetic") is True:
+                    out.append(name)
+            except (OSError, ValueError):
+                continue
+        return out
 
     def metadata_files(self, table: str, releases: list[str] | None = None) -> list[Path]:
         """One canonical metadata table (``genes``, ``perturbagens``...) of each release

@@ -70,14 +70,4 @@ def profile_embedding_files(lake: LakeResource) -> list[Path]:
 def synthetic_releases(lake: LakeResource) -> list[str]:
     """The lake's releases that are synthetic (their files carry the generator's manifest
     with ``"synthetic": true``), so that figures from them are labelled as such."""
-    from l1000_assets.core.releases.synthetic import MANIFEST_NAME
-
-    out = []
-    for name in lake.metadata_releases():
-        try:
-            manifest = lake.release_dir(name) / MANIFEST_NAME
-            if manifest.exists() and json.loads(manifest.read_text()).get("synthetic") is True:
-                out.append(name)
-        except (OSError, ValueError, dg.Failure):
-            continue
-    return out
+    return lake.layout.synthetic_releases()

@@ -70,6 +70,7 @@ from l1000_assets.core.atomic import atomic_dir
 from l1000_assets.core.errors import L1000InputError
 from l1000_assets.core.formats.gctx import GctxWriter
 from l1000_assets.core.lake.schema import N_LANDMARKS
+from l1000_assets.core.layout import SYNTHETIC_MANIFEST
 from l1000_assets.core.progress import Progress
 from l1000_assets.core.releases import reference
 
@@ -77,7 +78,7 @@ N_GENES = 12_328
 WELL_ROWS = "ABCDEFGHIJKLMNOP"  # 16 x 24 = 384 wells
 WELLS_PER_PLATE = 384
 PREFIX = "SYNTH_Broad_LINCS"
-MANIFEST_NAME = "synthetic_release.json"
+MANIFEST_NAME = SYNTHETIC_MANIFEST
 GENERATOR_VERSION = 2
 SYNTHETIC_NOTE = (
     "SYNTHETIC release: simulated profiles with real gene and compound names; not biology"

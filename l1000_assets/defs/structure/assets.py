@@ -21,7 +21,7 @@ from l1000_assets.lib.keys import (
     RELEASE_METADATA,
     STRUCTURE_GROUP,
 )
-from l1000_assets.lib.metadata import markdown_preview
+from l1000_assets.lib.metadata import parquet_column_schema, table_preview
 from l1000_assets.lib.releases import (
     ReleaseRegistry,
     release_file_names,
@@ -93,6 +93,7 @@ def compound_fingerprints(
             "releases": ", ".join(sorted(per_release)) or "none",
             "synthetic": bool(synthetic),
             "synthetic_releases": ", ".join(synthetic) or "none",
-            "preview": markdown_preview(preview),
+            "preview": table_preview(preview, rows=10),
+            "dagster/column_schema": parquet_column_schema(path),
         }
     )
