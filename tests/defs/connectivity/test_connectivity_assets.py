@@ -18,6 +18,7 @@ from l1000_assets.core.catalog.build import connect_read_only
 from l1000_assets.core.connectivity.examples import consensus_sets, strongest_compounds
 from l1000_assets.core.connectivity.gene_sets import write_gmt, write_grp
 from l1000_assets.core.connectivity.store import SignatureStore
+from l1000_assets.core.releases import reference as gene_table
 from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
 from tests.defs.model.test_model_assets import train_split
 
@@ -58,7 +59,9 @@ def built(lake_graph):
 def test_store_and_reference_assets(built):
     graph, result, store = built
     signatures = meta(result, "connectivity_signatures")
-    assert signatures["genes"].value == 10_174 and signatures["gene_space"].value == "bing"
+    # The package gene table's BING flags (7,367; GEO's release has 10,174).
+    n_bing = int((gene_table.genes()["pr_is_bing"].astype(int) == 1).sum())
+    assert signatures["genes"].value == n_bing and signatures["gene_space"].value == "bing"
     assert signatures["dagster/row_count"].value == len(store) > 500
     assert signatures["spilled_profiles"].value == 0
     reference = meta(result, "connectivity_reference")
