@@ -67,19 +67,27 @@ def on_new_release_data() -> dg.AutomationCondition:
     ).with_label("on_new_release_data")
 
 
-def evaluation_ranks_condition() -> dg.AutomationCondition:
-    """``eager`` for ``evaluation_ranks``, except that the signature store and the tau
-    reference (its gene-set protocol's input, built on request) may be missing: the other
-    protocols run without them."""
+def eager_with_optional_deps(optional: dg.AssetSelection, label: str) -> dg.AutomationCondition:
+    """``eager``, except that the dependencies in ``optional`` may be missing (the asset
+    runs without them, and again when they arrive)."""
     AC = dg.AutomationCondition
-    optional = dg.AssetSelection.assets(CONNECTIVITY_SIGNATURES, CONNECTIVITY_REFERENCE)
     return (
         AC.in_latest_time_window()
         & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
         & ~AC.any_deps_missing().ignore(optional)
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
-    ).with_label("eager (gene-set store optional)")
+    ).with_label(label)
+
+
+def evaluation_ranks_condition() -> dg.AutomationCondition:
+    """``eager`` for ``evaluation_ranks``, except that the signature store and the tau
+    reference (its gene-set protocol's input, built on request) may be missing: the other
+    protocols run without them."""
+    return eager_with_optional_deps(
+        dg.AssetSelection.assets(CONNECTIVITY_SIGNATURES, CONNECTIVITY_REFERENCE),
+        "eager (gene-set store optional)",
+    )
 
 
 def catalog_condition() -> dg.AutomationCondition:
@@ -88,17 +96,12 @@ def catalog_condition() -> dg.AutomationCondition:
     creates) are optional: query results exist only once a user has dropped a query file,
     and the catalog must not wait for them (their views are empty tables until then). When
     results arrive, the catalog is rebuilt."""
-    AC = dg.AutomationCondition
-    optional = dg.AssetSelection.assets(
-        READ_ACROSS_RESULTS, CONNECTIVITY_RESULTS, READ_ACROSS_ENRICHMENT, EVALUATION_METRICS
+    return eager_with_optional_deps(
+        dg.AssetSelection.assets(
+            READ_ACROSS_RESULTS, CONNECTIVITY_RESULTS, READ_ACROSS_ENRICHMENT, EVALUATION_METRICS
+        ),
+        "eager (query results and evaluation metrics optional)",
     )
-    return (
-        AC.in_latest_time_window()
-        & (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
-        & ~AC.any_deps_missing().ignore(optional)
-        & ~AC.any_deps_in_progress()
-        & ~AC.in_progress()
-    ).with_label("eager (query results and evaluation metrics optional)")
 
 
 def with_automation(defs: dg.Definitions) -> dg.Definitions:
