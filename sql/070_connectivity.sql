@@ -87,3 +87,12 @@ WHERE (query_name = name OR query_file = name)
   AND (of_kind IS NULL OR term_kind = of_kind)
   AND (of_test IS NULL OR test = of_test)
 ORDER BY source, query_name, direction, test, fdr, p_value, term;
+
+COMMENT ON TABLE connectivity_results IS 'Hits of every gene-set query of the queries folder (connectivity_results asset): rank, perturbagen, cell scope, WTCS, NCS, tau and the rank test''s scores, by method and direction (mimickers, reversers).';
+COMMENT ON TABLE connectivity_queries IS 'Every gene-set query read: its genes sorted as CMap does (valid, outside the gene space, invalid) and the error of a refused query.';
+COMMENT ON TABLE connectivity_enrichment IS 'MOA and target enrichment among each gene-set query''s top hits (hypergeometric, Benjamini-Hochberg FDR; prerank on request).';
+COMMENT ON TABLE read_across_enrichment IS 'MOA and target enrichment among each read-across query profile''s top hits (read_across_enrichment asset).';
+COMMENT ON TABLE hit_enrichment IS 'The enrichment rows of gene-set queries and of read-across profiles together, with their source.';
+COMMENT ON MACRO connectivity_hits IS 'The top k hits of the gene-set query name, optionally of one method and direction.';
+COMMENT ON MACRO perturbagen_connectivity IS 'Every gene-set query hit that names pert (pert_id or name), with its rank.';
+COMMENT ON MACRO enriched_terms IS 'MOA and target terms enriched among the hits of query name, up to max_fdr, optionally of one kind.';

@@ -19,6 +19,7 @@ import pytest
 
 from l1000_assets.core.catalog.build import connect_read_only
 from l1000_assets.lib.demo import write_example_query
+from l1000_assets.lib.demo import _write_example_queries
 from l1000_assets.lib.resources import LakeResource
 from tests.conftest import REPO
 
@@ -70,6 +71,17 @@ def demo_like_catalog(embedded, tmp_path_factory) -> Path:
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("split", ["split_0"])
     resources = {**graph.resources, "lake": lake}
+    # Structures and the gene-set store first (the README's structure and gene-set
+    # examples), as make demo builds them; then the demo's example gene-set queries.
+    built = dg.materialize(
+        graph.everything,
+        selection=["compound_fingerprints", "connectivity_signatures", "connectivity_reference"],
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"connectivity_reference": {"config": {"n_queries": 120}}}},
+    )
+    assert built.success
+    _write_example_queries(root)
     ranks = dg.materialize(
         graph.everything,
         selection=["evaluation_ranks"],
@@ -81,7 +93,12 @@ def demo_like_catalog(embedded, tmp_path_factory) -> Path:
     assert ranks.success
     result = dg.materialize(
         graph.everything,
-        selection=["evaluation_metrics", "read_across_results", "warehouse"],
+        selection=[
+            "evaluation_metrics",
+            "read_across_results",
+            "connectivity_results",
+            "warehouse",
+        ],
         instance=instance,
         resources=resources,
         run_config={"ops": {"evaluation_metrics": {"config": {"bootstrap": 50}}}},

@@ -330,4 +330,7 @@ def test_tanimoto_and_combo_at_drug_level_with_the_breakdown_by_structure(evalua
     meta = result.asset_materializations_for_node("evaluation_metrics")[0].metadata
     assert meta["synthetic"].value is True
     assert meta["table1"].value.startswith("**Synthetic release**")
-    assert "pair Tanimoto" in meta["structure_breakdown"].value
+    # The breakdown as a table in the UI (bins of the pair Tanimoto), and in Table 1's text.
+    shown = meta["structure_breakdown"].value
+    assert {r.data["tanimoto_bin"] for r in shown.records} >= {"[0, 0.2)"}
+    assert "pair Tanimoto" in meta["table1"].value
