@@ -44,4 +44,4 @@ ORDER BY query_pert_id, rank;
 
 COMMENT ON TABLE compound_fingerprints IS 'ECFP4 fingerprints (RDKit Morgan radius 2, 2,048 bits, bit-packed) of every compound with a SMILES (compound_fingerprints asset).';
 COMMENT ON MACRO tanimoto IS 'Tanimoto similarity of two bit-packed ECFP4 fingerprints (BLOB), in [0, 1].';
-COMMENT ON MACRO similar_structures IS 'The k compounds structurally most like pert (pert_id or name, any case) by ECFP4 Tanimoto, at least min_tanimoto.';
+COMMENT ON MACRO TABLE similar_structures IS 'The k compounds structurally most like pert (pert_id or name, any case) by ECFP4 Tanimoto, at least min_tanimoto.';

@@ -93,6 +93,6 @@ COMMENT ON TABLE connectivity_queries IS 'Every gene-set query read: its genes s
 COMMENT ON TABLE connectivity_enrichment IS 'MOA and target enrichment among each gene-set query''s top hits (hypergeometric, Benjamini-Hochberg FDR; prerank on request).';
 COMMENT ON TABLE read_across_enrichment IS 'MOA and target enrichment among each read-across query profile''s top hits (read_across_enrichment asset).';
 COMMENT ON TABLE hit_enrichment IS 'The enrichment rows of gene-set queries and of read-across profiles together, with their source.';
-COMMENT ON MACRO connectivity_hits IS 'The top k hits of the gene-set query name, optionally of one method and direction.';
-COMMENT ON MACRO perturbagen_connectivity IS 'Every gene-set query hit that names pert (pert_id or name), with its rank.';
-COMMENT ON MACRO enriched_terms IS 'MOA and target terms enriched among the hits of query name, up to max_fdr, optionally of one kind.';
+COMMENT ON MACRO TABLE connectivity_hits IS 'The top k hits of the gene-set query name, optionally of one method and direction.';
+COMMENT ON MACRO TABLE perturbagen_connectivity IS 'Every gene-set query hit that names pert (pert_id or name), with its rank.';
+COMMENT ON MACRO TABLE enriched_terms IS 'MOA and target terms enriched among the hits of query name, up to max_fdr, optionally of one kind.';

@@ -18,8 +18,7 @@ import duckdb
 import pytest
 
 from l1000_assets.core.catalog.build import connect_read_only
-from l1000_assets.lib.demo import write_example_query
-from l1000_assets.lib.demo import _write_example_queries
+from l1000_assets.lib.demo import _write_example_queries, write_example_query
 from l1000_assets.lib.resources import LakeResource
 from tests.conftest import REPO
 
