@@ -13,6 +13,16 @@ from l1000_assets.core.readacross.manifest import MANIFEST_SUFFIX, manifest_path
 from l1000_assets.core.readacross.query_files import is_query_file
 
 
+def query_paths(
+    folder: Path, files: list[str], listing: Callable[[Path], list[Path]]
+) -> list[Path]:
+    """The query files a run reads: ``files`` as given (relative ones under ``folder``), or,
+    when none are given, ``listing(folder)`` (the folder's files of the asset's kind)."""
+    if not files:
+        return listing(folder)
+    return [p if p.is_absolute() else folder / p for p in (Path(f).expanduser() for f in files)]
+
+
 def file_fingerprint(path: Path) -> str:
     st = path.stat()
     return f"{st.st_size}:{st.st_mtime_ns}"

@@ -333,14 +333,11 @@ def connectivity_results(
     context: dg.AssetExecutionContext, config: ConnectivityResultsConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
     from l1000_assets.core.connectivity.engine import QueryOptions
+    from l1000_assets.core.readacross.folder import query_paths
 
     folder = lake.queries_dir
     explicit = bool(config.files)
-    paths = (
-        [p if p.is_absolute() else folder / p for p in (Path(f).expanduser() for f in config.files)]
-        if explicit
-        else gene_set_files_in(folder)
-    )
+    paths = query_paths(folder, config.files, gene_set_files_in)
     context.log.info(f"{len(paths)} gene-set file(s) from {folder if not explicit else 'config'}")
     engine = _engine(lake)
     base = QueryOptions(

@@ -2,7 +2,6 @@
 perturbagen map with the queries placed on it."""
 
 import time
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -120,7 +119,7 @@ def _read_across(lake: LakeResource, config: ReadAcrossConfig):
 def read_across_results(
     context: dg.AssetExecutionContext, config: ReadAcrossConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
-    from l1000_assets.core.readacross.folder import queries_in
+    from l1000_assets.core.readacross.folder import queries_in, query_paths
     from l1000_assets.core.readacross.manifest import read_manifest
     from l1000_assets.core.readacross.platforms.inputs import PlatformOptions
     from l1000_assets.core.readacross.query_files import QueryOptions
@@ -128,11 +127,7 @@ def read_across_results(
 
     folder = lake.queries_dir
     explicit = bool(config.files)
-    paths = (
-        [p if p.is_absolute() else folder / p for p in (Path(f).expanduser() for f in config.files)]
-        if explicit
-        else queries_in(folder)
-    )
+    paths = query_paths(folder, config.files, queries_in)
     context.log.info(f"{len(paths)} query file(s) from {folder if not explicit else 'config'}")
     engine = _read_across(lake, config)
     options = QueryOptions(
