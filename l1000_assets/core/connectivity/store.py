@@ -17,8 +17,12 @@ Layout of a store directory (built whole in a temporary sibling and swapped in):
 **Gene-major**, unlike clue-mcp's signature-major ranks: a query reads only the rows of its
 own genes (2 x 150 rows of a 10,174-row store: 3% of it), each a contiguous run over the
 signatures, so a query's cost and its reads grow with its genes, not with the store's
-width. Columns are in the order signatures were completed by the build; the index says
-which is which, and :meth:`SignatureStore.columns` picks a cell line or perturbagen type.
+width. Columns are sorted by perturbagen, then cell line and signature id (the writer sorts them
+in place when it closes, one block of gene rows at a time), so a perturbagen's signatures are
+one contiguous run of columns: a query scores the store in blocks of whole perturbagens and
+keeps only its running top hits (:mod:`~l1000_assets.core.connectivity.engine`). The index
+says which column is which, and :meth:`SignatureStore.columns` picks a cell line or
+perturbagen type.
 
 Memory: opening a store reads the index (about 200 bytes a signature) and maps the two
 matrices; pages are read on demand by the OS and shared by every process that maps them.
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
@@ -43,7 +48,8 @@ from l1000_assets.core.embeddings.aggregates import SIGNATURE_COLUMNS
 from l1000_assets.core.embeddings.vectors import metadata_field
 from l1000_assets.core.errors import L1000InputError, preview_ids
 
-FORMAT = 1
+FORMAT = 2
+"""2: columns sorted by perturbagen (1: in the order the build completed them)."""
 INDEX_FILE = "index.parquet"
 GENES_FILE = "genes.parquet"
 RANKS_FILE = "ranks.npy"
@@ -53,6 +59,9 @@ GENE_SPACES = ("bing", "all")
 """``bing``: landmarks and best inferred genes (``is_bing``); ``all``: every gene."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+_SORT_BLOCK_BYTES = 32 << 20  # gene rows held at a time while the columns are sorted
+SORT_KEYS = ("pert_id", "cell_id", "sig_id")
+"""The store's column order."""
 
 
 def abs_weight_table() -> NDArray[np.float32]:
@@ -125,16 +134,21 @@ class StoreWriter:
         the format, counts and version). Returns what ``store.json`` holds."""
         if self.written != self.n_signatures:
             raise ValueError(f"{self.written} of {self.n_signatures} signatures written")
+        index = pa.concat_tables(self._rows) if self._rows else index_schema().empty_table()
+        norms = np.concatenate(self._norms) if self._norms else np.zeros(0)
+        order = column_order(index)
+        if not np.array_equal(order, np.arange(len(order))):
+            index, norms = index.take(pa.array(order)), norms[order]
+            for array in (self._ranks, self._z):
+                _permute_columns(array, order)
         for array in (self._ranks, self._z):
             array.flush()
         del self._ranks, self._z
-        index = pa.concat_tables(self._rows) if self._rows else index_schema().empty_table()
         pq.write_table(index, self.path / INDEX_FILE)
         pq.write_table(
             pa.Table.from_pandas(self._genes.astype({"gene_id": str}), preserve_index=False),
             self.path / GENES_FILE,
         )
-        norms = np.concatenate(self._norms) if self._norms else np.zeros(0)
         # The version follows the content: the signatures, the genes and every signature's
         # landmark norm (a change of any value moves it), not the time of the build.
         digest = hashlib.sha256(self.gene_space.encode())
@@ -152,6 +166,24 @@ class StoreWriter:
         }
         (self.path / META_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
         return record
+
+
+def column_order(index: pa.Table) -> NDArray[np.int64]:
+    """The positions of ``index``'s rows sorted by :data:`SORT_KEYS` (the store's order)."""
+    if index.num_rows == 0:
+        return np.zeros(0, np.int64)
+    keys = [(k, "ascending") for k in SORT_KEYS]
+    return pc.sort_indices(index, sort_keys=keys).to_numpy().astype(np.int64)
+
+
+def _permute_columns(array: np.ndarray, order: NDArray[np.int64]) -> None:
+    """``array[:, :] = array[:, order]`` in place, a block of rows at a time (memory: the
+    block, not the matrix)."""
+    n_rows, n_cols = array.shape[0], len(order)
+    step = max(1, _SORT_BLOCK_BYTES // max(1, n_cols * array.itemsize))
+    for r0 in range(0, n_rows, step):
+        rows = slice(r0, min(r0 + step, n_rows))
+        array[rows, :n_cols] = np.asarray(array[rows, :n_cols])[:, order]
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from l1000_assets.core.connectivity.store import SignatureStore, StoreWriter
+from l1000_assets.core.connectivity.store import SignatureStore, StoreWriter, column_order
 from l1000_assets.core.evaluation.connectivity import rank_profiles
 
 
 def make_store(path: Path, z: np.ndarray, index: pd.DataFrame, genes: pd.DataFrame):
-    """A store of the signatures ``z`` ``(c, n)`` (values exact in float16) with ``index``."""
+    """A store of the signatures ``z`` ``(c, n)`` (values exact in float16) with ``index``
+    (its columns sorted by perturbagen: :func:`store_order` gives ``z``'s rows in that
+    order)."""
     path.mkdir(parents=True)
     z = np.asarray(z, np.float16).astype(np.float32)
     writer = StoreWriter(path, genes, len(z), "all")
@@ -24,6 +26,11 @@ def make_store(path: Path, z: np.ndarray, index: pd.DataFrame, genes: pd.DataFra
         writer.write(rank_profiles(z[rows]).ranks, z[rows], table.slice(c0, len(z[rows])))
     writer.close({"test": True})
     return SignatureStore(path)
+
+
+def store_order(index: pd.DataFrame) -> np.ndarray:
+    """The rows of ``index`` in the store's column order."""
+    return column_order(pa.Table.from_pandas(index, preserve_index=False))
 
 
 def tiny_index(n_sig: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -63,8 +70,9 @@ def tiny(tmp_path):
     z = rng.standard_normal((60, 300)).astype(np.float16).astype(np.float32)
     z[:, :20] = np.round(z[:, :20])  # equal z-scores: the tie rule matters
     z[3] = 0.0  # a flat signature: every weight 0
-    store = make_store(tmp_path / "store", z, tiny_index(60, rng), tiny_genes(300))
-    return store, z
+    index = tiny_index(60, rng)
+    store = make_store(tmp_path / "store", z, index, tiny_genes(300))
+    return store, z[store_order(index)]
 
 
 @pytest.fixture(scope="session")

