@@ -14,6 +14,19 @@ typical signature of the store
 profile and each signature scores the cosine similarity of its embedding
 (``signature_embeddings``, the mean of its profiles' embeddings). Only a query's landmark
 genes reach the model (about 1 in 10 of a BING set).
+
+**Memory** is bounded whatever the store's width: queries are scored 16 at a time over blocks of
+whole perturbagens (the store's columns are sorted by perturbagen, about
+:data:`DEFAULT_BLOCK_SIGNATURES` a block), and each query keeps only its running top rows
+per level. NCS needs the mean scores of a whole cell line and perturbagen type first, so a
+first pass over the blocks sums them; the WTCS of that pass are kept for the second pass up
+to ``keep_bytes`` (64 MB: 16 queries over a million signatures) and computed again beyond
+it. The rank test's Benjamini-Hochberg FDRs over all signatures come from a histogram of its
+statistic (:func:`~l1000_assets.core.connectivity.scoring.rank_test_fdr`), whose size follows
+the gene space. What does grow with the store is what was loaded once, as the store's
+index: the scopes' column lists and, for the embedding method, the signature embeddings;
+and, on request, every row of a level (``keep_ranking``) or every perturbagen (the
+ranked-list enrichment).
 """
 
 from __future__ import annotations
@@ -26,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.stats import false_discovery_control
 
 from l1000_assets.core.connectivity.enrichment import (
     DEFAULT_PERMUTATIONS,
@@ -44,6 +56,7 @@ from l1000_assets.core.connectivity.gene_sets import (
     resolve_query,
 )
 from l1000_assets.core.connectivity.genes import GeneSpace, read_gene_tables
+from l1000_assets.core.connectivity.kernels import rank_sum_kernel
 from l1000_assets.core.connectivity.reference import Reference
 from l1000_assets.core.connectivity.results import RANKING_COLUMNS
 from l1000_assets.core.connectivity.scoring import (
@@ -53,15 +66,22 @@ from l1000_assets.core.connectivity.scoring import (
     Levels,
     landmark_profile,
     maxq,
-    normalized,
+    mwu_from_sums,
     query_wtcs,
-    rank_test,
+    rank_sums,
+    rank_test_distance,
+    rank_test_fdr,
     tau_scores,
 )
 from l1000_assets.core.connectivity.store import Segments, SignatureStore, segments_of
 from l1000_assets.core.errors import L1000InputError
+from l1000_assets.core.evaluation.connectivity import NcsReference, divide_by_group_means
 
 DEFAULT_RESULT_TOP = 20
+DEFAULT_BLOCK_SIGNATURES = 8192
+"""Signatures scored together (a block ends at a perturbagen's last signature)."""
+DEFAULT_KEEP_BYTES = 64 << 20
+"""The first pass's WTCS kept for the second, at most (module docstring)."""
 _QUERY_CHUNK = 16  # queries scored together
 
 
@@ -119,9 +139,24 @@ class QueryFailure:
     message: str
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """The columns a query scores (ascending: whole perturbagens in turn), cut into blocks
+    at ``bounds``, and the perturbagens that can rank, with the names hits are listed by."""
+
+    cols: NDArray[np.int64]
+    bounds: NDArray[np.int64]
+    universe: list[str]
+    names: dict[str, str]
+
+    def blocks(self):
+        for a, b in zip(self.bounds[:-1], self.bounds[1:]):
+            yield self.cols[a:b]
+
+
 @dataclass
 class _SignatureScores:
-    """Per-signature scores of a chunk of queries, ``(q, len(cols))`` each."""
+    """Per-signature scores of a chunk of queries in one block, ``(q, len(cols))`` each."""
 
     wtcs: NDArray[np.float32]
     ncs: NDArray[np.float32]
@@ -143,6 +178,8 @@ class ConnectivityEngine:
         The ``connectivity_reference`` directory (needed for tau).
     model_dir, signature_embeddings
         The served model and its signature embeddings (needed for the embedding method).
+    block_signatures, keep_bytes
+        Signatures per block, and the first pass's WTCS kept at most (module docstring).
     """
 
     def __init__(
@@ -154,8 +191,15 @@ class ConnectivityEngine:
         reference_dir: str | Path | None = None,
         model_dir: str | Path | None = None,
         signature_embeddings: str | Path | None = None,
+        block_signatures: int = DEFAULT_BLOCK_SIGNATURES,
+        keep_bytes: int = DEFAULT_KEEP_BYTES,
     ):
         from l1000_assets.core.readacross.ranking import read_annotations
+
+        if block_signatures < 1 or keep_bytes < 0:
+            raise ValueError("block_signatures must be at least 1 and keep_bytes at least 0")
+        self.block_signatures, self.keep_bytes = int(block_signatures), int(keep_bytes)
+        self._scopes: dict[tuple[str | None, str | None], _Scope] = {}
 
         self.store = SignatureStore(store_dir)
         self.space = GeneSpace.from_tables(
@@ -227,40 +271,37 @@ class ConnectivityEngine:
     def run(
         self, queries: Sequence[GeneSetQuery], options: QueryOptions = QueryOptions()
     ) -> list[QueryResult]:
-        """Score, rank and summarize ``queries``.
+        """Score, rank and summarize ``queries`` (memory: the module docstring).
 
         Raises
         ------
         L1000InputError
             For an unknown cell line or perturbagen type (naming the store's index and what
-            it has), tau without a reference, or the embedding method without a model.
+            it has), a scope without signatures, tau without a reference, or the embedding
+            method without a model.
         """
         if options.method == "tau" and self.reference is None:
             raise L1000InputError(
                 self.store.path,
                 f"tau needs the reference: {self._reference_error}; or choose another method",
             )
-        cols = self.store.columns(cell=options.cell, pert_type=options.pert_type)
-        levels = Levels.of(self.store, cols)
-        pert_sigs = segments_of(self.store.pert_codes[cols])[1]
+        scope = self._scope(options)
         out = []
         for q0 in range(0, len(queries), _QUERY_CHUNK):
             chunk = list(queries[q0 : q0 + _QUERY_CHUNK])
             t0 = time.perf_counter()
-            scores = self._signature_scores(chunk, cols, options)
+            tops = self._score_chunk(chunk, scope, options)
             per_query = (time.perf_counter() - t0) / len(chunk)
-            for i, query in enumerate(chunk):
+            for query, levels in zip(chunk, tops):
                 t1 = time.perf_counter()
-                frames = self._frames(scores, i, cols, levels, pert_sigs, options)
-                ranking = frames[options.level]
-                enrichment = self._enrichment(frames["perturbagen"], options)
+                ranking = levels[options.level]
+                enrichment = self._enrichment(levels["perturbagen"], scope, options)
                 if not options.keep_ranking:
-                    ranking = ranking.head(options.top).copy()
-                del frames
+                    ranking = ranking.head(options.top)
                 out.append(
                     QueryResult(
                         query,
-                        ranking,
+                        _public(ranking),
                         enrichment,
                         per_query + time.perf_counter() - t1,
                         options,
@@ -268,15 +309,91 @@ class ConnectivityEngine:
                 )
         return out
 
-    def _signature_scores(
-        self, queries: list[GeneSetQuery], cols: NDArray[np.int64], options: QueryOptions
-    ) -> _SignatureScores:
+    def _scope(self, options: QueryOptions) -> _Scope:
+        """The columns of the options' cell line and type, cut into blocks of whole
+        perturbagens, and the perturbagens that can rank (loaded once per scope)."""
+        key = (options.cell, options.pert_type)
+        if key not in self._scopes:
+            store = self.store
+            cols = store.columns(cell=options.cell, pert_type=options.pert_type)
+            if not len(cols):
+                raise L1000InputError(
+                    store.path,
+                    f"no signature of cell line {options.cell!r} and perturbagen type "
+                    f"{options.pert_type!r} in the store",
+                )
+            codes = store.pert_codes[cols]
+            if np.any(np.diff(codes) < 0):  # not grouped by perturbagen: one block
+                bounds = np.array([0, len(cols)], np.int64)
+            else:
+                starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+                at = np.searchsorted(starts, np.arange(0, len(cols), self.block_signatures))
+                cut = np.where(at < len(starts), starts[np.minimum(at, len(starts) - 1)], len(cols))
+                bounds = np.unique(np.r_[cut, len(cols)]).astype(np.int64)
+            first = np.r_[True, codes[1:] != codes[:-1]] if len(codes) else np.zeros(0, bool)
+            ids = store.index["pert_id"].astype(str).to_numpy(object)[cols[first]]
+            names = display_names(ids, self._meta["pert_iname"][cols[first]])
+            self._scopes[key] = _Scope(cols, bounds, list(ids), dict(zip(ids, names)))
+        return self._scopes[key]
+
+    def _score_chunk(
+        self, queries: list[GeneSetQuery], scope: _Scope, options: QueryOptions
+    ) -> list[dict[str, pd.DataFrame]]:
+        """Each query's ranked rows at its level and per perturbagen (the top ones only,
+        unless every row is asked for): two passes over the scope's blocks."""
         store = self.store
         ups = [q.up_rows for q in queries]
         downs = [q.down_rows for q in queries]
-        wtcs, _, _ = query_wtcs(store, ups, downs, cols)
         groups = store.group_codes
-        ncs = normalized(wtcs, groups[cols], int(groups.max()) + 1)
+        blocks = list(scope.blocks())
+        # Pass 1: the NCS means of each query per group (cell line and perturbagen type).
+        keep = len(queries) * len(scope.cols) * 4 <= self.keep_bytes
+        reference = NcsReference(len(queries), int(groups.max()) + 1)
+        kept: list[NDArray[np.float32] | None] = []
+        for cols in blocks:
+            wtcs = query_wtcs(store, ups, downs, cols)[0]
+            reference.add(slice(None), wtcs, groups[cols])
+            kept.append(wtcs if keep else None)
+        means = reference.means()
+        embedded = self._embed(queries) if options.method == "embedding" else None
+        # Pass 2: scores, summaries and each query's running top rows, block by block.
+        reversers = options.direction == "reversers"
+        sizes = {options.level: options.top, "perturbagen": options.enrichment_top}
+        if options.level == "perturbagen":
+            sizes["perturbagen"] = max(options.top, options.enrichment_top)
+        if options.keep_ranking:
+            sizes = dict.fromkeys(sizes)
+        elif options.prerank:
+            sizes["perturbagen"] = None
+        tops = [{level: _Top(n, reversers) for level, n in sizes.items()} for _ in queries]
+        for k, cols in enumerate(blocks):
+            wtcs = kept[k] if keep else query_wtcs(store, ups, downs, cols)[0]
+            kept[k] = None
+            scores = self._block_scores(ups, downs, wtcs, means, cols, options, embedded)
+            levels = Levels.of(store, cols)
+            pert_sigs = segments_of(store.pert_codes[cols])[1]
+            for i, top in enumerate(tops):
+                frames = self._frames(scores, i, cols, levels, pert_sigs, options)
+                for level, acc in top.items():
+                    acc.add(frames[level])
+        results = [{level: acc.result() for level, acc in top.items()} for top in tops]
+        if options.method == "mwu":
+            for i, frames in enumerate(results):
+                self._rank_test_fdr(ups[i], downs[i], blocks, frames.values())
+        return results
+
+    def _block_scores(
+        self,
+        ups: list[NDArray[np.int64]],
+        downs: list[NDArray[np.int64]],
+        wtcs: NDArray[np.float32],
+        means: NDArray[np.float64],
+        cols: NDArray[np.int64],
+        options: QueryOptions,
+        embedded: NDArray[np.float32] | None,
+    ) -> _SignatureScores:
+        store = self.store
+        ncs = divide_by_group_means(wtcs, means, store.group_codes[cols]).astype(np.float32)
         tau = (
             tau_scores(ncs, self.reference.quantiles["signature"], cols)
             if self.reference is not None
@@ -285,23 +402,52 @@ class ConnectivityEngine:
         extra: dict[str, NDArray[np.floating]] = {}
         score: NDArray[np.floating]
         if options.method == "mwu":
-            z_up, p_up = rank_test(store, ups, cols)
-            z_down, p_down = rank_test(store, downs, cols)
+            z = {}
+            for side, sets in (("up", ups), ("down", downs)):
+                sums = rank_sums(store, sets, cols)
+                sizes = np.array([len(s) for s in sets], np.int64)
+                z[side] = mwu_from_sums(sums, sizes, store.n_genes)[0]
+                extra[f"_d_{side}"] = np.stack(
+                    [rank_test_distance(row, g, store.n_genes) for row, g in zip(sums, sizes)]
+                )
+            z_up, z_down = z["up"], z["down"]
             score = np.where(
                 np.isnan(z_up), -z_down, np.where(np.isnan(z_down), z_up, z_up - z_down)
             )
-            extra = {
-                "z_up": z_up,
-                "z_down": -z_down,  # as SigCom reports it: positive when down genes rank low
-                "fdr_up": _fdr_rows(p_up),
-                "fdr_down": _fdr_rows(p_down),
-            }
+            extra["z_up"] = z_up
+            extra["z_down"] = -z_down  # as SigCom reports it: positive when down genes rank low
         elif options.method == "embedding":
-            score = self._similarity(queries, cols)
+            score = (embedded @ self._embedding_parts()[2][cols].T).astype(np.float32)
             extra = {"similarity": score}
         else:
             score = {"wtcs": wtcs, "ncs": ncs, "tau": tau}[options.method]
         return _SignatureScores(wtcs, ncs, tau, extra, score)
+
+    def _rank_test_fdr(self, up, down, blocks, frames) -> None:
+        """The rank test's FDRs of the rows of ``frames`` (at their best signatures), over
+        every signature of the scope: one set's histogram at a time."""
+        n_genes = self.store.n_genes
+        frames = list(frames)
+        for side, rows in (("up", up), ("down", down)):
+            g = len(rows)
+            counts = None
+            if g:
+                counts = np.zeros(g * (n_genes - g) // 2 + 1, np.int32)
+                flat, offsets = np.asarray(rows, np.int64), np.array([0, g], np.int64)
+                for cols in blocks:
+                    sums = np.empty((1, len(cols)), np.float64)
+                    rank_sum_kernel(self.store.ranks, cols, flat, offsets, sums)
+                    seen, n = np.unique(
+                        rank_test_distance(sums[0], g, n_genes) // 2, return_counts=True
+                    )
+                    counts[seen] += n.astype(np.int32)
+            for frame in frames:
+                key = f"_d_{side}"
+                if key in frame and counts is not None:
+                    bins = frame[key].to_numpy(np.int64) // 2
+                    frame[f"fdr_{side}"] = rank_test_fdr(counts, g, n_genes, bins)
+                else:
+                    frame[f"fdr_{side}"] = np.nan
 
     def _frames(
         self,
@@ -312,7 +458,8 @@ class ConnectivityEngine:
         pert_sigs: Segments,
         options: QueryOptions,
     ) -> dict[str, pd.DataFrame]:
-        """Query ``i``'s rankings at its level, and per perturbagen (for the statistics)."""
+        """Query ``i``'s rows of one block at its level, and per perturbagen (for the
+        statistics), unsorted."""
         reversers = options.direction == "reversers"
         sig = {"wtcs": s.wtcs[i], "ncs": s.ncs[i], "score": s.score[i]}
         if s.tau is not None:
@@ -321,7 +468,7 @@ class ConnectivityEngine:
         frames = {}
         if options.level == "signature":
             ones = np.ones(len(cols), np.int64)
-            frames["signature"] = self._frame(cols, sig, ones, ones, reversers)
+            frames["signature"] = self._frame(cols, sig, ones, ones, cols)
         # A perturbagen in a cell line: the maximum quantile over its signatures; tau
         # against the reference summarized the same way. Then over its cell lines.
         summarized = ("wtcs", "ncs", "score", "similarity")
@@ -335,7 +482,11 @@ class ConnectivityEngine:
         best = _best(sig["score"], levels.cell_segments, reversers)
         cell_sizes = np.diff(levels.cell_segments.offsets)
         frames["cell"] = self._frame(
-            cols[best], {**_at(sig, best), **cell}, cell_sizes, np.ones_like(cell_sizes), reversers
+            cols[best],
+            {**_at(sig, best), **cell},
+            cell_sizes,
+            np.ones_like(cell_sizes),
+            levels.pert_cells,
         )
         if options.cell is not None:  # one cell line: its summary is the perturbagen's
             frames["perturbagen"] = frames["cell"]
@@ -353,7 +504,7 @@ class ConnectivityEngine:
             {**_at(sig, best), **pert},
             np.diff(pert_sigs.offsets),
             np.diff(levels.pert_segments.offsets),
-            reversers,
+            levels.perts,
         )
         frame["cell_id"] = None
         frames["perturbagen"] = frame
@@ -365,30 +516,27 @@ class ConnectivityEngine:
         values: dict[str, NDArray[np.floating]],
         n_signatures: NDArray[np.integer],
         n_cell_lines: NDArray[np.integer],
-        reversers: bool,
+        keys: NDArray[np.integer],
     ) -> pd.DataFrame:
-        """A level's rows ranked in the direction, their metadata from the (best) signature
-        of each, ``sig_cols``."""
-        frame = pd.DataFrame(
+        """A level's rows, their metadata from the (best) signature of each, ``sig_cols``;
+        ``keys`` (the rows' store codes) break the last ties when they are ranked, and
+        columns named ``_...`` are the engine's own."""
+        return pd.DataFrame(
             {
-                **{c: v[sig_cols] for c, v in self._meta.items()},
+                **{c: pd.Series(v[sig_cols], dtype=object) for c, v in self._meta.items()},
                 "n_cell_lines": np.asarray(n_cell_lines, np.int64),
                 "n_signatures": np.asarray(n_signatures, np.int64),
-                **{k: v for k, v in values.items() if k in RANKING_COLUMNS},
+                **{k: v for k, v in values.items() if k in RANKING_COLUMNS or k[0] == "_"},
+                "_key": np.asarray(keys, np.int64),
             }
         )
-        n = len(frame)
-        # Ties (tau saturates at +/-100) are broken by NCS, then WTCS.
-        keys = [_sort_key(frame[c].to_numpy(float), reversers) for c in ("wtcs", "ncs", "score")]
-        order = np.lexsort((np.arange(n), *keys))
-        frame = frame.iloc[order].reset_index(drop=True)
-        frame.insert(0, "rank", np.arange(1, n + 1, dtype=np.int64))
-        return frame[[c for c in RANKING_COLUMNS if c in frame.columns]]
 
-    def _enrichment(self, perts: pd.DataFrame, options: QueryOptions) -> pd.DataFrame:
-        """Top-N MOA/target enrichment among the perturbagen-level hits (and, on request,
-        the ranked-list test over every perturbagen)."""
-        names = display_names(perts["pert_id"], perts["pert_iname"])
+    def _enrichment(
+        self, perts: pd.DataFrame, scope: _Scope, options: QueryOptions
+    ) -> pd.DataFrame:
+        """Top-N MOA/target enrichment among the perturbagen-level hits, against every
+        perturbagen of the scope (and, on request, the ranked-list test over all of them)."""
+        names = [scope.names[p] for p in perts["pert_id"].astype(str)]
         tables = [
             top_enrichment(
                 perts["pert_id"].tolist(),
@@ -396,6 +544,7 @@ class ConnectivityEngine:
                 self.annotations,
                 top=options.enrichment_top,
                 terms=self._terms,
+                background=scope.universe,
             )
         ]
         if options.prerank:
@@ -406,7 +555,7 @@ class ConnectivityEngine:
             tables.append(
                 prerank(
                     ranked["pert_id"].tolist(),
-                    display_names(ranked["pert_id"], ranked["pert_iname"]),
+                    [scope.names[p] for p in ranked["pert_id"].astype(str)],
                     ranked["score"].to_numpy(float),
                     self.annotations,
                     permutations=options.permutations,
@@ -420,15 +569,13 @@ class ConnectivityEngine:
         )
 
     # -- the embedding method -------------------------------------------------------------
-    def _similarity(
-        self, queries: list[GeneSetQuery], cols: NDArray[np.int64]
-    ) -> NDArray[np.float32]:
-        model, gene_order, vectors = self._embedding_parts()
+    def _embed(self, queries: list[GeneSetQuery]) -> NDArray[np.float32]:
+        """The queries' embeddings ``(q, d)``, by the served model."""
+        model, gene_order, _ = self._embedding_parts()
         profiles = np.stack([self.project(q, gene_order) for q in queries])
         from l1000_assets.core.model.network import embed
 
-        z = np.asarray(embed(model, profiles), np.float32)
-        return (z @ vectors[cols].T).astype(np.float32)
+        return np.asarray(embed(model, profiles), np.float32)
 
     def project(self, query: GeneSetQuery, gene_order: Sequence[str]) -> NDArray[np.float32]:
         """The query as a landmark profile in ``gene_order`` (module docstring)."""
@@ -489,19 +636,49 @@ def run_files(
     return engine.run(queries, options) if queries else [], failures
 
 
-def _fdr_rows(p: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Benjamini-Hochberg FDR of each row's p-values (NaN left out)."""
-    out = np.full(p.shape, np.nan)
-    for r in range(len(p)):
-        ok = ~np.isnan(p[r])
-        if ok.any():
-            out[r, ok] = false_discovery_control(p[r, ok])
-    return out
-
-
 def _at(values: dict[str, NDArray], best: NDArray[np.int64]) -> dict[str, NDArray]:
     """The per-signature statistics of the rank test at the best signatures."""
-    return {k: values[k][best] for k in ("z_up", "z_down", "fdr_up", "fdr_down") if k in values}
+    return {k: values[k][best] for k in ("z_up", "z_down", "_d_up", "_d_down") if k in values}
+
+
+def _public(frame: pd.DataFrame) -> pd.DataFrame:
+    """A ranking's columns as results show them (the engine's own ``_...`` left out)."""
+    return frame[[c for c in RANKING_COLUMNS if c in frame.columns]].reset_index(drop=True)
+
+
+class _Top:
+    """A query's best ``n`` rows of one level so far (all of them when ``n`` is None),
+    merged block by block."""
+
+    def __init__(self, n: int | None, reversers: bool):
+        self.n, self.reversers = n, reversers
+        self._parts: list[pd.DataFrame] = []
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if self.n is not None:
+            frame = _ranked(frame, self.reversers).head(self.n)
+        self._parts.append(frame)
+        if self.n is not None and len(self._parts) >= 8:
+            self._parts = [self._merged()]
+
+    def _merged(self) -> pd.DataFrame:
+        parts = [p for p in self._parts if len(p)] or self._parts[:1]
+        frame = _ranked(pd.concat(parts, ignore_index=True), self.reversers)
+        return frame if self.n is None else frame.head(self.n)
+
+    def result(self) -> pd.DataFrame:
+        """The rows ranked best first in the direction, with their ``rank``."""
+        frame = self._merged().reset_index(drop=True)
+        frame.insert(0, "rank", np.arange(1, len(frame) + 1, dtype=np.int64))
+        return frame
+
+
+def _ranked(frame: pd.DataFrame, reversers: bool) -> pd.DataFrame:
+    """``frame`` best first in the direction: by score, ties (tau saturates at +/-100)
+    broken by NCS, then WTCS, then the rows' store codes (``_key``)."""
+    keys = [_sort_key(frame[c].to_numpy(float), reversers) for c in ("wtcs", "ncs", "score")]
+    order = np.lexsort((frame["_key"].to_numpy(), *keys))
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def _sort_key(score: NDArray[np.float64], reversers: bool) -> NDArray[np.float64]:

@@ -122,19 +122,23 @@ def top_enrichment(
     *,
     top: int = DEFAULT_TOP,
     terms: pd.DataFrame | None = None,
+    background: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """MOA and target over-representation among the first ``top`` of a ranked list.
 
     Parameters
     ----------
     pert_ids, names
-        The ranked list, best first: perturbagen ids and the names listed as hits.
+        The ranked list, best first: perturbagen ids and the names listed as hits (its
+        head is enough when ``background`` is given).
     annotations
         ``pert_id``, ``moa``, ``target``.
     top
         How many of the list count as hits.
     terms
         :func:`annotation_terms` of ``annotations``, when already at hand.
+    background
+        Every perturbagen that could have ranked (default: ``pert_ids``, the whole list).
 
     Returns
     -------
@@ -142,14 +146,17 @@ def top_enrichment(
         :data:`ENRICHMENT_COLUMNS` (``test`` = ``top_n``), one row per term carried by a hit,
         by ascending p-value.
     """
-    n_background = len(pert_ids)
-    n = min(int(top), n_background)
+    universe = list(pert_ids) if background is None else list(background)
+    n_background = len(universe)
+    n = min(int(top), len(pert_ids), n_background)
+    terms = annotation_terms(annotations) if terms is None else terms
+    hits = term_members(list(pert_ids)[:n], annotations, terms=terms)
+    sizes = {key: len(m) for key, m in term_members(universe, annotations, terms=terms).items()}
     rows = []
-    for (kind, term), members in term_members(pert_ids, annotations, terms=terms).items():
-        in_top = members[members < n]
-        if not len(in_top):
+    for (kind, term), in_top in hits.items():
+        m = sizes.get((kind, term), 0)
+        if not m:
             continue
-        m = len(members)
         rows.append(
             {
                 "test": "top_n",

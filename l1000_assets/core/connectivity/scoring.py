@@ -124,32 +124,91 @@ def normalized(
     return out.astype(np.float32)
 
 
+def rank_sums(
+    store: SignatureStore, sets: Sequence[NDArray[np.integer]], cols: NDArray[np.integer]
+) -> NDArray[np.float64]:
+    """``(len(sets), len(cols))``: the sum of each set's positions (0 = highest z) in each
+    signature."""
+    flat, offsets = ragged(sets)
+    sums = np.empty((len(sets), len(cols)), np.float64)
+    if len(sets) and len(cols):
+        rank_sum_kernel(store.ranks, np.asarray(cols, np.int64), flat, offsets, sums)
+    return sums
+
+
 def rank_test(
     store: SignatureStore,
     sets: Sequence[NDArray[np.integer]],
     cols: NDArray[np.integer],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mann-Whitney z-scores and two-sided p-values ``(len(sets), len(cols))`` of each set's
-    genes against the others in each signature (NaN for an empty set).
+    genes against the others in each signature (NaN for an empty set): :func:`mwu_from_sums`
+    of :func:`rank_sums`."""
+    sizes = np.array([len(s) for s in sets], np.int64)
+    return mwu_from_sums(rank_sums(store, sets, cols), sizes, store.n_genes)
+
+
+def mwu_from_sums(
+    sums: NDArray[np.floating], sizes: NDArray[np.integer], n_genes: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mann-Whitney z and two-sided p from the sets' position sums ``(m, t)`` (sets of
+    ``sizes`` ``(m,)`` genes among ``n_genes``).
 
     Ranks are a permutation (no ties), so with the ascending ranks ``a`` (1 = lowest z) of
     the ``G`` set genes among ``N``, ``U = sum(a) - G(G + 1)/2``, ``E[U] = G(N - G)/2`` and
     ``Var U = G(N - G)(N + 1)/12`` exactly; ``z = (U - E[U]) / sd`` is positive when the
-    set's genes rank high.
+    set's genes rank high. ``U - E[U] = (G(N - 1) - 2S) / 2`` for the position sum ``S``:
+    the p-value depends on ``d = |2S - G(N - 1)|`` alone (:func:`rank_test_fdr`).
     """
-    flat, offsets = ragged(sets)
-    sums = np.empty((len(sets), len(cols)), np.float64)
-    if len(sets) and len(cols):
-        rank_sum_kernel(store.ranks, np.asarray(cols, np.int64), flat, offsets, sums)
-    n = float(store.n_genes)
-    g = np.diff(offsets).astype(np.float64)[:, None]
+    n = float(n_genes)
+    g = np.asarray(sizes, np.float64)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        ascending = g * n - sums  # ranks stored descending from 0: ascending = n - position
-        u = ascending - g * (g + 1) / 2
-        z = (u - g * (n - g) / 2) / np.sqrt(g * (n - g) * (n + 1) / 12)
+        z = (g * (n - 1) - 2 * np.asarray(sums, np.float64)) / 2 / _mwu_sd(g, n)
     z[(g == 0).ravel()] = np.nan
     p = erfc(np.abs(z) / np.sqrt(2.0))
     return z, p
+
+
+def _mwu_sd(g, n):
+    return np.sqrt(g * (n - g) * (n + 1) / 12)
+
+
+def rank_test_distance(sums: NDArray[np.floating], size: int, n_genes: int) -> NDArray[np.int64]:
+    """``d = |2S - G(N - 1)|`` of position sums ``S`` of a set of ``size`` genes: an integer
+    of fixed parity in ``[0, G(N - G)]`` that orders the rank test's p-values (larger: smaller
+    p)."""
+    return np.abs(2 * np.asarray(sums, np.int64) - size * (n_genes - 1)).astype(np.int64)
+
+
+def rank_test_fdr(
+    counts: NDArray[np.integer], size: int, n_genes: int, bins: NDArray[np.integer]
+) -> NDArray[np.float64]:
+    """Benjamini-Hochberg FDRs of the rank test at distance bins ``bins``, from the
+    histogram of the distances of every signature scored (``counts[b]``: signatures with
+    ``d // 2 == b``, :func:`rank_test_distance`; ``bins`` must be among them).
+
+    Exactly :func:`scipy.stats.false_discovery_control` of the p-values of those signatures
+    (a tie takes the largest rank, as there), in memory that grows with the gene space
+    (``G(N - G) / 2`` bins) and the distinct distances seen, not with the number of
+    signatures: the adjusted p-value of bin ``b`` is ``min over b' <= b (larger p) of
+    n p(b') / F(b')``, ``F(b')`` the signatures with p at most ``p(b')``, capped at 1.
+
+    Raises
+    ------
+    ValueError
+        If a bin asked for holds no signature.
+    """
+    seen = np.flatnonzero(counts)
+    bins = np.asarray(bins, np.int64)
+    at = np.searchsorted(seen, bins)
+    if len(bins) and (at.max() >= len(seen) or np.any(seen[at] != bins)):
+        raise ValueError("rank_test_fdr: a bin asked for holds no signature")
+    c = np.asarray(counts)[seen].astype(np.int64)
+    parity = (size * (n_genes - 1)) % 2
+    p = erfc((2.0 * seen + parity) / 2 / _mwu_sd(float(size), float(n_genes)) / np.sqrt(2.0))
+    at_most = np.cumsum(c[::-1])[::-1]  # signatures with d >= this bin's: p <= p(b)
+    q = np.minimum(np.minimum.accumulate(c.sum() * p / at_most), 1.0)
+    return q[at]
 
 
 def tau_scores(

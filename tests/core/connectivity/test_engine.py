@@ -3,11 +3,14 @@ finds it, its swapped sets find it as the top reverser, every method and level r
 scopes are refused."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.stats import false_discovery_control
 
 from l1000_assets.core.connectivity.engine import ConnectivityEngine, QueryOptions, run_files
 from l1000_assets.core.connectivity.gene_sets import write_gmt
 from l1000_assets.core.connectivity.reference import signature_sets
+from l1000_assets.core.connectivity.scoring import rank_test
 from l1000_assets.core.errors import L1000InputError
 
 
@@ -110,6 +113,61 @@ def test_levels_scores_and_statistics(engine, tmp_path):
     assert set(stats["test"]) == {"top_n"}
     assert stats["fdr"].between(0, 1).all() and (stats["fdr"] >= stats["p_value"] - 1e-12).all()
     assert stats["n_hits_term"].le(stats["n_hits"]).all()
+
+
+@pytest.fixture(scope="module")
+def streamed(small_store, small_reference, small_meta):
+    """The same engine scoring blocks of about 20 signatures and keeping no WTCS between
+    its passes (computed again): what a store too big for the kept bytes gets."""
+    store, _ = small_store
+    reference, _ = small_reference
+    meta, _ = small_meta
+    return ConnectivityEngine(
+        store.path,
+        [meta / "genes.parquet"],
+        [meta / "perturbagens.parquet"],
+        reference_dir=reference.path,
+        block_signatures=20,
+        keep_bytes=0,
+    )
+
+
+@pytest.mark.parametrize("method", ["wtcs", "ncs", "tau", "mwu"])
+def test_blocks_and_running_tops_change_nothing(engine, streamed, tmp_path, method):
+    """Scored block by block with running top rows, the rankings, scores, FDRs and hit
+    statistics are those of one block holding every signature."""
+    col = strongest_signatures(engine.store, 1)[0]
+    gmt = own_query(engine, tmp_path, col)
+    cell = engine.store.index["cell_id"].iloc[col]
+    assert len(streamed._scope(QueryOptions()).bounds) > 15  # many blocks
+    assert len(engine._scope(QueryOptions()).bounds) == 2  # one
+    for options in (
+        QueryOptions(method=method, level="perturbagen", top=15, enrichment_top=10),
+        QueryOptions(method=method, level="cell", direction="reversers", top=9),
+        QueryOptions(method=method, level="signature", top=25),
+        QueryOptions(method=method, cell=cell, top=12),
+        QueryOptions(method=method, level="perturbagen", keep_ranking=True),
+    ):
+        ours, _ = run_files(streamed, [gmt], options)
+        one, _ = run_files(engine, [gmt], options)
+        for a, b in zip(ours, one):
+            pd.testing.assert_frame_equal(a.ranking, b.ranking)
+            pd.testing.assert_frame_equal(a.enrichment, b.enrichment)
+
+
+def test_rank_test_fdr_is_over_every_signature(streamed, tmp_path):
+    col = strongest_signatures(streamed.store, 1)[0]
+    up, down = signature_sets(streamed.store, [col], 100)
+    gmt = own_query(streamed, tmp_path, col)
+    (own, _), _ = run_files(
+        streamed, [gmt], QueryOptions(method="mwu", level="signature", keep_ranking=True)
+    )
+    cols = np.arange(len(streamed.store))
+    for side, genes in (("up", up[0]), ("down", down[0])):
+        _, p = rank_test(streamed.store, [genes], cols)
+        fdr = pd.Series(false_discovery_control(p[0]), index=streamed.store.index["sig_id"])
+        expected = fdr[own.ranking["sig_id"]]
+        np.testing.assert_allclose(own.ranking[f"fdr_{side}"], expected, rtol=1e-9)
 
 
 def test_rank_test_reports_sigcom_columns(engine, tmp_path):

@@ -73,6 +73,9 @@ def test_top_n_matches_the_hypergeometric_formula_and_bh(ranked):
         np.testing.assert_allclose(part["fdr"], direct_bh(part["p_value"]))
     assert table["p_value"].is_monotonic_increasing
     assert "omega" not in set(table["term"])  # no hit carries it: not tested
+    # The head of the list and the background: the same table (what a query keeps).
+    head = top_enrichment(ids[:12], names[:12], annotations, top=10, background=ids[::-1])
+    pd.testing.assert_frame_equal(head, table)
 
 
 def direct_es(scores, members, weight=1.0):

@@ -3,7 +3,7 @@ published formulas (CMap: Subramanian et al. 2017; SigCom LINCS: Evangelista et 
 
 import numpy as np
 import pytest
-from scipy.stats import mannwhitneyu
+from scipy.stats import false_discovery_control, mannwhitneyu
 
 from l1000_assets.core.connectivity.kernels import es_from_hits
 from l1000_assets.core.connectivity.scoring import (
@@ -13,11 +13,15 @@ from l1000_assets.core.connectivity.scoring import (
     maxq,
     normalized,
     query_wtcs,
+    rank_sums,
     rank_test,
+    rank_test_distance,
+    rank_test_fdr,
     tau_scores,
 )
 from l1000_assets.core.connectivity.store import segments_of
 from l1000_assets.core.evaluation.connectivity import tau as exact_tau
+from tests.core.connectivity.conftest import make_store, tiny_genes, tiny_index
 
 
 # ---------------------------------------------------------------- the formulas, directly
@@ -76,6 +80,25 @@ def direct_maxq(values: np.ndarray) -> float:
 # -------------------------------------------------------------------------------- tests
 def random_sets(rng, n, sizes):
     return [np.sort(rng.choice(n, s, replace=False)).astype(np.int64) for s in sizes]
+
+
+def test_the_store_sorts_its_columns_a_few_rows_at_a_time(tiny, tmp_path, monkeypatch):
+    """Columns sorted by perturbagen, cell line and signature, rows permuted in place in
+    blocks of 3 rows: every column still holds its own signature."""
+    from l1000_assets.core.connectivity import store as store_module
+
+    store, z = tiny
+    keys = store.index[["pert_id", "cell_id", "sig_id"]]
+    assert keys.equals(keys.sort_values(list(keys.columns)).reset_index(drop=True))
+    np.testing.assert_array_equal(np.asarray(store.zscores, np.float32).T, z)
+    monkeypatch.setattr(store_module, "_SORT_BLOCK_BYTES", 3 * len(store) * 2)
+    rng = np.random.default_rng(5)
+    z0 = rng.standard_normal((60, 300)).astype(np.float16).astype(np.float32)
+    z0[:, :20] = np.round(z0[:, :20])
+    z0[3] = 0.0
+    again = make_store(tmp_path / "again", z0, tiny_index(60, rng), tiny_genes(300))
+    assert np.array_equal(again.ranks, store.ranks) and again.index.equals(store.index)
+    assert again.version == store.version
 
 
 def test_es_matches_the_direct_walk(tiny):
@@ -194,6 +217,24 @@ def test_rank_test_matches_mann_whitney(tiny):
             assert zs[s, c] == pytest.approx(
                 (u - g * (n - g) / 2) / np.sqrt(g * (n - g) * (n + 1) / 12), rel=1e-9
             )
+
+
+def test_rank_test_fdr_from_the_histogram_is_scipys_bh(tiny):
+    """The FDRs looked up from the distance histogram are scipy's BH of every signature's
+    p-value, ties included (a set of 3 genes has few distinct sums)."""
+    store, _ = tiny
+    rng = np.random.default_rng(8)
+    cols = np.arange(len(store))
+    for g in (3, 10, 60):
+        genes = rng.choice(store.n_genes, g, replace=False).astype(np.int64)
+        _, p = rank_test(store, [genes], cols)
+        d = rank_test_distance(rank_sums(store, [genes], cols)[0], g, store.n_genes)
+        assert len(np.unique(d % 2)) == 1  # fixed parity: d // 2 is a bin
+        counts = np.bincount(d // 2, minlength=g * (store.n_genes - g) // 2 + 1)
+        fdr = rank_test_fdr(counts, g, store.n_genes, d // 2)
+        np.testing.assert_allclose(fdr, false_discovery_control(p[0]), rtol=1e-9)
+    with pytest.raises(ValueError, match="holds no signature"):
+        rank_test_fdr(np.array([0, 2, 0]), 3, store.n_genes, np.array([2]))
 
 
 def test_rank_test_sign_follows_the_set(tiny):
