@@ -1,5 +1,7 @@
 """A Dagster graph run on a small synthetic release, shared by the tests of later stages."""
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +68,25 @@ def lake_graph(tmp_path_factory) -> Graph:
 
 
 PCA_MAP = {"perturbagen_map": {"config": {"method": "pca"}}}
+
+
+def settled(path: Path) -> Path:
+    """``path`` as a file that stopped changing a minute ago (what the sensors wait for)."""
+    past = time.time() - 60
+    os.utime(path, (past, past))
+    return path
+
+
+@pytest.fixture(scope="module")
+def own_queries_folder(lake_graph):
+    """The query files a module drops into the shared lake's queries folder are removed
+    after it, so that another module's sensor sees only its own files, in any test order
+    (use as ``pytestmark = pytest.mark.usefixtures("own_queries_folder")``)."""
+    queries = lake_graph.root / "queries"
+    before = set(queries.iterdir()) if queries.is_dir() else set()
+    yield
+    for path in set(queries.iterdir()) - before if queries.is_dir() else ():
+        path.unlink()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,8 @@ small synthetic lake: the store and reference assets, a perturbagen's consensus 
 the top mimicker (and, swapped, the top reverser), refusals naming the file, the embedding
 method, and the statistics on the read-across hits."""
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -20,31 +18,16 @@ from l1000_assets.core.connectivity.gene_sets import write_gmt, write_grp
 from l1000_assets.core.connectivity.store import SignatureStore
 from l1000_assets.core.releases import reference as gene_table
 from l1000_assets.lib.demo import ASSET_PARTITION_RANGE_END, ASSET_PARTITION_RANGE_START
+from tests.defs.conftest import settled
 from tests.defs.model.test_model_assets import train_split
 
+pytestmark = pytest.mark.usefixtures("own_queries_folder")
 L1000 = str(Path(sys.executable).parent / "l1000")
 REFERENCE = {"ops": {"connectivity_reference": {"config": {"n_queries": 120}}}}
 
 
 def meta(result, asset):
     return result.asset_materializations_for_node(asset)[0].metadata
-
-
-def settled(path: Path) -> Path:
-    past = time.time() - 60
-    os.utime(path, (past, past))
-    return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_queries_folder(lake_graph):
-    """The query files this module drops are removed after it: the lake graph is shared
-    with the read-across tests, whose sensor must see only their own files."""
-    queries = lake_graph.root / "queries"
-    before = set(queries.iterdir()) if queries.is_dir() else set()
-    yield
-    for path in set(queries.iterdir()) - before if queries.is_dir() else ():
-        path.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +139,9 @@ def test_catalog_views_and_macros(built):
             ["like_it", 3, "mimickers"],
         ).fetchall()
         assert pert in [h[0] for h in hits] and all(-100 <= h[1] <= 100 for h in hits)
+        # Ranked by tau: among the top 3 (see the sensor test on tau's saturation).
         mine = con.execute(
-            "SELECT DISTINCT query_name FROM perturbagen_connectivity(?) WHERE rank = 1",
+            "SELECT DISTINCT query_name FROM perturbagen_connectivity(?) WHERE rank <= 3",
             [pert],
         ).fetchall()
         assert {"like_it", "opposite"} <= {r[0] for r in mine}
@@ -167,7 +151,9 @@ def test_catalog_views_and_macros(built):
         ).fetchall()
         assert terms and all(0 <= t[2] <= 1 and t[3] for t in terms)
         counts = con.execute("SELECT count(*) FROM connectivity_queries").fetchall()[0][0]
-        assert counts >= 4
+        assert counts >= 4, con.execute(
+            "SELECT query_file, query_name, error FROM connectivity_queries"
+        ).fetchall()
 
 
 def test_cli_query(built, tmp_path):

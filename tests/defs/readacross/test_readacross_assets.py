@@ -2,21 +2,22 @@
 sensor and the CLI, on the small synthetic lake and a trained model."""
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from l1000_assets.core.catalog.build import connect_read_only
 from l1000_assets.core.embeddings.vectors import read_embeddings
 from l1000_assets.core.lake.read import landmark_matrix, read_profile_gene_ids
-from tests.defs.conftest import PCA_MAP
+from tests.defs.conftest import PCA_MAP, settled
+
+pytestmark = pytest.mark.usefixtures("own_queries_folder")
 
 L1000 = str(Path(sys.executable).parent / "l1000")
 
@@ -161,12 +162,6 @@ def run_request(graph, request):
         tags=request.tags,
         raise_on_error=False,
     )
-
-
-def settled(path: Path) -> Path:
-    past = time.time() - 60
-    os.utime(path, (past, past))
-    return path
 
 
 def test_sensor_round_trip_ranks_the_known_perturbagen_first(embedded):
