@@ -14,8 +14,7 @@ from l1000_assets.core.connectivity.scoring import rank_test
 from l1000_assets.core.errors import L1000InputError
 
 
-@pytest.fixture(scope="module")
-def engine(small_store, small_reference, small_meta):
+def small_engine(small_store, small_reference, small_meta, **options) -> ConnectivityEngine:
     store, _ = small_store
     reference, _ = small_reference
     meta, _ = small_meta
@@ -24,7 +23,13 @@ def engine(small_store, small_reference, small_meta):
         [meta / "genes.parquet"],
         [meta / "perturbagens.parquet"],
         reference_dir=reference.path,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def engine(small_store, small_reference, small_meta):
+    return small_engine(small_store, small_reference, small_meta)
 
 
 def own_query(engine, tmp_path, col: int, k: int = 100):
@@ -119,17 +124,7 @@ def test_levels_scores_and_statistics(engine, tmp_path):
 def streamed(small_store, small_reference, small_meta):
     """The same engine scoring blocks of about 20 signatures and keeping no WTCS between
     its passes (computed again): what a store too big for the kept bytes gets."""
-    store, _ = small_store
-    reference, _ = small_reference
-    meta, _ = small_meta
-    return ConnectivityEngine(
-        store.path,
-        [meta / "genes.parquet"],
-        [meta / "perturbagens.parquet"],
-        reference_dir=reference.path,
-        block_signatures=20,
-        keep_bytes=0,
-    )
+    return small_engine(small_store, small_reference, small_meta, block_signatures=20, keep_bytes=0)
 
 
 @pytest.mark.parametrize("method", ["wtcs", "ncs", "tau", "mwu"])
