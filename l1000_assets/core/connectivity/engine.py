@@ -323,16 +323,16 @@ class ConnectivityEngine:
                     f"{options.pert_type!r} in the store",
                 )
             codes = store.pert_codes[cols]
-            if np.any(np.diff(codes) < 0):  # not grouped by perturbagen: one block
-                bounds = np.array([0, len(cols)], np.int64)
-            else:
-                starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-                at = np.searchsorted(starts, np.arange(0, len(cols), self.block_signatures))
-                cut = np.where(at < len(starts), starts[np.minimum(at, len(starts) - 1)], len(cols))
-                bounds = np.unique(np.r_[cut, len(cols)]).astype(np.int64)
-            first = np.r_[True, codes[1:] != codes[:-1]] if len(codes) else np.zeros(0, bool)
-            ids = store.index["pert_id"].astype(str).to_numpy(object)[cols[first]]
-            names = display_names(ids, self._meta["pert_iname"][cols[first]])
+            if np.any(np.diff(codes) < 0):
+                raise L1000InputError(
+                    store.path, "columns not sorted by perturbagen: rebuild the store"
+                )
+            starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+            at = np.searchsorted(starts, np.arange(0, len(cols), self.block_signatures))
+            cut = np.where(at < len(starts), starts[np.minimum(at, len(starts) - 1)], len(cols))
+            bounds = np.unique(np.r_[cut, len(cols)]).astype(np.int64)
+            ids = self._meta["pert_id"][cols[starts]].astype(str)
+            names = display_names(ids, self._meta["pert_iname"][cols[starts]])
             self._scopes[key] = _Scope(cols, bounds, list(ids), dict(zip(ids, names)))
         return self._scopes[key]
 
