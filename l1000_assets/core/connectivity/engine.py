@@ -56,7 +56,6 @@ from l1000_assets.core.connectivity.gene_sets import (
     resolve_query,
 )
 from l1000_assets.core.connectivity.genes import GeneSpace, read_gene_tables
-from l1000_assets.core.connectivity.kernels import rank_sum_kernel
 from l1000_assets.core.connectivity.reference import Reference
 from l1000_assets.core.connectivity.results import RANKING_COLUMNS
 from l1000_assets.core.connectivity.scoring import (
@@ -433,12 +432,10 @@ class ConnectivityEngine:
             counts = None
             if g:
                 counts = np.zeros(g * (n_genes - g) // 2 + 1, np.int32)
-                flat, offsets = np.asarray(rows, np.int64), np.array([0, g], np.int64)
                 for cols in blocks:
-                    sums = np.empty((1, len(cols)), np.float64)
-                    rank_sum_kernel(self.store.ranks, cols, flat, offsets, sums)
+                    sums = rank_sums(self.store, [rows], cols)[0]
                     seen, n = np.unique(
-                        rank_test_distance(sums[0], g, n_genes) // 2, return_counts=True
+                        rank_test_distance(sums, g, n_genes) // 2, return_counts=True
                     )
                     counts[seen] += n.astype(np.int32)
             for frame in frames:
